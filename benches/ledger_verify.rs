@@ -1,0 +1,100 @@
+//! How long verifying a whole ledger takes: decoding plus hash chain,
+//! signatures and thresholds ("structure"), and the full verification
+//! `stele ledger verify` runs, which also compiles every bundle and runs its
+//! scenarios.
+//!
+//!     cargo bench --bench ledger_verify
+//!
+//! The ledger has STELE_BENCH_VERSIONS versions (default 10,000), each an
+//! update of the example bundle with its own digest, signed 2 of 3.
+
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use stele_ledger::{
+    BundleFiles, Hash, Header, Kind, Ledger, SecretKey, TrustSet, Version, export, structural_only,
+};
+use stele_policy::{CachedCheck, load_dir};
+
+fn versions() -> u64 {
+    std::env::var("STELE_BENCH_VERSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn example() -> BundleFiles {
+    load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/zero-trust")).unwrap()
+}
+
+/// The example bundle with a comment that makes its digest unique.
+fn variant(base: &BundleFiles, n: u64) -> BundleFiles {
+    let mut out = BundleFiles::default();
+    for (path, content) in base.files() {
+        let content = if path == "access.cedar" {
+            format!("{content}\n// version {n}\n")
+        } else {
+            content.to_string()
+        };
+        out.insert(path.to_string(), content).unwrap();
+    }
+    out
+}
+
+fn build_ledger(count: u64) -> String {
+    let keys: Vec<SecretKey> = (1..=3).map(|n| SecretKey::from_seed([n; 32])).collect();
+    let trust = TrustSet::new(keys.iter().map(SecretKey::public_key).collect(), 2).unwrap();
+    let base = example();
+    let mut ledger = Ledger::new();
+    for seq in 1..=count {
+        let bundle = variant(&base, seq);
+        let head = ledger.head();
+        let header = Header {
+            seq,
+            parent_hash: head.map_or(Hash::ZERO, |h| h.hash),
+            bundle_digest: bundle.digest(),
+            kind: if seq == 1 {
+                Kind::Genesis
+            } else {
+                Kind::Update
+            },
+            message: format!("version {seq}"),
+            author: "bench".into(),
+            created_at: 1_764_000_000 + seq,
+            trust: (seq == 1).then(|| trust.clone()),
+        };
+        let mut version = Version::unsigned(header);
+        version.sign(&keys[(seq % 3) as usize]);
+        version.sign(&keys[((seq + 1) % 3) as usize]);
+        ledger.submit(version, bundle, &structural_only).unwrap();
+    }
+    export::encode(&ledger)
+}
+
+fn bench(c: &mut Criterion) {
+    let count = versions();
+    let file = build_ledger(count);
+    eprintln!("ledger of {count} versions: {} bytes", file.len());
+    let mut group = c.benchmark_group("ledger_verify");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    group.bench_with_input(BenchmarkId::new("structure", count), &file, |b, file| {
+        b.iter(|| export::read(file.as_bytes(), Ledger::new(), &structural_only).unwrap())
+    });
+    // As `stele ledger verify` does it: bundles checked on all cores, then
+    // the chain replayed in order.
+    group.bench_with_input(BenchmarkId::new("full", count), &file, |b, file| {
+        b.iter(|| {
+            let entries = export::decode(file.as_bytes()).unwrap();
+            let check = CachedCheck::default();
+            check.prefill(entries.iter().map(|(_, bundle)| bundle));
+            Ledger::verify(Ledger::new(), entries, &check).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

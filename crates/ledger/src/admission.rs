@@ -1,0 +1,385 @@
+//! Admission: the pure, deterministic rule deciding whether a candidate
+//! version may extend the chain (DESIGN.md, invariant 2). Every node and every
+//! offline verifier runs this same function on the same inputs.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::bundle::BundleFiles;
+use crate::hash::Hash;
+use crate::keys::PublicKey;
+use crate::limits::{MAX_AUTHOR_BYTES, MAX_MESSAGE_BYTES, MAX_SIGNATURES};
+use crate::trust::TrustSet;
+use crate::version::{Kind, Version};
+
+/// The newest version of a chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+/// Checks what the ledger cannot: that a bundle compiles, validates against
+/// its schema and passes its own scenarios. The policy crate provides it; it
+/// must be deterministic.
+pub trait BundleCheck {
+    fn check(&self, bundle: &BundleFiles) -> Result<(), String>;
+}
+
+impl<F: Fn(&BundleFiles) -> Result<(), String>> BundleCheck for F {
+    fn check(&self, bundle: &BundleFiles) -> Result<(), String> {
+        self(bundle)
+    }
+}
+
+/// What admission needs to know about a chain: its head, the trust set in
+/// force, every bundle digest by seq and every seq by version hash.
+#[derive(Clone, Debug, Default)]
+pub struct ChainState {
+    head: Option<Head>,
+    trust: Option<TrustSet>,
+    digests: Vec<Hash>,
+    seqs_by_hash: HashMap<Hash, u64>,
+    pinned_genesis: Option<Hash>,
+}
+
+/// A candidate that admission accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// The candidate extends the chain at `seq`.
+    Appended { seq: u64, hash: Hash },
+    /// The candidate is already in the chain at `seq` (whatever signatures it
+    /// carries this time); nothing changes.
+    AlreadyCommitted { seq: u64 },
+}
+
+/// Why a candidate was refused: one variant per admission rule.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum Rejection {
+    #[error("{what} is {actual}, over the limit of {limit} (size limit)")]
+    OverSizeLimit {
+        what: &'static str,
+        limit: u64,
+        actual: u64,
+    },
+    #[error("malformed version: {reason}")]
+    Malformed { reason: String },
+    #[error(
+        "parent_hash {parent_hash} is not the head {expected} (the chain moved on, or the version belongs to another chain)"
+    )]
+    StaleParent { expected: Hash, parent_hash: Hash },
+    #[error("seq {seq} does not follow the head: the next seq is {expected}")]
+    Gap { expected: u64, seq: u64 },
+    #[error("genesis {actual} is not the pinned genesis {pinned}")]
+    GenesisMismatch { pinned: Hash, actual: Hash },
+    #[error("signature by {key}, which is not in the trust set in force")]
+    UnknownKey { key: PublicKey },
+    #[error("signature by {key} does not verify for this version")]
+    BadSignature { key: PublicKey },
+    #[error("{valid} distinct approver signature(s), {threshold} required")]
+    BelowThreshold { valid: u32, threshold: u32 },
+    #[error("bundle digest is {actual}, but the header declares {declared}")]
+    DigestMismatch { declared: Hash, actual: Hash },
+    #[error("bundle is invalid: {message}")]
+    BundleInvalid { message: String },
+    #[error("rollback target seq {to_seq} does not exist (head is {head_seq})")]
+    RollbackTargetMissing { to_seq: u64, head_seq: u64 },
+    #[error("rollback bundle {bundle_digest} differs from seq {to_seq}'s bundle {target_digest}")]
+    RollbackDigestDiffers {
+        to_seq: u64,
+        target_digest: Hash,
+        bundle_digest: Hash,
+    },
+    #[error(
+        "rotation needs {old_threshold} signature(s) of the old trust set (has {old_signers}) and {new_threshold} of the new one (has {new_signers})"
+    )]
+    RotationNotCoSigned {
+        old_signers: u32,
+        old_threshold: u32,
+        new_signers: u32,
+        new_threshold: u32,
+    },
+}
+
+impl Rejection {
+    /// A stable snake_case name for scripts and JSON output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::OverSizeLimit { .. } => "over_size_limit",
+            Rejection::Malformed { .. } => "malformed",
+            Rejection::StaleParent { .. } => "stale_parent",
+            Rejection::Gap { .. } => "gap",
+            Rejection::GenesisMismatch { .. } => "genesis_mismatch",
+            Rejection::UnknownKey { .. } => "unknown_key",
+            Rejection::BadSignature { .. } => "bad_signature",
+            Rejection::BelowThreshold { .. } => "below_threshold",
+            Rejection::DigestMismatch { .. } => "digest_mismatch",
+            Rejection::BundleInvalid { .. } => "bundle_invalid",
+            Rejection::RollbackTargetMissing { .. } => "rollback_target_missing",
+            Rejection::RollbackDigestDiffers { .. } => "rollback_digest_differs",
+            Rejection::RotationNotCoSigned { .. } => "rotation_not_co_signed",
+        }
+    }
+}
+
+fn malformed(reason: &str) -> Rejection {
+    Rejection::Malformed {
+        reason: reason.to_string(),
+    }
+}
+
+impl ChainState {
+    /// An empty chain that will accept only the genesis with this hash.
+    pub fn pinned_to(genesis: Hash) -> ChainState {
+        ChainState {
+            pinned_genesis: Some(genesis),
+            ..ChainState::default()
+        }
+    }
+
+    pub fn head(&self) -> Option<Head> {
+        self.head
+    }
+
+    /// The trust set in force (the one the next version must satisfy).
+    pub fn trust(&self) -> Option<&TrustSet> {
+        self.trust.as_ref()
+    }
+
+    pub fn digest_at(&self, seq: u64) -> Option<Hash> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.digests.get(index).copied()
+    }
+
+    pub fn seq_of(&self, hash: &Hash) -> Option<u64> {
+        self.seqs_by_hash.get(hash).copied()
+    }
+
+    /// Decides whether `candidate`, carrying `bundle`, may extend this chain.
+    /// Cheap checks run first; the bundle check (Cedar) runs last.
+    pub fn admit(
+        &self,
+        candidate: &Version,
+        bundle: &BundleFiles,
+        bundle_check: &impl BundleCheck,
+    ) -> Result<Admitted, Rejection> {
+        let header = &candidate.header;
+        check_limits(candidate)?;
+        let hash = header.hash();
+        if let Some(seq) = self.seq_of(&hash) {
+            return Ok(Admitted::AlreadyCommitted { seq });
+        }
+        self.check_position(candidate, hash)?;
+        self.check_kind(candidate)?;
+        self.check_signatures(candidate, &hash)?;
+        let actual = bundle.digest();
+        if actual != header.bundle_digest {
+            return Err(Rejection::DigestMismatch {
+                declared: header.bundle_digest,
+                actual,
+            });
+        }
+        bundle_check
+            .check(bundle)
+            .map_err(|message| Rejection::BundleInvalid { message })?;
+        Ok(Admitted::Appended {
+            seq: header.seq,
+            hash,
+        })
+    }
+
+    /// Admits `candidate` and, when it is new, appends it.
+    pub fn submit(
+        &mut self,
+        candidate: &Version,
+        bundle: &BundleFiles,
+        bundle_check: &impl BundleCheck,
+    ) -> Result<Admitted, Rejection> {
+        let admitted = self.admit(candidate, bundle, bundle_check)?;
+        if let Admitted::Appended { .. } = admitted {
+            self.append(candidate);
+        }
+        Ok(admitted)
+    }
+
+    /// Appends a version that `admit` accepted. Only position is re-checked
+    /// here, as an assertion: appending anything else is a bug in the caller.
+    pub fn append(&mut self, version: &Version) {
+        let header = &version.header;
+        let hash = header.hash();
+        let (expected_seq, expected_parent) = match self.head {
+            None => (1, Hash::ZERO),
+            Some(head) => (head.seq + 1, head.hash),
+        };
+        assert_eq!(header.seq, expected_seq, "append out of order: admit first");
+        assert_eq!(header.parent_hash, expected_parent, "append off the head");
+        if let Some(trust) = &header.trust {
+            self.trust = Some(trust.clone());
+        }
+        self.digests.push(header.bundle_digest);
+        self.seqs_by_hash.insert(hash, header.seq);
+        self.head = Some(Head {
+            seq: header.seq,
+            hash,
+        });
+    }
+
+    fn check_position(&self, candidate: &Version, hash: Hash) -> Result<(), Rejection> {
+        let header = &candidate.header;
+        let (expected_parent, expected_seq) = match self.head {
+            None => (Hash::ZERO, 1),
+            Some(head) => (head.hash, head.seq + 1),
+        };
+        if header.parent_hash != expected_parent {
+            return Err(Rejection::StaleParent {
+                expected: expected_parent,
+                parent_hash: header.parent_hash,
+            });
+        }
+        if header.seq != expected_seq {
+            return Err(Rejection::Gap {
+                expected: expected_seq,
+                seq: header.seq,
+            });
+        }
+        let is_genesis = header.kind == Kind::Genesis;
+        if self.head.is_none() && !is_genesis {
+            return Err(malformed("the first version of a chain must be a genesis"));
+        }
+        if self.head.is_some() && is_genesis {
+            return Err(malformed("a genesis can only be the first version"));
+        }
+        if let Some(pinned) = self.pinned_genesis
+            && is_genesis
+            && hash != pinned
+        {
+            return Err(Rejection::GenesisMismatch {
+                pinned,
+                actual: hash,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_kind(&self, candidate: &Version) -> Result<(), Rejection> {
+        let header = &candidate.header;
+        if header.kind.declares_trust() != header.trust.is_some() {
+            return Err(malformed(if header.trust.is_some() {
+                "only genesis and rotate versions may declare a trust set"
+            } else {
+                "genesis and rotate versions must declare a trust set"
+            }));
+        }
+        let head_seq = self.head.map_or(0, |head| head.seq);
+        match header.kind {
+            Kind::Rollback { to_seq } => {
+                let Some(target_digest) = self.digest_at(to_seq) else {
+                    return Err(Rejection::RollbackTargetMissing { to_seq, head_seq });
+                };
+                if target_digest != header.bundle_digest {
+                    return Err(Rejection::RollbackDigestDiffers {
+                        to_seq,
+                        target_digest,
+                        bundle_digest: header.bundle_digest,
+                    });
+                }
+            }
+            Kind::Rotate => {
+                if self.digest_at(head_seq) != Some(header.bundle_digest) {
+                    return Err(malformed(
+                        "a rotate must carry the head's bundle digest unchanged",
+                    ));
+                }
+            }
+            Kind::Genesis | Kind::Update => {}
+        }
+        Ok(())
+    }
+
+    /// Every signature present must be by a key that counts and must verify,
+    /// even when the valid ones already reach the threshold; then the
+    /// distinct signers must reach it.
+    fn check_signatures(&self, candidate: &Version, hash: &Hash) -> Result<(), Rejection> {
+        let header = &candidate.header;
+        let in_force = self.trust.as_ref();
+        let declared = header.trust.as_ref();
+        for approval in &candidate.signatures {
+            let counts = in_force.is_some_and(|set| set.contains(&approval.key))
+                || declared.is_some_and(|set| set.contains(&approval.key));
+            if !counts {
+                return Err(Rejection::UnknownKey { key: approval.key });
+            }
+            if !approval.key.verifies(hash, &approval.signature) {
+                return Err(Rejection::BadSignature { key: approval.key });
+            }
+        }
+        let signers = || candidate.signers();
+        match (header.kind, in_force, declared) {
+            (Kind::Genesis, _, Some(new)) => require(new, new.distinct_signers(signers())),
+            (Kind::Rotate, Some(old), Some(new)) => {
+                let old_signers = old.distinct_signers(signers());
+                let new_signers = new.distinct_signers(signers());
+                if old_signers < old.threshold() || new_signers < new.threshold() {
+                    return Err(Rejection::RotationNotCoSigned {
+                        old_signers,
+                        old_threshold: old.threshold(),
+                        new_signers,
+                        new_threshold: new.threshold(),
+                    });
+                }
+                Ok(())
+            }
+            (Kind::Update | Kind::Rollback { .. }, Some(set), None) => {
+                require(set, set.distinct_signers(signers()))
+            }
+            // Ruled out by the position and kind checks, which run first.
+            _ => Err(malformed("trust set missing for this kind of version")),
+        }
+    }
+}
+
+fn require(set: &TrustSet, valid: u32) -> Result<(), Rejection> {
+    if valid < set.threshold() {
+        return Err(Rejection::BelowThreshold {
+            valid,
+            threshold: set.threshold(),
+        });
+    }
+    Ok(())
+}
+
+fn check_limits(candidate: &Version) -> Result<(), Rejection> {
+    let header = &candidate.header;
+    let over = |what, limit: usize, actual: usize| {
+        (actual > limit).then_some(Rejection::OverSizeLimit {
+            what,
+            limit: limit as u64,
+            actual: actual as u64,
+        })
+    };
+    let first_over = over(
+        "message length in bytes",
+        MAX_MESSAGE_BYTES,
+        header.message.len(),
+    )
+    .or_else(|| {
+        over(
+            "author length in bytes",
+            MAX_AUTHOR_BYTES,
+            header.author.len(),
+        )
+    })
+    .or_else(|| {
+        over(
+            "number of signatures",
+            MAX_SIGNATURES,
+            candidate.signatures.len(),
+        )
+    });
+    match first_over {
+        Some(rejection) => Err(rejection),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,144 @@
+//! A whole ledger held in memory: versions, their bundles, and the chain
+//! state admission needs. Verification replays admission from genesis, so a
+//! chain verifies exactly when every version in it would be admitted again.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::admission::{Admitted, BundleCheck, ChainState, Head, Rejection};
+use crate::bundle::BundleFiles;
+use crate::hash::Hash;
+use crate::trust::TrustSet;
+use crate::version::Version;
+
+/// The chain of versions and every bundle they reference.
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    state: ChainState,
+    versions: Vec<Version>,
+    bundles: BTreeMap<Hash, BundleFiles>,
+}
+
+/// The first version of a chain that fails verification, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("seq {seq}: {rejection}")]
+pub struct ChainError {
+    pub seq: u64,
+    pub rejection: Rejection,
+}
+
+/// A bundle check that accepts every bundle: for verifying hashes, signatures
+/// and digests only, when the bundles were checked when they were admitted.
+pub fn structural_only(_: &BundleFiles) -> Result<(), String> {
+    Ok(())
+}
+
+impl Ledger {
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// An empty ledger that accepts only the genesis with this hash.
+    pub fn pinned_to(genesis: Hash) -> Ledger {
+        Ledger {
+            state: ChainState::pinned_to(genesis),
+            ..Ledger::default()
+        }
+    }
+
+    /// Rebuilds a ledger from its versions in order, admitting each one as
+    /// if it were new. Fails on the first version admission refuses, and on a
+    /// version that appears twice.
+    pub fn verify(
+        start: Ledger,
+        versions: impl IntoIterator<Item = (Version, BundleFiles)>,
+        bundle_check: &impl BundleCheck,
+    ) -> Result<Ledger, ChainError> {
+        let mut ledger = start;
+        for (version, bundle) in versions {
+            let seq = version.seq();
+            match ledger.submit(version, bundle, bundle_check) {
+                Ok(Admitted::Appended { .. }) => {}
+                Ok(Admitted::AlreadyCommitted { seq: first }) => {
+                    return Err(ChainError {
+                        seq,
+                        rejection: Rejection::Malformed {
+                            reason: format!("the version at seq {first} appears again"),
+                        },
+                    });
+                }
+                Err(rejection) => return Err(ChainError { seq, rejection }),
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Admits `version` and appends it when it is new.
+    pub fn submit(
+        &mut self,
+        version: Version,
+        bundle: BundleFiles,
+        bundle_check: &impl BundleCheck,
+    ) -> Result<Admitted, Rejection> {
+        let admitted = self.state.admit(&version, &bundle, bundle_check)?;
+        if let Admitted::Appended { .. } = admitted {
+            self.state.append(&version);
+            self.bundles
+                .entry(version.header.bundle_digest)
+                .or_insert(bundle);
+            self.versions.push(version);
+        }
+        Ok(admitted)
+    }
+
+    pub fn state(&self) -> &ChainState {
+        &self.state
+    }
+
+    pub fn head(&self) -> Option<Head> {
+        self.state.head()
+    }
+
+    pub fn trust(&self) -> Option<&TrustSet> {
+        self.state.trust()
+    }
+
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+
+    pub fn version(&self, seq: u64) -> Option<&Version> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.versions.get(index)
+    }
+
+    pub fn head_version(&self) -> Option<&Version> {
+        self.versions.last()
+    }
+
+    pub fn bundle(&self, digest: &Hash) -> Option<&BundleFiles> {
+        self.bundles.get(digest)
+    }
+
+    /// The bundle in force at `seq`.
+    pub fn bundle_at(&self, seq: u64) -> Option<&BundleFiles> {
+        self.bundle(&self.version(seq)?.header.bundle_digest)
+    }
+
+    /// Every version with its bundle, in chain order.
+    pub fn entries(&self) -> impl Iterator<Item = (&Version, &BundleFiles)> {
+        self.versions.iter().map(|version| {
+            let bundle = &self.bundles[&version.header.bundle_digest];
+            (version, bundle)
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! The ledger file: one file holding every version and every bundle, which
+//! anyone can verify offline (docs/FORMAT.md, "Ledger file"). The offline
+//! `stele ledger` commands keep ledgers in this format and a cluster's
+//! `export` writes it.
+//!
+//! JSON Lines: a fixed first line, then records. A bundle record comes
+//! immediately before the first version that uses its digest and never again,
+//! so a ledger has exactly one encoding.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::admission::BundleCheck;
+use crate::bundle::BundleFiles;
+use crate::chain::{ChainError, Ledger};
+use crate::hash::Hash;
+use crate::strict_json;
+use crate::version::Version;
+
+/// The first line of every ledger file.
+pub const LEDGER_FILE_HEADER: &str = r#"{"format":"stele-ledger","format_version":1}"#;
+
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Record {
+    Bundle(BundleRecord),
+    Version(Version),
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct BundleRecord {
+    digest: Hash,
+    files: BundleFiles,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum RecordRef<'a> {
+    Bundle {
+        digest: Hash,
+        files: &'a BundleFiles,
+    },
+    Version(&'a Version),
+}
+
+/// A ledger file that cannot be decoded: the line, and the seq that was
+/// being read there.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("line {line} (at seq {seq}): {reason}")]
+pub struct FormatError {
+    pub line: usize,
+    pub seq: u64,
+    pub reason: String,
+}
+
+/// Why a ledger file does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum LedgerFileError {
+    #[error("{0}")]
+    Format(FormatError),
+    #[error("{0}")]
+    Chain(ChainError),
+}
+
+impl LedgerFileError {
+    /// The first seq that is bad.
+    pub fn seq(&self) -> u64 {
+        match self {
+            LedgerFileError::Format(error) => error.seq,
+            LedgerFileError::Chain(error) => error.seq,
+        }
+    }
+
+    /// A stable snake_case name: `format` or the admission rejection's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerFileError::Format(_) => "format",
+            LedgerFileError::Chain(error) => error.rejection.code(),
+        }
+    }
+}
+
+/// Encodes a whole ledger.
+pub fn encode(ledger: &Ledger) -> String {
+    let mut out = String::with_capacity(LEDGER_FILE_HEADER.len() + 1);
+    out.push_str(LEDGER_FILE_HEADER);
+    out.push('\n');
+    let mut written = std::collections::BTreeSet::new();
+    for (version, bundle) in ledger.entries() {
+        let digest = version.header.bundle_digest;
+        if written.insert(digest) {
+            out.push_str(&strict_json::encode(&RecordRef::Bundle {
+                digest,
+                files: bundle,
+            }));
+            out.push('\n');
+        }
+        out.push_str(&strict_json::encode(&RecordRef::Version(version)));
+        out.push('\n');
+    }
+    out
+}
+
+/// Decodes the versions of a ledger file, each with its bundle, without
+/// judging the chain (see [`read`]).
+pub fn decode(bytes: &[u8]) -> Result<Vec<(Version, BundleFiles)>, FormatError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        FormatError {
+            line,
+            seq: 0,
+            reason: "not valid UTF-8".into(),
+        }
+    })?;
+    let Some(body) = text.strip_suffix('\n') else {
+        return Err(FormatError {
+            line: text.lines().count().max(1),
+            seq: 0,
+            reason: "the file must end with a newline (truncated?)".into(),
+        });
+    };
+    let mut lines = body.split('\n').enumerate().map(|(i, line)| (i + 1, line));
+    if lines.next().map(|(_, line)| line) != Some(LEDGER_FILE_HEADER) {
+        return Err(FormatError {
+            line: 1,
+            seq: 0,
+            reason: format!("not a stele ledger file: the first line must be {LEDGER_FILE_HEADER}"),
+        });
+    }
+    let mut versions = Vec::new();
+    let mut bundles: BTreeMap<Hash, BundleFiles> = BTreeMap::new();
+    let mut pending: Option<BundleRecord> = None;
+    let mut last_line = 1;
+    for (line, text) in lines {
+        last_line = line;
+        let seq = versions.len() as u64 + 1;
+        let fail = |reason: String| FormatError { line, seq, reason };
+        match strict_json::decode::<Record>(text).map_err(fail)? {
+            Record::Bundle(record) => {
+                if pending.is_some() {
+                    return Err(fail("two bundle records in a row".into()));
+                }
+                let actual = record.files.digest();
+                if actual != record.digest {
+                    return Err(fail(format!(
+                        "bundle record says digest {} but its files digest to {actual}",
+                        record.digest
+                    )));
+                }
+                if bundles.contains_key(&record.digest) {
+                    return Err(fail(format!("bundle {} appears twice", record.digest)));
+                }
+                pending = Some(record);
+            }
+            Record::Version(version) => {
+                let digest = version.header.bundle_digest;
+                let bundle = match pending.take() {
+                    Some(record) if record.digest == digest => {
+                        bundles.insert(digest, record.files.clone());
+                        record.files
+                    }
+                    Some(record) => {
+                        return Err(fail(format!(
+                            "bundle record {} precedes a version with bundle {digest}",
+                            record.digest
+                        )));
+                    }
+                    None => bundles.get(&digest).cloned().ok_or_else(|| {
+                        fail(format!("bundle {digest} is used before it is included"))
+                    })?,
+                };
+                versions.push((version, bundle));
+            }
+        }
+    }
+    if pending.is_some() {
+        return Err(FormatError {
+            line: last_line,
+            seq: versions.len() as u64 + 1,
+            reason: "the file ends with a bundle record that no version uses (truncated?)".into(),
+        });
+    }
+    Ok(versions)
+}
+
+/// Decodes and verifies a ledger file, replaying admission from genesis onto
+/// `start` (an empty ledger, possibly pinned to a genesis hash).
+pub fn read(
+    bytes: &[u8],
+    start: Ledger,
+    bundle_check: &impl BundleCheck,
+) -> Result<Ledger, LedgerFileError> {
+    let versions = decode(bytes).map_err(LedgerFileError::Format)?;
+    Ledger::verify(start, versions, bundle_check).map_err(LedgerFileError::Chain)
+}

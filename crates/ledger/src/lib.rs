@@ -1,0 +1,33 @@
+//! # stele-ledger
+//!
+//! The write-once policy ledger: versions and their canonical encoding,
+//! domain-separated SHA-256 hashes, ed25519 approvals, M-of-N trust sets,
+//! admission (the rule every node and verifier applies to a candidate
+//! version), whole-chain verification, and the ledger and proposal file
+//! formats.
+//!
+//! It does no I/O, no async and knows nothing of Cedar: admission takes the
+//! bundle check (compile, validate, run scenarios) as a function, so the chain
+//! rules are tested alone. The byte-exact formats are in `docs/FORMAT.md`.
+
+pub mod admission;
+pub mod bundle;
+pub mod chain;
+pub mod export;
+pub mod hash;
+pub mod keys;
+pub mod limits;
+pub mod proposal;
+mod strict_json;
+pub mod trust;
+pub mod version;
+
+pub use admission::{Admitted, BundleCheck, ChainState, Head, Rejection};
+pub use bundle::BundleFiles;
+pub use chain::{ChainError, Ledger, structural_only};
+pub use export::{FormatError, LedgerFileError};
+pub use hash::Hash;
+pub use keys::{Approval, PublicKey, SecretKey, Signature};
+pub use proposal::Proposal;
+pub use trust::TrustSet;
+pub use version::{Header, Kind, Version};

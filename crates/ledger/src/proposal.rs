@@ -1,0 +1,76 @@
+//! The proposal file: a version that is still collecting signatures, with its
+//! bundle, self-contained so approvers on other machines can review and sign
+//! it (docs/FORMAT.md, "Proposal file").
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::BundleFiles;
+use crate::strict_json;
+use crate::version::Version;
+
+const PROPOSAL_FORMAT: &str = "stele-proposal";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposalFile {
+    format: String,
+    format_version: u32,
+    version: Version,
+    bundle: BundleFiles,
+}
+
+#[derive(Serialize)]
+struct ProposalFileRef<'a> {
+    format: &'a str,
+    format_version: u32,
+    version: &'a Version,
+    bundle: &'a BundleFiles,
+}
+
+/// A version and its bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    pub version: Version,
+    pub bundle: BundleFiles,
+}
+
+impl Proposal {
+    /// One canonical JSON line.
+    pub fn encode(&self) -> String {
+        let file = ProposalFileRef {
+            format: PROPOSAL_FORMAT,
+            format_version: 1,
+            version: &self.version,
+            bundle: &self.bundle,
+        };
+        let mut text = strict_json::encode(&file);
+        text.push('\n');
+        text
+    }
+
+    /// Decodes a proposal file; its bundle must match the header's digest.
+    pub fn decode(bytes: &[u8]) -> Result<Proposal, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())?;
+        let line = text
+            .strip_suffix('\n')
+            .ok_or("a proposal file is one line ending with a newline (truncated?)")?;
+        let file: ProposalFile = strict_json::decode(line)?;
+        if file.format != PROPOSAL_FORMAT || file.format_version != 1 {
+            return Err(format!(
+                "not a stele proposal file (format {:?} version {})",
+                file.format, file.format_version
+            ));
+        }
+        let actual = file.bundle.digest();
+        if actual != file.version.header.bundle_digest {
+            return Err(format!(
+                "the bundle in the file digests to {actual}, but the header declares {}",
+                file.version.header.bundle_digest
+            ));
+        }
+        Ok(Proposal {
+            version: file.version,
+            bundle: file.bundle,
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Versions: the header every approver signs, its canonical bytes and hash.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{Hash, tagged_sha256};
+use crate::keys::{Approval, PublicKey, SecretKey};
+use crate::trust::TrustSet;
+
+/// Domain tag of a version hash: `sha256(tag ‖ 0x00 ‖ canonical header bytes)`.
+pub const VERSION_TAG: &str = "stele/version/v1";
+
+/// What a version does to the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Kind {
+    /// The first version: declares the first trust set.
+    Genesis,
+    /// A new bundle, signed by M of the trust set in force.
+    Update,
+    /// Restores the bundle of an earlier version as a new version; the bundle
+    /// digest must equal that version's.
+    Rollback { to_seq: u64 },
+    /// Replaces the trust set; signed by M of the old set and M' of the new.
+    /// The bundle stays the head's.
+    Rotate,
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Genesis => "genesis",
+            Kind::Update => "update",
+            Kind::Rollback { .. } => "rollback",
+            Kind::Rotate => "rotate",
+        }
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            Kind::Genesis => 1,
+            Kind::Update => 2,
+            Kind::Rollback { .. } => 3,
+            Kind::Rotate => 4,
+        }
+    }
+
+    /// Whether this kind of version declares a trust set in its header.
+    pub fn declares_trust(&self) -> bool {
+        matches!(self, Kind::Genesis | Kind::Rotate)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Rollback { to_seq } => write!(f, "rollback to {to_seq}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// Everything a version means. The hash covers every field; signatures are
+/// over the hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub seq: u64,
+    pub parent_hash: Hash,
+    pub bundle_digest: Hash,
+    pub kind: Kind,
+    pub message: String,
+    pub author: String,
+    /// Unix seconds, as the proposer claims: informational, never trusted for
+    /// ordering or expiry.
+    pub created_at: u64,
+    /// The trust set this version declares: present exactly on `genesis` and
+    /// `rotate`.
+    pub trust: Option<TrustSet>,
+}
+
+impl Header {
+    /// The canonical, byte-exact encoding hashed into the version hash
+    /// (docs/FORMAT.md, "Version header").
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.message.len() + self.author.len());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(self.parent_hash.as_bytes());
+        out.extend_from_slice(self.bundle_digest.as_bytes());
+        out.push(self.kind.code());
+        if let Kind::Rollback { to_seq } = self.kind {
+            out.extend_from_slice(&to_seq.to_be_bytes());
+        }
+        put_bytes(&mut out, self.message.as_bytes());
+        put_bytes(&mut out, self.author.as_bytes());
+        out.extend_from_slice(&self.created_at.to_be_bytes());
+        match &self.trust {
+            None => out.push(0),
+            Some(trust) => {
+                out.push(1);
+                out.extend_from_slice(&trust.threshold().to_be_bytes());
+                out.extend_from_slice(&(trust.keys().len() as u64).to_be_bytes());
+                for key in trust.keys() {
+                    out.extend_from_slice(key.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn hash(&self) -> Hash {
+        tagged_sha256(VERSION_TAG, &self.canonical_bytes())
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// A header and the approvals collected for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    pub header: Header,
+    pub signatures: Vec<Approval>,
+}
+
+impl Version {
+    pub fn unsigned(header: Header) -> Version {
+        Version {
+            header,
+            signatures: Vec::new(),
+        }
+    }
+
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.header.seq
+    }
+
+    pub fn signers(&self) -> impl Iterator<Item = &PublicKey> {
+        self.signatures.iter().map(|approval| &approval.key)
+    }
+
+    pub fn is_signed_by(&self, key: &PublicKey) -> bool {
+        self.signers().any(|signer| signer == key)
+    }
+
+    /// Adds `key`'s signature unless that key already signed. Returns whether
+    /// a signature was added.
+    pub fn sign(&mut self, key: &SecretKey) -> bool {
+        let public = key.public_key();
+        if self.is_signed_by(&public) {
+            return false;
+        }
+        let signature = key.sign(&self.hash());
+        self.signatures.push(Approval {
+            key: public,
+            signature,
+        });
+        true
+    }
+}

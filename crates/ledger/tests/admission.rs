@@ -1,0 +1,402 @@
+//! One test per admission rule: each builds the smallest candidate that
+//! breaks the rule and asserts the typed rejection, and that the chain did
+//! not change.
+
+mod common;
+
+use common::*;
+use stele_ledger::limits::{MAX_AUTHOR_BYTES, MAX_MESSAGE_BYTES, MAX_SIGNATURES};
+use stele_ledger::{
+    Admitted, Approval, Hash, Kind, Ledger, Rejection, Signature, TrustSet, Version,
+};
+
+fn refuse(ledger: &mut Ledger, version: Version, bundle: stele_ledger::BundleFiles) -> Rejection {
+    let before = ledger.head();
+    let len = ledger.len();
+    let rejection = ledger.submit(version, bundle, &accept_all).unwrap_err();
+    assert_eq!(
+        ledger.head(),
+        before,
+        "a rejected candidate must not move the head"
+    );
+    assert_eq!(ledger.len(), len);
+    rejection
+}
+
+#[test]
+fn a_valid_update_is_appended_at_the_next_seq() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let version = next(&ledger, &b, Kind::Update, None, &[2, 3]);
+    let hash = version.hash();
+    assert_eq!(
+        ledger.submit(version, b, &accept_all),
+        Ok(Admitted::Appended { seq: 2, hash })
+    );
+    assert_eq!(ledger.head().unwrap().hash, hash);
+}
+
+#[test]
+fn the_same_version_again_is_already_committed_whatever_its_signatures() {
+    let mut ledger = chain(2);
+    let mut again = ledger.version(2).unwrap().clone();
+    again.signatures.clear();
+    again.sign(&key(3));
+    let b = ledger.bundle_at(2).unwrap().clone();
+    assert_eq!(
+        ledger.submit(again, b, &accept_all),
+        Ok(Admitted::AlreadyCommitted { seq: 2 })
+    );
+    assert_eq!(ledger.len(), 3);
+}
+
+#[test]
+fn stale_parent_is_refused_also_when_the_seq_is_taken() {
+    let mut ledger = chain(2);
+    let b = bundle("fork");
+    // A different version on seq 2's parent: its seq (2) is taken.
+    let parent = ledger.version(1).unwrap().hash();
+    let fork = signed(header(2, parent, &b, Kind::Update, None), &[1, 2]);
+    assert!(matches!(
+        refuse(&mut ledger, fork, b.clone()),
+        Rejection::StaleParent { .. }
+    ));
+    // Right seq, wrong parent.
+    let other = signed(
+        header(4, Hash::of_bytes(b"elsewhere"), &b, Kind::Update, None),
+        &[1, 2],
+    );
+    assert!(matches!(
+        refuse(&mut ledger, other, b),
+        Rejection::StaleParent { .. }
+    ));
+}
+
+#[test]
+fn a_gap_is_refused() {
+    let mut ledger = chain(1);
+    let b = bundle("ahead");
+    let head = ledger.head().unwrap();
+    let ahead = signed(
+        header(head.seq + 2, head.hash, &b, Kind::Update, None),
+        &[1, 2],
+    );
+    assert_eq!(
+        refuse(&mut ledger, ahead, b),
+        Rejection::Gap {
+            expected: 3,
+            seq: 4
+        }
+    );
+}
+
+#[test]
+fn a_signature_that_does_not_verify_is_refused_even_above_threshold() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let mut version = next(&ledger, &b, Kind::Update, None, &[1, 2]);
+    version.signatures.push(Approval {
+        key: public(3),
+        signature: Signature([7; 64]),
+    });
+    assert_eq!(
+        refuse(&mut ledger, version, b),
+        Rejection::BadSignature { key: public(3) }
+    );
+}
+
+#[test]
+fn a_signature_over_another_version_is_refused() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let mut version = next(&ledger, &b, Kind::Update, None, &[1]);
+    let other = Hash::of_bytes(b"another version");
+    version.signatures.push(Approval {
+        key: public(2),
+        signature: key(2).sign(&other),
+    });
+    assert_eq!(
+        refuse(&mut ledger, version, b),
+        Rejection::BadSignature { key: public(2) }
+    );
+}
+
+#[test]
+fn a_key_outside_the_trust_set_is_refused() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let version = next(&ledger, &b, Kind::Update, None, &[1, 2, 9]);
+    assert_eq!(
+        refuse(&mut ledger, version, b),
+        Rejection::UnknownKey { key: public(9) }
+    );
+}
+
+#[test]
+fn below_threshold_is_refused_and_a_repeated_signer_counts_once() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let single = next(&ledger, &b, Kind::Update, None, &[1]);
+    assert_eq!(
+        refuse(&mut ledger, single.clone(), b.clone()),
+        Rejection::BelowThreshold {
+            valid: 1,
+            threshold: 2
+        }
+    );
+    let mut doubled = single;
+    doubled.signatures.push(doubled.signatures[0]);
+    assert_eq!(
+        refuse(&mut ledger, doubled, b),
+        Rejection::BelowThreshold {
+            valid: 1,
+            threshold: 2
+        }
+    );
+}
+
+#[test]
+fn a_bundle_that_does_not_match_its_digest_is_refused() {
+    let mut ledger = chain(0);
+    let declared = bundle("v2");
+    let version = next(&ledger, &declared, Kind::Update, None, &[1, 2]);
+    let actual = bundle("v2 edited");
+    assert_eq!(
+        refuse(&mut ledger, version, actual.clone()),
+        Rejection::DigestMismatch {
+            declared: declared.digest(),
+            actual: actual.digest()
+        }
+    );
+}
+
+#[test]
+fn an_invalid_bundle_is_refused_with_the_checks_message() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let version = next(&ledger, &b, Kind::Update, None, &[1, 2]);
+    let cedar_says =
+        |_: &stele_ledger::BundleFiles| Err("policy.cedar:1:1: unexpected token".to_string());
+    assert_eq!(
+        ledger.submit(version, b, &cedar_says),
+        Err(Rejection::BundleInvalid {
+            message: "policy.cedar:1:1: unexpected token".into()
+        })
+    );
+    assert_eq!(ledger.len(), 1);
+}
+
+#[test]
+fn a_rollback_restores_an_earlier_bundle_as_a_new_version() {
+    let mut ledger = chain(2);
+    let old = ledger.bundle_at(1).unwrap().clone();
+    let version = next(&ledger, &old, Kind::Rollback { to_seq: 1 }, None, &[1, 3]);
+    assert!(matches!(
+        ledger.submit(version, old.clone(), &accept_all),
+        Ok(Admitted::Appended { seq: 4, .. })
+    ));
+    assert_eq!(ledger.bundle_at(4), Some(&old));
+}
+
+#[test]
+fn a_rollback_to_a_missing_seq_is_refused() {
+    let mut ledger = chain(1);
+    let b = ledger.bundle_at(1).unwrap().clone();
+    for to_seq in [0, 3, 99] {
+        let version = next(&ledger, &b, Kind::Rollback { to_seq }, None, &[1, 2]);
+        assert_eq!(
+            refuse(&mut ledger, version, b.clone()),
+            Rejection::RollbackTargetMissing {
+                to_seq,
+                head_seq: 2
+            }
+        );
+    }
+}
+
+#[test]
+fn a_rollback_whose_bundle_differs_from_its_target_is_refused() {
+    let mut ledger = chain(1);
+    let weaker = bundle("permit(principal, action, resource);");
+    let version = next(
+        &ledger,
+        &weaker,
+        Kind::Rollback { to_seq: 1 },
+        None,
+        &[1, 2],
+    );
+    assert!(matches!(
+        refuse(&mut ledger, version, weaker),
+        Rejection::RollbackDigestDiffers { to_seq: 1, .. }
+    ));
+}
+
+#[test]
+fn a_rotation_needs_the_old_and_the_new_set() {
+    let mut ledger = chain(0);
+    let head_bundle = ledger.bundle_at(1).unwrap().clone();
+    let new_set = TrustSet::new(vec![public(4), public(5), public(6)], 2).unwrap();
+    let rotate = |signers: &[u8], ledger: &Ledger| {
+        next(
+            ledger,
+            &head_bundle,
+            Kind::Rotate,
+            Some(new_set.clone()),
+            signers,
+        )
+    };
+    // Only the new keys: a thief with fresh keys cannot take over.
+    assert_eq!(
+        {
+            let candidate = rotate(&[4, 5], &ledger);
+            refuse(&mut ledger, candidate, head_bundle.clone())
+        },
+        Rejection::RotationNotCoSigned {
+            old_signers: 0,
+            old_threshold: 2,
+            new_signers: 2,
+            new_threshold: 2
+        }
+    );
+    // Only the old keys: the new approvers never agreed.
+    assert!(matches!(
+        {
+            let candidate = rotate(&[1, 2], &ledger);
+            refuse(&mut ledger, candidate, head_bundle.clone())
+        },
+        Rejection::RotationNotCoSigned { new_signers: 0, .. }
+    ));
+    let both = rotate(&[1, 2, 4, 5], &ledger);
+    ledger
+        .submit(both, head_bundle.clone(), &accept_all)
+        .unwrap();
+    assert_eq!(ledger.trust(), Some(&new_set));
+    // From now on the old keys are strangers.
+    let b = bundle("after rotation");
+    let old_signed = next(&ledger, &b, Kind::Update, None, &[1, 2]);
+    assert_eq!(
+        refuse(&mut ledger, old_signed, b.clone()),
+        Rejection::UnknownKey { key: public(1) }
+    );
+    let new_signed = next(&ledger, &b, Kind::Update, None, &[5, 6]);
+    assert!(ledger.submit(new_signed, b, &accept_all).is_ok());
+}
+
+#[test]
+fn a_rotation_must_keep_the_heads_bundle() {
+    let mut ledger = chain(0);
+    let b = bundle("sneaked in with a rotation");
+    let new_set = TrustSet::new(vec![public(4)], 1).unwrap();
+    let version = next(&ledger, &b, Kind::Rotate, Some(new_set), &[1, 2, 4]);
+    assert!(matches!(
+        refuse(&mut ledger, version, b),
+        Rejection::Malformed { .. }
+    ));
+}
+
+#[test]
+fn the_trust_set_appears_exactly_on_genesis_and_rotate() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let with_trust = next(&ledger, &b, Kind::Update, Some(trust_1_2_3()), &[1, 2]);
+    assert!(matches!(
+        refuse(&mut ledger, with_trust, b.clone()),
+        Rejection::Malformed { .. }
+    ));
+    let head_bundle = ledger.bundle_at(1).unwrap().clone();
+    let rotate_without = next(&ledger, &head_bundle, Kind::Rotate, None, &[1, 2]);
+    assert!(matches!(
+        refuse(&mut ledger, rotate_without, head_bundle),
+        Rejection::Malformed { .. }
+    ));
+}
+
+#[test]
+fn genesis_is_self_signed_by_its_own_threshold_and_only_first() {
+    let mut empty = Ledger::new();
+    let b = bundle("v1");
+    assert_eq!(
+        refuse(&mut empty, genesis(&b, &[1]), b.clone()),
+        Rejection::BelowThreshold {
+            valid: 1,
+            threshold: 2
+        }
+    );
+    let update_first = signed(header(1, Hash::ZERO, &b, Kind::Update, None), &[1, 2]);
+    assert!(matches!(
+        refuse(&mut empty, update_first, b.clone()),
+        Rejection::Malformed { .. }
+    ));
+    let mut ledger = chain(0);
+    let head = ledger.head().unwrap();
+    let second_genesis = signed(
+        header(2, head.hash, &b, Kind::Genesis, Some(trust_1_2_3())),
+        &[1, 2],
+    );
+    assert!(matches!(
+        refuse(&mut ledger, second_genesis, b),
+        Rejection::Malformed { .. }
+    ));
+}
+
+#[test]
+fn a_pinned_chain_accepts_only_its_genesis() {
+    let b = bundle("v1");
+    let real = genesis(&b, &[1, 2]);
+    let mut pinned = Ledger::pinned_to(real.hash());
+    let mut impostor_header = real.header.clone();
+    impostor_header.message = "substituted".into();
+    let impostor = signed(impostor_header, &[1, 2]);
+    assert!(matches!(
+        refuse(&mut pinned, impostor, b.clone()),
+        Rejection::GenesisMismatch { .. }
+    ));
+    assert!(pinned.submit(real, b, &accept_all).is_ok());
+}
+
+#[test]
+fn oversized_fields_are_refused() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let mut long_message = next(&ledger, &b, Kind::Update, None, &[]).header;
+    long_message.message = "m".repeat(MAX_MESSAGE_BYTES + 1);
+    assert!(matches!(
+        refuse(&mut ledger, signed(long_message, &[1, 2]), b.clone()),
+        Rejection::OverSizeLimit {
+            what: "message length in bytes",
+            ..
+        }
+    ));
+    let mut long_author = next(&ledger, &b, Kind::Update, None, &[]).header;
+    long_author.author = "a".repeat(MAX_AUTHOR_BYTES + 1);
+    assert!(matches!(
+        refuse(&mut ledger, signed(long_author, &[1, 2]), b.clone()),
+        Rejection::OverSizeLimit {
+            what: "author length in bytes",
+            ..
+        }
+    ));
+    let mut many = next(&ledger, &b, Kind::Update, None, &[1, 2]);
+    let first = many.signatures[0];
+    many.signatures.resize(MAX_SIGNATURES + 1, first);
+    assert!(matches!(
+        refuse(&mut ledger, many, b),
+        Rejection::OverSizeLimit {
+            what: "number of signatures",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rejection_codes_are_stable_snake_case() {
+    let rejection = Rejection::Gap {
+        expected: 2,
+        seq: 3,
+    };
+    assert_eq!(rejection.code(), "gap");
+    assert_eq!(
+        rejection.to_string(),
+        "seq 3 does not follow the head: the next seq is 2"
+    );
+}

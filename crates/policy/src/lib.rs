@@ -1,0 +1,31 @@
+//! # stele-policy
+//!
+//! Everything Cedar: bundle directories and their layout, compiling a bundle
+//! into an immutable [`Snapshot`] (policies validated strictly against the
+//! schema), evaluating queries to a [`Decision`] equal to Cedar's
+//! `Authorizer::is_authorized`, the scenario runner admission relies on, and
+//! diffs between bundles.
+//!
+//! It builds on `stele-ledger` (bundle files and digests) and knows nothing of
+//! chains, signatures, storage or the network.
+
+mod check;
+mod compile;
+mod decision;
+mod diagnostics;
+mod diff;
+mod error;
+pub mod layout;
+mod query;
+mod scenario;
+mod snapshot;
+
+pub use check::{CachedCheck, admission_check, check_bundle};
+pub use compile::{NamedPolicy, parse_policies};
+pub use decision::{Decision, Outcome};
+pub use diff::{BundleDiff, diff};
+pub use error::BundleError;
+pub use layout::load_dir;
+pub use query::{EntityRef, Query, QueryError};
+pub use scenario::{ScenarioFailure, ScenarioReport, run_scenarios};
+pub use snapshot::Snapshot;

@@ -1,0 +1,20 @@
+# Sourced by the scripts: one place for the build settings they share.
+
+# Builds are slow on small machines (RocksDB alone takes minutes): keep the
+# target directory outside the clone, so a fresh clone reuses earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stele-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# Installs the system packages the build needs, when they are missing.
+# (None yet for the offline tools; the cluster's RocksDB bindings will need
+# libclang, added here when they land.)
+stele_install_build_deps() {
+  local missing=()
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"
+  fi
+}

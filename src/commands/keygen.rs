@@ -1,0 +1,47 @@
+//! `stele keygen`: a new approver key pair.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use stele_ledger::SecretKey;
+
+use crate::failure::{Failure, Result};
+use crate::files::create_new;
+use crate::output::Output;
+
+pub fn run(out: Output, secret_path: &Path) -> Result<()> {
+    let mut public_path = secret_path.as_os_str().to_owned();
+    public_path.push(".pub");
+    let public_path = PathBuf::from(public_path);
+    for path in [secret_path, public_path.as_path()] {
+        if path.exists() {
+            return Err(Failure::new(
+                "exists",
+                format!("{} already exists; not overwriting a key", path.display()),
+            ));
+        }
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| Failure::new("io", format!("no randomness from the OS: {e}")))?;
+    let secret = SecretKey::from_seed(seed);
+    let public = secret.public_key();
+    create_new(secret_path, secret.to_key_file().as_bytes(), 0o600)?;
+    create_new(&public_path, public.to_key_file().as_bytes(), 0o644)?;
+    out.result(
+        &json!({
+            "secret_key": secret_path,
+            "public_key": public_path,
+            "key": public.to_hex(),
+        }),
+        || {
+            format!(
+                "secret key: {} (keep it private)\npublic key: {} ({})",
+                secret_path.display(),
+                public_path.display(),
+                public
+            )
+        },
+    );
+    Ok(())
+}

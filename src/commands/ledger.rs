@@ -1,0 +1,268 @@
+//! `stele ledger new|append|rollback|verify|log|show`: ledger files, offline.
+
+use std::path::Path;
+
+use serde_json::json;
+use stele_ledger::{
+    Admitted, BundleFiles, Hash, Header, Kind, Ledger, LedgerFileError, Rejection, SecretKey,
+    TrustSet, Version, export,
+};
+use stele_policy::{CachedCheck, admission_check, load_dir};
+
+use super::describe::{bundle_files_json, version_json, version_line, version_text};
+use crate::cli::{About, LedgerCommand};
+use crate::failure::{Failure, Result};
+use crate::files::{create_new, load_public_keys, load_secret_keys, read_limited, update_locked};
+use crate::ledger_files::{
+    MAX_LEDGER_FILE_BYTES, author_or_default, decode_ledger, load_ledger, load_proposal,
+    now_unix_seconds,
+};
+use crate::output::Output;
+
+pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
+    match command {
+        LedgerCommand::New {
+            ledger,
+            proposal,
+            bundle,
+            approvers,
+            threshold,
+            keys,
+            message,
+            author,
+        } => {
+            let (version, files) = match proposal {
+                Some(path) => {
+                    let proposal = load_proposal(&path)?;
+                    let mut version = proposal.version;
+                    sign_all(&mut version, &load_secret_keys(&keys)?);
+                    (version, proposal.bundle)
+                }
+                None => {
+                    let files = load_dir(bundle.as_deref().expect("clap requires --bundle"))?;
+                    let trust = trust_set(&approvers, threshold)?;
+                    let header = Header {
+                        seq: 1,
+                        parent_hash: Hash::ZERO,
+                        bundle_digest: files.digest(),
+                        kind: Kind::Genesis,
+                        message,
+                        author: author_or_default(author),
+                        created_at: now_unix_seconds(),
+                        trust: Some(trust),
+                    };
+                    let mut version = Version::unsigned(header);
+                    sign_all(&mut version, &load_secret_keys(&keys)?);
+                    (version, files)
+                }
+            };
+            create(out, &ledger, version, files)
+        }
+        LedgerCommand::Append {
+            ledger,
+            proposal,
+            bundle,
+            message,
+            author,
+            keys,
+        } => {
+            let keys = load_secret_keys(&keys)?;
+            match proposal {
+                Some(path) => {
+                    let proposal = load_proposal(&path)?;
+                    append(out, &ledger, |_| {
+                        let mut version = proposal.version;
+                        sign_all(&mut version, &keys);
+                        Ok((version, proposal.bundle))
+                    })
+                }
+                None => {
+                    let files = load_dir(bundle.as_deref().expect("clap requires --bundle"))?;
+                    let about = About {
+                        message: message.expect("clap requires --message"),
+                        author,
+                    };
+                    append(out, &ledger, |chain| {
+                        let header = next_header(chain, &files, Kind::Update, &about)?;
+                        Ok((signed(header, &keys), files))
+                    })
+                }
+            }
+        }
+        LedgerCommand::Rollback {
+            ledger,
+            to,
+            about,
+            keys,
+        } => {
+            let keys = load_secret_keys(&keys)?;
+            append(out, &ledger, |chain| {
+                let files = chain.bundle_at(to).cloned().ok_or_else(|| {
+                    Failure::from(Rejection::RollbackTargetMissing {
+                        to_seq: to,
+                        head_seq: chain.head().map_or(0, |h| h.seq),
+                    })
+                })?;
+                let header = next_header(chain, &files, Kind::Rollback { to_seq: to }, &about)?;
+                Ok((signed(header, &keys), files))
+            })
+        }
+        LedgerCommand::Verify { ledger, genesis } => verify(out, &ledger, genesis.as_deref()),
+        LedgerCommand::Log { ledger } => {
+            let chain = load_ledger(&ledger)?;
+            for version in chain.versions() {
+                out.result(&version_json(version), || version_line(version));
+            }
+            Ok(())
+        }
+        LedgerCommand::Show { ledger, seq } => {
+            let chain = load_ledger(&ledger)?;
+            let version = chain.version(seq).ok_or_else(|| {
+                Failure::new(
+                    "not_found",
+                    format!(
+                        "{}: no version {seq} (head is {})",
+                        ledger.display(),
+                        chain.head().map_or(0, |h| h.seq)
+                    ),
+                )
+            })?;
+            let mut value = version_json(version);
+            value["files"] = bundle_files_json(&chain, version);
+            out.result(&value, || version_text(version));
+            Ok(())
+        }
+    }
+}
+
+pub fn trust_set(approvers: &[std::path::PathBuf], threshold: Option<u32>) -> Result<TrustSet> {
+    let keys = load_public_keys(approvers)?;
+    let threshold = threshold.ok_or_else(|| Failure::usage("--threshold M is required"))?;
+    TrustSet::new(keys, threshold).map_err(|e| Failure::usage(format!("trust set: {e}")))
+}
+
+/// The header of the next version on `chain`'s head.
+pub fn next_header(
+    chain: &Ledger,
+    files: &BundleFiles,
+    kind: Kind,
+    about: &About,
+) -> Result<Header> {
+    let head = chain
+        .head()
+        .ok_or_else(|| Failure::new("empty_ledger", "the ledger has no genesis yet"))?;
+    Ok(Header {
+        seq: head.seq + 1,
+        parent_hash: head.hash,
+        bundle_digest: files.digest(),
+        kind,
+        message: about.message.clone(),
+        author: author_or_default(about.author.clone()),
+        created_at: now_unix_seconds(),
+        trust: None,
+    })
+}
+
+fn sign_all(version: &mut Version, keys: &[SecretKey]) {
+    for key in keys {
+        version.sign(key);
+    }
+}
+
+fn signed(header: Header, keys: &[SecretKey]) -> Version {
+    let mut version = Version::unsigned(header);
+    sign_all(&mut version, keys);
+    version
+}
+
+fn create(out: Output, path: &Path, version: Version, files: BundleFiles) -> Result<()> {
+    if path.exists() {
+        return Err(Failure::new(
+            "exists",
+            format!(
+                "{} already exists; a ledger is never overwritten",
+                path.display()
+            ),
+        ));
+    }
+    let mut ledger = Ledger::new();
+    let admitted = ledger.submit(version, files, &admission_check)?;
+    create_new(path, export::encode(&ledger).as_bytes(), 0o644)?;
+    print_admitted(out, admitted);
+    Ok(())
+}
+
+/// Appends the version `build` makes from the current chain, under the
+/// file's lock. A refused version leaves the file untouched.
+fn append(
+    out: Output,
+    path: &Path,
+    build: impl FnOnce(&Ledger) -> Result<(Version, BundleFiles)>,
+) -> Result<()> {
+    let admitted = update_locked(path, MAX_LEDGER_FILE_BYTES, |bytes| {
+        let mut ledger = decode_ledger(path, bytes)?;
+        let (version, files) = build(&ledger)?;
+        let admitted = ledger.submit(version, files, &admission_check)?;
+        let replacement = match admitted {
+            Admitted::Appended { .. } => Some(export::encode(&ledger).into_bytes()),
+            Admitted::AlreadyCommitted { .. } => None,
+        };
+        Ok((replacement, admitted))
+    })?;
+    print_admitted(out, admitted);
+    Ok(())
+}
+
+fn print_admitted(out: Output, admitted: Admitted) {
+    match admitted {
+        Admitted::Appended { seq, hash } => out.result(
+            &json!({ "status": "appended", "seq": seq, "hash": hash }),
+            || format!("appended seq {seq} ({hash})"),
+        ),
+        Admitted::AlreadyCommitted { seq } => out.result(
+            &json!({ "status": "already_committed", "seq": seq }),
+            || format!("already committed at seq {seq}; nothing changed"),
+        ),
+    }
+}
+
+fn verify(out: Output, path: &Path, genesis: Option<&str>) -> Result<()> {
+    let start = match genesis {
+        None => Ledger::new(),
+        Some(text) => Ledger::pinned_to(text.parse().map_err(|e| {
+            Failure::usage(format!("--genesis {text:?} is not a version hash: {e}"))
+        })?),
+    };
+    let bytes = read_limited(path, MAX_LEDGER_FILE_BYTES)?;
+    let verified = export::decode(&bytes)
+        .map_err(LedgerFileError::Format)
+        .and_then(|entries| {
+            let check = CachedCheck::default();
+            check.prefill(entries.iter().map(|(_, bundle)| bundle));
+            Ledger::verify(start, entries, &check).map_err(LedgerFileError::Chain)
+        });
+    let ledger = verified.map_err(|error| {
+        let failure: Failure = error.into();
+        Failure {
+            message: format!("{}: {}", path.display(), failure.message),
+            ..failure
+        }
+        .with("ok", false)
+    })?;
+    match ledger.head() {
+        None => {
+            let value = json!({ "ok": true, "head": null });
+            out.result(&value, || "ok: the ledger is empty".into());
+        }
+        Some(head) => {
+            let value = json!({ "ok": true, "head": { "seq": head.seq, "hash": head.hash } });
+            out.result(&value, || {
+                format!(
+                    "ok: {} version(s) verify; head is seq {} ({})",
+                    head.seq, head.seq, head.hash
+                )
+            });
+        }
+    }
+    Ok(())
+}

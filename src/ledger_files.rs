@@ -1,0 +1,65 @@
+//! Loading and saving ledger and proposal files for the offline commands.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stele_ledger::limits::MAX_BUNDLE_BYTES;
+use stele_ledger::{Ledger, Proposal, export, structural_only};
+
+use crate::failure::{Failure, Result};
+use crate::files::read_limited;
+
+/// Largest ledger file read, in bytes (far above any real ledger; a bound
+/// all the same).
+pub const MAX_LEDGER_FILE_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+
+/// Largest proposal file read: a bundle plus its header and signatures.
+pub const MAX_PROPOSAL_FILE_BYTES: u64 = 2 * MAX_BUNDLE_BYTES as u64 + 1024 * 1024;
+
+/// Decodes a ledger file and verifies its chain: encoding, hashes,
+/// signatures, thresholds and digests. Bundles are not recompiled here
+/// (`ledger verify` does that); they were checked when they were admitted,
+/// and their digests are signed.
+pub fn decode_ledger(path: &Path, bytes: &[u8]) -> Result<Ledger> {
+    export::read(bytes, Ledger::new(), &structural_only).map_err(|error| {
+        let failure: Failure = error.into();
+        Failure {
+            message: format!("{}: {}", path.display(), failure.message),
+            ..failure
+        }
+    })
+}
+
+pub fn load_ledger(path: &Path) -> Result<Ledger> {
+    decode_ledger(path, &read_limited(path, MAX_LEDGER_FILE_BYTES)?)
+}
+
+pub fn load_proposal(path: &Path) -> Result<Proposal> {
+    let bytes = read_limited(path, MAX_PROPOSAL_FILE_BYTES)?;
+    decode_proposal(path, &bytes)
+}
+
+pub fn decode_proposal(path: &Path, bytes: &[u8]) -> Result<Proposal> {
+    Proposal::decode(bytes).map_err(|e| {
+        Failure::new(
+            "bad_proposal",
+            format!("{}: not a valid proposal file: {e}", path.display()),
+        )
+    })
+}
+
+pub fn author_or_default(author: Option<String>) -> String {
+    author
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Now, in Unix seconds: the proposer's claim in `created_at`.
+pub fn now_unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
