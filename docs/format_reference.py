@@ -87,10 +87,11 @@ def main():
     }
     genesis_bytes = canonical_header(genesis)
     genesis_hash = tagged("stele/version/v1", genesis_bytes)
-    genesis_sigs = [
-        {"key": publics[i], "signature": secrets[i].sign(approval_message(genesis_hash)).hex()}
-        for i in (0, 1)
-    ]
+    genesis_sigs = sorted(
+        ({"key": publics[i], "signature": secrets[i].sign(approval_message(genesis_hash)).hex()}
+         for i in (0, 1)),
+        key=lambda s: s["key"],
+    )
 
     rollback = {
         "seq": 2,
@@ -104,10 +105,11 @@ def main():
     }
     rollback_bytes = canonical_header(rollback)
     rollback_hash = tagged("stele/version/v1", rollback_bytes)
-    rollback_sigs = [
-        {"key": publics[i], "signature": secrets[i].sign(approval_message(rollback_hash)).hex()}
-        for i in (2, 0)
-    ]
+    rollback_sigs = sorted(
+        ({"key": publics[i], "signature": secrets[i].sign(approval_message(rollback_hash)).hex()}
+         for i in (2, 0)),
+        key=lambda s: s["key"],
+    )
 
     file_list = [{"path": p, "content": files[p]} for p in sorted(files, key=lambda p: p.encode())]
     ledger_file = "".join(

@@ -69,7 +69,9 @@ pub enum BundleCommand {
 /// Evaluate one request (--principal, --action, --resource, --context), or
 /// a file of requests (--requests), against a bundle. Prints
 /// {"decision":"Allow"|"Deny","reasons":[…],"errors":[…]}; the reasons are the
-/// ids of the policies that determined the decision.
+/// ids of the policies that determined the decision. Exits 0 once every
+/// request is evaluated, whatever the decision; non-zero for a request that
+/// cannot be evaluated (malformed, or not fitting the schema).
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The bundle directory.
@@ -271,6 +273,11 @@ pub enum LedgerCommand {
         /// Accept only a ledger whose genesis has this hash.
         #[arg(long, value_name = "HASH")]
         genesis: Option<String>,
+        /// Require this version hash to be in the ledger (repeat). A ledger
+        /// cut short after a whole version is still a valid, shorter chain:
+        /// a hash you saw earlier (in a decision, a log) proves it is not.
+        #[arg(long, value_name = "HASH")]
+        contains: Vec<String>,
     },
     /// List the versions, oldest first (one JSON line each with --json).
     Log {

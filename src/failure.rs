@@ -76,7 +76,30 @@ impl From<Rejection> for Failure {
 
 impl From<BundleError> for Failure {
     fn from(error: BundleError) -> Failure {
-        Failure::new("bundle_invalid", error.to_string())
+        let code = match &error {
+            BundleError::Io { .. } => "io",
+            BundleError::TooLarge(_) => "over_size_limit",
+            BundleError::Scenarios(_) => "scenarios_failed",
+            BundleError::Layout(_) | BundleError::Invalid(_) => "bundle_invalid",
+        };
+        let failure = Failure::new(code, error.to_string());
+        match &error {
+            BundleError::Scenarios(failures) => failure.with(
+                "failures",
+                failures
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "file": f.file,
+                            "query": f.number,
+                            "description": f.description,
+                            "problem": f.problem,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => failure,
+        }
     }
 }
 

@@ -53,7 +53,9 @@ fn next_header(chain: &Ledger, bundle: &BundleFiles, kind: Kind) -> Header {
 
 /// Writes a crafted proposal file and tries to append it; returns the JSON
 /// answer after checking the ledger file did not change.
-fn try_append(ws: &Workspace, version: Version, bundle: BundleFiles) -> serde_json::Value {
+fn try_append(ws: &Workspace, mut version: Version, bundle: BundleFiles) -> serde_json::Value {
+    // Files list signatures in key order: keep crafted ones decodable.
+    version.signatures.sort_by_key(|approval| approval.key);
     let path: PathBuf = ws.file("crafted.json");
     std::fs::write(&path, Proposal { version, bundle }.encode()).unwrap();
     let before = ws.read("ledger.l");
@@ -269,12 +271,14 @@ fn attack_forged_or_missing_approvals() {
         "bad_signature"
     );
 
+    // One approver counted twice: files refuse a repeated signer outright
+    // (and admission counts each key once, see crates/ledger/tests).
     let mut doubled = unsigned.clone();
     doubled.sign(&a);
     doubled.signatures.push(doubled.signatures[0]);
     assert_eq!(
         try_append(&ws, doubled, weak.clone())["error"],
-        "below_threshold"
+        "bad_proposal"
     );
 
     assert_eq!(try_append(&ws, unsigned, weak)["error"], "below_threshold");
@@ -383,6 +387,28 @@ fn attack_endless_data() {
     let file = std::fs::File::create(&huge).unwrap();
     file.set_len(stele_ledger::limits::MAX_BUNDLE_BYTES as u64 + 1)
         .unwrap();
-    let run = ws.run(&["bundle", "digest", "v2"]).fails();
-    assert!(run.stderr.contains("size limit"), "{}", run.stderr);
+    let out = ws.run(&["--json", "bundle", "digest", "v2"]).fails().json();
+    assert_eq!(out["error"], "over_size_limit", "{out}");
+    // A request line over the limit is answered with an error, and the next
+    // line is still evaluated.
+    let huge_line = format!("{{\"principal\":\"{}\"}}", "p".repeat(2 * 1024 * 1024));
+    let good = r#"{"principal":{"type":"User","id":"dave"},"action":{"type":"Action","id":"db:read"},"resource":{"type":"Database","id":"prod-catalog"},"context":{"network_zone":"corp"}}"#;
+    let input = format!("{huge_line}\n{good}\n");
+    let run = stele_with_stdin(
+        &example_bundle(),
+        &["--json", "check", "--bundle", ".", "--requests", "-"],
+        &input,
+    )
+    .fails();
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["decision"], "Deny");
 }

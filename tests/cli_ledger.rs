@@ -465,6 +465,57 @@ fn verify_names_the_first_bad_seq_of_an_edited_file() {
 }
 
 #[test]
+fn a_ledger_cut_short_is_caught_by_a_version_hash_seen_before() {
+    let ws = Workspace::new();
+    ws.genesis();
+    let v2 = ws.append_update("v2");
+    let whole = String::from_utf8(ws.read("ledger.l")).unwrap();
+    // Drop the last version and its bundle record: a shorter, valid chain.
+    let mut lines: Vec<&str> = whole.lines().collect();
+    lines.truncate(lines.len() - 2);
+    std::fs::write(ws.file("ledger.l"), lines.join("\n") + "\n").unwrap();
+    ws.run(&["ledger", "verify", "ledger.l"]).ok();
+    let hash = v2["hash"].as_str().unwrap();
+    let out = ws
+        .run(&["--json", "ledger", "verify", "ledger.l", "--contains", hash])
+        .fails()
+        .json();
+    assert_eq!(out["error"], "missing_version");
+    assert_eq!(out["head"]["seq"], 1);
+    // Nothing but the header line: no genesis at all.
+    std::fs::write(ws.file("ledger.l"), format!("{}\n", lines[0])).unwrap();
+    let out = ws
+        .run(&["--json", "ledger", "verify", "ledger.l"])
+        .fails()
+        .json();
+    assert_eq!(out["error"], "empty_ledger");
+}
+
+#[test]
+fn verify_checks_bundles_only_after_the_chain() {
+    let ws = Workspace::new();
+    ws.genesis();
+    let text = String::from_utf8(ws.read("ledger.l")).unwrap();
+    // An unsigned edit to a policy: the chain check must name it, not Cedar.
+    let edited = text.replacen(
+        r#"@id(\"break-glass\")"#,
+        r#"@id(\"break-glass\") @id(\"twice\")"#,
+        1,
+    );
+    assert_ne!(edited, text);
+    std::fs::write(ws.file("ledger.l"), edited).unwrap();
+    let out = ws
+        .run(&["--json", "ledger", "verify", "ledger.l"])
+        .fails()
+        .json();
+    assert_eq!(
+        (out["error"].as_str(), out["seq"].as_u64()),
+        (Some("format"), Some(1)),
+        "{out}"
+    );
+}
+
+#[test]
 fn concurrent_appends_lose_nothing() {
     let ws = Workspace::new();
     ws.genesis();

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use serde_json::json;
-use stele_policy::{Snapshot, load_dir, run_scenarios};
+use stele_policy::{check_bundle, load_dir};
 
 use crate::cli::BundleCommand;
-use crate::failure::{Failure, Result};
+use crate::failure::Result;
 use crate::output::Output;
 
 pub fn run(out: Output, command: BundleCommand) -> Result<()> {
@@ -22,40 +22,22 @@ pub fn run(out: Output, command: BundleCommand) -> Result<()> {
 
 fn test(out: Output, dir: &Path) -> Result<()> {
     let bundle = load_dir(dir)?;
-    let snapshot = Snapshot::compile(&bundle)?;
-    let report = run_scenarios(&snapshot, &bundle)?;
-    if !report.failures.is_empty() {
-        let lines: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
-        let failures: Vec<_> = report
-            .failures
-            .iter()
-            .map(|f| json!({"file": f.file, "query": f.number, "description": f.description, "problem": f.problem}))
-            .collect();
-        return Err(Failure::new(
-            "scenarios_failed",
-            format!(
-                "{} of {} scenario(s) failed:\n{}",
-                report.failures.len(),
-                report.failures.len() + report.passed,
-                lines.join("\n")
-            ),
-        )
-        .with("failures", failures));
-    }
-    let policies = snapshot.policies().len();
+    let summary = check_bundle(&bundle)?;
+    let scenarios = &summary.scenarios;
     out.result(
         &json!({
             "ok": true,
             "digest": bundle.digest(),
-            "policies": policies,
-            "scenario_files": report.files,
-            "scenarios_passed": report.passed,
+            "policies": summary.policies,
+            "scenario_files": scenarios.files,
+            "scenarios_passed": scenarios.passed,
         }),
         || {
             format!(
-                "ok: {policies} policies valid against the schema, {} scenario(s) in {} file(s) passed\ndigest {}",
-                report.passed,
-                report.files,
+                "ok: {} policies valid against the schema, {} scenario(s) in {} file(s) passed\ndigest {}",
+                summary.policies,
+                scenarios.passed,
+                scenarios.files,
                 bundle.digest()
             )
         },

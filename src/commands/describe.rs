@@ -34,7 +34,7 @@ pub fn version_line(version: &Version) -> String {
         header.seq,
         version.hash().short(),
         header.kind.to_string(),
-        version.signatures.len(),
+        version.distinct_signers(),
         header.author,
         header.message.lines().next().unwrap_or_default()
     )
@@ -64,8 +64,14 @@ pub fn version_text(version: &Version) -> String {
         }
     }
     text.push_str(&format!("signatures:    {}\n", version.signatures.len()));
-    for signer in version.signers() {
-        text.push_str(&format!("  signed by    {signer}\n"));
+    let hash = version.hash();
+    for approval in &version.signatures {
+        let verdict = if approval.key.verifies(&hash, &approval.signature) {
+            "valid"
+        } else {
+            "INVALID: does not verify"
+        };
+        text.push_str(&format!("  signed by    {} ({verdict})\n", approval.key));
     }
     text.push_str(&format!(
         "message:\n  {}",

@@ -27,7 +27,11 @@ pub fn run(out: Output, secret_path: &Path) -> Result<()> {
     let secret = SecretKey::from_seed(seed);
     let public = secret.public_key();
     create_new(secret_path, secret.to_key_file().as_bytes(), 0o600)?;
-    create_new(&public_path, public.to_key_file().as_bytes(), 0o644)?;
+    if let Err(failure) = create_new(&public_path, public.to_key_file().as_bytes(), 0o644) {
+        // Leave no secret key without its public half behind.
+        let _ = std::fs::remove_file(secret_path);
+        return Err(failure);
+    }
     out.result(
         &json!({
             "secret_key": secret_path,

@@ -5,9 +5,9 @@ use std::path::Path;
 use serde_json::json;
 use stele_ledger::{
     Admitted, BundleFiles, Hash, Header, Kind, Ledger, LedgerFileError, Rejection, SecretKey,
-    TrustSet, Version, export,
+    TrustSet, Version, export, structural_only,
 };
-use stele_policy::{CachedCheck, admission_check, load_dir};
+use stele_policy::{admission_check, check_ledger_bundles, load_dir};
 
 use super::describe::{bundle_files_json, version_json, version_line, version_text};
 use crate::cli::{About, LedgerCommand};
@@ -41,16 +41,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                 None => {
                     let files = load_dir(bundle.as_deref().expect("clap requires --bundle"))?;
                     let trust = trust_set(&approvers, threshold)?;
-                    let header = Header {
-                        seq: 1,
-                        parent_hash: Hash::ZERO,
-                        bundle_digest: files.digest(),
-                        kind: Kind::Genesis,
-                        message,
-                        author: author_or_default(author),
-                        created_at: now_unix_seconds(),
-                        trust: Some(trust),
-                    };
+                    let header = genesis_header(&files, trust, &About { message, author });
                     let mut version = Version::unsigned(header);
                     sign_all(&mut version, &load_secret_keys(&keys)?);
                     (version, files)
@@ -97,17 +88,16 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
         } => {
             let keys = load_secret_keys(&keys)?;
             append(out, &ledger, |chain| {
-                let files = chain.bundle_at(to).cloned().ok_or_else(|| {
-                    Failure::from(Rejection::RollbackTargetMissing {
-                        to_seq: to,
-                        head_seq: chain.head().map_or(0, |h| h.seq),
-                    })
-                })?;
+                let files = rollback_bundle(chain, to)?;
                 let header = next_header(chain, &files, Kind::Rollback { to_seq: to }, &about)?;
                 Ok((signed(header, &keys), files))
             })
         }
-        LedgerCommand::Verify { ledger, genesis } => verify(out, &ledger, genesis.as_deref()),
+        LedgerCommand::Verify {
+            ledger,
+            genesis,
+            contains,
+        } => verify(out, &ledger, genesis.as_deref(), &contains),
         LedgerCommand::Log { ledger } => {
             let chain = load_ledger(&ledger)?;
             for version in chain.versions() {
@@ -139,6 +129,39 @@ pub fn trust_set(approvers: &[std::path::PathBuf], threshold: Option<u32>) -> Re
     let keys = load_public_keys(approvers)?;
     let threshold = threshold.ok_or_else(|| Failure::usage("--threshold M is required"))?;
     TrustSet::new(keys, threshold).map_err(|e| Failure::usage(format!("trust set: {e}")))
+}
+
+/// The header of a genesis version declaring `trust`.
+pub fn genesis_header(files: &BundleFiles, trust: TrustSet, about: &About) -> Header {
+    Header {
+        seq: 1,
+        parent_hash: Hash::ZERO,
+        bundle_digest: files.digest(),
+        kind: Kind::Genesis,
+        message: about.message.clone(),
+        author: author_or_default(about.author.clone()),
+        created_at: now_unix_seconds(),
+        trust: Some(trust),
+    }
+}
+
+/// The bundle a rollback to `to_seq` must carry.
+pub fn rollback_bundle(chain: &Ledger, to_seq: u64) -> Result<BundleFiles> {
+    chain.bundle_at(to_seq).cloned().ok_or_else(|| {
+        Failure::from(Rejection::RollbackTargetMissing {
+            to_seq,
+            head_seq: chain.head().map_or(0, |h| h.seq),
+        })
+    })
+}
+
+/// The head's bundle (what a rotation carries).
+pub fn head_bundle(chain: &Ledger) -> Result<BundleFiles> {
+    chain
+        .head()
+        .and_then(|head| chain.bundle_at(head.seq))
+        .cloned()
+        .ok_or_else(|| Failure::new("empty_ledger", "the ledger has no genesis yet"))
 }
 
 /// The header of the next version on `chain`'s head.
@@ -226,43 +249,61 @@ fn print_admitted(out: Output, admitted: Admitted) {
     }
 }
 
-fn verify(out: Output, path: &Path, genesis: Option<&str>) -> Result<()> {
+fn verify(out: Output, path: &Path, genesis: Option<&str>, contains: &[String]) -> Result<()> {
+    let parse_hash = |flag: &str, text: &str| -> Result<Hash> {
+        text.parse()
+            .map_err(|e| Failure::usage(format!("{flag} {text:?} is not a version hash: {e}")))
+    };
     let start = match genesis {
         None => Ledger::new(),
-        Some(text) => Ledger::pinned_to(text.parse().map_err(|e| {
-            Failure::usage(format!("--genesis {text:?} is not a version hash: {e}"))
-        })?),
+        Some(text) => Ledger::pinned_to(parse_hash("--genesis", text)?),
     };
+    let known: Vec<Hash> = contains
+        .iter()
+        .map(|text| parse_hash("--contains", text))
+        .collect::<Result<_>>()?;
     let bytes = read_limited(path, MAX_LEDGER_FILE_BYTES)?;
-    let verified = export::decode(&bytes)
-        .map_err(LedgerFileError::Format)
-        .and_then(|entries| {
-            let check = CachedCheck::default();
-            check.prefill(entries.iter().map(|(_, bundle)| bundle));
-            Ledger::verify(start, entries, &check).map_err(LedgerFileError::Chain)
-        });
-    let ledger = verified.map_err(|error| {
-        let failure: Failure = error.into();
+    let named = |failure: Failure| {
         Failure {
             message: format!("{}: {}", path.display(), failure.message),
             ..failure
         }
         .with("ok", false)
-    })?;
-    match ledger.head() {
-        None => {
-            let value = json!({ "ok": true, "head": null });
-            out.result(&value, || "ok: the ledger is empty".into());
-        }
-        Some(head) => {
-            let value = json!({ "ok": true, "head": { "seq": head.seq, "hash": head.hash } });
-            out.result(&value, || {
-                format!(
-                    "ok: {} version(s) verify; head is seq {} ({})",
-                    head.seq, head.seq, head.hash
+    };
+    // Hashes and signatures first, so an unsigned file never gets Cedar to
+    // work; then every bundle compiled and tested, on all cores.
+    let ledger = export::read(&bytes, start, &structural_only)
+        .and_then(|ledger| {
+            check_ledger_bundles(&ledger).map_err(LedgerFileError::Chain)?;
+            Ok(ledger)
+        })
+        .map_err(|error| named(error.into()))?;
+    let Some(head) = ledger.head() else {
+        return Err(named(Failure::new(
+            "empty_ledger",
+            "the ledger holds no version, not even a genesis",
+        )));
+    };
+    for hash in &known {
+        if ledger.state().seq_of(hash).is_none() {
+            return Err(named(
+                Failure::new(
+                    "missing_version",
+                    format!(
+                        "version {hash} is not in the ledger (head is seq {}): it was cut short or replaced",
+                        head.seq
+                    ),
                 )
-            });
+                .with("head", json!({ "seq": head.seq, "hash": head.hash })),
+            ));
         }
     }
+    let value = json!({ "ok": true, "head": { "seq": head.seq, "hash": head.hash } });
+    out.result(&value, || {
+        format!(
+            "ok: {} version(s) verify; head is seq {} ({})",
+            head.seq, head.seq, head.hash
+        )
+    });
     Ok(())
 }

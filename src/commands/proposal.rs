@@ -3,19 +3,17 @@
 
 use std::path::Path;
 
+use clap::ValueEnum;
 use serde_json::{Value, json};
-use stele_ledger::{Admitted, Hash, Header, Kind, Ledger, Proposal, Version};
+use stele_ledger::{Admitted, BundleFiles, Kind, Ledger, Proposal, TrustSet, Version};
 use stele_policy::{admission_check, check_bundle, diff, load_dir};
 
 use super::describe::{files_json, version_json, version_text};
-use super::ledger::{next_header, trust_set};
+use super::ledger::{genesis_header, head_bundle, next_header, rollback_bundle, trust_set};
 use crate::cli::{ProposalCommand, ProposalKind, ProposalNewArgs};
 use crate::failure::{Failure, Result};
 use crate::files::{create_new, load_secret_keys, update_locked};
-use crate::ledger_files::{
-    MAX_PROPOSAL_FILE_BYTES, author_or_default, decode_proposal, load_ledger, load_proposal,
-    now_unix_seconds,
-};
+use crate::ledger_files::{MAX_PROPOSAL_FILE_BYTES, decode_proposal, load_ledger, load_proposal};
 use crate::output::Output;
 
 pub fn run(out: Output, command: ProposalCommand) -> Result<()> {
@@ -27,101 +25,86 @@ pub fn run(out: Output, command: ProposalCommand) -> Result<()> {
 }
 
 fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
-    let needs = |present: bool, flag: &str| {
-        if present {
-            Ok(())
-        } else {
-            Err(Failure::usage(format!(
-                "--kind {} needs {flag}",
-                format!("{:?}", args.kind).to_lowercase()
-            )))
-        }
-    };
-    let refuses = |present: bool, flag: &str| {
+    let kind_name = args
+        .kind
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string());
+    let refuse = |present: bool, flag: &str| {
         if present {
             Err(Failure::usage(format!(
-                "--kind {} does not take {flag}",
-                format!("{:?}", args.kind).to_lowercase()
+                "--kind {kind_name} does not take {flag}"
             )))
         } else {
             Ok(())
         }
     };
+    fn required<T>(value: Option<T>, kind_name: &str, flag: &str) -> Result<T> {
+        value.ok_or_else(|| Failure::usage(format!("--kind {kind_name} needs {flag}")))
+    }
     let declares_trust = matches!(args.kind, ProposalKind::Genesis | ProposalKind::Rotate);
-    refuses(!declares_trust && !args.approvers.is_empty(), "--approver")?;
-    refuses(!declares_trust && args.threshold.is_some(), "--threshold")?;
-    refuses(
+    refuse(!declares_trust && !args.approvers.is_empty(), "--approver")?;
+    refuse(!declares_trust && args.threshold.is_some(), "--threshold")?;
+    refuse(
         args.kind != ProposalKind::Rollback && args.to.is_some(),
         "--to",
     )?;
+    let ledger = || {
+        load_ledger(required(
+            args.ledger.as_deref(),
+            &kind_name,
+            "--ledger PATH",
+        )?)
+    };
+    let bundle = || {
+        load_dir(required(
+            args.bundle.as_deref(),
+            &kind_name,
+            "--bundle DIR",
+        )?)
+        .map_err(Failure::from)
+    };
+    let extend = |chain: &Ledger, files: BundleFiles, kind: Kind, trust: Option<TrustSet>| {
+        let mut header = next_header(chain, &files, kind, &args.about)?;
+        header.trust = trust;
+        Ok::<_, Failure>(Proposal {
+            version: Version::unsigned(header),
+            bundle: files,
+        })
+    };
     let proposal = match args.kind {
         ProposalKind::Genesis => {
-            refuses(
+            refuse(
                 args.ledger.is_some(),
                 "--ledger (a genesis starts a new ledger)",
             )?;
-            needs(args.bundle.is_some(), "--bundle DIR")?;
-            let files = load_dir(args.bundle.as_deref().unwrap_or(Path::new("")))?;
-            let header = Header {
-                seq: 1,
-                parent_hash: Hash::ZERO,
-                bundle_digest: files.digest(),
-                kind: Kind::Genesis,
-                message: args.about.message.clone(),
-                author: author_or_default(args.about.author.clone()),
-                created_at: now_unix_seconds(),
-                trust: Some(trust_set(&args.approvers, args.threshold)?),
-            };
+            let files = bundle()?;
+            let trust = trust_set(&args.approvers, args.threshold)?;
+            let header = genesis_header(&files, trust, &args.about);
             Proposal {
                 version: Version::unsigned(header),
                 bundle: files,
             }
         }
-        kind => {
-            needs(args.ledger.is_some(), "--ledger PATH")?;
-            let chain = load_ledger(args.ledger.as_deref().unwrap_or(Path::new("")))?;
-            let (kind, files, trust) = match kind {
-                ProposalKind::Update => {
-                    needs(args.bundle.is_some(), "--bundle DIR")?;
-                    let files = load_dir(args.bundle.as_deref().unwrap_or(Path::new("")))?;
-                    (Kind::Update, files, None)
-                }
-                ProposalKind::Rollback => {
-                    refuses(
-                        args.bundle.is_some(),
-                        "--bundle (it restores --to SEQ's bundle)",
-                    )?;
-                    let to_seq = args
-                        .to
-                        .ok_or_else(|| Failure::usage("--kind rollback needs --to SEQ"))?;
-                    let files = chain.bundle_at(to_seq).cloned().ok_or_else(|| {
-                        Failure::new(
-                            "rollback_target_missing",
-                            format!("the ledger has no version {to_seq}"),
-                        )
-                    })?;
-                    (Kind::Rollback { to_seq }, files, None)
-                }
-                ProposalKind::Rotate | ProposalKind::Genesis => {
-                    refuses(
-                        args.bundle.is_some(),
-                        "--bundle (a rotation keeps the head's bundle)",
-                    )?;
-                    let head = chain.head().map_or(0, |h| h.seq);
-                    let files = chain.bundle_at(head).cloned().unwrap_or_default();
-                    (
-                        Kind::Rotate,
-                        files,
-                        Some(trust_set(&args.approvers, args.threshold)?),
-                    )
-                }
-            };
-            let mut header = next_header(&chain, &files, kind, &args.about)?;
-            header.trust = trust;
-            Proposal {
-                version: Version::unsigned(header),
-                bundle: files,
-            }
+        ProposalKind::Update => extend(&ledger()?, bundle()?, Kind::Update, None)?,
+        ProposalKind::Rollback => {
+            refuse(
+                args.bundle.is_some(),
+                "--bundle (it restores --to SEQ's bundle)",
+            )?;
+            let chain = ledger()?;
+            let to_seq = required(args.to, &kind_name, "--to SEQ")?;
+            let files = rollback_bundle(&chain, to_seq)?;
+            extend(&chain, files, Kind::Rollback { to_seq }, None)?
+        }
+        ProposalKind::Rotate => {
+            refuse(
+                args.bundle.is_some(),
+                "--bundle (a rotation keeps the head's bundle)",
+            )?;
+            let chain = ledger()?;
+            let trust = trust_set(&args.approvers, args.threshold)?;
+            let files = head_bundle(&chain)?;
+            extend(&chain, files, Kind::Rotate, Some(trust))?
         }
     };
     create_new(&args.out, proposal.encode().as_bytes(), 0o644)?;
@@ -193,7 +176,7 @@ fn show(out: Output, path: &Path, ledger_path: Option<&Path>) -> Result<()> {
     value["files"] = files_json(&proposal.bundle);
     let mut text = version_text(version);
     match check_bundle(&proposal.bundle) {
-        Ok(()) => {
+        Ok(_) => {
             value["bundle_check"] = json!({ "ok": true });
             text.push_str("\nbundle check:  ok (compiles, validates, every scenario passes)");
         }

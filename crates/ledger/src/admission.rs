@@ -190,29 +190,12 @@ impl ChainState {
         })
     }
 
-    /// Admits `candidate` and, when it is new, appends it.
-    pub fn submit(
-        &mut self,
-        candidate: &Version,
-        bundle: &BundleFiles,
-        bundle_check: &impl BundleCheck,
-    ) -> Result<Admitted, Rejection> {
-        let admitted = self.admit(candidate, bundle, bundle_check)?;
-        if let Admitted::Appended { .. } = admitted {
-            self.append(candidate);
-        }
-        Ok(admitted)
-    }
-
     /// Appends a version that `admit` accepted. Only position is re-checked
     /// here, as an assertion: appending anything else is a bug in the caller.
     pub fn append(&mut self, version: &Version) {
         let header = &version.header;
         let hash = header.hash();
-        let (expected_seq, expected_parent) = match self.head {
-            None => (1, Hash::ZERO),
-            Some(head) => (head.seq + 1, head.hash),
-        };
+        let (expected_seq, expected_parent) = self.next_position();
         assert_eq!(header.seq, expected_seq, "append out of order: admit first");
         assert_eq!(header.parent_hash, expected_parent, "append off the head");
         if let Some(trust) = &header.trust {
@@ -226,12 +209,17 @@ impl ChainState {
         });
     }
 
+    /// The seq and parent hash the next version must have.
+    fn next_position(&self) -> (u64, Hash) {
+        match self.head {
+            None => (1, Hash::ZERO),
+            Some(head) => (head.seq + 1, head.hash),
+        }
+    }
+
     fn check_position(&self, candidate: &Version, hash: Hash) -> Result<(), Rejection> {
         let header = &candidate.header;
-        let (expected_parent, expected_seq) = match self.head {
-            None => (Hash::ZERO, 1),
-            Some(head) => (head.hash, head.seq + 1),
-        };
+        let (expected_seq, expected_parent) = self.next_position();
         if header.parent_hash != expected_parent {
             return Err(Rejection::StaleParent {
                 expected: expected_parent,

@@ -123,7 +123,7 @@ fn check_path(path: &str) -> Result<(), String> {
             "{path:?}: a bundle path must be 1 to {MAX_BUNDLE_PATH_BYTES} bytes"
         ));
     }
-    if path.contains(['\\', '\0']) || path.chars().any(char::is_control) {
+    if path.contains('\\') || path.chars().any(char::is_control) {
         return Err(format!(
             "{path:?}: a bundle path may not contain backslashes or control characters"
         ));

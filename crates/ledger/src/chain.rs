@@ -20,6 +20,23 @@ pub struct Ledger {
     bundles: BTreeMap<Hash, BundleFiles>,
 }
 
+/// Versions in chain order and the bundles they use, by digest: what a
+/// ledger file holds, before it is verified.
+#[derive(Clone, Debug, Default)]
+pub struct Entries {
+    pub versions: Vec<Version>,
+    pub bundles: BTreeMap<Hash, BundleFiles>,
+}
+
+impl Entries {
+    /// Adds a version, filing `bundle` under the digest the version declares
+    /// (whether or not it matches: verification finds out).
+    pub fn push(&mut self, version: Version, bundle: BundleFiles) {
+        self.bundles.insert(version.header.bundle_digest, bundle);
+        self.versions.push(version);
+    }
+}
+
 /// The first version of a chain that fails verification, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[error("seq {seq}: {rejection}")]
@@ -48,29 +65,46 @@ impl Ledger {
     }
 
     /// Rebuilds a ledger from its versions in order, admitting each one as
-    /// if it were new. Fails on the first version admission refuses, and on a
-    /// version that appears twice.
+    /// if it were new. Fails on the first version admission refuses, on a
+    /// version that appears twice, and on one whose bundle is missing.
     pub fn verify(
         start: Ledger,
-        versions: impl IntoIterator<Item = (Version, BundleFiles)>,
+        entries: Entries,
         bundle_check: &impl BundleCheck,
     ) -> Result<Ledger, ChainError> {
         let mut ledger = start;
-        for (version, bundle) in versions {
+        for version in entries.versions {
             let seq = version.seq();
-            match ledger.submit(version, bundle, bundle_check) {
-                Ok(Admitted::Appended { .. }) => {}
-                Ok(Admitted::AlreadyCommitted { seq: first }) => {
-                    return Err(ChainError {
-                        seq,
-                        rejection: Rejection::Malformed {
-                            reason: format!("the version at seq {first} appears again"),
-                        },
-                    });
+            let fail = |rejection| ChainError { seq, rejection };
+            let digest = version.header.bundle_digest;
+            let bundle = entries.bundles.get(&digest).ok_or_else(|| {
+                fail(Rejection::Malformed {
+                    reason: format!("its bundle {digest} is missing"),
+                })
+            })?;
+            match ledger.state.admit(&version, bundle, bundle_check) {
+                Ok(Admitted::Appended { .. }) => {
+                    ledger.state.append(&version);
+                    ledger.versions.push(version);
                 }
-                Err(rejection) => return Err(ChainError { seq, rejection }),
+                Ok(Admitted::AlreadyCommitted { seq: first }) => {
+                    return Err(fail(Rejection::Malformed {
+                        reason: format!("the version at seq {first} appears again"),
+                    }));
+                }
+                Err(rejection) => return Err(fail(rejection)),
             }
         }
+        let used: std::collections::BTreeSet<Hash> = ledger
+            .versions
+            .iter()
+            .map(|version| version.header.bundle_digest)
+            .collect();
+        ledger.bundles = entries
+            .bundles
+            .into_iter()
+            .filter(|(digest, _)| used.contains(digest))
+            .collect();
         Ok(ledger)
     }
 

@@ -7,14 +7,12 @@
 //! immediately before the first version that uses its digest and never again,
 //! so a ledger has exactly one encoding.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::admission::BundleCheck;
 use crate::bundle::BundleFiles;
-use crate::chain::{ChainError, Ledger};
+use crate::chain::{ChainError, Entries, Ledger};
 use crate::hash::Hash;
 use crate::strict_json;
 use crate::version::Version;
@@ -104,9 +102,10 @@ pub fn encode(ledger: &Ledger) -> String {
     out
 }
 
-/// Decodes the versions of a ledger file, each with its bundle, without
-/// judging the chain (see [`read`]).
-pub fn decode(bytes: &[u8]) -> Result<Vec<(Version, BundleFiles)>, FormatError> {
+/// Decodes the versions of a ledger file and the bundles they use, without
+/// judging the chain (see [`read`]). Each bundle is held once, however many
+/// versions use it.
+pub fn decode(bytes: &[u8]) -> Result<Entries, FormatError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = 1 + bytes[..e.valid_up_to()]
             .iter()
@@ -133,13 +132,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Version, BundleFiles)>, FormatError> 
             reason: format!("not a stele ledger file: the first line must be {LEDGER_FILE_HEADER}"),
         });
     }
-    let mut versions = Vec::new();
-    let mut bundles: BTreeMap<Hash, BundleFiles> = BTreeMap::new();
+    let mut entries = Entries::default();
     let mut pending: Option<BundleRecord> = None;
     let mut last_line = 1;
     for (line, text) in lines {
         last_line = line;
-        let seq = versions.len() as u64 + 1;
+        let seq = entries.versions.len() as u64 + 1;
         let fail = |reason: String| FormatError { line, seq, reason };
         match strict_json::decode::<Record>(text).map_err(fail)? {
             Record::Bundle(record) => {
@@ -153,17 +151,16 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Version, BundleFiles)>, FormatError> 
                         record.digest
                     )));
                 }
-                if bundles.contains_key(&record.digest) {
+                if entries.bundles.contains_key(&record.digest) {
                     return Err(fail(format!("bundle {} appears twice", record.digest)));
                 }
                 pending = Some(record);
             }
             Record::Version(version) => {
                 let digest = version.header.bundle_digest;
-                let bundle = match pending.take() {
+                match pending.take() {
                     Some(record) if record.digest == digest => {
-                        bundles.insert(digest, record.files.clone());
-                        record.files
+                        entries.bundles.insert(digest, record.files);
                     }
                     Some(record) => {
                         return Err(fail(format!(
@@ -171,22 +168,25 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Version, BundleFiles)>, FormatError> 
                             record.digest
                         )));
                     }
-                    None => bundles.get(&digest).cloned().ok_or_else(|| {
-                        fail(format!("bundle {digest} is used before it is included"))
-                    })?,
-                };
-                versions.push((version, bundle));
+                    None if entries.bundles.contains_key(&digest) => {}
+                    None => {
+                        return Err(fail(format!(
+                            "bundle {digest} is used before it is included"
+                        )));
+                    }
+                }
+                entries.versions.push(version);
             }
         }
     }
     if pending.is_some() {
         return Err(FormatError {
             line: last_line,
-            seq: versions.len() as u64 + 1,
+            seq: entries.versions.len() as u64 + 1,
             reason: "the file ends with a bundle record that no version uses (truncated?)".into(),
         });
     }
-    Ok(versions)
+    Ok(entries)
 }
 
 /// Decodes and verifies a ledger file, replaying admission from genesis onto
@@ -196,6 +196,6 @@ pub fn read(
     start: Ledger,
     bundle_check: &impl BundleCheck,
 ) -> Result<Ledger, LedgerFileError> {
-    let versions = decode(bytes).map_err(LedgerFileError::Format)?;
-    Ledger::verify(start, versions, bundle_check).map_err(LedgerFileError::Chain)
+    let entries = decode(bytes).map_err(LedgerFileError::Format)?;
+    Ledger::verify(start, entries, bundle_check).map_err(LedgerFileError::Chain)
 }

@@ -24,7 +24,7 @@ pub mod version;
 
 pub use admission::{Admitted, BundleCheck, ChainState, Head, Rejection};
 pub use bundle::BundleFiles;
-pub use chain::{ChainError, Ledger, structural_only};
+pub use chain::{ChainError, Entries, Ledger, structural_only};
 pub use export::{FormatError, LedgerFileError};
 pub use hash::Hash;
 pub use keys::{Approval, PublicKey, SecretKey, Signature};

@@ -119,12 +119,27 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// A header and the approvals collected for it.
+/// A header and the approvals collected for it. In files, approvals are
+/// sorted by key, each key once, so a version has a single spelling; in
+/// memory anything goes, and admission counts each key once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Version {
     pub header: Header,
+    #[serde(deserialize_with = "sorted_distinct_approvals")]
     pub signatures: Vec<Approval>,
+}
+
+fn sorted_distinct_approvals<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Approval>, D::Error> {
+    let approvals = Vec::<Approval>::deserialize(deserializer)?;
+    if !approvals.windows(2).all(|pair| pair[0].key < pair[1].key) {
+        return Err(serde::de::Error::custom(
+            "signatures must be sorted by key, each key once",
+        ));
+    }
+    Ok(approvals)
 }
 
 impl Version {
@@ -147,22 +162,28 @@ impl Version {
         self.signatures.iter().map(|approval| &approval.key)
     }
 
-    pub fn is_signed_by(&self, key: &PublicKey) -> bool {
-        self.signers().any(|signer| signer == key)
-    }
-
-    /// Adds `key`'s signature unless that key already signed. Returns whether
-    /// a signature was added.
+    /// Adds `key`'s signature, in key order, unless that key already signed.
+    /// Returns whether a signature was added.
     pub fn sign(&mut self, key: &SecretKey) -> bool {
         let public = key.public_key();
-        if self.is_signed_by(&public) {
+        let Err(position) = self.signatures.binary_search_by_key(&public, |a| a.key) else {
             return false;
-        }
+        };
         let signature = key.sign(&self.hash());
-        self.signatures.push(Approval {
-            key: public,
-            signature,
-        });
+        self.signatures.insert(
+            position,
+            Approval {
+                key: public,
+                signature,
+            },
+        );
         true
+    }
+
+    /// How many distinct keys signed (whether or not they count or verify).
+    pub fn distinct_signers(&self) -> usize {
+        self.signers()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     }
 }

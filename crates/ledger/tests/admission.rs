@@ -273,7 +273,7 @@ fn a_rotation_needs_the_old_and_the_new_set() {
     assert_eq!(ledger.trust(), Some(&new_set));
     // From now on the old keys are strangers.
     let b = bundle("after rotation");
-    let old_signed = next(&ledger, &b, Kind::Update, None, &[1, 2]);
+    let old_signed = next(&ledger, &b, Kind::Update, None, &[1]);
     assert_eq!(
         refuse(&mut ledger, old_signed, b.clone()),
         Rejection::UnknownKey { key: public(1) }

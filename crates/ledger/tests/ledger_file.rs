@@ -6,7 +6,15 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use stele_ledger::export::{self, LEDGER_FILE_HEADER};
-use stele_ledger::{Kind, Ledger, LedgerFileError, TrustSet, Version, structural_only};
+use stele_ledger::{Entries, Kind, Ledger, LedgerFileError, TrustSet, structural_only};
+
+fn entries_of(ledger: &Ledger) -> Entries {
+    let mut entries = Entries::default();
+    for (version, bundle) in ledger.entries() {
+        entries.push(version.clone(), bundle.clone());
+    }
+    entries
+}
 
 fn read(bytes: &[u8]) -> Result<Ledger, LedgerFileError> {
     export::read(bytes, Ledger::new(), &structural_only)
@@ -26,6 +34,31 @@ fn a_ledger_round_trips_through_its_file() {
     assert_eq!(back.head(), ledger.head());
     assert_eq!(back.versions(), ledger.versions());
     assert_eq!(export::encode(&back), text);
+}
+
+#[test]
+fn signatures_must_be_sorted_by_key_in_files() {
+    let ledger = chain(1);
+    let text = export::encode(&ledger);
+    let version = ledger.version(2).unwrap();
+    let [first, second] = [&version.signatures[0], &version.signatures[1]];
+    let sorted = format!(
+        r#"{{"key":"{}","signature":"{}"}},{{"key":"{}","signature":"{}"}}"#,
+        first.key,
+        first.signature.to_hex(),
+        second.key,
+        second.signature.to_hex()
+    );
+    let swapped = format!(
+        r#"{{"key":"{}","signature":"{}"}},{{"key":"{}","signature":"{}"}}"#,
+        second.key,
+        second.signature.to_hex(),
+        first.key,
+        first.signature.to_hex()
+    );
+    assert!(text.contains(&sorted));
+    let error = read(text.replacen(&sorted, &swapped, 1).as_bytes()).unwrap_err();
+    assert!(error.to_string().contains("sorted by key"), "{error}");
 }
 
 #[test]
@@ -60,11 +93,8 @@ fn a_truncated_file_is_refused() {
 #[test]
 fn the_first_bad_seq_is_named() {
     let ledger = chain(4);
-    let mut entries: Vec<(Version, _)> = ledger
-        .entries()
-        .map(|(v, b)| (v.clone(), b.clone()))
-        .collect();
-    entries[2].0.header.message = "edited after signing".into();
+    let mut entries = entries_of(&ledger);
+    entries.versions[2].header.message = "edited after signing".into();
     let error = Ledger::verify(Ledger::new(), entries, &structural_only).unwrap_err();
     assert_eq!(error.seq, 3);
     assert_eq!(error.rejection.code(), "bad_signature");
@@ -176,24 +206,29 @@ proptest! {
     ) {
         let ledger = build(&steps);
         prop_assume!(ledger.len() >= 2);
-        let mut entries: Vec<(Version, stele_ledger::BundleFiles)> =
-            ledger.entries().map(|(v, b)| (v.clone(), b.clone())).collect();
-        let at = victim.index(entries.len());
-        let other = (at + 1) % entries.len();
+        let mut entries = entries_of(&ledger);
+        let versions = &mut entries.versions;
+        let at = victim.index(versions.len());
+        let other = (at + 1) % versions.len();
         match tampering {
-            0 => entries[at].0.header.message.push('!'),
-            1 => entries[at].1 = bundle("permit(principal, action, resource);"),
-            2 => { entries.remove(at.min(entries.len() - 2)); }
-            3 => entries.swap(at, other),
-            4 => { let copy = entries[at].clone(); entries.insert(at + 1, copy); }
-            5 => entries[at].0.signatures.truncate(0),
+            0 => versions[at].header.message.push('!'),
+            1 => {
+                let digest = versions[at].header.bundle_digest;
+                entries.bundles.insert(digest, bundle("permit(principal, action, resource);"));
+            }
+            // Removing the last version is truncation, which a chain alone cannot
+            // tell from a shorter ledger (see `truncation_is_caught_by_a_known_hash`).
+            2 => { versions.remove(at.min(versions.len() - 2)); }
+            3 => versions.swap(at, other),
+            4 => { let copy = versions[at].clone(); versions.insert(at + 1, copy); }
+            5 => versions[at].signatures.truncate(0),
             6 => {
                 // Re-sign the edit with a key outside every trust set.
-                entries[at].0.header.created_at += 1;
-                entries[at].0.signatures.clear();
-                entries[at].0.sign(&key(9));
+                versions[at].header.created_at += 1;
+                versions[at].signatures.clear();
+                versions[at].sign(&key(9));
             }
-            _ => entries[at].0.header.seq += 1,
+            _ => versions[at].header.seq += 1,
         }
         prop_assert!(Ledger::verify(Ledger::new(), entries, &structural_only).is_err());
     }

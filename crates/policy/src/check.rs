@@ -1,81 +1,89 @@
 //! The bundle check admission runs (ledger's `BundleCheck`): the bundle must
-//! load, compile, validate and pass every one of its scenarios.
+//! load, compile, validate and pass every one of its scenarios; and the same
+//! check over a whole ledger, on all cores.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use stele_ledger::{BundleCheck, BundleFiles, Hash};
+use stele_ledger::{BundleFiles, ChainError, Hash, Ledger, Rejection};
 
 use crate::error::BundleError;
-use crate::scenario::run_scenarios;
+use crate::scenario::{ScenarioReport, run_scenarios};
 use crate::snapshot::Snapshot;
 
-/// Compiles `bundle` and runs its scenarios.
-pub fn check_bundle(bundle: &BundleFiles) -> Result<(), BundleError> {
+/// Stack for bundle-check threads: as much as a main thread gets, so a
+/// deeply nested policy gets the same verdict on every thread.
+const CHECK_THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a bundle that passed its check holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleSummary {
+    pub policies: usize,
+    pub scenarios: ScenarioReport,
+}
+
+/// Compiles `bundle` and runs its scenarios; any failing scenario fails the
+/// check.
+pub fn check_bundle(bundle: &BundleFiles) -> Result<BundleSummary, BundleError> {
     let snapshot = Snapshot::compile(bundle)?;
-    let report = run_scenarios(&snapshot, bundle)?;
-    if report.failures.is_empty() {
-        Ok(())
-    } else {
-        Err(BundleError::Scenarios(report.failures))
+    let scenarios = run_scenarios(&snapshot, bundle)?;
+    if !scenarios.failures.is_empty() {
+        return Err(BundleError::Scenarios(scenarios.failures));
     }
+    Ok(BundleSummary {
+        policies: snapshot.policies().len(),
+        scenarios,
+    })
 }
 
 /// The admission check, as the ledger calls it.
 pub fn admission_check(bundle: &BundleFiles) -> Result<(), String> {
-    check_bundle(bundle).map_err(|error| error.to_string())
+    check_bundle(bundle)
+        .map(drop)
+        .map_err(|error| error.to_string())
 }
 
-/// The admission check remembering verdicts by bundle digest: the check is
-/// deterministic, so a chain that returns to a bundle (rollbacks, rotations)
-/// need not compile it again.
-#[derive(Default)]
-pub struct CachedCheck {
-    verdicts: RefCell<HashMap<Hash, Result<(), String>>>,
-}
-
-impl CachedCheck {
-    /// Checks every distinct bundle not yet checked, on all cores, ahead of a
-    /// chain replay: bundles are independent, the replay itself is not.
-    pub fn prefill<'a>(&self, bundles: impl IntoIterator<Item = &'a BundleFiles>) {
-        let mut todo: HashMap<Hash, &BundleFiles> = HashMap::new();
-        for bundle in bundles {
-            let digest = bundle.digest();
-            if !self.verdicts.borrow().contains_key(&digest) {
-                todo.insert(digest, bundle);
-            }
-        }
-        let todo: Vec<(Hash, &BundleFiles)> = todo.into_iter().collect();
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = todo.len().div_ceil(workers).max(1);
-        let verdicts: Vec<(Hash, Result<(), String>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = todo
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
+/// Runs the admission check on every distinct bundle of a ledger whose chain
+/// already verified (hashes and signatures first: an unsigned file never
+/// gets Cedar to work), on all cores. Names the first version whose bundle
+/// fails, as replaying admission would.
+pub fn check_ledger_bundles(ledger: &Ledger) -> Result<(), ChainError> {
+    let mut distinct: BTreeMap<Hash, &BundleFiles> = BTreeMap::new();
+    for (version, bundle) in ledger.entries() {
+        distinct
+            .entry(version.header.bundle_digest)
+            .or_insert(bundle);
+    }
+    let todo: Vec<(Hash, &BundleFiles)> = distinct.into_iter().collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = todo.len().div_ceil(workers).max(1);
+    let verdicts: BTreeMap<Hash, Result<(), String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = todo
+            .chunks(chunk)
+            .map(|part| {
+                std::thread::Builder::new()
+                    .stack_size(CHECK_THREAD_STACK_BYTES)
+                    .spawn_scoped(scope, move || {
                         part.iter()
                             .map(|(digest, bundle)| (*digest, admission_check(bundle)))
                             .collect::<Vec<_>>()
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|handle| handle.join().expect("a bundle check panicked"))
-                .collect()
-        });
-        self.verdicts.borrow_mut().extend(verdicts);
-    }
-}
-
-impl BundleCheck for CachedCheck {
-    fn check(&self, bundle: &BundleFiles) -> Result<(), String> {
-        let digest = bundle.digest();
-        if let Some(verdict) = self.verdicts.borrow().get(&digest) {
-            return verdict.clone();
+                    .expect("spawning a bundle-check thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("a bundle check panicked"))
+            .collect()
+    });
+    for version in ledger.versions() {
+        if let Err(message) = &verdicts[&version.header.bundle_digest] {
+            return Err(ChainError {
+                seq: version.seq(),
+                rejection: Rejection::BundleInvalid {
+                    message: message.clone(),
+                },
+            });
         }
-        let verdict = admission_check(bundle);
-        self.verdicts.borrow_mut().insert(digest, verdict.clone());
-        verdict
     }
+    Ok(())
 }

@@ -87,7 +87,8 @@ pub fn parse_policies(bundle: &BundleFiles) -> Result<Vec<NamedPolicy>, BundleEr
             let id = match policy.annotation("id") {
                 Some(annotated) => annotated.to_string(),
                 None if prefix_with_stem => {
-                    format!("{}/{}", file.trim_end_matches(".cedar"), policy.id())
+                    let stem = file.strip_suffix(".cedar").unwrap_or(file);
+                    format!("{stem}/{}", policy.id())
                 }
                 None => policy.id().to_string(),
             };

@@ -9,6 +9,9 @@ pub enum BundleError {
     /// a file that is not UTF-8, over a size limit.
     #[error("{0}")]
     Layout(String),
+    /// Over a size limit (files, bytes).
+    #[error("{0}")]
+    TooLarge(String),
     /// A file could not be read.
     #[error("{path}: {message}")]
     Io { path: String, message: String },

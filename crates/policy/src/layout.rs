@@ -121,8 +121,9 @@ fn read_into(
         }
         *total_bytes += metadata.len();
         if *total_bytes > MAX_BUNDLE_BYTES as u64 || bundle.len() >= MAX_BUNDLE_FILES {
-            return Err(BundleError::Layout(format!(
-                "bundle is over the size limit ({MAX_BUNDLE_FILES} files, {MAX_BUNDLE_BYTES} bytes)"
+            return Err(BundleError::TooLarge(format!(
+                "{}: the bundle is over the size limit ({MAX_BUNDLE_FILES} files, {MAX_BUNDLE_BYTES} bytes)",
+                root.display()
             )));
         }
         let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;

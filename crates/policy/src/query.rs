@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, Request, Schema};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -37,13 +38,19 @@ impl EntityRef {
     }
 }
 
-/// The JSON shape of one query: a scenario without its expectations.
+/// The JSON shape of one query: a scenario, whose description and
+/// expectations are accepted and ignored, so scenario lines can be replayed.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueryJson {
-    #[serde(default)]
-    #[allow(dead_code)]
-    description: Option<String>,
+    #[serde(default, rename = "description")]
+    _description: Option<IgnoredAny>,
+    #[serde(default, rename = "decision")]
+    _decision: Option<IgnoredAny>,
+    #[serde(default, rename = "reasons")]
+    _reasons: Option<IgnoredAny>,
+    #[serde(default, rename = "errors")]
+    _errors: Option<IgnoredAny>,
     principal: EntityRef,
     action: EntityRef,
     resource: EntityRef,

@@ -1,7 +1,7 @@
 //! The compiled, immutable form of one bundle, and evaluation against it.
 
 use cedar_policy::{Authorizer, Entities, PolicySet, Request, Response, Schema};
-use stele_ledger::{BundleFiles, Hash};
+use stele_ledger::BundleFiles;
 
 use crate::compile::{NamedPolicy, compile};
 use crate::decision::Decision;
@@ -10,7 +10,6 @@ use crate::query::{Query, QueryError};
 
 /// A bundle compiled once and shared read-only by every decision.
 pub struct Snapshot {
-    digest: Hash,
     schema: Schema,
     policies: Vec<NamedPolicy>,
     policy_set: PolicySet,
@@ -25,17 +24,12 @@ impl Snapshot {
     pub fn compile(bundle: &BundleFiles) -> Result<Snapshot, BundleError> {
         let compiled = compile(bundle)?;
         Ok(Snapshot {
-            digest: bundle.digest(),
             schema: compiled.schema,
             policies: compiled.policies,
             policy_set: compiled.policy_set,
             entities: compiled.entities,
             authorizer: Authorizer::new(),
         })
-    }
-
-    pub fn digest(&self) -> Hash {
-        self.digest
     }
 
     pub fn schema(&self) -> &Schema {

@@ -79,6 +79,19 @@ fn an_annotation_colliding_with_a_positional_id_is_an_error() {
 }
 
 #[test]
+fn templates_and_empty_ids_are_refused() {
+    let template = bundle(&[(
+        "p.cedar",
+        "permit(principal == ?principal, action, resource);",
+    )]);
+    let error = parse_policies(&template).unwrap_err().to_string();
+    assert!(error.contains("templates are not supported"), "{error}");
+    let empty = bundle(&[("p.cedar", "@id(\"\") permit(principal, action, resource);")]);
+    let error = parse_policies(&empty).unwrap_err().to_string();
+    assert!(error.contains("empty @id"), "{error}");
+}
+
+#[test]
 fn validation_is_strict_against_the_schema() {
     let b = bundle(&[(
         "p.cedar",
@@ -220,6 +233,34 @@ fn the_admission_check_runs_the_scenarios() {
     let error = admission_check(&typo).unwrap_err();
     assert!(
         error.contains("tests/read.json:1:") && error.contains("principle"),
+        "{error}"
+    );
+}
+
+#[test]
+fn scenarios_can_expect_evaluation_errors() {
+    let with_errors = |expected: &str| {
+        let mut b = BundleFiles::default();
+        b.insert(
+            "schema.cedarschema".into(),
+            "entity User; entity Doc; action read appliesTo { principal: User, resource: Doc, context: { n: Long } };".into(),
+        )
+        .unwrap();
+        b.insert(
+            "p.cedar".into(),
+            "@id(\"overflow\") permit(principal, action, resource) when { context.n + 9223372036854775807 > 0 };".into(),
+        )
+        .unwrap();
+        let scenario = format!(
+            r#"{{"queries":[{{"description":"overflows","principal":{{"type":"User","id":"u"}},"action":{{"type":"Action","id":"read"}},"resource":{{"type":"Doc","id":"d"}},"context":{{"n":2}},"decision":"Deny","reasons":[],"errors":{expected}}}]}}"#
+        );
+        b.insert("tests/e.json".into(), scenario).unwrap();
+        admission_check(&b)
+    };
+    assert_eq!(with_errors(r#"["overflow"]"#), Ok(()));
+    let error = with_errors("[]").unwrap_err();
+    assert!(
+        error.contains("expected errors in {}, got errors in {\"overflow\"}"),
         "{error}"
     );
 }
