@@ -7,25 +7,28 @@
 //!
 //! The ledger has STELE_BENCH_VERSIONS versions (default 10,000), each an
 //! update of the example bundle with its own digest, signed 2 of 3.
+//!
+//! Baselines in the same run: SHA-256 over the file's bytes (the least any
+//! integrity check must do), and raw Cedar loading every bundle (schema,
+//! policies, strict validation, entities) on all cores, with no ledger, no
+//! signatures and no scenarios.
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use stele_ledger::{
     BundleFiles, Hash, Header, Kind, Ledger, SecretKey, TrustSet, Version, export, structural_only,
 };
-use stele_policy::{check_ledger_bundles, load_dir};
+use stele_policy::check_ledger_bundles;
+use support::{example, raw_cedar_load};
 
 fn versions() -> u64 {
     std::env::var("STELE_BENCH_VERSIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
-}
-
-fn example() -> BundleFiles {
-    load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/zero-trust")).unwrap()
 }
 
 /// The example bundle with a comment that makes its digest unique.
@@ -92,7 +95,34 @@ fn bench(c: &mut Criterion) {
             ledger
         })
     });
+    group.bench_with_input(
+        BenchmarkId::new("baseline_sha256_of_file", count),
+        &file,
+        |b, file| b.iter(|| Hash::of_bytes(file.as_bytes())),
+    );
+    let ledger = export::read(file.as_bytes(), Ledger::new(), &structural_only).unwrap();
+    let bundles: Vec<&BundleFiles> = ledger.entries().map(|(_, bundle)| bundle).collect();
+    group.bench_with_input(
+        BenchmarkId::new("baseline_raw_cedar_load", count),
+        &bundles,
+        |b, bundles| b.iter(|| raw_cedar_load_all(bundles)),
+    );
     group.finish();
+}
+
+/// Raw Cedar loading every bundle, on all cores.
+fn raw_cedar_load_all(bundles: &[&BundleFiles]) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = bundles.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        for part in bundles.chunks(chunk) {
+            scope.spawn(move || {
+                for bundle in part {
+                    raw_cedar_load(bundle);
+                }
+            });
+        }
+    });
 }
 
 criterion_group!(benches, bench);
