@@ -91,7 +91,7 @@ fn bench(c: &mut Criterion) {
     group.bench_with_input(BenchmarkId::new("full", count), &file, |b, file| {
         b.iter(|| {
             let ledger = export::read(file.as_bytes(), Ledger::new(), &structural_only).unwrap();
-            check_ledger_bundles(&ledger).unwrap();
+            check_ledger_bundles(&ledger, 0).unwrap();
             ledger
         })
     });

@@ -5,12 +5,14 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stele-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# Installs the system packages the build needs, when they are missing.
-# (None yet for the offline tools; the cluster's RocksDB bindings will need
-# libclang, added here when they land.)
+# Installs the system packages the build needs, when they are missing:
+# a C/C++ compiler, and libclang for RocksDB's bindings (bindgen). protoc
+# comes from the protoc-bin-vendored crate, never from the system.
 stele_install_build_deps() {
   local missing=()
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  command -v c++ >/dev/null 2>&1 || missing+=(g++)
+  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     local sudo=""

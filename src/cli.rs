@@ -1,17 +1,21 @@
 //! The command line, as clap sees it. Each command's doc comment is its
 //! `--help`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// stele: zero-trust policy decisions from a write-once, signed,
 /// hash-chained ledger of Cedar policy versions.
 ///
-/// The offline commands below work on files alone: an approver on an
-/// air-gapped machine, or an auditor with an exported ledger, needs nothing
-/// else. Every command that prints a result takes --json (one compact JSON
-/// line per result on stdout); anything but success exits non-zero.
+/// Offline commands (keygen, bundle, check --bundle, proposal, ledger) work on
+/// files alone: an approver on an air-gapped machine, or an auditor with an
+/// exported ledger, needs nothing else. Cluster commands talk to one node
+/// (--endpoint, or $STELE_ENDPOINT), each call with a deadline. Every command
+/// that prints a result takes --json (one compact JSON line per result on
+/// stdout); anything but success exits non-zero.
 #[derive(Debug, Parser)]
 #[command(
     name = "stele",
@@ -48,6 +52,256 @@ pub enum Command {
     /// Create, extend, verify and read ledger files, offline.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Run a node of a stele cluster (until SIGTERM or Ctrl-C).
+    Node(NodeArgs),
+    /// Bootstrap a cluster, see its state, change its members.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Start a cluster's ledger: the genesis version, signed here.
+    Genesis(GenesisArgs),
+    /// Propose a new bundle for the cluster, signed with your key(s). With
+    /// fewer than M signatures it waits, pending, for `stele approve`.
+    Propose(ProposeArgs),
+    /// Sign a pending proposal (after checking what it is) and send the
+    /// signature; it commits when M approvers have signed.
+    Approve(ApproveArgs),
+    /// Send a proposal file from the offline flow; it must carry M
+    /// signatures (nothing is held pending).
+    Submit(SubmitArgs),
+    /// Propose restoring version SEQ's bundle as a new version.
+    Rollback(RollbackArgs),
+    /// List the cluster's versions, oldest first, from one node.
+    Log(LogArgs),
+    /// Show one version, from one node.
+    Show(ShowArgs),
+    /// Which policies changed between versions A and B.
+    Diff(DiffArgs),
+    /// Write the cluster's whole ledger to a file (the ledger file format,
+    /// which `stele ledger verify` checks).
+    Export(ExportArgs),
+    /// Start a local three-node cluster with demo keys and the zero-trust
+    /// example as genesis; a second run resumes from DIR.
+    Dev(DevArgs),
+}
+
+/// Which node to talk to.
+#[derive(Debug, Args, Clone)]
+pub struct Remote {
+    /// The node (host:port or http://host:port). Pinned: no failover.
+    #[arg(
+        long,
+        env = "STELE_ENDPOINT",
+        default_value = "127.0.0.1:7001",
+        value_name = "URL"
+    )]
+    pub endpoint: String,
+    /// Deadline for each call.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnStaleArg {
+    /// Refuse with an explicit STALE error.
+    Fail,
+    /// Answer, flagged stale: true.
+    Serve,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// This node's id (a positive integer, unique in the cluster).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Where the node keeps its RocksDB data and snapshots.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on for the API and the Raft transport.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes and clients reach this node at (default: --listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Fail decisions closed after this long without evidence of being current.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub max_staleness: Option<Duration>,
+    /// What to do when stale: fail (default) or serve flagged answers.
+    #[arg(long, value_enum)]
+    pub on_stale: Option<OnStaleArg>,
+    /// How long a pending proposal waits for approvals (default 24h).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub pending_ttl: Option<Duration>,
+    /// Snapshot and compact the Raft log every N entries (default 1000).
+    #[arg(long, value_name = "N")]
+    pub snapshot_every: Option<u64>,
+    /// Raft heartbeat interval (default 100ms).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub heartbeat_interval: Option<Duration>,
+    /// Accept only the ledger whose genesis has this hash.
+    #[arg(long, value_name = "HASH")]
+    pub genesis: Option<String>,
+    /// A TOML file with any of these settings (flags win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. info or stele_node=debug.
+    #[arg(long, default_value = "info", env = "STELE_LOG")]
+    pub log: String,
+    /// Logs as JSON lines (on stderr).
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Bootstrap a new cluster with these voters (sent to --endpoint, which
+    /// defaults to the first member).
+    Init {
+        /// A member: ID=HOST:PORT (repeat).
+        #[arg(long = "member", value_name = "ID=HOST:PORT", required = true)]
+        members: Vec<String>,
+        /// The node to send it to (default: the first member).
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
+        timeout: Duration,
+    },
+    /// The leader, the term, and each member's role, applied seq and
+    /// freshness.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Add a non-voting member that replicates and serves decisions.
+    AddLearner {
+        /// ID=HOST:PORT
+        member: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make a learner a voter.
+    Promote {
+        id: u64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove a member (voter or learner).
+    Remove {
+        id: u64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenesisArgs {
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
+    /// An approver public key file (repeat for each approver).
+    #[arg(long = "approver", value_name = "PUB", required = true)]
+    pub approvers: Vec<PathBuf>,
+    #[arg(long, value_name = "M")]
+    pub threshold: u32,
+    /// A secret key file to sign with (repeat).
+    #[arg(long = "key", value_name = "PATH", required = true)]
+    pub keys: Vec<PathBuf>,
+    #[arg(
+        short = 'm',
+        long = "message",
+        default_value = "genesis",
+        value_name = "MSG"
+    )]
+    pub message: String,
+    #[arg(long, value_name = "NAME")]
+    pub author: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub about: About,
+    /// A secret key file to sign with (repeat).
+    #[arg(long = "key", value_name = "PATH", required = true)]
+    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The proposal id (its version hash), as `stele propose` printed it.
+    pub proposal_id: String,
+    /// A secret key file to sign with (repeat).
+    #[arg(long = "key", value_name = "PATH", required = true)]
+    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A signed proposal file.
+    pub proposal: PathBuf,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The seq whose bundle to restore.
+    #[arg(long, value_name = "SEQ")]
+    pub to: u64,
+    #[command(flatten)]
+    pub about: About,
+    #[arg(long = "key", value_name = "PATH", required = true)]
+    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub seq: u64,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older version's seq.
+    pub a: u64,
+    /// The newer version's seq.
+    pub b: u64,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The file to write; never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the nodes keep their data, logs and the demo approver keys.
+    #[arg(long, default_value = ".stele-dev", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The first node's port; the others follow.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,16 +321,27 @@ pub enum BundleCommand {
 }
 
 /// Evaluate one request (--principal, --action, --resource, --context), or
-/// a file of requests (--requests), against a bundle. Prints
+/// a file of requests (--requests), against a bundle (--bundle, offline) or a
+/// node (--endpoint). Prints
 /// {"decision":"Allow"|"Deny","reasons":[…],"errors":[…]}; the reasons are the
 /// ids of the policies that determined the decision. Exits 0 once every
 /// request is evaluated, whatever the decision; non-zero for a request that
 /// cannot be evaluated (malformed, or not fitting the schema).
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The bundle directory.
-    #[arg(long, value_name = "DIR")]
-    pub bundle: PathBuf,
+    /// Evaluate offline against this bundle directory.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["endpoint", "min_version"])]
+    pub bundle: Option<PathBuf>,
+    /// Ask this node (host:port or http://host:port); the answer names the
+    /// version that made it.
+    #[arg(long, env = "STELE_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// With --endpoint: answer only from this version or a newer one.
+    #[arg(long, value_name = "SEQ")]
+    pub min_version: Option<u64>,
+    /// With --endpoint: deadline for each call.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
     /// The principal, e.g. 'User::"alice"'.
     #[arg(
         long,

@@ -2,10 +2,12 @@
 
 mod cli;
 mod commands;
+mod example_bundle;
 mod failure;
 mod files;
 mod ledger_files;
 mod output;
+mod remote;
 
 use std::process::ExitCode;
 

@@ -4,27 +4,52 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde_json::json;
-use stele_policy::{Decision, Query, Snapshot, load_dir};
+use stele_policy::{Decision, Outcome, Query, Snapshot, load_dir};
+use stele_proto::v1::{CheckRequest, CheckResponse, EntityRef};
 
 use crate::cli::CheckArgs;
 use crate::failure::{Failure, Result};
 use crate::output::Output;
+use crate::remote::{block_on, connect, failure};
 
 /// Longest request line, in bytes.
 const MAX_REQUEST_LINE_BYTES: usize = 1024 * 1024;
 
 pub fn run(out: Output, args: CheckArgs) -> Result<()> {
-    let snapshot = Snapshot::compile(&load_dir(&args.bundle)?)?;
+    match (&args.bundle, &args.endpoint) {
+        (Some(bundle), _) => offline(out, bundle, &args),
+        (None, Some(endpoint)) => remote(out, endpoint, &args),
+        (None, None) => Err(Failure::usage(
+            "say where to evaluate: --bundle DIR (offline) or --endpoint URL (a node; or set STELE_ENDPOINT)",
+        )),
+    }
+}
+
+/// The request the flags describe.
+fn flag_query(args: &CheckArgs) -> Result<Query> {
+    Query::parse(
+        args.principal.as_deref().unwrap_or_default(),
+        args.action.as_deref().unwrap_or_default(),
+        args.resource.as_deref().unwrap_or_default(),
+        args.context.as_deref(),
+    )
+    .map_err(|e| Failure::new("invalid_request", e.to_string()))
+}
+
+fn offline(out: Output, bundle: &Path, args: &CheckArgs) -> Result<()> {
+    let snapshot = Snapshot::compile(&load_dir(bundle)?)?;
     match &args.requests {
-        Some(path) => check_file(out, &snapshot, path),
+        Some(path) => for_each_request(
+            out,
+            path,
+            |query| {
+                let decision = snapshot.evaluate(&query).map_err(|e| e.to_string())?;
+                Ok(serde_json::to_value(&decision).expect("decisions serialize"))
+            },
+            describe_json,
+        ),
         None => {
-            let query = Query::parse(
-                args.principal.as_deref().unwrap_or_default(),
-                args.action.as_deref().unwrap_or_default(),
-                args.resource.as_deref().unwrap_or_default(),
-                args.context.as_deref(),
-            )
-            .map_err(|e| Failure::new("invalid_request", e.to_string()))?;
+            let query = flag_query(args)?;
             let decision = snapshot
                 .evaluate(&query)
                 .map_err(|e| Failure::new("invalid_request", e.to_string()))?;
@@ -34,7 +59,13 @@ pub fn run(out: Output, args: CheckArgs) -> Result<()> {
     }
 }
 
-fn check_file(out: Output, snapshot: &Snapshot, path: &Path) -> Result<()> {
+/// Evaluates requests, one per line, reporting each line's answer or error.
+fn for_each_request(
+    out: Output,
+    path: &Path,
+    mut answer: impl FnMut(Query) -> std::result::Result<serde_json::Value, String>,
+    describe_answer: impl Fn(&serde_json::Value) -> String,
+) -> Result<()> {
     let mut reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -53,21 +84,18 @@ fn check_file(out: Output, snapshot: &Snapshot, path: &Path) -> Result<()> {
             continue;
         }
         total += 1;
-        let answer = if !fits {
+        let result = if !fits {
             Err(format!(
                 "request is over the limit of {MAX_REQUEST_LINE_BYTES} bytes"
             ))
         } else {
             std::str::from_utf8(&line)
                 .map_err(|_| "not valid UTF-8".to_string())
-                .and_then(|text| {
-                    Query::from_json(text)
-                        .and_then(|query| snapshot.evaluate(&query))
-                        .map_err(|e| e.to_string())
-                })
+                .and_then(|text| Query::from_json(text).map_err(|e| e.to_string()))
+                .and_then(&mut answer)
         };
-        match answer {
-            Ok(decision) => out.result(&decision, || describe(&decision)),
+        match result {
+            Ok(value) => out.result(&value, || describe_answer(&value)),
             Err(message) => {
                 failed += 1;
                 let message = format!("line {number}: {message}");
@@ -106,6 +134,101 @@ fn next_line(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> std::io::Result<Op
             return Ok(Some(false));
         }
     }
+}
+
+fn describe_json(value: &serde_json::Value) -> String {
+    let strings = |key: &str| -> Vec<String> {
+        value[key]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let decision = Decision {
+        decision: if value["decision"] == "Allow" {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        },
+        reasons: strings("reasons"),
+        errors: strings("errors"),
+    };
+    let mut text = describe(&decision);
+    if let Some(seq) = value["version"]["seq"].as_u64() {
+        text.push_str(&format!(
+            "\n  version {seq} ({}), node {}, decision {}",
+            value["version"]["hash"].as_str().unwrap_or_default(),
+            value["node_id"],
+            value["decision_id"].as_str().unwrap_or_default()
+        ));
+    }
+    if value["stale"] == true {
+        text.push_str("\n  STALE: served although this node cannot show it is current");
+    }
+    text
+}
+
+fn remote(out: Output, endpoint: &str, args: &CheckArgs) -> Result<()> {
+    let client = connect(endpoint, args.timeout)?;
+    let ask = |query: Query| -> std::result::Result<serde_json::Value, Failure> {
+        let request = CheckRequest {
+            principal: Some(entity(&query.principal)),
+            action: Some(entity(&query.action)),
+            resource: Some(entity(&query.resource)),
+            context_json: query.context.to_string(),
+            min_version: args.min_version,
+        };
+        let reply = block_on(async {
+            client
+                .decision()
+                .check(client.request(request))
+                .await
+                .map_err(|s| failure(&client, s))
+        })?
+        .into_inner();
+        Ok(decision_json(&reply))
+    };
+    match &args.requests {
+        Some(path) => for_each_request(
+            out,
+            path,
+            |query| ask(query).map_err(|f| f.message),
+            describe_json,
+        ),
+        None => {
+            let value = ask(flag_query(args)?)?;
+            out.result(&value, || describe_json(&value));
+            Ok(())
+        }
+    }
+}
+
+fn entity(uid: &cedar_policy::EntityUid) -> EntityRef {
+    EntityRef {
+        r#type: uid.type_name().to_string(),
+        id: uid.id().unescaped().to_string(),
+    }
+}
+
+/// A node's decision in the design's shape.
+fn decision_json(reply: &CheckResponse) -> serde_json::Value {
+    let allow = reply.decision == stele_proto::v1::Outcome::Allow as i32;
+    let mut value = json!({
+        "decision": if allow { "Allow" } else { "Deny" },
+        "version": reply.version.as_ref().map(|v| json!({"seq": v.seq, "hash": v.hash})),
+        "reasons": reply.reasons,
+        "errors": reply.errors,
+        "decision_id": reply.decision_id,
+        "node_id": reply.node_id,
+    });
+    if reply.stale {
+        value["stale"] = true.into();
+    }
+    value
 }
 
 fn describe(decision: &Decision) -> String {

@@ -3,16 +3,43 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use stele_ledger::SecretKey;
+use stele_ledger::{PublicKey, SecretKey};
 
 use crate::failure::{Failure, Result};
 use crate::files::create_new;
 use crate::output::Output;
 
 pub fn run(out: Output, secret_path: &Path) -> Result<()> {
-    let mut public_path = secret_path.as_os_str().to_owned();
-    public_path.push(".pub");
-    let public_path = PathBuf::from(public_path);
+    let (public_path, public) = write_key_pair(secret_path)?;
+    out.result(
+        &json!({
+            "secret_key": secret_path,
+            "public_key": public_path,
+            "key": public.to_hex(),
+        }),
+        || {
+            format!(
+                "secret key: {} (keep it private)\npublic key: {} ({})",
+                secret_path.display(),
+                public_path.display(),
+                public
+            )
+        },
+    );
+    Ok(())
+}
+
+/// `PATH.pub` for a secret key at `PATH`.
+pub fn public_path(secret_path: &Path) -> PathBuf {
+    let mut path = secret_path.as_os_str().to_owned();
+    path.push(".pub");
+    PathBuf::from(path)
+}
+
+/// Writes a new key pair: the secret key at `secret_path` (mode 0600) and the
+/// public key beside it. Never overwrites either.
+pub fn write_key_pair(secret_path: &Path) -> Result<(PathBuf, PublicKey)> {
+    let public_path = public_path(secret_path);
     for path in [secret_path, public_path.as_path()] {
         if path.exists() {
             return Err(Failure::new(
@@ -32,20 +59,5 @@ pub fn run(out: Output, secret_path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(secret_path);
         return Err(failure);
     }
-    out.result(
-        &json!({
-            "secret_key": secret_path,
-            "public_key": public_path,
-            "key": public.to_hex(),
-        }),
-        || {
-            format!(
-                "secret key: {} (keep it private)\npublic key: {} ({})",
-                secret_path.display(),
-                public_path.display(),
-                public
-            )
-        },
-    );
-    Ok(())
+    Ok((public_path, public))
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 use stele_ledger::{
-    Admitted, BundleFiles, Hash, Header, Kind, Ledger, LedgerFileError, Rejection, SecretKey,
+    Admitted, BundleFiles, Hash, Head, Header, Kind, Ledger, LedgerFileError, Rejection, SecretKey,
     TrustSet, Version, export, structural_only,
 };
 use stele_policy::{admission_check, check_ledger_bundles, load_dir};
@@ -174,7 +174,12 @@ pub fn next_header(
     let head = chain
         .head()
         .ok_or_else(|| Failure::new("empty_ledger", "the ledger has no genesis yet"))?;
-    Ok(Header {
+    Ok(header_on(head, files, kind, about))
+}
+
+/// The header of a version whose parent is `head`, created now.
+pub fn header_on(head: Head, files: &BundleFiles, kind: Kind, about: &About) -> Header {
+    Header {
         seq: head.seq + 1,
         parent_hash: head.hash,
         bundle_digest: files.digest(),
@@ -183,7 +188,7 @@ pub fn next_header(
         author: author_or_default(about.author.clone()),
         created_at: now_unix_seconds(),
         trust: None,
-    })
+    }
 }
 
 fn sign_all(version: &mut Version, keys: &[SecretKey]) {
@@ -192,7 +197,7 @@ fn sign_all(version: &mut Version, keys: &[SecretKey]) {
     }
 }
 
-fn signed(header: Header, keys: &[SecretKey]) -> Version {
+pub fn signed(header: Header, keys: &[SecretKey]) -> Version {
     let mut version = Version::unsigned(header);
     sign_all(&mut version, keys);
     version
@@ -274,7 +279,7 @@ fn verify(out: Output, path: &Path, genesis: Option<&str>, contains: &[String]) 
     // work; then every bundle compiled and tested, on all cores.
     let ledger = export::read(&bytes, start, &structural_only)
         .and_then(|ledger| {
-            check_ledger_bundles(&ledger).map_err(LedgerFileError::Chain)?;
+            check_ledger_bundles(&ledger, 0).map_err(LedgerFileError::Chain)?;
             Ok(ledger)
         })
         .map_err(|error| named(error.into()))?;

@@ -3,10 +3,15 @@
 
 mod bundle;
 mod check;
+mod cluster;
 mod describe;
+mod dev;
 mod keygen;
 mod ledger;
+mod node;
 mod proposal;
+mod reads;
+mod writes;
 
 use crate::cli::{Cli, Command};
 use crate::failure::Result;
@@ -20,5 +25,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => check::run(out, args),
         Command::Proposal(command) => proposal::run(out, command),
         Command::Ledger(command) => ledger::run(out, command),
+        Command::Node(args) => node::run(args),
+        Command::Cluster(command) => cluster::run(out, command),
+        Command::Genesis(args) => writes::genesis(out, args),
+        Command::Propose(args) => writes::propose(out, args),
+        Command::Approve(args) => writes::approve(out, args),
+        Command::Submit(args) => writes::submit(out, args),
+        Command::Rollback(args) => writes::rollback(out, args),
+        Command::Log(args) => reads::log(out, args),
+        Command::Show(args) => reads::show(out, args),
+        Command::Diff(args) => reads::diff(out, args),
+        Command::Export(args) => reads::export(out, args),
+        Command::Dev(args) => dev::run(out, args),
     }
 }

@@ -1,6 +1,8 @@
 //! Running the real `stele` binary from tests.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -103,6 +105,25 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
 
+/// The example bundle, approvers a, b, c, 2 of 3, signed by a and b: the
+/// genesis every test starts from, offline or on a cluster.
+pub const GENESIS_ARGS: &[&str] = &[
+    "--bundle",
+    "bundle",
+    "--approver",
+    "a.pub",
+    "--approver",
+    "b.pub",
+    "--approver",
+    "c.pub",
+    "--threshold",
+    "2",
+    "--key",
+    "a",
+    "--key",
+    "b",
+];
+
 impl Workspace {
     pub fn new() -> Workspace {
         let dir = tempfile::tempdir().unwrap();
@@ -127,28 +148,9 @@ impl Workspace {
 
     /// `ledger.l`: genesis from the example bundle, approvers a, b, c, 2 of 3.
     pub fn genesis(&self) -> Value {
-        self.run(&[
-            "--json",
-            "ledger",
-            "new",
-            "ledger.l",
-            "--bundle",
-            "bundle",
-            "--approver",
-            "a.pub",
-            "--approver",
-            "b.pub",
-            "--approver",
-            "c.pub",
-            "--threshold",
-            "2",
-            "--key",
-            "a",
-            "--key",
-            "b",
-        ])
-        .ok()
-        .json()
+        let mut args = vec!["--json", "ledger", "new", "ledger.l"];
+        args.extend_from_slice(GENESIS_ARGS);
+        self.run(&args).ok().json()
     }
 
     /// A copy of the example bundle at `name/` with `edit` applied to

@@ -157,23 +157,53 @@ impl ChainState {
         self.seqs_by_hash.get(hash).copied()
     }
 
-    /// Decides whether `candidate`, carrying `bundle`, may extend this chain.
-    /// Cheap checks run first; the bundle check (Cedar) runs last.
+    /// Decides whether `candidate`, carrying `bundle`, may extend this chain:
+    /// every rule of [`ChainState::review`], then the signature threshold.
     pub fn admit(
         &self,
         candidate: &Version,
         bundle: &BundleFiles,
         bundle_check: &impl BundleCheck,
     ) -> Result<Admitted, Rejection> {
+        match self.review(candidate, bundle, bundle_check)? {
+            Review::AlreadyCommitted { seq } => Ok(Admitted::AlreadyCommitted { seq }),
+            Review::Valid {
+                seq,
+                hash,
+                approvals,
+            } => match approvals.shortfall {
+                None => Ok(Admitted::Appended { seq, hash }),
+                Some(shortfall) => Err(shortfall),
+            },
+        }
+    }
+
+    /// Every admission rule but the signature threshold, cheap checks first
+    /// and the bundle check (Cedar) last: what a cluster checks before it
+    /// holds a proposal that is still collecting approvals. A candidate with
+    /// no signature at all is refused before its bundle is compiled, so
+    /// nobody outside the trust set can make a node run Cedar.
+    pub fn review(
+        &self,
+        candidate: &Version,
+        bundle: &BundleFiles,
+        bundle_check: &impl BundleCheck,
+    ) -> Result<Review, Rejection> {
         let header = &candidate.header;
         check_limits(candidate)?;
         let hash = header.hash();
         if let Some(seq) = self.seq_of(&hash) {
-            return Ok(Admitted::AlreadyCommitted { seq });
+            return Ok(Review::AlreadyCommitted { seq });
         }
         self.check_position(candidate, hash)?;
         self.check_kind(candidate)?;
         self.check_signatures(candidate, &hash)?;
+        let approvals = self.approvals(candidate);
+        if candidate.signatures.is_empty()
+            && let Some(shortfall) = approvals.shortfall
+        {
+            return Err(shortfall);
+        }
         let actual = bundle.digest();
         if actual != header.bundle_digest {
             return Err(Rejection::DigestMismatch {
@@ -184,9 +214,10 @@ impl ChainState {
         bundle_check
             .check(bundle)
             .map_err(|message| Rejection::BundleInvalid { message })?;
-        Ok(Admitted::Appended {
+        Ok(Review::Valid {
             seq: header.seq,
             hash,
+            approvals,
         })
     }
 
@@ -287,12 +318,10 @@ impl ChainState {
     }
 
     /// Every signature present must be by a key that counts and must verify,
-    /// even when the valid ones already reach the threshold; then the
-    /// distinct signers must reach it.
+    /// even when the valid ones already reach the threshold.
     fn check_signatures(&self, candidate: &Version, hash: &Hash) -> Result<(), Rejection> {
-        let header = &candidate.header;
         let in_force = self.trust.as_ref();
-        let declared = header.trust.as_ref();
+        let declared = candidate.header.trust.as_ref();
         for approval in &candidate.signatures {
             let counts = in_force.is_some_and(|set| set.contains(&approval.key))
                 || declared.is_some_and(|set| set.contains(&approval.key));
@@ -303,39 +332,86 @@ impl ChainState {
                 return Err(Rejection::BadSignature { key: approval.key });
             }
         }
+        Ok(())
+    }
+
+    /// How the candidate's distinct signers measure against the threshold:
+    /// genesis needs M of the set it declares, update and rollback M of the
+    /// set in force, rotate M of the set in force and M' of the one it
+    /// declares.
+    fn approvals(&self, candidate: &Version) -> Approvals {
+        let header = &candidate.header;
         let signers = || candidate.signers();
-        match (header.kind, in_force, declared) {
-            (Kind::Genesis, _, Some(new)) => require(new, new.distinct_signers(signers())),
+        match (header.kind, self.trust.as_ref(), header.trust.as_ref()) {
+            (Kind::Genesis, _, Some(new)) => {
+                Approvals::against(new, new.distinct_signers(signers()))
+            }
             (Kind::Rotate, Some(old), Some(new)) => {
                 let old_signers = old.distinct_signers(signers());
                 let new_signers = new.distinct_signers(signers());
-                if old_signers < old.threshold() || new_signers < new.threshold() {
-                    return Err(Rejection::RotationNotCoSigned {
+                let short = old_signers < old.threshold() || new_signers < new.threshold();
+                Approvals {
+                    signers: old_signers,
+                    threshold: old.threshold(),
+                    shortfall: short.then_some(Rejection::RotationNotCoSigned {
                         old_signers,
                         old_threshold: old.threshold(),
                         new_signers,
                         new_threshold: new.threshold(),
-                    });
+                    }),
                 }
-                Ok(())
             }
             (Kind::Update | Kind::Rollback { .. }, Some(set), None) => {
-                require(set, set.distinct_signers(signers()))
+                Approvals::against(set, set.distinct_signers(signers()))
             }
             // Ruled out by the position and kind checks, which run first.
-            _ => Err(malformed("trust set missing for this kind of version")),
+            _ => Approvals {
+                signers: 0,
+                threshold: 0,
+                shortfall: Some(malformed("trust set missing for this kind of version")),
+            },
         }
     }
 }
 
-fn require(set: &TrustSet, valid: u32) -> Result<(), Rejection> {
-    if valid < set.threshold() {
-        return Err(Rejection::BelowThreshold {
-            valid,
+/// Where a candidate stands when every rule but the threshold holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Review {
+    /// Already in the chain at `seq`.
+    AlreadyCommitted { seq: u64 },
+    /// Valid at `seq`; `approvals` says whether its signatures suffice.
+    Valid {
+        seq: u64,
+        hash: Hash,
+        approvals: Approvals,
+    },
+}
+
+/// A candidate's distinct valid signers against the threshold they must
+/// reach (for a rotation, the set in force; both sets must be met).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approvals {
+    pub signers: u32,
+    pub threshold: u32,
+    /// Why the signatures do not suffice yet, if they do not.
+    pub shortfall: Option<Rejection>,
+}
+
+impl Approvals {
+    fn against(set: &TrustSet, signers: u32) -> Approvals {
+        Approvals {
+            signers,
             threshold: set.threshold(),
-        });
+            shortfall: (signers < set.threshold()).then_some(Rejection::BelowThreshold {
+                valid: signers,
+                threshold: set.threshold(),
+            }),
+        }
     }
-    Ok(())
+
+    pub fn complete(&self) -> bool {
+        self.shortfall.is_none()
+    }
 }
 
 fn check_limits(candidate: &Version) -> Result<(), Rejection> {

@@ -83,23 +83,42 @@ impl LedgerFileError {
 
 /// Encodes a whole ledger.
 pub fn encode(ledger: &Ledger) -> String {
+    let bundle = |digest: &Hash| -> Result<BundleFiles, std::convert::Infallible> {
+        Ok(ledger
+            .bundle(digest)
+            .expect("a ledger holds every bundle it uses")
+            .clone())
+    };
+    match encode_with(ledger.versions(), bundle) {
+        Ok(text) => text,
+        Err(never) => match never {},
+    }
+}
+
+/// Encodes versions in chain order, fetching each bundle when its digest
+/// first appears (so a caller can stream bundles from storage).
+pub fn encode_with<E>(
+    versions: &[Version],
+    mut bundle: impl FnMut(&Hash) -> Result<BundleFiles, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(LEDGER_FILE_HEADER.len() + 1);
     out.push_str(LEDGER_FILE_HEADER);
     out.push('\n');
     let mut written = std::collections::BTreeSet::new();
-    for (version, bundle) in ledger.entries() {
+    for version in versions {
         let digest = version.header.bundle_digest;
         if written.insert(digest) {
+            let files = bundle(&digest)?;
             out.push_str(&strict_json::encode(&RecordRef::Bundle {
                 digest,
-                files: bundle,
+                files: &files,
             }));
             out.push('\n');
         }
         out.push_str(&strict_json::encode(&RecordRef::Version(version)));
         out.push('\n');
     }
-    out
+    Ok(out)
 }
 
 /// Decodes the versions of a ledger file and the bundles they use, without

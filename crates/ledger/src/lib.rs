@@ -22,7 +22,7 @@ mod strict_json;
 pub mod trust;
 pub mod version;
 
-pub use admission::{Admitted, BundleCheck, ChainState, Head, Rejection};
+pub use admission::{Admitted, Approvals, BundleCheck, ChainState, Head, Rejection, Review};
 pub use bundle::BundleFiles;
 pub use chain::{ChainError, Entries, Ledger, structural_only};
 pub use export::{FormatError, LedgerFileError};

@@ -28,7 +28,8 @@ struct ProposalFileRef<'a> {
 }
 
 /// A version and its bundle.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Proposal {
     pub version: Version,
     pub bundle: BundleFiles,

@@ -104,7 +104,8 @@ impl Query {
         Query::from_parts(&json.principal, &json.action, &json.resource, json.context)
     }
 
-    pub(crate) fn from_parts(
+    /// From entity references and an optional context object.
+    pub fn from_parts(
         principal: &EntityRef,
         action: &EntityRef,
         resource: &EntityRef,

@@ -1,0 +1,230 @@
+//! Cluster administration: status, bootstrap, learners and voters.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use stele_proto::v1::admin_client::AdminClient;
+use stele_proto::v1::admin_server::Admin as AdminRpc;
+use stele_proto::v1::{
+    AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MemberStatus,
+    MembershipResponse, StatusRequest, StatusResponse, change_membership_request,
+};
+use tonic::{Request, Response, Status};
+
+use crate::state::{NodeState, Route, forwarded};
+
+/// How long `Status` waits for each other member.
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+
+pub struct AdminService {
+    pub node: Arc<NodeState>,
+}
+
+fn role(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl AdminService {
+    fn admin(&self, addr: &str) -> Result<AdminClient<tonic::transport::Channel>, Status> {
+        Ok(AdminClient::new(self.node.channel(addr)?))
+    }
+
+    fn membership(&self) -> MembershipResponse {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let mut response = MembershipResponse::default();
+        for (id, node) in membership.nodes() {
+            let member = Member {
+                id: *id,
+                addr: node.addr.clone(),
+            };
+            if voters.contains(id) {
+                response.voters.push(member);
+            } else {
+                response.learners.push(member);
+            }
+        }
+        response
+    }
+
+    fn own_status(&self) -> MemberStatus {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        MemberStatus {
+            id: self.node.id(),
+            addr: self.node.config.advertise.clone(),
+            role: role(metrics.state).into(),
+            applied_seq: self.node.published.served().as_ref().map(|s| s.head.seq),
+            stale: self.node.freshness.check().is_err(),
+            voter: metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == self.node.id()),
+        }
+    }
+
+    async fn change(
+        &self,
+        changes: ChangeMembers<u64, BasicNode>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        self.node
+            .raft
+            .change_membership(changes, false)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("membership change refused: {e}")))?;
+        Ok(Response::new(self.membership()))
+    }
+}
+
+#[tonic::async_trait]
+impl AdminRpc for AdminService {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let own = self.own_status();
+        let mut members = vec![own];
+        if !request.get_ref().local_only {
+            let membership = metrics.membership_config.membership().clone();
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let others: Vec<(u64, String)> = membership
+                .nodes()
+                .filter(|(id, _)| **id != self.node.id())
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect();
+            let asks = others.into_iter().map(|(id, addr)| {
+                let client = self.admin(&addr);
+                let voter = voters.contains(&id);
+                async move {
+                    let unreachable = MemberStatus {
+                        id,
+                        addr: addr.clone(),
+                        role: "unreachable".into(),
+                        applied_seq: None,
+                        stale: true,
+                        voter,
+                    };
+                    let Ok(mut client) = client else {
+                        return unreachable;
+                    };
+                    let mut ask = Request::new(StatusRequest { local_only: true });
+                    ask.set_timeout(PEER_STATUS_TIMEOUT);
+                    match client.status(ask).await {
+                        Ok(reply) => reply
+                            .into_inner()
+                            .members
+                            .into_iter()
+                            .next()
+                            .map(|m| MemberStatus { voter, ..m })
+                            .unwrap_or(unreachable),
+                        Err(_) => unreachable,
+                    }
+                }
+            });
+            members.extend(futures::future::join_all(asks).await);
+        }
+        members.sort_by_key(|m| m.id);
+        Ok(Response::new(StatusResponse {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            members,
+            node_id: self.node.id(),
+        }))
+    }
+
+    async fn init(
+        &self,
+        request: Request<InitRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let members: BTreeMap<u64, BasicNode> = request
+            .into_inner()
+            .members
+            .into_iter()
+            .map(|m| (m.id, BasicNode { addr: m.addr }))
+            .collect();
+        if members.is_empty() {
+            return Err(Status::invalid_argument(
+                "a cluster needs at least one member",
+            ));
+        }
+        if !members.contains_key(&self.node.id()) {
+            return Err(Status::invalid_argument(format!(
+                "initialize the cluster at one of its members; this node ({}) is not among them",
+                self.node.id()
+            )));
+        }
+        self.node.raft.initialize(members).await.map_err(|e| {
+            Status::failed_precondition(format!(
+                "this node cannot initialize a cluster: {e} (already initialized?)"
+            ))
+        })?;
+        Ok(Response::new(self.membership()))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        if let Route::Leader { addr, .. } = self.node.route(&request)? {
+            return self.admin(&addr)?.add_learner(forwarded(request)).await;
+        }
+        let member = request
+            .into_inner()
+            .member
+            .ok_or_else(|| Status::invalid_argument("the learner's id and address are missing"))?;
+        self.node
+            .raft
+            .add_learner(member.id, BasicNode { addr: member.addr }, true)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("adding the learner failed: {e}")))?;
+        Ok(Response::new(self.membership()))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<ChangeMembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        if let Route::Leader { addr, .. } = self.node.route(&request)? {
+            return self
+                .admin(&addr)?
+                .change_membership(forwarded(request))
+                .await;
+        }
+        let voters: BTreeSet<u64> = self
+            .node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        match request.into_inner().change {
+            Some(change_membership_request::Change::Promote(id)) => {
+                self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+                    .await
+            }
+            Some(change_membership_request::Change::Remove(id)) if voters.contains(&id) => {
+                self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
+                    .await
+            }
+            Some(change_membership_request::Change::Remove(id)) => {
+                self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+                    .await
+            }
+            None => Err(Status::invalid_argument(
+                "say which member to promote or remove",
+            )),
+        }
+    }
+}

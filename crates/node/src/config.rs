@@ -1,0 +1,172 @@
+//! A node's settings: from `stele node` flags, a TOML file, or both (flags
+//! win). Durations are humantime strings in TOML (`"5s"`, `"250ms"`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use stele_ledger::Hash;
+
+/// What a node does when it cannot show it is current.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStale {
+    /// Answer with an explicit STALE error (the safe default).
+    #[default]
+    Fail,
+    /// Answer anyway, flagging the decision `stale: true`.
+    Serve,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The address other nodes and clients reach this one at (defaults to
+    /// `listen`).
+    pub advertise: String,
+    /// Longest time without evidence of being current before decisions fail
+    /// closed (invariant 6).
+    pub max_staleness: Duration,
+    pub on_stale: OnStale,
+    /// How long a pending proposal waits for approvals.
+    pub pending_ttl: Duration,
+    /// Longest wait for `min_version` before a decision fails.
+    pub min_version_wait: Duration,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Build a snapshot (and compact the log) every this many entries.
+    pub snapshot_every: u64,
+    /// Accept only the chain with this genesis.
+    pub genesis: Option<Hash>,
+}
+
+impl NodeConfig {
+    pub fn new(id: u64, data_dir: PathBuf, listen: SocketAddr) -> NodeConfig {
+        NodeConfig {
+            id,
+            data_dir,
+            listen,
+            advertise: listen.to_string(),
+            max_staleness: Duration::from_secs(5),
+            on_stale: OnStale::Fail,
+            pending_ttl: Duration::from_secs(24 * 3600),
+            min_version_wait: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(800),
+            snapshot_every: 1000,
+            genesis: None,
+        }
+    }
+
+    /// Applies a TOML file's settings (any subset of [`FileConfig`]).
+    pub fn apply_file(&mut self, text: &str) -> Result<(), String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let duration = |text: &str, key: &str| {
+            humantime::parse_duration(text).map_err(|e| format!("{key} = {text:?}: {e}"))
+        };
+        if let Some(v) = file.id {
+            self.id = v;
+        }
+        if let Some(v) = file.data {
+            self.data_dir = v;
+        }
+        if let Some(v) = file.listen {
+            self.listen = v.parse().map_err(|e| format!("listen = {v:?}: {e}"))?;
+            self.advertise = self.listen.to_string();
+        }
+        if let Some(v) = file.advertise {
+            self.advertise = v;
+        }
+        if let Some(v) = file.max_staleness {
+            self.max_staleness = duration(&v, "max_staleness")?;
+        }
+        if let Some(v) = file.on_stale {
+            self.on_stale = v;
+        }
+        if let Some(v) = file.pending_ttl {
+            self.pending_ttl = duration(&v, "pending_ttl")?;
+        }
+        if let Some(v) = file.min_version_wait {
+            self.min_version_wait = duration(&v, "min_version_wait")?;
+        }
+        if let Some(v) = file.heartbeat_interval {
+            self.heartbeat_interval = duration(&v, "heartbeat_interval")?;
+        }
+        if let Some(v) = file.snapshot_every {
+            self.snapshot_every = v;
+        }
+        if let Some(v) = file.genesis {
+            self.genesis = Some(v.parse().map_err(|e| format!("genesis = {v:?}: {e}"))?);
+        }
+        Ok(())
+    }
+
+    /// Checks the settings fit together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.election_timeout_min
+        {
+            return Err("the heartbeat interval must be shorter than the election timeout".into());
+        }
+        if self.max_staleness <= self.heartbeat_interval * 2 {
+            return Err(format!(
+                "max staleness ({}) must be well above the heartbeat interval ({})",
+                humantime::format_duration(self.max_staleness),
+                humantime::format_duration(self.heartbeat_interval)
+            ));
+        }
+        if self.snapshot_every == 0 {
+            return Err("snapshot_every must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The TOML file's keys; every one is optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<u64>,
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    max_staleness: Option<String>,
+    on_stale: Option<OnStale>,
+    pending_ttl: Option<String>,
+    min_version_wait: Option<String>,
+    heartbeat_interval: Option<String>,
+    snapshot_every: Option<u64>,
+    genesis: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_sets_what_it_names_and_refuses_unknown_keys() {
+        let mut config = NodeConfig::new(1, "d".into(), "127.0.0.1:7001".parse().unwrap());
+        config
+            .apply_file("max_staleness = \"2s\"\non_stale = \"serve\"\nsnapshot_every = 10\n")
+            .unwrap();
+        assert_eq!(config.max_staleness, Duration::from_secs(2));
+        assert_eq!(config.on_stale, OnStale::Serve);
+        assert_eq!(config.snapshot_every, 10);
+        assert!(config.apply_file("max_stalenes = \"2s\"").is_err());
+        assert!(config.apply_file("max_staleness = \"soon\"").is_err());
+    }
+
+    #[test]
+    fn staleness_must_exceed_heartbeats() {
+        let mut config = NodeConfig::new(1, "d".into(), "127.0.0.1:7001".parse().unwrap());
+        config.max_staleness = Duration::from_millis(150);
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,303 @@
+//! The ledger API: writes (Propose, Approve) through the leader, forwarded
+//! by followers; reads from this node's own state.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use stele_ledger::{Approval, Hash, Proposal, export};
+use stele_proto::v1::ledger_client::LedgerClient;
+use stele_proto::v1::ledger_server::Ledger as LedgerRpc;
+use stele_proto::v1::{
+    ApproveRequest, ExportChunk, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
+    HeadResponse, ListProposalsRequest, ListProposalsResponse, ListVersionsRequest,
+    ListVersionsResponse, ProposalReply, ProposalStatus as ProtoStatus, ProposeRequest, VersionRef,
+    VersionReply, WatchHeadRequest,
+};
+use stele_store::{Command, ProposalState, ProposalStatus, Request as Entry, Response as Applied};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::WatchStream;
+use tonic::{Request, Response, Status};
+
+use crate::limits::MAX_API_MESSAGE_BYTES;
+use crate::state::{NodeState, Route, forwarded};
+
+/// Most versions in one ListVersions answer.
+const MAX_LIST: u32 = 1000;
+const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
+
+pub struct LedgerService {
+    pub node: Arc<NodeState>,
+}
+
+pub fn to_proto(status: &ProposalStatus) -> ProtoStatus {
+    ProtoStatus {
+        proposal_id: status.proposal_id.to_hex(),
+        state: match status.state {
+            ProposalState::Pending => stele_proto::v1::ProposalState::Pending,
+            ProposalState::Committed => stele_proto::v1::ProposalState::Committed,
+            ProposalState::AlreadyCommitted => stele_proto::v1::ProposalState::AlreadyCommitted,
+        } as i32,
+        signatures: status.signatures,
+        threshold: status.threshold,
+        seq: status.seq,
+        expires_at_ms: status.expires_at_ms,
+    }
+}
+
+fn head_ref(head: stele_ledger::Head) -> VersionRef {
+    VersionRef {
+        seq: head.seq,
+        hash: head.hash.to_hex(),
+    }
+}
+
+fn parse_id(text: &str) -> Result<Hash, Status> {
+    text.parse().map_err(|e| {
+        Status::invalid_argument(format!("proposal id {text:?} is not a version hash: {e}"))
+    })
+}
+
+impl LedgerService {
+    fn leader(&self, addr: &str) -> Result<LedgerClient<tonic::transport::Channel>, Status> {
+        Ok(LedgerClient::new(self.node.channel(addr)?)
+            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_API_MESSAGE_BYTES))
+    }
+
+    async fn write(&self, command: Command) -> Result<Response<ProtoStatus>, Status> {
+        let entry = Entry {
+            time_ms: (self.node.clock)(),
+            command,
+        };
+        match self.node.write(entry).await? {
+            Applied::Accepted(status) => Ok(Response::new(to_proto(&status))),
+            other => Err(Status::internal(format!(
+                "unexpected answer from the state machine: {other:?}"
+            ))),
+        }
+    }
+
+    fn head_response(&self) -> HeadResponse {
+        HeadResponse {
+            head: self.node.published.machine().head().map(head_ref),
+            served: self
+                .node
+                .published
+                .served()
+                .as_ref()
+                .map(|s| head_ref(s.head)),
+            node_id: self.node.id(),
+        }
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportChunk, Status>> + Send>>;
+type HeadStream = Pin<Box<dyn Stream<Item = Result<HeadResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LedgerRpc for LedgerService {
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProtoStatus>, Status> {
+        if let Route::Leader { addr, .. } = self.node.route(&request)? {
+            return self.leader(&addr)?.propose(forwarded(request)).await;
+        }
+        let ProposeRequest {
+            proposal,
+            commit_only,
+        } = request.into_inner();
+        let proposal = Proposal::decode(&proposal).map_err(|e| {
+            NodeState::refusal("bad_proposal", format!("not a valid proposal: {e}"))
+        })?;
+        self.write(Command::Propose {
+            proposal,
+            commit_only,
+            pending_ttl_ms: self.node.config.pending_ttl.as_millis() as u64,
+        })
+        .await
+    }
+
+    async fn approve(
+        &self,
+        request: Request<ApproveRequest>,
+    ) -> Result<Response<ProtoStatus>, Status> {
+        if let Route::Leader { addr, .. } = self.node.route(&request)? {
+            return self.leader(&addr)?.approve(forwarded(request)).await;
+        }
+        let ApproveRequest {
+            proposal_id,
+            approvals,
+        } = request.into_inner();
+        let proposal_id = parse_id(&proposal_id)?;
+        let approvals = approvals
+            .iter()
+            .map(|a| {
+                Ok(Approval {
+                    key: a.key.parse().map_err(|e| format!("key {:?}: {e}", a.key))?,
+                    signature: a.signature.parse().map_err(|e| format!("signature: {e}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| NodeState::refusal("bad_approval", e))?;
+        if approvals.is_empty() {
+            return Err(NodeState::refusal(
+                "bad_approval",
+                "an approval needs at least one signature",
+            ));
+        }
+        self.write(Command::Approve {
+            proposal_id,
+            approvals,
+        })
+        .await
+    }
+
+    async fn get_proposal(
+        &self,
+        request: Request<GetProposalRequest>,
+    ) -> Result<Response<ProposalReply>, Status> {
+        let id = parse_id(&request.into_inner().proposal_id)?;
+        let machine = self.node.published.machine();
+        let held = machine.pending_proposal(&id).ok_or_else(|| {
+            Status::not_found(format!("no pending proposal {id} on this node (it may have committed, expired or been refused)"))
+        })?;
+        let proposal = Proposal {
+            version: held.version.clone(),
+            bundle: held.bundle.clone(),
+        };
+        Ok(Response::new(ProposalReply {
+            proposal: proposal.encode().into_bytes(),
+            status: Some(to_proto(&machine.pending_status(held))),
+        }))
+    }
+
+    async fn list_proposals(
+        &self,
+        _request: Request<ListProposalsRequest>,
+    ) -> Result<Response<ListProposalsResponse>, Status> {
+        let machine = self.node.published.machine();
+        let proposals = machine
+            .pending()
+            .map(|held| to_proto(&machine.pending_status(held)))
+            .collect();
+        Ok(Response::new(ListProposalsResponse { proposals }))
+    }
+
+    async fn head(&self, request: Request<HeadRequest>) -> Result<Response<HeadResponse>, Status> {
+        if request.get_ref().linearizable {
+            match self.node.route(&request)? {
+                Route::Leader { addr, .. } => {
+                    return self.leader(&addr)?.head(forwarded(request)).await;
+                }
+                Route::Here => {
+                    self.node.raft.ensure_linearizable().await.map_err(|e| {
+                        Status::unavailable(format!("cannot confirm leadership: {e}"))
+                    })?;
+                }
+            }
+        }
+        Ok(Response::new(self.head_response()))
+    }
+
+    async fn get_version(
+        &self,
+        request: Request<GetVersionRequest>,
+    ) -> Result<Response<VersionReply>, Status> {
+        let GetVersionRequest { seq, with_bundle } = request.into_inner();
+        let machine = self.node.published.machine();
+        let version = machine.version(seq).ok_or_else(|| {
+            Status::not_found(format!(
+                "no version {seq} on this node (its head is {})",
+                machine.head().map_or(0, |h| h.seq)
+            ))
+        })?;
+        let bundle = if with_bundle {
+            let files = self
+                .node
+                .bundles
+                .bundle(&version.header.bundle_digest)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .ok_or_else(|| {
+                    Status::internal(format!("the bundle of seq {seq} is missing from the store"))
+                })?;
+            Some(serde_json::to_vec(&files).expect("bundles serialize"))
+        } else {
+            None
+        };
+        Ok(Response::new(VersionReply {
+            version: serde_json::to_vec(version).expect("versions serialize"),
+            bundle,
+        }))
+    }
+
+    async fn list_versions(
+        &self,
+        request: Request<ListVersionsRequest>,
+    ) -> Result<Response<ListVersionsResponse>, Status> {
+        let ListVersionsRequest { from_seq, limit } = request.into_inner();
+        let limit = if limit == 0 {
+            MAX_LIST
+        } else {
+            limit.min(MAX_LIST)
+        } as usize;
+        let machine = self.node.published.machine();
+        let versions = machine
+            .versions()
+            .iter()
+            .filter(|v| v.seq() >= from_seq)
+            .take(limit)
+            .map(|v| serde_json::to_vec(v).expect("versions serialize"))
+            .collect();
+        Ok(Response::new(ListVersionsResponse { versions }))
+    }
+
+    type ExportStream = ExportStream;
+
+    async fn export(
+        &self,
+        _request: Request<ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let machine = self.node.published.machine();
+        let bundles = self.node.bundles.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            export::encode_with(machine.versions(), |digest| {
+                bundles
+                    .bundle(digest)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("bundle {digest} is missing from the store"))
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::internal)?;
+        let chunks: Vec<Result<ExportChunk, Status>> = text
+            .into_bytes()
+            .chunks(EXPORT_CHUNK_BYTES)
+            .map(|chunk| {
+                Ok(ExportChunk {
+                    data: chunk.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    type WatchHeadStream = HeadStream;
+
+    async fn watch_head(
+        &self,
+        _request: Request<WatchHeadRequest>,
+    ) -> Result<Response<Self::WatchHeadStream>, Status> {
+        let node = self.node.clone();
+        let changes = WatchStream::new(self.node.published.watch_served()).map(move |served| {
+            Ok(HeadResponse {
+                head: node.published.machine().head().map(head_ref),
+                served: served.map(head_ref),
+                node_id: node.id(),
+            })
+        });
+        Ok(Response::new(Box::pin(changes)))
+    }
+}

@@ -1,0 +1,27 @@
+//! # stele-node
+//!
+//! A stele node: openraft wired to the store, Raft RPCs over tonic, and the
+//! public services: decisions from the node's own compiled snapshot (one
+//! atomic load, no lock, no Raft round trip), ledger writes through the
+//! leader (followers forward them), reads from local state, membership, and
+//! the freshness bound that makes a cut-off node fail closed.
+
+mod admin_service;
+pub mod config;
+mod decision_service;
+pub mod dial;
+mod errors;
+pub mod freshness;
+mod ledger_service;
+pub mod limits;
+mod network;
+mod raft_service;
+mod server;
+mod state;
+
+pub use config::{NodeConfig, OnStale};
+pub use errors::DOMAIN;
+#[cfg(feature = "rocksdb")]
+pub use server::run;
+pub use server::{Node, NodeError};
+pub use state::{FORWARDED, NodeState, WallClock, system_clock};

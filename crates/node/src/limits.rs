@@ -1,0 +1,15 @@
+//! Size limits on what a node accepts over the network.
+
+use stele_ledger::limits::MAX_BUNDLE_BYTES;
+
+/// Largest client request or reply (a proposal carries a whole bundle, whose
+/// JSON escaping can nearly double it).
+pub const MAX_API_MESSAGE_BYTES: usize = 2 * MAX_BUNDLE_BYTES + 1024 * 1024;
+/// Largest Raft message (AppendEntries may carry a few proposals).
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 4 * MAX_BUNDLE_BYTES;
+/// Largest snapshot a node accepts from a peer.
+pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024 * 1024;
+/// Snapshot chunk size on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Most requests in one CheckBatch.
+pub const MAX_BATCH_REQUESTS: usize = 10_000;

@@ -1,0 +1,220 @@
+//! The Raft transport, client side: openraft's RPCs to peers over tonic,
+//! payloads in JSON. Each AppendEntries carries the age of this leader's
+//! last quorum acknowledgement, the follower's evidence of freshness.
+//! Snapshots are streamed in chunks in one call.
+
+// openraft's network traits fix the error type (`RPCError`, over 200 bytes);
+// the helpers here return it as it is rather than boxing it.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use stele_proto::v1::raft_client::RaftClient;
+use stele_proto::v1::{RaftRequest, SnapshotChunk};
+use stele_store::{NodeId, Snapshot, TypeConfig, Vote};
+use tonic::transport::Channel;
+
+use crate::dial::Dial;
+use crate::freshness::Freshness;
+use crate::limits::{MAX_RAFT_MESSAGE_BYTES, SNAPSHOT_CHUNK_BYTES};
+
+/// Opens clients to peers.
+pub struct Network {
+    pub dial: Dial,
+    /// This node's freshness: as a leader, its last quorum ack.
+    pub freshness: Arc<Freshness>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        Peer {
+            target,
+            addr: node.addr.clone(),
+            client: (self.dial)(&node.addr).map(|channel| {
+                RaftClient::new(channel)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            }),
+            freshness: self.freshness.clone(),
+        }
+    }
+}
+
+/// A connection to one peer.
+pub struct Peer {
+    target: NodeId,
+    addr: String,
+    client: Result<RaftClient<Channel>, String>,
+    freshness: Arc<Freshness>,
+}
+
+type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+fn unreachable<E: std::error::Error>(message: String) -> RpcError<E> {
+    RPCError::Unreachable(Unreachable::new(&TransportError(message)))
+}
+
+fn network<E: std::error::Error>(message: String) -> RpcError<E> {
+    RPCError::Network(NetworkError::new(&TransportError(message)))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("Raft messages serialize")
+}
+
+impl Peer {
+    fn client<E: std::error::Error>(&self) -> Result<RaftClient<Channel>, RpcError<E>> {
+        self.client
+            .clone()
+            .map_err(|e| unreachable(format!("node {} at {}: {e}", self.target, self.addr)))
+    }
+
+    /// Decodes a reply: the remote's `Result<T, RaftError<E>>` in JSON.
+    fn reply<T: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
+        &self,
+        reply: Result<tonic::Response<stele_proto::v1::RaftReply>, tonic::Status>,
+    ) -> Result<T, RpcError<E>> {
+        let reply = reply
+            .map_err(|status| match status.code() {
+                tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled => {
+                    unreachable(format!("node {}: {}", self.target, status.message()))
+                }
+                _ => network(format!("node {}: {}", self.target, status.message())),
+            })?
+            .into_inner();
+        if !reply.error.is_empty() {
+            return Err(network(format!(
+                "node {} refused: {}",
+                self.target, reply.error
+            )));
+        }
+        let result: Result<T, RaftError<NodeId, E>> =
+            serde_json::from_slice(&reply.json).map_err(|e| {
+                network(format!(
+                    "node {} sent a reply that does not decode: {e}",
+                    self.target
+                ))
+            })?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    fn request<T: Serialize>(
+        &self,
+        message: &T,
+        option: &RPCOption,
+        with_freshness: bool,
+    ) -> tonic::Request<RaftRequest> {
+        let quorum_ack_age_ms = with_freshness
+            .then(|| self.freshness.age())
+            .flatten()
+            .map(|age| age.as_millis() as u64);
+        let mut request = tonic::Request::new(RaftRequest {
+            json: encode(message),
+            quorum_ack_age_ms,
+        });
+        request.set_timeout(option.hard_ttl());
+        request
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        let request = self.request(&rpc, &option, true);
+        let reply = self.client()?.append_entries(request).await;
+        self.reply(reply)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
+        // Snapshots go whole, through `full_snapshot`; openraft calls this
+        // only from its default chunked transport, which stele replaces.
+        Err(network(
+            "chunked snapshot transfer is not used by stele".into(),
+        ))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcError> {
+        let request = self.request(&rpc, &option, false);
+        let reply = self.client()?.vote(request).await;
+        self.reply(reply)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let streaming = |e: RpcError| -> StreamingError<TypeConfig, Fatal<NodeId>> {
+            match e {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                other => {
+                    StreamingError::Network(NetworkError::new(&TransportError(other.to_string())))
+                }
+            }
+        };
+        let mut client = self.client().map_err(streaming)?;
+        let data = snapshot.snapshot.into_inner();
+        let header = encode(&(vote, &snapshot.meta));
+        let chunks: Vec<SnapshotChunk> = if data.is_empty() {
+            vec![SnapshotChunk {
+                header_json: header,
+                data: Vec::new(),
+            }]
+        } else {
+            data.chunks(SNAPSHOT_CHUNK_BYTES)
+                .enumerate()
+                .map(|(i, part)| SnapshotChunk {
+                    header_json: if i == 0 { header.clone() } else { Vec::new() },
+                    data: part.to_vec(),
+                })
+                .collect()
+        };
+        let mut request = tonic::Request::new(tokio_stream::iter(chunks));
+        // A snapshot may be large: allow it more than one heartbeat's worth.
+        request.set_timeout(option.hard_ttl().max(Duration::from_secs(60)));
+        let reply = tokio::select! {
+            biased;
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            reply = client.install_snapshot(request) => reply,
+        };
+        let response: SnapshotResponse<NodeId> = self
+            .reply::<SnapshotResponse<NodeId>, openraft::error::Infallible>(reply)
+            .map_err(streaming)?;
+        Ok(response)
+    }
+}

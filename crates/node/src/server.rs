@@ -1,0 +1,212 @@
+//! Starting a node: storage, Raft, the services, and serving them until
+//! shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use openraft::storage::RaftLogStorage;
+use openraft::{ServerState, SnapshotPolicy};
+use stele_proto::v1::admin_server::AdminServer;
+use stele_proto::v1::decision_server::DecisionServer;
+use stele_proto::v1::ledger_server::LedgerServer;
+use stele_proto::v1::raft_server::RaftServer;
+use stele_store::{Backend, PolicyStateMachine, Published, Raft, TypeConfig};
+use thiserror::Error;
+use tokio_stream::Stream;
+
+use crate::admin_service::AdminService;
+use crate::config::NodeConfig;
+use crate::decision_service::DecisionService;
+use crate::dial::Dial;
+use crate::freshness::Freshness;
+use crate::ledger_service::LedgerService;
+use crate::limits::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES};
+use crate::network::Network;
+use crate::raft_service::RaftService;
+use crate::state::{NodeState, WallClock};
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Open(#[from] stele_store::OpenError),
+    #[error("storage: {0}")]
+    Store(#[from] stele_store::StoreError),
+    #[error("Raft: {0}")]
+    Raft(String),
+    #[error("cannot listen on {addr}: {error}")]
+    Listen { addr: String, error: std::io::Error },
+    #[error("serving: {0}")]
+    Serve(String),
+}
+
+/// A started node: its shared state, ready to serve.
+pub struct Node {
+    pub state: Arc<NodeState>,
+}
+
+impl Node {
+    /// Opens the state machine over `backend` (verifying the stored chain),
+    /// and starts Raft.
+    pub async fn start<L, B>(
+        config: NodeConfig,
+        log_store: L,
+        backend: Arc<B>,
+        dial: Dial,
+        clock: WallClock,
+    ) -> Result<Node, NodeError>
+    where
+        L: RaftLogStorage<TypeConfig>,
+        B: Backend,
+    {
+        config.validate().map_err(NodeError::Config)?;
+        let published = Published::new();
+        let state_machine =
+            PolicyStateMachine::open(backend.clone(), published.clone(), config.genesis)?;
+        let freshness = Arc::new(Freshness::new(config.max_staleness));
+        let raft_config = openraft::Config {
+            cluster_name: "stele".into(),
+            heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: config.election_timeout_min.as_millis() as u64,
+            election_timeout_max: config.election_timeout_max.as_millis() as u64,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.snapshot_every / 2,
+            purge_batch_size: 1,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+        let network = Network {
+            dial: dial.clone(),
+            freshness: freshness.clone(),
+        };
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        spawn_quorum_watch(&raft, freshness.clone());
+        Ok(Node {
+            state: Arc::new(NodeState {
+                config,
+                raft,
+                published,
+                bundles: backend,
+                freshness,
+                dial,
+                clock,
+            }),
+        })
+    }
+
+    /// Serves the API and the Raft transport on `incoming` until `shutdown`
+    /// resolves, then stops Raft.
+    pub async fn serve<I, IO, IE>(
+        self,
+        incoming: I,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NodeError>
+    where
+        I: Stream<Item = Result<IO, IE>>,
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let node = self.state;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<DecisionServer<DecisionService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(stele_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Serve(e.to_string()))?;
+        let decisions = DecisionService {
+            node_id: node.id(),
+            published: node.published.clone(),
+            freshness: node.freshness.clone(),
+            on_stale: node.config.on_stale,
+            min_version_wait: node.config.min_version_wait,
+            boot_id: rand::random(),
+            counter: AtomicU64::new(0),
+        };
+        let raft_service = RaftService {
+            raft: node.raft.clone(),
+            freshness: node.freshness.clone(),
+            published: node.published.clone(),
+            pinned_genesis: node.config.genesis,
+        };
+        let result = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                DecisionServer::new(decisions)
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(
+                LedgerServer::new(LedgerService { node: node.clone() })
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(AdminServer::new(AdminService { node: node.clone() }))
+            .add_service(
+                RaftServer::new(raft_service)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        let stopped = node.raft.shutdown().await;
+        result.map_err(|e| NodeError::Serve(e.to_string()))?;
+        stopped.map_err(|e| NodeError::Raft(e.to_string()))
+    }
+}
+
+/// While this node leads, its evidence of being current is its last quorum
+/// acknowledgement, as openraft reports it.
+fn spawn_quorum_watch(raft: &Raft, freshness: Arc<Freshness>) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        while metrics.changed().await.is_ok() {
+            let current = metrics.borrow_and_update().clone();
+            if current.state == ServerState::Leader
+                && let Some(millis) = current.millis_since_quorum_ack
+            {
+                freshness.note(std::time::Duration::from_millis(millis));
+            }
+        }
+    });
+}
+
+/// Runs a node on RocksDB in `config.data_dir`, listening on TCP.
+#[cfg(feature = "rocksdb")]
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let (log_store, backend) = stele_store::rocks::open(&config.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| NodeError::Listen {
+            addr: config.listen.to_string(),
+            error,
+        })?;
+    let node = Node::start(
+        config,
+        log_store,
+        backend,
+        crate::dial::tcp(),
+        crate::state::system_clock(),
+    )
+    .await?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    node.serve(incoming, shutdown).await
+}

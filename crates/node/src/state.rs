@@ -1,0 +1,121 @@
+//! What every service of a node shares, and routing writes to the leader.
+
+use std::sync::Arc;
+
+use openraft::ServerState;
+use stele_store::{BundleSource, Published, Raft, Refusal, Request, Response};
+use tonic::Status;
+
+use crate::config::NodeConfig;
+use crate::dial::Dial;
+use crate::errors::{no_leader, refused};
+use crate::freshness::Freshness;
+
+/// Leader time for log entries, Unix milliseconds. A simulation supplies its
+/// own clock.
+pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> WallClock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    })
+}
+
+/// gRPC metadata key marking a request a follower already forwarded: the
+/// receiver handles it itself or fails, so a request never loops.
+pub const FORWARDED: &str = "x-stele-forwarded";
+
+pub struct NodeState {
+    pub config: NodeConfig,
+    pub raft: Raft,
+    pub published: Arc<Published>,
+    pub bundles: Arc<dyn BundleSource>,
+    pub freshness: Arc<Freshness>,
+    pub dial: Dial,
+    pub clock: WallClock,
+}
+
+/// Where a write goes.
+pub enum Route {
+    Here,
+    Leader { id: u64, addr: String },
+}
+
+impl NodeState {
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    /// This node when it leads; otherwise the leader, if one is known and
+    /// the request was not forwarded already.
+    pub fn route<T>(&self, request: &tonic::Request<T>) -> Result<Route, Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state == ServerState::Leader {
+            return Ok(Route::Here);
+        }
+        if request.metadata().contains_key(FORWARDED) {
+            return Err(no_leader());
+        }
+        let id = metrics.current_leader.ok_or_else(no_leader)?;
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|node| node.addr.clone())
+            .ok_or_else(no_leader)?;
+        Ok(Route::Leader { id, addr })
+    }
+
+    /// A channel to `addr` for forwarding.
+    pub fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, Status> {
+        (self.dial)(addr)
+            .map_err(|e| Status::unavailable(format!("cannot reach the leader at {addr}: {e}")))
+    }
+
+    /// Replicates a command through Raft (this node leads), after checking it
+    /// against a copy of the current state so that a refused command is
+    /// answered without touching the log. The state machine checks it again
+    /// when it applies, with the same code.
+    pub async fn write(&self, request: Request) -> Result<Response, Status> {
+        let machine = self.published.machine();
+        let trial = request.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            let mut copy = (*machine).clone();
+            copy.apply(&trial, &mut Vec::new())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("checking the command failed: {e}")))?;
+        if let Response::Refused(refusal) = verdict {
+            return Err(refused(&refusal));
+        }
+        match self.raft.client_write(request).await {
+            Ok(written) => match written.data {
+                Response::Refused(refusal) => Err(refused(&refusal)),
+                response => Ok(response),
+            },
+            Err(openraft::error::RaftError::APIError(error)) => Err(Status::unavailable(format!(
+                "leadership changed while writing ({error}); the outcome is unknown: resubmit the same version (it is idempotent)"
+            ))),
+            Err(error) => Err(Status::internal(format!("Raft failed: {error}"))),
+        }
+    }
+
+    pub fn refusal(code: &str, message: impl Into<String>) -> Status {
+        refused(&Refusal::new(code, message))
+    }
+}
+
+/// Copies a request for the leader, marked as forwarded, keeping the
+/// caller's deadline.
+pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
+    let timeout = request.metadata().get("grpc-timeout").cloned();
+    let mut out = tonic::Request::new(request.into_inner());
+    out.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(timeout) = timeout {
+        out.metadata_mut().insert("grpc-timeout", timeout);
+    }
+    out
+}

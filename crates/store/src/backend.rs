@@ -1,0 +1,65 @@
+//! What the state machine needs from durable storage; RocksDB and memory
+//! provide it. All of it is synchronous and small: bundles are stored once
+//! by digest and read on demand, never all held in memory.
+
+use stele_ledger::{BundleFiles, Hash, Version};
+use thiserror::Error;
+
+use crate::machine::{Change, Pending};
+use crate::types::{LogId, SnapshotMeta, StoredMembership};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Everything the state machine keeps, as read at open.
+pub struct Stored {
+    pub versions: Vec<Version>,
+    pub pending: Vec<Pending>,
+    pub clock_ms: u64,
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// The result of applying some entries, persisted atomically.
+pub struct Batch<'a> {
+    pub applied: Option<LogId>,
+    pub membership: &'a StoredMembership,
+    pub clock_ms: u64,
+    pub changes: &'a [Change],
+}
+
+/// A whole new state, from a snapshot.
+pub struct Replacement<'a> {
+    pub versions: &'a [Version],
+    pub bundles: &'a dyn Fn(&Hash) -> Option<&'a BundleFiles>,
+    pub pending: &'a [Pending],
+    pub clock_ms: u64,
+    pub applied: Option<LogId>,
+    pub membership: &'a StoredMembership,
+}
+
+pub trait Backend: Send + Sync + 'static {
+    fn load(&self) -> Result<Stored, StoreError>;
+    fn bundle(&self, digest: &Hash) -> Result<Option<BundleFiles>, StoreError>;
+    fn commit(&self, batch: Batch<'_>) -> Result<(), StoreError>;
+    fn replace(&self, state: Replacement<'_>) -> Result<(), StoreError>;
+    /// The newest snapshot built or installed, for followers that need one.
+    fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError>;
+    fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError>;
+}
+
+/// Reading bundles, for the node's reads (show, export, diff).
+pub trait BundleSource: Send + Sync {
+    fn bundle(&self, digest: &Hash) -> Result<Option<BundleFiles>, StoreError>;
+}
+
+impl<B: Backend> BundleSource for B {
+    fn bundle(&self, digest: &Hash) -> Result<Option<BundleFiles>, StoreError> {
+        Backend::bundle(self, digest)
+    }
+}

@@ -1,0 +1,325 @@
+//! The policy state machine's logic, free of storage and clocks: the chain
+//! state admission needs, the versions, the pending proposals, and applying
+//! one command to them. Given the same state and the same request, every
+//! node computes the same response and the same changes.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use stele_ledger::{
+    Approval, BundleFiles, ChainState, Hash, Head, Kind, Proposal, Rejection, Review, TrustSet,
+    Version,
+};
+use stele_policy::{BundleError, Snapshot, run_scenarios};
+
+use crate::command::{Command, ProposalState, ProposalStatus, Refusal, Request, Response};
+
+/// Most proposals held at once; a full table refuses new ones.
+pub const MAX_PENDING: usize = 32;
+
+/// A proposal collecting approvals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub version: Version,
+    pub bundle: BundleFiles,
+    pub expires_at_ms: u64,
+}
+
+/// What an applied command changed, for the storage to persist and the node
+/// to publish.
+pub enum Change {
+    /// A version joined the chain. `compiled` is its bundle, compiled by the
+    /// admission check.
+    Appended {
+        version: Version,
+        bundle: BundleFiles,
+        compiled: Arc<Snapshot>,
+    },
+    PendingStored(Arc<Pending>),
+    PendingRemoved(Hash),
+}
+
+/// The replicated state every node applies commands to.
+#[derive(Clone, Default)]
+pub struct Machine {
+    chain: ChainState,
+    versions: Vec<Version>,
+    pending: BTreeMap<Hash, Arc<Pending>>,
+    clock_ms: u64,
+}
+
+impl Machine {
+    /// An empty machine whose chain accepts only this genesis, when given.
+    pub fn new(pinned_genesis: Option<Hash>) -> Machine {
+        Machine {
+            chain: pinned_genesis
+                .map(ChainState::pinned_to)
+                .unwrap_or_default(),
+            ..Machine::default()
+        }
+    }
+
+    /// Rebuilds a machine from verified parts (storage at start, snapshots).
+    pub fn from_parts(
+        chain: ChainState,
+        versions: Vec<Version>,
+        pending: Vec<Pending>,
+        clock_ms: u64,
+    ) -> Machine {
+        assert_eq!(
+            chain.head().map_or(0, |h| h.seq),
+            versions.len() as u64,
+            "the chain state and the versions describe the same chain"
+        );
+        Machine {
+            chain,
+            versions,
+            pending: pending
+                .into_iter()
+                .map(|p| (p.version.hash(), Arc::new(p)))
+                .collect(),
+            clock_ms,
+        }
+    }
+
+    pub fn chain(&self) -> &ChainState {
+        &self.chain
+    }
+
+    pub fn head(&self) -> Option<Head> {
+        self.chain.head()
+    }
+
+    pub fn trust(&self) -> Option<&TrustSet> {
+        self.chain.trust()
+    }
+
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    pub fn version(&self, seq: u64) -> Option<&Version> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.versions.get(index)
+    }
+
+    pub fn pending(&self) -> impl Iterator<Item = &Arc<Pending>> {
+        self.pending.values()
+    }
+
+    pub fn pending_proposal(&self, id: &Hash) -> Option<&Arc<Pending>> {
+        self.pending.get(id)
+    }
+
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Where a pending proposal stands: its distinct signers of the set that
+    /// must approve it (the declared set for a genesis), and when it lapses.
+    pub fn pending_status(&self, held: &Pending) -> ProposalStatus {
+        let version = &held.version;
+        let set = match version.header.kind {
+            Kind::Genesis => version.header.trust.as_ref(),
+            _ => self.chain.trust(),
+        };
+        ProposalStatus {
+            proposal_id: version.hash(),
+            state: ProposalState::Pending,
+            signatures: set.map_or(0, |s| s.distinct_signers(version.signers())),
+            threshold: set.map_or(0, TrustSet::threshold),
+            seq: None,
+            expires_at_ms: Some(held.expires_at_ms),
+        }
+    }
+
+    /// Applies one command. Deterministic: it reads only `self` and `request`.
+    pub fn apply(&mut self, request: &Request, changes: &mut Vec<Change>) -> Response {
+        self.clock_ms = self.clock_ms.max(request.time_ms);
+        self.expire(changes);
+        match &request.command {
+            Command::Propose {
+                proposal,
+                commit_only,
+                pending_ttl_ms,
+            } => {
+                let hold = (!commit_only).then(|| self.clock_ms.saturating_add(*pending_ttl_ms));
+                let Proposal { version, bundle } = proposal.clone();
+                let id = version.hash();
+                // Signatures already collected for the same version count too.
+                let (version, hold) = match self.pending.get(&id) {
+                    Some(held) => (
+                        merge(&held.version, &version.signatures),
+                        Some(held.expires_at_ms),
+                    ),
+                    None => (version, hold),
+                };
+                self.consider(version, bundle, hold, changes)
+            }
+            Command::Approve {
+                proposal_id,
+                approvals,
+            } => {
+                if let Some(seq) = self.chain.seq_of(proposal_id) {
+                    return self.already_committed(seq);
+                }
+                let Some(held) = self.pending.get(proposal_id).cloned() else {
+                    return Response::Refused(Refusal::new(
+                        "unknown_proposal",
+                        format!(
+                            "no pending proposal {proposal_id}: it expired, was refused, was overtaken by another version, or never existed"
+                        ),
+                    ));
+                };
+                let version = merge(&held.version, approvals);
+                self.consider(
+                    version,
+                    held.bundle.clone(),
+                    Some(held.expires_at_ms),
+                    changes,
+                )
+            }
+        }
+    }
+
+    /// Admission for a new or grown proposal: commit it when its signatures
+    /// suffice, hold it while they do not (if `hold` gives an expiry), refuse
+    /// it otherwise.
+    fn consider(
+        &mut self,
+        version: Version,
+        bundle: BundleFiles,
+        hold: Option<u64>,
+        changes: &mut Vec<Change>,
+    ) -> Response {
+        let id = version.hash();
+        let compiled = RefCell::new(None);
+        let check = |files: &BundleFiles| compile_and_test(files, &compiled);
+        let approvals = match self.chain.review(&version, &bundle, &check) {
+            Ok(Review::Valid { approvals, .. }) => approvals,
+            Ok(Review::AlreadyCommitted { seq }) => {
+                return self.already_committed(seq);
+            }
+            Err(rejection) => {
+                // A proposal whose parent is no longer the head never will be.
+                if matches!(
+                    rejection,
+                    Rejection::StaleParent { .. } | Rejection::Gap { .. }
+                ) && self.pending.remove(&id).is_some()
+                {
+                    changes.push(Change::PendingRemoved(id));
+                }
+                return Response::Refused(rejection.into());
+            }
+        };
+        let status = |state, expires_at_ms| {
+            Response::Accepted(ProposalStatus {
+                proposal_id: id,
+                state,
+                signatures: approvals.signers,
+                threshold: approvals.threshold,
+                seq: (state != ProposalState::Pending).then_some(version.seq()),
+                expires_at_ms,
+            })
+        };
+        match (&approvals.shortfall, hold) {
+            (None, _) => {
+                let compiled = compiled
+                    .into_inner()
+                    .expect("the bundle check passed, so it compiled the bundle");
+                let response = status(ProposalState::Committed, None);
+                self.chain.append(&version);
+                self.versions.push(version.clone());
+                // Every other pending proposal names the old head as parent.
+                for stale in std::mem::take(&mut self.pending).into_keys() {
+                    changes.push(Change::PendingRemoved(stale));
+                }
+                changes.push(Change::Appended {
+                    version,
+                    bundle,
+                    compiled: Arc::new(compiled),
+                });
+                response
+            }
+            (Some(shortfall), None) => Response::Refused(shortfall.clone().into()),
+            (Some(_), Some(expires_at_ms)) => {
+                if !self.pending.contains_key(&id) && self.pending.len() >= MAX_PENDING {
+                    return Response::Refused(Refusal::new(
+                        "too_many_pending",
+                        format!(
+                            "{MAX_PENDING} proposals are already pending; approve some or let them expire first"
+                        ),
+                    ));
+                }
+                let response = status(ProposalState::Pending, Some(expires_at_ms));
+                let held = Arc::new(Pending {
+                    version,
+                    bundle,
+                    expires_at_ms,
+                });
+                self.pending.insert(id, held.clone());
+                changes.push(Change::PendingStored(held));
+                response
+            }
+        }
+    }
+
+    fn already_committed(&self, seq: u64) -> Response {
+        let version = &self.versions[(seq - 1) as usize];
+        let threshold = self.chain.trust().map_or(0, TrustSet::threshold);
+        Response::Accepted(ProposalStatus {
+            proposal_id: version.hash(),
+            state: ProposalState::AlreadyCommitted,
+            signatures: version.distinct_signers() as u32,
+            threshold,
+            seq: Some(seq),
+            expires_at_ms: None,
+        })
+    }
+
+    /// Drops pending proposals whose time has passed.
+    fn expire(&mut self, changes: &mut Vec<Change>) {
+        let now = self.clock_ms;
+        let expired: Vec<Hash> = self
+            .pending
+            .iter()
+            .filter(|(_, held)| held.expires_at_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.pending.remove(&id);
+            changes.push(Change::PendingRemoved(id));
+        }
+    }
+}
+
+/// The version with `approvals` added, one per key, in key order.
+fn merge(version: &Version, approvals: &[Approval]) -> Version {
+    let mut merged = version.clone();
+    for approval in approvals {
+        if let Err(position) = merged
+            .signatures
+            .binary_search_by_key(&approval.key, |a| a.key)
+        {
+            merged.signatures.insert(position, *approval);
+        }
+    }
+    merged
+}
+
+/// The admission check, keeping the compiled snapshot so that a committed
+/// bundle is compiled once.
+fn compile_and_test(
+    bundle: &BundleFiles,
+    compiled: &RefCell<Option<Snapshot>>,
+) -> Result<(), String> {
+    let snapshot = Snapshot::compile(bundle).map_err(|e| e.to_string())?;
+    let report = run_scenarios(&snapshot, bundle).map_err(|e| e.to_string())?;
+    if !report.failures.is_empty() {
+        return Err(BundleError::Scenarios(report.failures).to_string());
+    }
+    *compiled.borrow_mut() = Some(snapshot);
+    Ok(())
+}

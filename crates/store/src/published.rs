@@ -1,0 +1,71 @@
+//! What the state machine publishes for the rest of the node: a read view of
+//! the machine (for reads and leader pre-checks) and the compiled snapshot
+//! decisions are answered from. Readers never lock: one atomic load each.
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use stele_ledger::Head;
+use stele_policy::Snapshot;
+use tokio::sync::watch;
+
+use crate::machine::Machine;
+
+/// The newest committed version, compiled.
+pub struct Served {
+    pub head: Head,
+    pub snapshot: Arc<Snapshot>,
+}
+
+pub struct Published {
+    machine: ArcSwap<Machine>,
+    served: ArcSwapOption<Served>,
+    served_head: watch::Sender<Option<Head>>,
+}
+
+impl Published {
+    pub fn new() -> Arc<Published> {
+        Arc::new(Published {
+            machine: ArcSwap::from_pointee(Machine::default()),
+            served: ArcSwapOption::empty(),
+            served_head: watch::channel(None).0,
+        })
+    }
+
+    /// The machine as of the last applied entry.
+    pub fn machine(&self) -> Arc<Machine> {
+        self.machine.load_full()
+    }
+
+    /// The snapshot decisions use now (the hot path: no lock, no refcount).
+    pub fn served(&self) -> Guard<Option<Arc<Served>>> {
+        self.served.load()
+    }
+
+    /// Changes of the served head, for waiters (`min_version`, `WatchHead`).
+    pub fn watch_served(&self) -> watch::Receiver<Option<Head>> {
+        self.served_head.subscribe()
+    }
+
+    pub(crate) fn set_machine(&self, machine: Machine) {
+        self.machine.store(Arc::new(machine));
+    }
+
+    /// Starts serving `served`. The served seq never decreases (invariant 4):
+    /// anything else is a bug in the caller, so it stops the node.
+    pub(crate) fn serve(&self, served: Served) {
+        let current = self.served.load().as_ref().map(|s| s.head);
+        if let Some(current) = current {
+            assert!(
+                served.head.seq > current.seq
+                    || (served.head.seq == current.seq && served.head.hash == current.hash),
+                "serving would move back from seq {} to seq {}",
+                current.seq,
+                served.head.seq
+            );
+        }
+        let head = served.head;
+        self.served.store(Some(Arc::new(served)));
+        self.served_head.send_replace(Some(head));
+    }
+}

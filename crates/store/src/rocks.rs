@@ -1,0 +1,447 @@
+//! The durable store: the Raft log and the state machine in one RocksDB
+//! database, one column family each for the log, Raft's vote and commit
+//! index, the ledger, bundles by digest, pending proposals, and the state
+//! machine's own bookkeeping. Log appends and votes are written with fsync
+//! before they are acknowledged.
+
+// openraft's storage traits fix the error type (`StorageError`, over 200
+// bytes); the helpers here return it as it is rather than boxing it.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::fs;
+use std::io::Write;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader, StorageIOError};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use stele_ledger::{BundleFiles, Hash, Version};
+
+use crate::backend::{Backend, Batch, Replacement, StoreError, Stored};
+use crate::machine::{Change, Pending};
+use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
+
+const CF_LOG: &str = "log";
+const CF_RAFT: &str = "raft";
+const CF_LEDGER: &str = "ledger";
+const CF_BUNDLES: &str = "bundles";
+const CF_PENDING: &str = "pending";
+const CF_MACHINE: &str = "machine";
+const COLUMN_FAMILIES: [&str; 6] = [
+    CF_LOG, CF_RAFT, CF_LEDGER, CF_BUNDLES, CF_PENDING, CF_MACHINE,
+];
+
+/// Past every 8-byte key: the end of a range delete over a whole column.
+const AFTER_ALL_KEYS: [u8; 9] = [0xff; 9];
+
+/// Opens (or creates) the store in `dir`: the log store for openraft, and
+/// the state machine's backend.
+pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError> {
+    fs::create_dir_all(dir).map_err(|e| io(format!("{}: {e}", dir.display())))?;
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    let families =
+        COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors(&options, dir.join("db"), families)
+        .map_err(|e| io(format!("opening RocksDB in {}: {e}", dir.display())))?;
+    let db = Arc::new(db);
+    let snapshot_dir = dir.join("snapshot");
+    fs::create_dir_all(&snapshot_dir)
+        .map_err(|e| io(format!("{}: {e}", snapshot_dir.display())))?;
+    Ok((
+        RocksLogStore { db: db.clone() },
+        Arc::new(RocksBackend { db, snapshot_dir }),
+    ))
+}
+
+fn io(message: String) -> StoreError {
+    StoreError::Io(message)
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+    db.cf_handle(name)
+        .expect("every column family is created at open")
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("stored values always serialize")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
+/// The state machine's storage.
+pub struct RocksBackend {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+}
+
+impl RocksBackend {
+    fn get<T: DeserializeOwned>(
+        &self,
+        family: &str,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let bytes = self
+            .db
+            .get_cf(cf(&self.db, family), key)
+            .map_err(|e| io(format!("reading {what}: {e}")))?;
+        bytes.map(|b| decode(&b, what)).transpose()
+    }
+
+    fn put_machine_fields(
+        &self,
+        batch: &mut WriteBatch,
+        applied: Option<LogId>,
+        membership: &StoredMembership,
+        clock_ms: u64,
+    ) {
+        let machine = cf(&self.db, CF_MACHINE);
+        batch.put_cf(machine, b"applied", encode(&applied));
+        batch.put_cf(machine, b"membership", encode(membership));
+        batch.put_cf(machine, b"clock_ms", encode(&clock_ms));
+    }
+}
+
+impl Backend for RocksBackend {
+    fn load(&self) -> Result<Stored, StoreError> {
+        let mut versions = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_LEDGER), IteratorMode::Start)
+        {
+            let (key, value) = item.map_err(|e| io(format!("reading the ledger: {e}")))?;
+            let seq = versions.len() as u64 + 1;
+            if key.as_ref() != seq.to_be_bytes() {
+                return Err(StoreError::Corrupt(format!(
+                    "the stored ledger has no version at seq {seq}"
+                )));
+            }
+            versions.push(decode::<Version>(
+                &value,
+                &format!("the stored version at seq {seq}"),
+            )?);
+        }
+        let mut pending = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_PENDING), IteratorMode::Start)
+        {
+            let (_, value) = item.map_err(|e| io(format!("reading pending proposals: {e}")))?;
+            pending.push(decode::<Pending>(&value, "a stored pending proposal")?);
+        }
+        Ok(Stored {
+            versions,
+            pending,
+            clock_ms: self
+                .get(CF_MACHINE, b"clock_ms", "the state machine clock")?
+                .unwrap_or(0),
+            applied: self
+                .get(CF_MACHINE, b"applied", "the applied log id")?
+                .flatten(),
+            membership: self
+                .get(CF_MACHINE, b"membership", "the membership")?
+                .unwrap_or_default(),
+        })
+    }
+
+    fn bundle(&self, digest: &Hash) -> Result<Option<BundleFiles>, StoreError> {
+        self.get(
+            CF_BUNDLES,
+            digest.as_bytes(),
+            &format!("the stored bundle {digest}"),
+        )
+    }
+
+    fn commit(&self, applied: Batch<'_>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for change in applied.changes {
+            match change {
+                Change::Appended {
+                    version, bundle, ..
+                } => {
+                    batch.put_cf(
+                        cf(&self.db, CF_LEDGER),
+                        version.seq().to_be_bytes(),
+                        encode(version),
+                    );
+                    batch.put_cf(
+                        cf(&self.db, CF_BUNDLES),
+                        version.header.bundle_digest.as_bytes(),
+                        encode(bundle),
+                    );
+                }
+                Change::PendingStored(held) => {
+                    batch.put_cf(
+                        cf(&self.db, CF_PENDING),
+                        held.version.hash().as_bytes(),
+                        encode(held.as_ref()),
+                    );
+                }
+                Change::PendingRemoved(id) => {
+                    batch.delete_cf(cf(&self.db, CF_PENDING), id.as_bytes())
+                }
+            }
+        }
+        self.put_machine_fields(
+            &mut batch,
+            applied.applied,
+            applied.membership,
+            applied.clock_ms,
+        );
+        self.db
+            .write(batch)
+            .map_err(|e| io(format!("writing the state machine: {e}")))
+    }
+
+    fn replace(&self, new: Replacement<'_>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for family in [CF_LEDGER, CF_BUNDLES, CF_PENDING] {
+            batch.delete_range_cf(cf(&self.db, family), &[][..], &AFTER_ALL_KEYS[..]);
+        }
+        for version in new.versions {
+            let digest = version.header.bundle_digest;
+            let bundle = (new.bundles)(&digest).ok_or_else(|| {
+                StoreError::Corrupt(format!("the snapshot lacks bundle {digest}"))
+            })?;
+            batch.put_cf(
+                cf(&self.db, CF_LEDGER),
+                version.seq().to_be_bytes(),
+                encode(version),
+            );
+            batch.put_cf(cf(&self.db, CF_BUNDLES), digest.as_bytes(), encode(bundle));
+        }
+        for held in new.pending {
+            batch.put_cf(
+                cf(&self.db, CF_PENDING),
+                held.version.hash().as_bytes(),
+                encode(held),
+            );
+        }
+        self.put_machine_fields(&mut batch, new.applied, new.membership, new.clock_ms);
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io(format!("installing a snapshot: {e}")))
+    }
+
+    fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError> {
+        // Data first, then the meta that points at it: a crash in between
+        // leaves the previous meta, whose data file name differs.
+        let data_name = format!("{}.data", meta.snapshot_id);
+        write_atomically(&self.snapshot_dir.join(&data_name), data)?;
+        write_atomically(
+            &self.snapshot_dir.join("current.json"),
+            &encode(&(meta, &data_name)),
+        )?;
+        for entry in fs::read_dir(&self.snapshot_dir)
+            .map_err(|e| io(e.to_string()))?
+            .flatten()
+        {
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".data") && name.to_string_lossy() != data_name {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError> {
+        let current = self.snapshot_dir.join("current.json");
+        if !current.exists() {
+            return Ok(None);
+        }
+        let bytes = fs::read(&current).map_err(|e| io(format!("{}: {e}", current.display())))?;
+        let (meta, data_name): (SnapshotMeta, String) = decode(&bytes, "the snapshot metadata")?;
+        let data_path = self.snapshot_dir.join(data_name);
+        let data = fs::read(&data_path).map_err(|e| io(format!("{}: {e}", data_path.display())))?;
+        Ok(Some((meta, data)))
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = path.with_extension("tmp");
+    let mut file = fs::File::create(&temp).map_err(|e| io(format!("{}: {e}", temp.display())))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| io(format!("{}: {e}", temp.display())))?;
+    fs::rename(&temp, path).map_err(|e| io(format!("{}: {e}", path.display())))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(format!("{}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// The Raft log, its vote and its commit index.
+#[derive(Clone)]
+pub struct RocksLogStore {
+    db: Arc<DB>,
+}
+
+fn log_read_error(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn log_write_error(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_logs(&e).into()
+}
+
+impl RocksLogStore {
+    fn raft_get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .db
+            .get_cf(cf(&self.db, CF_RAFT), key)
+            .map_err(log_read_error)?;
+        bytes
+            .map(|b| decode(&b, "Raft metadata").map_err(log_read_error))
+            .transpose()
+    }
+
+    fn raft_put<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError> {
+        self.db
+            .put_cf_opt(cf(&self.db, CF_RAFT), key, encode(value), &synced())
+            .map_err(log_write_error)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for RocksLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(n) => *n,
+            Bound::Excluded(n) => n + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        let mode = IteratorMode::From(&start.to_be_bytes(), Direction::Forward);
+        for item in self.db.iterator_cf(cf(&self.db, CF_LOG), mode) {
+            let (key, value) = item.map_err(log_read_error)?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                log_read_error(StoreError::Corrupt("a log key is not 8 bytes".into()))
+            })?);
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(
+                decode::<Entry>(&value, &format!("log entry {index}")).map_err(log_read_error)?,
+            );
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for RocksLogStore {
+    type LogReader = RocksLogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.raft_get(b"last_purged")?.flatten();
+        let last = match self
+            .db
+            .iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End)
+            .next()
+        {
+            Some(item) => {
+                let (_, value) = item.map_err(log_read_error)?;
+                Some(
+                    decode::<Entry>(&value, "the last log entry")
+                        .map_err(log_read_error)?
+                        .log_id,
+                )
+            }
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.raft_put(b"vote", vote)
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.raft_get(b"vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.raft_put(b"committed", &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.raft_get(b"committed")?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            batch.put_cf(
+                cf(&self.db, CF_LOG),
+                entry.log_id.index.to_be_bytes(),
+                encode(&entry),
+            );
+        }
+        // Acknowledged only once durable.
+        let result = self.db.write_opt(batch, &synced());
+        let outcome = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(outcome);
+        result.map_err(log_write_error)
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOG),
+            &log_id.index.to_be_bytes()[..],
+            &AFTER_ALL_KEYS[..],
+        );
+        self.db.write_opt(batch, &synced()).map_err(log_write_error)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.raft_put(b"last_purged", &Some(log_id))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOG),
+            0u64.to_be_bytes(),
+            (log_id.index + 1).to_be_bytes(),
+        );
+        self.db.write_opt(batch, &synced()).map_err(log_write_error)
+    }
+}

@@ -1,0 +1,131 @@
+//! Snapshots of the policy state: everything apply reads (the ledger with
+//! its bundles, the pending proposals, the state-machine clock), and the
+//! checks a node runs before it installs one from a peer.
+//!
+//! Format: a first JSON line `{"format":"stele-snapshot","format_version":1,
+//! "clock_ms":N,"ledger_bytes":L}`, then L bytes of ledger file
+//! (docs/FORMAT.md), then one JSON line per pending proposal.
+
+use serde::{Deserialize, Serialize};
+use stele_ledger::{ChainState, Hash, Head, Ledger, Version, export, structural_only};
+use stele_policy::check_ledger_bundles;
+
+use crate::backend::StoreError;
+use crate::machine::{MAX_PENDING, Pending};
+
+const FORMAT: &str = "stele-snapshot";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotHeader {
+    format: String,
+    format_version: u32,
+    clock_ms: u64,
+    ledger_bytes: u64,
+}
+
+/// A decoded snapshot.
+pub struct SnapshotState {
+    pub ledger: Ledger,
+    pub pending: Vec<Pending>,
+    pub clock_ms: u64,
+}
+
+/// Encodes the state, fetching each bundle from `bundle` once.
+pub fn encode(
+    versions: &[Version],
+    bundle: impl FnMut(&Hash) -> Result<stele_ledger::BundleFiles, StoreError>,
+    pending: &[&Pending],
+    clock_ms: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let ledger = export::encode_with(versions, bundle)?;
+    let header = SnapshotHeader {
+        format: FORMAT.into(),
+        format_version: 1,
+        clock_ms,
+        ledger_bytes: ledger.len() as u64,
+    };
+    let mut out = serde_json::to_vec(&header).expect("a header serializes");
+    out.push(b'\n');
+    out.extend_from_slice(ledger.as_bytes());
+    for held in pending {
+        out.extend(serde_json::to_vec(held).expect("a pending proposal serializes"));
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// Decodes a snapshot and verifies its chain from genesis (hashes,
+/// signatures, thresholds, digests; bundles are checked by [`verify_for`]).
+pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotState, String> {
+    let newline = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or("no snapshot header line")?;
+    let header: SnapshotHeader =
+        serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("snapshot header: {e}"))?;
+    if header.format != FORMAT || header.format_version != 1 {
+        return Err(format!(
+            "not a stele snapshot (format {:?} version {})",
+            header.format, header.format_version
+        ));
+    }
+    let rest = &bytes[newline + 1..];
+    let ledger_bytes = usize::try_from(header.ledger_bytes)
+        .ok()
+        .filter(|n| *n <= rest.len())
+        .ok_or("snapshot is shorter than its ledger")?;
+    let start = pinned_genesis.map(Ledger::pinned_to).unwrap_or_default();
+    let ledger = export::read(&rest[..ledger_bytes], start, &structural_only)
+        .map_err(|e| format!("the snapshot's ledger does not verify: {e}"))?;
+    let mut pending = Vec::new();
+    for line in rest[ledger_bytes..]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let held: Pending =
+            serde_json::from_slice(line).map_err(|e| format!("snapshot pending proposal: {e}"))?;
+        pending.push(held);
+    }
+    if pending.len() > MAX_PENDING {
+        return Err(format!(
+            "{} pending proposals, over the limit of {MAX_PENDING}",
+            pending.len()
+        ));
+    }
+    Ok(SnapshotState {
+        ledger,
+        pending,
+        clock_ms: header.clock_ms,
+    })
+}
+
+/// Whether a node whose chain is `local` may install `snapshot`: the
+/// snapshot must extend the local chain (never move the node backwards or
+/// onto another chain), and every bundle it adds must pass admission's
+/// bundle check.
+pub fn verify_for(local: &ChainState, snapshot: &SnapshotState) -> Result<(), String> {
+    let theirs = snapshot.ledger.head();
+    if let Some(ours) = local.head() {
+        let Some(theirs) = theirs else {
+            return Err(format!(
+                "the snapshot is empty but this node holds seq {}",
+                ours.seq
+            ));
+        };
+        if theirs.seq < ours.seq {
+            return Err(format!(
+                "the snapshot ends at seq {} but this node already holds seq {}: it would move the node backwards",
+                theirs.seq, ours.seq
+            ));
+        }
+        if snapshot.ledger.state().seq_of(&ours.hash) != Some(ours.seq) {
+            return Err(format!(
+                "this node's seq {} ({}) is not in the snapshot: it belongs to another chain",
+                ours.seq, ours.hash
+            ));
+        }
+    }
+    let after = local.head().map_or(0, |h: Head| h.seq);
+    check_ledger_bundles(&snapshot.ledger, after).map_err(|e| format!("the snapshot's {e}"))
+}

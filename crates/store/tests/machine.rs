@@ -1,0 +1,240 @@
+//! The policy state machine: commits, pending proposals, approvals, expiry,
+//! and determinism (the same requests give the same answers on every node).
+
+use std::path::Path;
+
+use stele_ledger::{BundleFiles, Hash, Header, Kind, Proposal, SecretKey, TrustSet, Version};
+use stele_store::{Change, Command, Machine, ProposalState, Request, Response};
+
+fn key(n: u8) -> SecretKey {
+    SecretKey::from_seed([n; 32])
+}
+
+fn example() -> BundleFiles {
+    stele_policy::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zero-trust"))
+        .unwrap()
+}
+
+fn variant(n: u32) -> BundleFiles {
+    let mut out = BundleFiles::default();
+    for (path, content) in example().files() {
+        let content = if path == "access.cedar" {
+            format!("{content}\n// {n}\n")
+        } else {
+            content.to_string()
+        };
+        out.insert(path.into(), content).unwrap();
+    }
+    out
+}
+
+fn version(machine: &Machine, bundle: &BundleFiles, signers: &[u8]) -> Version {
+    let head = machine.head();
+    let genesis = head.is_none();
+    let header = Header {
+        seq: head.map_or(1, |h| h.seq + 1),
+        parent_hash: head.map_or(Hash::ZERO, |h| h.hash),
+        bundle_digest: bundle.digest(),
+        kind: if genesis { Kind::Genesis } else { Kind::Update },
+        message: "m".into(),
+        author: "t".into(),
+        created_at: 0,
+        trust: genesis.then(|| {
+            TrustSet::new(
+                vec![
+                    key(1).public_key(),
+                    key(2).public_key(),
+                    key(3).public_key(),
+                ],
+                2,
+            )
+            .unwrap()
+        }),
+    };
+    let mut version = Version::unsigned(header);
+    for n in signers {
+        version.sign(&key(*n));
+    }
+    version
+}
+
+fn propose(time_ms: u64, version: Version, bundle: BundleFiles, commit_only: bool) -> Request {
+    Request {
+        time_ms,
+        command: Command::Propose {
+            proposal: Proposal { version, bundle },
+            commit_only,
+            pending_ttl_ms: 1_000,
+        },
+    }
+}
+
+fn approve(time_ms: u64, id: Hash, signer: u8) -> Request {
+    Request {
+        time_ms,
+        command: Command::Approve {
+            proposal_id: id,
+            approvals: vec![stele_ledger::Approval {
+                key: key(signer).public_key(),
+                signature: key(signer).sign(&id),
+            }],
+        },
+    }
+}
+
+fn apply(machine: &mut Machine, request: &Request) -> Response {
+    machine.apply(request, &mut Vec::new())
+}
+
+fn state(response: &Response) -> ProposalState {
+    match response {
+        Response::Accepted(status) => status.state,
+        other => panic!("expected acceptance, got {other:?}"),
+    }
+}
+
+fn refusal(response: &Response) -> &str {
+    match response {
+        Response::Refused(refusal) => &refusal.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn with_genesis() -> Machine {
+    let mut machine = Machine::new(None);
+    let bundle = example();
+    let genesis = version(&machine, &bundle, &[1, 2]);
+    assert_eq!(
+        state(&apply(&mut machine, &propose(0, genesis, bundle, true))),
+        ProposalState::Committed
+    );
+    machine
+}
+
+#[test]
+fn a_fully_signed_proposal_commits_and_reports_its_compiled_bundle() {
+    let mut machine = with_genesis();
+    let bundle = variant(2);
+    let v2 = version(&machine, &bundle, &[2, 3]);
+    let mut changes = Vec::new();
+    let response = machine.apply(&propose(1, v2.clone(), bundle, false), &mut changes);
+    assert_eq!(state(&response), ProposalState::Committed);
+    assert_eq!(machine.head().unwrap().hash, v2.hash());
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Appended { version, .. } if version == &v2))
+    );
+}
+
+#[test]
+fn a_short_proposal_waits_for_approvals_then_commits() {
+    let mut machine = with_genesis();
+    let bundle = variant(2);
+    let v2 = version(&machine, &bundle, &[1]);
+    let id = v2.hash();
+    let pending = apply(&mut machine, &propose(1, v2, bundle, false));
+    assert_eq!(state(&pending), ProposalState::Pending);
+    assert_eq!(machine.head().unwrap().seq, 1);
+    // The same approver again changes nothing.
+    assert_eq!(
+        state(&apply(&mut machine, &approve(2, id, 1))),
+        ProposalState::Pending
+    );
+    assert_eq!(
+        state(&apply(&mut machine, &approve(3, id, 3))),
+        ProposalState::Committed
+    );
+    assert_eq!(machine.head().unwrap().hash, id);
+    assert_eq!(machine.pending().count(), 0);
+    // Approving what is committed answers so.
+    assert_eq!(
+        state(&apply(&mut machine, &approve(4, id, 2))),
+        ProposalState::AlreadyCommitted
+    );
+}
+
+#[test]
+fn commit_only_refuses_rather_than_holding() {
+    let mut machine = with_genesis();
+    let bundle = variant(2);
+    let v2 = version(&machine, &bundle, &[1]);
+    assert_eq!(
+        refusal(&apply(&mut machine, &propose(1, v2, bundle, true))),
+        "below_threshold"
+    );
+    assert_eq!(machine.pending().count(), 0);
+    let unsigned = version(&machine, &variant(3), &[]);
+    assert_eq!(
+        refusal(&apply(
+            &mut machine,
+            &propose(1, unsigned, variant(3), false)
+        )),
+        "below_threshold"
+    );
+    assert_eq!(
+        machine.pending().count(),
+        0,
+        "nothing is held without a signature"
+    );
+}
+
+#[test]
+fn a_commit_makes_other_pending_proposals_stale() {
+    let mut machine = with_genesis();
+    let (a, b) = (variant(2), variant(3));
+    let pending = version(&machine, &a, &[1]);
+    let id = pending.hash();
+    apply(&mut machine, &propose(1, pending, a, false));
+    let winner = version(&machine, &b, &[1, 2]);
+    assert_eq!(
+        state(&apply(&mut machine, &propose(2, winner, b, false))),
+        ProposalState::Committed
+    );
+    assert_eq!(
+        refusal(&apply(&mut machine, &approve(3, id, 3))),
+        "unknown_proposal"
+    );
+}
+
+#[test]
+fn pending_proposals_expire_by_leader_time_which_never_goes_back() {
+    let mut machine = with_genesis();
+    let bundle = variant(2);
+    let v2 = version(&machine, &bundle, &[1]);
+    let id = v2.hash();
+    apply(&mut machine, &propose(10_000, v2, bundle, false));
+    // An entry stamped earlier does not turn the clock back.
+    assert_eq!(
+        state(&apply(&mut machine, &approve(5, id, 1))),
+        ProposalState::Pending
+    );
+    assert_eq!(
+        refusal(&apply(&mut machine, &approve(11_000, id, 3))),
+        "unknown_proposal"
+    );
+    assert_eq!(machine.head().unwrap().seq, 1);
+}
+
+#[test]
+fn two_machines_given_the_same_requests_agree() {
+    let mut first = with_genesis();
+    let mut second = with_genesis();
+    let mut requests = Vec::new();
+    let b2 = variant(2);
+    let v2 = version(&first, &b2, &[1]);
+    requests.push(propose(1, v2.clone(), b2, false));
+    requests.push(approve(2, Hash::of_bytes(b"nothing"), 2));
+    requests.push(approve(3, v2.hash(), 2));
+    let b3 = variant(3);
+    let mut after = first.clone();
+    for request in &requests {
+        apply(&mut after, request);
+    }
+    requests.push(propose(4, version(&after, &b3, &[3, 1]), b3, true));
+    for request in &requests {
+        assert_eq!(apply(&mut first, request), apply(&mut second, request));
+    }
+    assert_eq!(first.head(), second.head());
+    assert_eq!(first.head().unwrap().seq, 3);
+}

@@ -1,0 +1,152 @@
+//! A snapshot from a peer must extend this node's chain: never move it
+//! backwards, never onto another chain, never carry a bundle that fails
+//! admission (the malicious-snapshot row of the attack table).
+
+use std::path::Path;
+
+use stele_ledger::{
+    BundleFiles, ChainState, Hash, Header, Kind, Ledger, SecretKey, TrustSet, Version,
+};
+use stele_store::StoreError;
+use stele_store::snapshot::{decode, encode, verify_for};
+
+fn key(n: u8) -> SecretKey {
+    SecretKey::from_seed([n; 32])
+}
+
+fn bundle(comment: &str) -> BundleFiles {
+    let example = stele_policy::load_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zero-trust"),
+    )
+    .unwrap();
+    let mut out = BundleFiles::default();
+    for (path, content) in example.files() {
+        let content = if path == "access.cedar" {
+            format!("{content}\n// {comment}\n")
+        } else {
+            content.to_string()
+        };
+        out.insert(path.into(), content).unwrap();
+    }
+    out
+}
+
+/// A chain of `len` versions; `fork` changes every message, so two chains
+/// with different forks share nothing.
+fn chain(len: u64, fork: &str, signers: &[u8]) -> Ledger {
+    let mut ledger = Ledger::new();
+    let trust = TrustSet::new(vec![key(1).public_key(), key(2).public_key()], 2).unwrap();
+    for seq in 1..=len {
+        let files = bundle(&format!("{fork}{seq}"));
+        let head = ledger.head();
+        let mut version = Version::unsigned(Header {
+            seq,
+            parent_hash: head.map_or(Hash::ZERO, |h| h.hash),
+            bundle_digest: files.digest(),
+            kind: if seq == 1 {
+                Kind::Genesis
+            } else {
+                Kind::Update
+            },
+            message: format!("{fork} {seq}"),
+            author: "t".into(),
+            created_at: 0,
+            trust: (seq == 1).then(|| trust.clone()),
+        });
+        for n in signers {
+            version.sign(&key(*n));
+        }
+        ledger
+            .submit(version, files, &stele_ledger::structural_only)
+            .unwrap();
+    }
+    ledger
+}
+
+fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
+    let fetch = |digest: &Hash| Ok::<_, StoreError>(ledger.bundle(digest).unwrap().clone());
+    encode(ledger.versions(), fetch, &[], 0).unwrap()
+}
+
+fn local(ledger: &Ledger) -> ChainState {
+    ledger.state().clone()
+}
+
+#[test]
+fn a_snapshot_that_extends_the_chain_is_accepted() {
+    let ours = chain(2, "a", &[1, 2]);
+    let theirs = decode(&snapshot_of(&chain(4, "a", &[1, 2])), None).unwrap();
+    assert_eq!(verify_for(&local(&ours), &theirs), Ok(()));
+    assert_eq!(verify_for(&ChainState::default(), &theirs), Ok(()));
+}
+
+#[test]
+fn a_snapshot_behind_this_node_is_refused() {
+    let ours = chain(4, "a", &[1, 2]);
+    let theirs = decode(&snapshot_of(&chain(2, "a", &[1, 2])), None).unwrap();
+    let why = verify_for(&local(&ours), &theirs).unwrap_err();
+    assert!(why.contains("backwards"), "{why}");
+}
+
+#[test]
+fn a_snapshot_of_another_chain_is_refused() {
+    let ours = chain(2, "a", &[1, 2]);
+    let theirs = decode(&snapshot_of(&chain(3, "b", &[1, 2])), None).unwrap();
+    let why = verify_for(&local(&ours), &theirs).unwrap_err();
+    assert!(why.contains("another chain"), "{why}");
+}
+
+#[test]
+fn a_snapshot_whose_chain_does_not_verify_is_refused() {
+    let ledger = chain(3, "a", &[1, 2]);
+    let text = String::from_utf8(snapshot_of(&ledger)).unwrap();
+    let edited = text.replacen("\"message\":\"a 2\"", "\"message\":\"a 9\"", 1);
+    let why = decode(edited.as_bytes(), None).err().unwrap();
+    assert!(why.contains("seq 2"), "{why}");
+    // A version carrying one approval of the two required, as a malicious
+    // peer could write it (encoding does not judge; decoding does).
+    let mut versions = ledger.versions().to_vec();
+    versions[1]
+        .signatures
+        .retain(|a| a.key == key(1).public_key());
+    let fetch = |digest: &Hash| Ok::<_, StoreError>(ledger.bundle(digest).unwrap().clone());
+    let forged = encode(&versions, fetch, &[], 0).unwrap();
+    let why = decode(&forged, None).err().unwrap();
+    assert!(why.contains("seq 2") && why.contains("2 required"), "{why}");
+}
+
+#[test]
+fn a_snapshot_with_a_bundle_that_fails_admission_is_refused() {
+    // A bundle whose scenario expects the opposite of what it does: signed,
+    // but it would never pass admission.
+    let ours = chain(1, "a", &[1, 2]);
+    let mut ledger = chain(1, "a", &[1, 2]);
+    let mut files = BundleFiles::default();
+    for (path, content) in bundle("bad").files() {
+        let content = if path == "tests/sre.json" {
+            content.replacen("\"decision\": \"Allow\"", "\"decision\": \"Deny\"", 1)
+        } else {
+            content.to_string()
+        };
+        files.insert(path.into(), content).unwrap();
+    }
+    let head = ledger.head().unwrap();
+    let mut version = Version::unsigned(Header {
+        seq: 2,
+        parent_hash: head.hash,
+        bundle_digest: files.digest(),
+        kind: Kind::Update,
+        message: "bad".into(),
+        author: "t".into(),
+        created_at: 0,
+        trust: None,
+    });
+    version.sign(&key(1));
+    version.sign(&key(2));
+    ledger
+        .submit(version, files, &stele_ledger::structural_only)
+        .unwrap();
+    let theirs = decode(&snapshot_of(&ledger), None).unwrap();
+    let why = verify_for(&local(&ours), &theirs).unwrap_err();
+    assert!(why.contains("seq 2") && why.contains("scenario"), "{why}");
+}

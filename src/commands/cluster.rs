@@ -1,0 +1,179 @@
+//! `stele cluster init|status|add-learner|promote|remove`.
+
+use serde_json::json;
+use stele_proto::v1::{
+    AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MembershipResponse,
+    StatusRequest, change_membership_request,
+};
+
+use crate::cli::ClusterCommand;
+use crate::failure::{Failure, Result};
+use crate::output::Output;
+use crate::remote::{block_on, client, connect, failure};
+
+pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
+    match command {
+        ClusterCommand::Init {
+            members,
+            endpoint,
+            timeout,
+        } => {
+            let members = members
+                .iter()
+                .map(|m| parse_member(m))
+                .collect::<Result<Vec<_>>>()?;
+            let endpoint = endpoint.unwrap_or_else(|| members[0].addr.clone());
+            let client = connect(&endpoint, timeout)?;
+            let reply = block_on(async {
+                client
+                    .admin()
+                    .init(client.request(InitRequest { members }))
+                    .await
+                    .map_err(|s| failure(&client, s))
+            })?;
+            print_membership(out, &reply.into_inner(), "initialized");
+            Ok(())
+        }
+        ClusterCommand::Status { remote } => {
+            let client = client(&remote)?;
+            let status = block_on(async {
+                client
+                    .admin()
+                    .status(client.request(StatusRequest { local_only: false }))
+                    .await
+                    .map_err(|s| failure(&client, s))
+            })?
+            .into_inner();
+            let members: Vec<_> = status
+                .members
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.id,
+                        "addr": m.addr,
+                        "role": m.role,
+                        "voter": m.voter,
+                        "applied_seq": m.applied_seq,
+                        "stale": m.stale,
+                    })
+                })
+                .collect();
+            let value = json!({ "leader": status.leader, "term": status.term, "members": members });
+            out.result(&value, || {
+                let mut text = format!(
+                    "leader: {}   term: {}\n",
+                    status.leader.map_or("none".into(), |l| l.to_string()),
+                    status.term
+                );
+                for m in &status.members {
+                    text.push_str(&format!(
+                        "  node {:<3} {:<22} {:<12} {:<7} seq {:<6} {}\n",
+                        m.id,
+                        m.addr,
+                        m.role,
+                        if m.voter { "voter" } else { "learner" },
+                        m.applied_seq.map_or("-".into(), |s| s.to_string()),
+                        if m.stale { "STALE" } else { "fresh" }
+                    ));
+                }
+                text.trim_end().to_string()
+            });
+            Ok(())
+        }
+        ClusterCommand::AddLearner { member, remote } => {
+            let member = parse_member(&member)?;
+            let client = client(&remote)?;
+            let reply = block_on(async {
+                client
+                    .admin()
+                    .add_learner(client.request(AddLearnerRequest {
+                        member: Some(member),
+                    }))
+                    .await
+                    .map_err(|s| failure(&client, s))
+            })?;
+            print_membership(out, &reply.into_inner(), "learner added");
+            Ok(())
+        }
+        ClusterCommand::Promote { id, remote } => change(
+            out,
+            &remote,
+            change_membership_request::Change::Promote(id),
+            "promoted",
+        ),
+        ClusterCommand::Remove { id, remote } => change(
+            out,
+            &remote,
+            change_membership_request::Change::Remove(id),
+            "removed",
+        ),
+    }
+}
+
+fn change(
+    out: Output,
+    remote: &crate::cli::Remote,
+    change: change_membership_request::Change,
+    what: &str,
+) -> Result<()> {
+    let client = client(remote)?;
+    let reply = block_on(async {
+        client
+            .admin()
+            .change_membership(client.request(ChangeMembershipRequest {
+                change: Some(change),
+            }))
+            .await
+            .map_err(|s| failure(&client, s))
+    })?;
+    print_membership(out, &reply.into_inner(), what);
+    Ok(())
+}
+
+fn parse_member(text: &str) -> Result<Member> {
+    let (id, addr) = text
+        .split_once('=')
+        .ok_or_else(|| Failure::usage(format!("{text:?}: a member is ID=HOST:PORT")))?;
+    let id: u64 =
+        id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+            Failure::usage(format!("{text:?}: the id must be a positive integer"))
+        })?;
+    if addr.is_empty() || !addr.contains(':') {
+        return Err(Failure::usage(format!(
+            "{text:?}: the address must be HOST:PORT"
+        )));
+    }
+    Ok(Member {
+        id,
+        addr: addr.to_string(),
+    })
+}
+
+fn print_membership(out: Output, membership: &MembershipResponse, what: &str) {
+    let list = |members: &[Member]| -> Vec<serde_json::Value> {
+        members
+            .iter()
+            .map(|m| json!({"id": m.id, "addr": m.addr}))
+            .collect()
+    };
+    let value =
+        json!({ "voters": list(&membership.voters), "learners": list(&membership.learners) });
+    out.result(&value, || {
+        let names = |members: &[Member]| {
+            members
+                .iter()
+                .map(|m| format!("{}={}", m.id, m.addr))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{what}; voters: {}; learners: {}",
+            names(&membership.voters),
+            if membership.learners.is_empty() {
+                "none".into()
+            } else {
+                names(&membership.learners)
+            }
+        )
+    });
+}

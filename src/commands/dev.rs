@@ -1,0 +1,340 @@
+//! `stele dev`: a local three-node cluster in separate processes, with demo
+//! approver keys (2 of 3) and the zero-trust example as genesis. A second run
+//! resumes from the same directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stele_client::Client;
+use stele_ledger::{Proposal, SecretKey, TrustSet, Version};
+use stele_proto::v1::{HeadRequest, InitRequest, Member, ProposeRequest, StatusRequest};
+
+use super::keygen::{public_path, write_key_pair};
+use super::ledger::genesis_header;
+use crate::cli::{About, DevArgs};
+use crate::example_bundle::zero_trust;
+use crate::failure::{Failure, Result};
+use crate::files::load_secret_key;
+use crate::output::Output;
+use crate::remote::{block_on, connect};
+
+const NODES: u64 = 3;
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The node processes; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            // SAFETY: kill(2) on a child's pid has no memory effects.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for child in &mut self.0 {
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn run(out: Output, args: DevArgs) -> Result<()> {
+    fs::create_dir_all(&args.dir).map_err(|e| Failure::io(&args.dir, e))?;
+    let dir = fs::canonicalize(&args.dir).map_err(|e| Failure::io(&args.dir, e))?;
+    let keys = approver_keys(&dir)?;
+    write_example(&dir.join("bundle"))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new("io", format!("cannot find the stele binary: {e}")))?;
+    let addrs: Vec<String> = (0..NODES)
+        .map(|i| format!("127.0.0.1:{}", args.base_port as u64 + i))
+        .collect();
+    let mut nodes = Nodes(Vec::new());
+    for (i, addr) in addrs.iter().enumerate() {
+        nodes.0.push(spawn_node(&exe, &dir, i as u64 + 1, addr)?);
+    }
+    let clients: Vec<Client> = addrs
+        .iter()
+        .map(|addr| connect(addr, Duration::from_secs(5)))
+        .collect::<Result<_>>()?;
+    let head = block_on(async {
+        for (i, client) in clients.iter().enumerate() {
+            wait_until_up(client, &mut nodes, i, &dir).await?;
+        }
+        bootstrap(&clients[0], &addrs, &dir).await?;
+        ensure_genesis(&clients[0], &keys).await?;
+        wait_all_serving(&clients).await
+    })?;
+    print_next_steps(out, &dir, &addrs, &keys, head);
+    block_on(async {
+        wait_for_stop().await;
+        Ok(())
+    })?;
+    eprintln!(
+        "stopping the cluster; `stele dev --dir {}` resumes it",
+        args.dir.display()
+    );
+    drop(nodes);
+    Ok(())
+}
+
+/// Secret keys approver1..3 under DIR/keys, created on the first run.
+fn approver_keys(dir: &Path) -> Result<Vec<PathBuf>> {
+    let keys_dir = dir.join("keys");
+    fs::create_dir_all(&keys_dir).map_err(|e| Failure::io(&keys_dir, e))?;
+    (1..=NODES)
+        .map(|n| {
+            let path = keys_dir.join(format!("approver{n}"));
+            if !path.exists() {
+                write_key_pair(&path)?;
+            }
+            Ok(path)
+        })
+        .collect()
+}
+
+/// A copy of the example bundle to edit and propose.
+fn write_example(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    for (path, content) in zero_trust().files() {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| Failure::io(parent, e))?;
+        }
+        fs::write(&target, content).map_err(|e| Failure::io(&target, e))?;
+    }
+    Ok(())
+}
+
+fn spawn_node(exe: &Path, dir: &Path, id: u64, addr: &str) -> Result<Child> {
+    let log_path = dir.join(format!("node{id}.log"));
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Failure::io(&log_path, e))?;
+    let log_err = log.try_clone().map_err(|e| Failure::io(&log_path, e))?;
+    Command::new(exe)
+        .args(["node", "--id", &id.to_string(), "--listen", addr])
+        .arg("--data")
+        .arg(dir.join(format!("node{id}")))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| Failure::new("io", format!("cannot start node {id}: {e}")))
+}
+
+async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = nodes.0[index].try_wait() {
+            let log = dir.join(format!("node{}.log", index + 1));
+            let tail = fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            return Err(Failure::new(
+                "node",
+                format!(
+                    "node {} exited ({status}); the end of {}:\n{}",
+                    index + 1,
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ),
+            ));
+        }
+        let ask = client
+            .admin()
+            .status(client.request(StatusRequest { local_only: true }))
+            .await;
+        if ask.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                "timeout",
+                format!("node {} did not come up within a minute", index + 1),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Initializes the cluster on the first run (a marker file remembers it).
+async fn bootstrap(client: &Client, addrs: &[String], dir: &Path) -> Result<()> {
+    let marker = dir.join("initialized");
+    if !marker.exists() {
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| Member {
+                id: i as u64 + 1,
+                addr: addr.clone(),
+            })
+            .collect();
+        if let Err(status) = client
+            .admin()
+            .init(client.request(InitRequest { members }))
+            .await
+            && !status.message().contains("already")
+        {
+            return Err(Failure::new(
+                "init",
+                format!("initializing the cluster failed: {}", status.message()),
+            ));
+        }
+        fs::write(&marker, "").map_err(|e| Failure::io(&marker, e))?;
+    }
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let status = client
+            .admin()
+            .status(client.request(StatusRequest { local_only: true }))
+            .await;
+        if status.is_ok_and(|s| s.into_inner().leader.is_some()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                "timeout",
+                "no leader was elected within a minute",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The zero-trust example as genesis, approvers 1–3 (2 of 3), signed by 1 and 2.
+async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
+    let head = client
+        .ledger()
+        .head(client.request(HeadRequest { linearizable: true }))
+        .await
+        .map_err(|s| Failure::new("node", s.message().to_string()))?
+        .into_inner();
+    if head.head.is_some() {
+        return Ok(());
+    }
+    let secrets: Vec<SecretKey> = keys
+        .iter()
+        .map(|k| load_secret_key(k))
+        .collect::<Result<_>>()?;
+    let trust = TrustSet::new(secrets.iter().map(SecretKey::public_key).collect(), 2)
+        .expect("three distinct keys");
+    let bundle = zero_trust();
+    let about = About {
+        message: "genesis: the zero-trust example".into(),
+        author: Some("stele dev".into()),
+    };
+    let mut version = Version::unsigned(genesis_header(&bundle, trust, &about));
+    version.sign(&secrets[0]);
+    version.sign(&secrets[1]);
+    let proposal = Proposal { version, bundle }.encode().into_bytes();
+    client
+        .ledger()
+        .propose(client.request(ProposeRequest {
+            proposal,
+            commit_only: true,
+        }))
+        .await
+        .map_err(|s| {
+            Failure::new(
+                "genesis",
+                format!("the genesis was refused: {}", s.message()),
+            )
+        })?;
+    Ok(())
+}
+
+/// Waits until every node serves the same head; returns it.
+async fn wait_all_serving(clients: &[Client]) -> Result<(u64, String)> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let mut served = Vec::new();
+        for client in clients {
+            let reply = client
+                .ledger()
+                .head(client.request(HeadRequest {
+                    linearizable: false,
+                }))
+                .await;
+            served.push(reply.ok().and_then(|r| r.into_inner().served));
+        }
+        if let Some(Some(first)) = served.first()
+            && served
+                .iter()
+                .all(|s| s.as_ref().is_some_and(|s| s.seq == first.seq))
+        {
+            return Ok((first.seq, first.hash.clone()));
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                "timeout",
+                "the nodes did not all serve the genesis within a minute",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_stop() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn print_next_steps(
+    out: Output,
+    dir: &Path,
+    addrs: &[String],
+    keys: &[PathBuf],
+    head: (u64, String),
+) {
+    let stele = std::env::args().next().unwrap_or_else(|| "stele".into());
+    let value = json!({
+        "dir": dir,
+        "endpoints": addrs,
+        "approver_keys": keys,
+        "approver_public_keys": keys.iter().map(|k| public_path(k)).collect::<Vec<_>>(),
+        "threshold": 2,
+        "head": { "seq": head.0, "hash": head.1 },
+    });
+    out.result(&value, || {
+        let mut text = format!("stele dev: a 3-node cluster is up, serving seq {} ({})\n\n", head.0, &head.1[..12]);
+        for (i, addr) in addrs.iter().enumerate() {
+            text.push_str(&format!("  node {}  {addr}   log: {}\n", i + 1, dir.join(format!("node{}.log", i + 1)).display()));
+        }
+        text.push_str(&format!("\n  approver keys (any 2 of 3 sign): {}/keys/approver{{1,2,3}}\n", dir.display()));
+        text.push_str(&format!("  an editable copy of the genesis bundle: {}/bundle\n\n", dir.display()));
+        let d = dir.display();
+        let a2 = &addrs[1];
+        let a3 = &addrs[2];
+        text.push_str(&format!(
+            "Try, in another terminal:\n\
+             \n  export STELE_ENDPOINT={}\n\
+             \n  {stele} cluster status\
+             \n  {stele} check --endpoint {a2} --principal 'User::\"erin\"' --action 'Action::\"ssh\"' \\\
+             \n      --resource 'Server::\"prod-web-1\"' \\\
+             \n      --context '{{\"network_zone\":\"vpn\",\"device\":{{\"managed\":true,\"disk_encrypted\":true,\"os_patch_age_days\":3}},\"mfa_age_seconds\":60}}'\
+             \n  cp -r {d}/bundle my-bundle && $EDITOR my-bundle/guardrails.cedar\
+             \n  {stele} bundle test my-bundle\
+             \n  {stele} propose --bundle my-bundle -m 'what changed and why' --key {d}/keys/approver1\
+             \n  {stele} approve PROPOSAL_ID --endpoint {a3} --key {d}/keys/approver2\
+             \n  {stele} log\
+             \n  {stele} diff 1 2\
+             \n  {stele} export --out ledger.l && {stele} ledger verify ledger.l\n\
+             \nCtrl-C stops the cluster; `{stele} dev --dir {d}` resumes it.",
+            addrs[0]
+        ));
+        text
+    });
+}

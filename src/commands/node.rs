@@ -1,0 +1,115 @@
+//! `stele node`: run one node until SIGTERM or Ctrl-C.
+
+use stele_node::{NodeConfig, OnStale};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{NodeArgs, OnStaleArg};
+use crate::failure::{Failure, Result};
+
+/// Stack size of the node's threads: admission compiles Cedar, whose parser
+/// recurses; every node must reach the same verdict, not overflow on a
+/// small worker stack.
+const NODE_THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn run(args: NodeArgs) -> Result<()> {
+    let filter = EnvFilter::try_new(&args.log)
+        .map_err(|e| Failure::usage(format!("--log {:?}: {e}", args.log)))?;
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    let config = config(&args)?;
+    tracing::info!(id = config.id, listen = %config.listen, data = %config.data_dir.display(), "starting node");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(NODE_THREAD_STACK_BYTES)
+        .build()
+        .map_err(|e| Failure::new("io", format!("cannot start the async runtime: {e}")))?;
+    runtime
+        .block_on(stele_node::run(config, shutdown_signal()))
+        .map_err(|e| Failure::new("node", e.to_string()))?;
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+fn config(args: &NodeArgs) -> Result<NodeConfig> {
+    let placeholder = "127.0.0.1:7001".parse().expect("a valid address");
+    let mut config = NodeConfig::new(0, Default::default(), placeholder);
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).map_err(|e| Failure::io(path, e))?;
+        config
+            .apply_file(&text)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(id) = args.id {
+        config.id = id;
+    }
+    if let Some(data) = &args.data {
+        config.data_dir = data.clone();
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+        config.advertise = listen.to_string();
+    }
+    if let Some(advertise) = &args.advertise {
+        config.advertise = advertise.clone();
+    }
+    if let Some(d) = args.max_staleness {
+        config.max_staleness = d;
+    }
+    if let Some(on_stale) = args.on_stale {
+        config.on_stale = match on_stale {
+            OnStaleArg::Fail => OnStale::Fail,
+            OnStaleArg::Serve => OnStale::Serve,
+        };
+    }
+    if let Some(d) = args.pending_ttl {
+        config.pending_ttl = d;
+    }
+    if let Some(n) = args.snapshot_every {
+        config.snapshot_every = n;
+    }
+    if let Some(d) = args.heartbeat_interval {
+        config.heartbeat_interval = d;
+        config.election_timeout_min = config.election_timeout_min.max(d * 4);
+        config.election_timeout_max = config.election_timeout_max.max(d * 8);
+    }
+    if let Some(hash) = &args.genesis {
+        config.genesis = Some(
+            hash.parse()
+                .map_err(|e| Failure::usage(format!("--genesis {hash:?}: {e}")))?,
+        );
+    }
+    if config.id == 0 {
+        return Err(Failure::usage(
+            "--id N is required (in flags or the config file)",
+        ));
+    }
+    if config.data_dir.as_os_str().is_empty() {
+        return Err(Failure::usage(
+            "--data DIR is required (in flags or the config file)",
+        ));
+    }
+    if args.listen.is_none() && args.config.is_none() {
+        return Err(Failure::usage(
+            "--listen HOST:PORT is required (in flags or the config file)",
+        ));
+    }
+    config.validate().map_err(Failure::usage)?;
+    Ok(config)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

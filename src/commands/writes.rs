@@ -1,0 +1,233 @@
+//! `stele genesis|propose|approve|submit|rollback`: writes to a cluster. Each
+//! builds and signs a version here (keys never leave this machine) and sends
+//! it to one node, which forwards it to the leader.
+
+use serde_json::json;
+use stele_client::Client;
+use stele_ledger::{BundleFiles, Hash, Head, Kind, Proposal, Version};
+use stele_policy::load_dir;
+use stele_proto::v1::{
+    ApproveRequest, GetProposalRequest, GetVersionRequest, HeadRequest, ProposalStatus,
+    ProposeRequest,
+};
+
+use super::ledger::{genesis_header, header_on, signed, trust_set};
+use crate::cli::{About, ApproveArgs, GenesisArgs, ProposeArgs, RollbackArgs, SubmitArgs};
+use crate::failure::{Failure, Result};
+use crate::files::load_secret_keys;
+use crate::ledger_files::load_proposal;
+use crate::output::Output;
+use crate::remote::{block_on, client, failure};
+
+pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
+    let files = load_dir(&args.bundle)?;
+    let trust = trust_set(&args.approvers, Some(args.threshold))?;
+    let about = About {
+        message: args.message,
+        author: args.author,
+    };
+    let version = signed(
+        genesis_header(&files, trust, &about),
+        &load_secret_keys(&args.keys)?,
+    );
+    let client = client(&args.remote)?;
+    send_new(out, &client, version, files)
+}
+
+pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
+    let files = load_dir(&args.bundle)?;
+    let keys = load_secret_keys(&args.keys)?;
+    let client = client(&args.remote)?;
+    let head = head(&client)?;
+    let version = signed(header_on(head, &files, Kind::Update, &args.about), &keys);
+    send_new(out, &client, version, files)
+}
+
+pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
+    let keys = load_secret_keys(&args.keys)?;
+    let client = client(&args.remote)?;
+    let head = head(&client)?;
+    let reply = block_on(async {
+        client
+            .ledger()
+            .get_version(client.request(GetVersionRequest {
+                seq: args.to,
+                with_bundle: true,
+            }))
+            .await
+            .map_err(|s| failure(&client, s))
+    })?
+    .into_inner();
+    let files: BundleFiles = serde_json::from_slice(reply.bundle.as_deref().unwrap_or_default())
+        .map_err(|e| {
+            Failure::new(
+                "node_error",
+                format!("the node sent a bundle that does not decode: {e}"),
+            )
+        })?;
+    let version = signed(
+        header_on(
+            head,
+            &files,
+            Kind::Rollback { to_seq: args.to },
+            &args.about,
+        ),
+        &keys,
+    );
+    send_new(out, &client, version, files)
+}
+
+pub fn submit(out: Output, args: SubmitArgs) -> Result<()> {
+    let proposal = load_proposal(&args.proposal)?;
+    let client = client(&args.remote)?;
+    send(out, &client, proposal, true)
+}
+
+pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
+    let id: Hash = args
+        .proposal_id
+        .parse()
+        .map_err(|e| Failure::usage(format!("{:?} is not a proposal id: {e}", args.proposal_id)))?;
+    let keys = load_secret_keys(&args.keys)?;
+    let client = client(&args.remote)?;
+    // Fetch what is being approved and check it is what the id names: the
+    // signature is over the hash, and the hash covers every byte.
+    let reply = block_on(async {
+        client
+            .ledger()
+            .get_proposal(client.request(GetProposalRequest {
+                proposal_id: id.to_hex(),
+            }))
+            .await
+            .map_err(|s| failure(&client, s))
+    })?
+    .into_inner();
+    let proposal = Proposal::decode(&reply.proposal).map_err(|e| {
+        Failure::new(
+            "node_error",
+            format!("the node sent a proposal that does not decode: {e}"),
+        )
+    })?;
+    if proposal.version.hash() != id {
+        return Err(Failure::new(
+            "node_error",
+            format!(
+                "the node sent proposal {} when asked for {id}; not signing",
+                proposal.version.hash()
+            ),
+        ));
+    }
+    eprintln!(
+        "approving seq {} ({}): {:?} by {}",
+        proposal.version.seq(),
+        proposal.version.header.kind,
+        proposal.version.header.message,
+        proposal.version.header.author
+    );
+    let approvals = keys
+        .iter()
+        .map(|key| stele_proto::v1::Approval {
+            key: key.public_key().to_hex(),
+            signature: key.sign(&id).to_hex(),
+        })
+        .collect();
+    let status = block_on(async {
+        client
+            .ledger()
+            .approve(client.request(ApproveRequest {
+                proposal_id: id.to_hex(),
+                approvals,
+            }))
+            .await
+            .map_err(|s| failure(&client, s))
+    })?;
+    print_status(out, &status.into_inner());
+    Ok(())
+}
+
+/// The head, read through the leader: a new version's parent must be the
+/// cluster's head, not a lagging node's.
+fn head(client: &Client) -> Result<Head> {
+    let reply = block_on(async {
+        client
+            .ledger()
+            .head(client.request(HeadRequest { linearizable: true }))
+            .await
+            .map_err(|s| failure(client, s))
+    })?
+    .into_inner();
+    let head = reply.head.ok_or_else(|| {
+        Failure::new(
+            "empty_ledger",
+            "the cluster has no genesis yet; run `stele genesis` first",
+        )
+    })?;
+    Ok(Head {
+        seq: head.seq,
+        hash: head.hash.parse().map_err(|e| {
+            Failure::new("node_error", format!("the node sent a bad head hash: {e}"))
+        })?,
+    })
+}
+
+/// Proposes a version built here: committed at once with M signatures,
+/// pending with fewer.
+fn send_new(out: Output, client: &Client, version: Version, bundle: BundleFiles) -> Result<()> {
+    send(out, client, Proposal { version, bundle }, false)
+}
+
+fn send(out: Output, client: &Client, proposal: Proposal, commit_only: bool) -> Result<()> {
+    let request = ProposeRequest {
+        proposal: proposal.encode().into_bytes(),
+        commit_only,
+    };
+    let status = block_on(async {
+        client
+            .ledger()
+            .propose(client.request(request))
+            .await
+            .map_err(|s| failure(client, s))
+    })?;
+    print_status(out, &status.into_inner());
+    Ok(())
+}
+
+fn state_name(status: &ProposalStatus) -> &'static str {
+    match stele_proto::v1::ProposalState::try_from(status.state) {
+        Ok(stele_proto::v1::ProposalState::Pending) => "pending",
+        Ok(stele_proto::v1::ProposalState::Committed) => "committed",
+        Ok(stele_proto::v1::ProposalState::AlreadyCommitted) => "already_committed",
+        _ => "unknown",
+    }
+}
+
+pub fn print_status(out: Output, status: &ProposalStatus) {
+    let state = state_name(status);
+    let mut value = json!({
+        "proposal_id": status.proposal_id,
+        "status": state,
+        "signatures": status.signatures,
+        "threshold": status.threshold,
+    });
+    if let Some(seq) = status.seq {
+        value["seq"] = seq.into();
+    }
+    if let Some(expires) = status.expires_at_ms {
+        value["expires_at_ms"] = expires.into();
+    }
+    out.result(&value, || match state {
+        "pending" => format!(
+            "pending: {} of {} signatures; approvers run `stele approve {}`",
+            status.signatures, status.threshold, status.proposal_id
+        ),
+        "committed" => format!(
+            "committed as seq {} ({})",
+            status.seq.unwrap_or_default(),
+            status.proposal_id
+        ),
+        _ => format!(
+            "already committed at seq {}; nothing changed",
+            status.seq.unwrap_or_default()
+        ),
+    });
+}

@@ -1,0 +1,451 @@
+//! The replicated cluster end to end: real `stele node` processes on
+//! 127.0.0.1, driven through the `stele` command.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use common::cluster::{Cluster, serial, wait_until};
+use serde_json::Value;
+
+const CONTEXT: &str = r#"{"network_zone":"vpn","device":{"managed":true,"disk_encrypted":true,"os_patch_age_days":3},"mfa_age_seconds":60}"#;
+
+fn check_args() -> Vec<&'static str> {
+    vec![
+        "--json",
+        "check",
+        "--principal",
+        r#"User::"erin""#,
+        "--action",
+        r#"Action::"ssh""#,
+        "--resource",
+        r#"Server::"prod-web-1""#,
+        "--context",
+        CONTEXT,
+    ]
+}
+
+/// The example bundle plus a rule refusing shells from the VPN.
+fn no_ssh_from_vpn(cluster: &Cluster) -> std::path::PathBuf {
+    let dir = cluster.variant("no-ssh");
+    std::fs::write(
+        dir.join("ssh.cedar"),
+        "@id(\"no-ssh-from-vpn\")\nforbid(principal, action == Action::\"ssh\", resource)\nwhen { context.network_zone == \"vpn\" };\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_proposal_at_a_follower_approved_at_another_node_is_served_everywhere() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(3, &[]);
+    let genesis = cluster.genesis();
+    assert_eq!(
+        (genesis["status"].as_str(), genesis["seq"].as_u64()),
+        (Some("committed"), Some(1))
+    );
+    cluster.wait_all_serve(1);
+    for node in &cluster.nodes {
+        let answer = cluster.run_at(&node.addr, &check_args()).ok().json();
+        assert_eq!(answer["decision"], "Allow");
+        assert_eq!(answer["version"]["seq"], 1);
+        assert_eq!(answer["node_id"], node.id);
+        assert!(
+            answer["decision_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        );
+    }
+    let leader = cluster.wait_for_leader();
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let other = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader && n.id != follower.id)
+        .unwrap();
+    no_ssh_from_vpn(&cluster);
+    let proposed = cluster
+        .run_at(
+            &follower.addr,
+            &[
+                "--json",
+                "propose",
+                "--bundle",
+                "no-ssh",
+                "-m",
+                "no ssh from vpn",
+                "--key",
+                "a",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(proposed["status"], "pending");
+    assert_eq!(
+        (
+            proposed["signatures"].as_u64(),
+            proposed["threshold"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    let id = proposed["proposal_id"].as_str().unwrap();
+    // The same signer again does not count twice.
+    let again = cluster
+        .run_at(&other.addr, &["--json", "approve", id, "--key", "a"])
+        .ok()
+        .json();
+    assert_eq!(again["status"], "pending");
+    let approved = cluster
+        .run_at(&other.addr, &["--json", "approve", id, "--key", "c"])
+        .ok()
+        .json();
+    assert_eq!(
+        (approved["status"].as_str(), approved["seq"].as_u64()),
+        (Some("committed"), Some(2))
+    );
+    cluster.wait_all_serve(2);
+    for node in &cluster.nodes {
+        let answer = cluster.run_at(&node.addr, &check_args()).ok().json();
+        assert_eq!(answer["decision"], "Deny", "node {}", node.id);
+        assert_eq!(answer["reasons"], serde_json::json!(["no-ssh-from-vpn"]));
+        assert_eq!(answer["version"]["seq"], 2);
+        assert_eq!(answer["version"]["hash"], id);
+    }
+    let diff = cluster.run(&["--json", "diff", "1", "2"]).ok().json();
+    assert_eq!(
+        diff["policies_added"],
+        serde_json::json!(["no-ssh-from-vpn"])
+    );
+    // min_version: a node answers from seq 2, and refuses to wait for seq 3 forever.
+    let mut args = check_args();
+    args.extend(["--min-version", "2"]);
+    cluster.run(&args).ok();
+    let mut args = check_args();
+    args.extend(["--min-version", "3", "--timeout", "1s"]);
+    let behind = cluster.run(&args).fails().json();
+    assert_eq!(behind["error"], "behind_min_version");
+    assert!(
+        behind["message"].as_str().unwrap().contains("serves seq 2"),
+        "{behind}"
+    );
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_version_and_the_node_catches_up() {
+    let _one_at_a_time = serial();
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.genesis();
+    let mut acknowledged: BTreeMap<u64, String> = BTreeMap::new();
+    let mut killed = None;
+    let mut attempt = 0;
+    while acknowledged.len() < 8 {
+        attempt += 1;
+        assert!(attempt < 200, "proposals keep failing");
+        if acknowledged.len() == 3 && killed.is_none() {
+            let leader = cluster.wait_for_leader();
+            cluster.kill(leader);
+            killed = Some(leader);
+        }
+        let name = format!("v{attempt}");
+        cluster.variant(&name);
+        let run = cluster.run(&[
+            "--json",
+            "propose",
+            "--bundle",
+            &name,
+            "-m",
+            &name,
+            "--key",
+            "a",
+            "--key",
+            "b",
+            "--timeout",
+            "3s",
+        ]);
+        if run.code == 0 {
+            let status = run.json();
+            assert_eq!(status["status"], "committed");
+            acknowledged.insert(
+                status["seq"].as_u64().unwrap(),
+                status["proposal_id"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    let killed = killed.unwrap();
+    let new_leader = cluster.wait_for_leader();
+    assert_ne!(new_leader, killed);
+    let head = *acknowledged.keys().last().unwrap();
+    cluster.launch(killed, &[]);
+    cluster.wait_all_serve(head);
+    let exports: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| cluster.export(n.id)).collect();
+    assert!(
+        exports.windows(2).all(|pair| pair[0] == pair[1]),
+        "every node exports the same bytes"
+    );
+    std::fs::write(cluster.path().join("final.l"), &exports[0]).unwrap();
+    cluster.run(&["ledger", "verify", "final.l"]).ok();
+    let log = cluster
+        .run(&["--json", "ledger", "log", "final.l"])
+        .ok()
+        .json_lines();
+    for (seq, hash) in &acknowledged {
+        let version = &log[(*seq - 1) as usize];
+        assert_eq!(
+            version["hash"],
+            hash.as_str(),
+            "acknowledged seq {seq} is there, unchanged"
+        );
+    }
+}
+
+#[test]
+fn a_learner_added_after_fifty_versions_catches_up_by_snapshot_and_serves() {
+    let _one_at_a_time = serial();
+    let mut cluster = Cluster::start(3, &["--snapshot-every", "10"]);
+    cluster.genesis();
+    for n in 2..=50 {
+        let name = format!("v{n}");
+        cluster.variant(&name);
+        let status = cluster
+            .run(&[
+                "--json", "propose", "--bundle", &name, "-m", &name, "--key", "a", "--key", "c",
+            ])
+            .ok()
+            .json();
+        assert_eq!(status["seq"], n);
+    }
+    cluster.launch(4, &["--snapshot-every", "10"]);
+    let addr = cluster.node(4).addr.clone();
+    cluster
+        .run(&[
+            "cluster",
+            "add-learner",
+            &format!("4={addr}"),
+            "--timeout",
+            "60s",
+        ])
+        .ok();
+    wait_until("the learner serves seq 50", Duration::from_secs(60), || {
+        cluster.served_seq(4) == Some(50)
+    });
+    assert!(
+        cluster
+            .log_of(4)
+            .contains("installing a snapshot from the leader"),
+        "the learner caught up by snapshot"
+    );
+    let answer = cluster.run_at(&addr, &check_args()).ok().json();
+    assert_eq!(
+        (
+            answer["version"]["seq"].as_u64(),
+            answer["node_id"].as_u64()
+        ),
+        (Some(50), Some(4))
+    );
+    let status = cluster.status_of(4).unwrap();
+    let learner = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 4)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (learner["role"].as_str(), learner["voter"].as_bool()),
+        (Some("learner"), Some(false))
+    );
+    // Promote it, then remove another voter: the cluster keeps serving.
+    cluster.run(&["cluster", "promote", "4"]).ok();
+    cluster.run(&["cluster", "remove", "3"]).ok();
+    cluster.stop(3);
+    cluster.variant("v51");
+    let status = cluster
+        .run(&[
+            "--json", "propose", "--bundle", "v51", "-m", "v51", "--key", "a", "--key", "b",
+        ])
+        .ok()
+        .json();
+    assert_eq!(status["seq"], 51);
+    wait_until("node 4 serves seq 51", Duration::from_secs(30), || {
+        cluster.served_seq(4) == Some(51)
+    });
+    assert_eq!(cluster.export(4), cluster.export(1));
+}
+
+#[test]
+fn a_node_cut_off_from_its_quorum_fails_closed_then_serves_again() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(3, &["--max-staleness", "2s"]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    let survivor = &cluster.nodes[0];
+    cluster.run_at(&survivor.addr, &check_args()).ok();
+    for frozen in &cluster.nodes[1..] {
+        cluster.signal(frozen.id, libc::SIGSTOP);
+    }
+    let mut refusal = Value::Null;
+    wait_until(
+        "the survivor answers STALE",
+        Duration::from_secs(20),
+        || {
+            let run = cluster.run_at(&survivor.addr, &check_args());
+            refusal = if run.code != 0 {
+                run.json()
+            } else {
+                Value::Null
+            };
+            refusal["error"] == "stale"
+        },
+    );
+    assert!(
+        refusal["message"].as_str().unwrap().contains("STALE"),
+        "{refusal}"
+    );
+    // A frozen node makes a call fail by its deadline, not hang.
+    let frozen = &cluster.nodes[1];
+    let mut args = check_args();
+    args.extend(["--timeout", "1s"]);
+    let hung = cluster.run_at(&frozen.addr, &args).fails().json();
+    assert_eq!(hung["error"], "timeout");
+    for frozen in &cluster.nodes[1..] {
+        cluster.signal(frozen.id, libc::SIGCONT);
+    }
+    wait_until("the survivor serves again", Duration::from_secs(30), || {
+        cluster.run_at(&survivor.addr, &check_args()).code == 0
+    });
+}
+
+#[test]
+fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(3, &[]);
+    cluster.genesis();
+    // An offline proposal on seq 1, fully signed, submitted.
+    cluster.run(&["export", "--out", "at1.l"]).ok();
+    cluster.variant("v2");
+    cluster
+        .run(&[
+            "proposal", "new", "--ledger", "at1.l", "--bundle", "v2", "-m", "v2", "--out",
+            "v2.json",
+        ])
+        .ok();
+    cluster.variant("v2b");
+    cluster
+        .run(&[
+            "proposal", "new", "--ledger", "at1.l", "--bundle", "v2b", "-m", "v2b", "--out",
+            "v2b.json",
+        ])
+        .ok();
+    // Unsigned, then under the threshold: refused, nothing held.
+    let unsigned = cluster.run(&["--json", "submit", "v2.json"]).fails().json();
+    assert_eq!(unsigned["error"], "below_threshold");
+    cluster
+        .run(&["proposal", "sign", "v2.json", "--key", "a"])
+        .ok();
+    let short = cluster.run(&["--json", "submit", "v2.json"]).fails().json();
+    assert_eq!(short["error"], "below_threshold");
+    cluster
+        .run(&["proposal", "sign", "v2.json", "--key", "b"])
+        .ok();
+    let committed = cluster.run(&["--json", "submit", "v2.json"]).ok().json();
+    assert_eq!(committed["seq"], 2);
+    let before = cluster.export(1);
+    // The same version again: already committed, nothing changes.
+    let replay = cluster.run(&["--json", "submit", "v2.json"]).ok().json();
+    assert_eq!(
+        (replay["status"].as_str(), replay["seq"].as_u64()),
+        (Some("already_committed"), Some(2))
+    );
+    // Another version on the old parent: stale.
+    cluster
+        .run(&["proposal", "sign", "v2b.json", "--key", "a", "--key", "c"])
+        .ok();
+    let stale = cluster
+        .run(&["--json", "submit", "v2b.json"])
+        .fails()
+        .json();
+    assert_eq!(stale["error"], "stale_parent");
+    // A bundle over the size limit never leaves the machine.
+    let huge = cluster.variant("huge");
+    std::fs::File::create(huge.join("huge.cedar"))
+        .unwrap()
+        .set_len(stele_ledger::limits::MAX_BUNDLE_BYTES as u64 + 1)
+        .unwrap();
+    let oversized = cluster
+        .run(&[
+            "--json", "propose", "--bundle", "huge", "-m", "x", "--key", "a", "--key", "b",
+        ])
+        .fails()
+        .json();
+    assert_eq!(oversized["error"], "over_size_limit");
+    // Garbage on the gRPC port, and a malformed proposal sent directly.
+    let mut socket = std::net::TcpStream::connect(&cluster.nodes[0].addr).unwrap();
+    let garbage: Vec<u8> = (0..65_536u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let _ = socket.write_all(&garbage);
+    drop(socket);
+    let raw = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client =
+            stele_client::Client::new(&cluster.nodes[0].addr, Duration::from_secs(5)).unwrap();
+        client
+            .ledger()
+            .propose(client.request(stele_proto::v1::ProposeRequest {
+                proposal: b"{not a proposal".to_vec(),
+                commit_only: false,
+            }))
+            .await
+    });
+    let status = raw.unwrap_err();
+    assert_eq!(
+        stele_client::reason(&status).as_deref(),
+        Some("bad_proposal"),
+        "{status:?}"
+    );
+    // The node keeps serving, and the ledger is what it was.
+    cluster.run(&check_args()).ok();
+    for node in &cluster.nodes {
+        assert_eq!(cluster.export(node.id), before, "node {}", node.id);
+    }
+}
+
+#[test]
+fn a_tampered_store_makes_the_node_refuse_to_start_naming_the_seq() {
+    let _one_at_a_time = serial();
+    let mut cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.variant("v2");
+    cluster
+        .run(&[
+            "propose", "--bundle", "v2", "-m", "v2", "--key", "a", "--key", "b",
+        ])
+        .ok();
+    assert!(cluster.stop(1).success());
+    // Edit seq 2's message in the store, behind the node's back.
+    let db_path = cluster.node(1).data.join("db");
+    {
+        let families = ["log", "raft", "ledger", "bundles", "pending", "machine"];
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, families).unwrap();
+        let ledger = db.cf_handle("ledger").unwrap();
+        let stored = db.get_cf(ledger, 2u64.to_be_bytes()).unwrap().unwrap();
+        let edited = String::from_utf8(stored).unwrap().replacen(
+            "\"message\":\"v2\"",
+            "\"message\":\"v3\"",
+            1,
+        );
+        db.put_cf(ledger, 2u64.to_be_bytes(), edited).unwrap();
+    }
+    let node = cluster.node(1);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
+        .args(["node", "--id", "1", "--listen", &node.addr])
+        .arg("--data")
+        .arg(&node.data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a tampered node must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not verify at seq 2"), "{stderr}");
+}

@@ -1,0 +1,279 @@
+//! Real `stele node` processes on 127.0.0.1, for end-to-end tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{GENESIS_ARGS, Run, copy_dir, example_bundle, stele};
+
+/// Cluster tests start several processes each: one at a time, so that a
+/// loaded machine does not turn timing into failures.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `condition` until it holds, or fails the test after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub struct NodeProcess {
+    pub id: u64,
+    pub addr: String,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    pub extra: Vec<String>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProcess>,
+}
+
+impl Cluster {
+    /// Starts `count` voters, initializes the cluster and waits for a
+    /// leader. Approver keys a, b, c (2 of 3) and the example bundle are in
+    /// the cluster's directory.
+    pub fn start(count: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c"] {
+            stele(dir.path(), &["keygen", "--out", name]).ok();
+        }
+        copy_dir(&example_bundle(), &dir.path().join("bundle"));
+        let mut cluster = Cluster {
+            dir,
+            nodes: Vec::new(),
+        };
+        for id in 1..=count {
+            cluster.launch(id, extra);
+        }
+        let members: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.addr))
+            .collect();
+        let mut args = vec!["cluster", "init"];
+        for member in &members {
+            args.extend(["--member", member]);
+        }
+        cluster.run(&args).ok();
+        cluster.wait_for_leader();
+        cluster
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts node `id` (a new one, or again after a stop).
+    pub fn launch(&mut self, id: u64, extra: &[&str]) {
+        let existing = self.nodes.iter().position(|n| n.id == id);
+        let (addr, extra) = match existing {
+            Some(i) => (self.nodes[i].addr.clone(), self.nodes[i].extra.clone()),
+            None => (
+                format!("127.0.0.1:{}", free_port()),
+                extra.iter().map(|s| s.to_string()).collect(),
+            ),
+        };
+        let data = self.path().join(format!("node{id}"));
+        let log = self.path().join(format!("node{id}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_stele"))
+            .args(["node", "--id", &id.to_string(), "--listen", &addr])
+            .arg("--data")
+            .arg(&data)
+            .args(&extra)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let process = NodeProcess {
+            id,
+            addr: addr.clone(),
+            data,
+            log,
+            child: Some(child),
+            extra,
+        };
+        match existing {
+            Some(i) => self.nodes[i] = process,
+            None => self.nodes.push(process),
+        }
+        wait_until(
+            &format!("node {id} answers"),
+            Duration::from_secs(60),
+            || self.status_of(id).is_some(),
+        );
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProcess {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("a node of this cluster")
+    }
+
+    /// `stele ARGS --endpoint <node 1 or the first running node>`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let endpoint = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .map(|n| n.addr.clone())
+            .expect("a running node");
+        self.run_at(&endpoint, args)
+    }
+
+    pub fn run_at(&self, endpoint: &str, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_stele"))
+            .args(args)
+            .current_dir(self.path())
+            .env("STELE_ENDPOINT", endpoint)
+            .env("USER", "tester")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+
+    /// `cluster status --json` from node `id`, if it answers.
+    pub fn status_of(&self, id: u64) -> Option<Value> {
+        let run = self.run_at(
+            &self.node(id).addr,
+            &["--json", "cluster", "status", "--timeout", "2s"],
+        );
+        (run.code == 0).then(|| run.json())
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .find_map(|n| self.status_of(n.id)?["leader"].as_u64())
+    }
+
+    pub fn wait_for_leader(&self) -> u64 {
+        let mut leader = None;
+        wait_until("a leader", Duration::from_secs(30), || {
+            leader = self.leader();
+            leader.is_some()
+        });
+        leader.unwrap()
+    }
+
+    /// The genesis: the example bundle, approvers a, b, c, 2 of 3.
+    pub fn genesis(&self) -> Value {
+        let mut args = vec!["--json", "genesis"];
+        args.extend_from_slice(GENESIS_ARGS);
+        self.run(&args).ok().json()
+    }
+
+    /// A copy of the example bundle with a unique comment, at `name/`.
+    pub fn variant(&self, name: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        if !dir.exists() {
+            copy_dir(&example_bundle(), &dir);
+            let path = dir.join("access.cedar");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{text}\n// {name}\n")).unwrap();
+        }
+        dir
+    }
+
+    /// The seq node `id` serves, if it answers.
+    pub fn served_seq(&self, id: u64) -> Option<u64> {
+        self.status_of(id)?["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == id)?["applied_seq"]
+            .as_u64()
+    }
+
+    pub fn wait_all_serve(&self, seq: u64) {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            wait_until(
+                &format!("node {} serves seq {seq}", node.id),
+                Duration::from_secs(30),
+                || self.served_seq(node.id).is_some_and(|s| s >= seq),
+            );
+        }
+    }
+
+    pub fn signal(&self, id: u64, signal: i32) {
+        let pid = self.node(id).child.as_ref().expect("a running node").id();
+        // SAFETY: kill(2) on our own child process.
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+    }
+
+    /// kill -9: no chance to flush or say goodbye.
+    pub fn kill(&mut self, id: u64) {
+        self.signal(id, libc::SIGKILL);
+        let node = self.nodes.iter_mut().find(|n| n.id == id).unwrap();
+        let mut child = node.child.take().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Graceful stop (SIGTERM); waits for the process to exit.
+    pub fn stop(&mut self, id: u64) -> std::process::ExitStatus {
+        self.signal(id, libc::SIGTERM);
+        let node = self.nodes.iter_mut().find(|n| n.id == id).unwrap();
+        node.child.take().unwrap().wait().unwrap()
+    }
+
+    pub fn export(&self, id: u64) -> Vec<u8> {
+        let name = format!("export-{id}-{}.l", free_port());
+        self.run_at(&self.node(id).addr, &["export", "--out", &name])
+            .ok();
+        std::fs::read(self.path().join(name)).unwrap()
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = &mut node.child {
+                // SAFETY: kill(2) on our own child process; a stopped one must
+                // be continued to die.
+                unsafe {
+                    libc::kill(child.id() as i32, libc::SIGCONT);
+                    libc::kill(child.id() as i32, libc::SIGKILL);
+                }
+                let _ = child.wait();
+            }
+        }
+    }
+}
