@@ -8,8 +8,9 @@
 //! unique comment, about 40 KB, signed by 2 of 3 approvers) through node 1,
 //! and measures (a) commit latency: send → the leader's "committed" reply,
 //! and (b) propagation: send → every node serving the new version (each
-//! node's WatchHead stream). etcd: a put of a value of the same size, and of
-//! a small value, through its gRPC gateway, with one persistent connection.
+//! node's WatchHead stream), and the part of it after the reply. etcd: a
+//! put of a value of the same size, and of a small value, through its gRPC
+//! gateway (JSON over HTTP/1.1), with one persistent connection.
 //! STELE_BENCH_ROUNDS sets the number of rounds (default 200).
 
 mod support;
@@ -179,7 +180,7 @@ async fn stele(rounds: usize) {
         );
     }
     let mut head: Option<Head> = None;
-    let (mut commit, mut propagation) = (Vec::new(), Vec::new());
+    let (mut commit, mut propagation, mut after_commit) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..=rounds {
         let bundle = variant(&base, round);
         let version = signed(head, &bundle, &keys, &trust);
@@ -211,6 +212,7 @@ async fn stele(rounds: usize) {
         if round > 0 {
             commit.push(acknowledged);
             propagation.push(everywhere);
+            after_commit.push(everywhere.saturating_sub(acknowledged));
         }
     }
     let final_head = clients[2]
@@ -226,6 +228,7 @@ async fn stele(rounds: usize) {
     );
     report("stele commit (propose -> committed)", commit);
     report("stele propagation (propose -> all 3 serve)", propagation);
+    report("stele propagation (committed -> all 3 serve)", after_commit);
 }
 
 /// A minimal HTTP/1.1 client on one kept-alive connection.

@@ -329,8 +329,9 @@ pub enum BundleCommand {
 /// cannot be evaluated (malformed, or not fitting the schema).
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Evaluate offline against this bundle directory.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["endpoint", "min_version"])]
+    /// Evaluate offline against this bundle directory (it takes precedence
+    /// over --endpoint and STELE_ENDPOINT).
+    #[arg(long, value_name = "DIR", conflicts_with = "min_version")]
     pub bundle: Option<PathBuf>,
     /// Ask this node (host:port or http://host:port); the answer names the
     /// version that made it.

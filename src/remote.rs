@@ -50,6 +50,7 @@ pub fn failure(client: &Client, status: tonic::Status) -> Failure {
         (None, _) if timed_out => "timeout",
         (None, tonic::Code::Unavailable) => "unavailable",
         (None, tonic::Code::NotFound) => "not_found",
+        (None, tonic::Code::AlreadyExists) => "already_exists",
         (None, tonic::Code::InvalidArgument) => "invalid_argument",
         (None, _) => "node_error",
     };
@@ -100,4 +101,23 @@ fn known_code(reason: &str) -> &'static str {
         .find(|known| **known == reason)
         .copied()
         .unwrap_or("node_error")
+}
+
+/// Runs a write, sending it again while no leader can take it (an election
+/// in progress). Writes are idempotent, so this is safe: the same version
+/// again answers `already_committed`, the same approval adds nothing.
+pub fn retrying_write<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    const ATTEMPTS: u64 = 5;
+    let mut tried = 1;
+    loop {
+        match attempt() {
+            Err(failure)
+                if tried < ATTEMPTS && matches!(failure.code, "unavailable" | "no_leader") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(200 * tried));
+                tried += 1;
+            }
+            result => return result,
+        }
+    }
 }

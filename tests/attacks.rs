@@ -3,8 +3,10 @@
 //! asserts it is refused and changes nothing. Removing the defence makes the
 //! test fail.
 //!
-//! Rows defended by the cluster (a stale node serving old policy, a malicious
-//! snapshot from a peer, a tampered decision log) are tested with the cluster.
+//! Rows defended by the cluster are tested elsewhere: a stale node serving old
+//! policy and a tampered node store in `tests/cluster.rs` (real processes), a
+//! malicious snapshot from a peer in `crates/store/tests/snapshots.rs`. The
+//! tampered decision log comes with the decision log.
 
 mod common;
 

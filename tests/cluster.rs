@@ -146,7 +146,9 @@ fn killing_the_leader_loses_no_acknowledged_version_and_the_node_catches_up() {
         assert!(attempt < 200, "proposals keep failing");
         if acknowledged.len() == 3 && killed.is_none() {
             let leader = cluster.wait_for_leader();
-            cluster.kill(leader);
+            let head = *acknowledged.keys().last().unwrap();
+            let (seq, id) = resubmit_across_a_leader_kill(&mut cluster, leader, head);
+            acknowledged.insert(seq, id);
             killed = Some(leader);
         }
         let name = format!("v{attempt}");
@@ -199,6 +201,76 @@ fn killing_the_leader_loses_no_acknowledged_version_and_the_node_catches_up() {
             "acknowledged seq {seq} is there, unchanged"
         );
     }
+}
+
+/// Submits a signed proposal file through a follower while its leader is
+/// killed, then resubmits the same file until a node answers: the version
+/// ends up committed exactly once (invariant 7), whether or not the first
+/// attempt got through.
+fn resubmit_across_a_leader_kill(cluster: &mut Cluster, leader: u64, head: u64) -> (u64, String) {
+    cluster.wait_all_serve(head);
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader)
+        .unwrap()
+        .addr
+        .clone();
+    cluster
+        .run_at(&follower, &["export", "--out", "before.l"])
+        .ok();
+    cluster.variant("in-flight");
+    cluster
+        .run(&[
+            "proposal",
+            "new",
+            "--ledger",
+            "before.l",
+            "--bundle",
+            "in-flight",
+            "-m",
+            "in flight",
+            "--out",
+            "in-flight.json",
+        ])
+        .ok();
+    for key in ["a", "b"] {
+        cluster
+            .run(&["proposal", "sign", "in-flight.json", "--key", key])
+            .ok();
+    }
+    let submit = ["--json", "submit", "in-flight.json", "--timeout", "3s"];
+    let first = std::thread::scope(|scope| {
+        let attempt = scope.spawn(|| cluster.run_at(&follower, &submit));
+        std::thread::sleep(Duration::from_millis(5));
+        cluster.signal(leader, libc::SIGKILL);
+        attempt.join().unwrap()
+    });
+    cluster.kill_reaped(leader);
+    let mut answer = (first.code == 0).then(|| first.json());
+    wait_until(
+        "a resubmission is answered",
+        Duration::from_secs(30),
+        || {
+            if answer.is_none() {
+                let run = cluster.run_at(&follower, &submit);
+                answer = (run.code == 0).then(|| run.json());
+            }
+            answer.is_some()
+        },
+    );
+    let answer = answer.unwrap();
+    assert!(
+        answer["status"] == "committed" || answer["status"] == "already_committed",
+        "{answer}"
+    );
+    let again = cluster.run_at(&follower, &submit).ok().json();
+    assert_eq!(again["status"], "already_committed", "{again}");
+    assert_eq!(again["seq"], answer["seq"]);
+    (
+        answer["seq"].as_u64().unwrap(),
+        answer["proposal_id"].as_str().unwrap().to_string(),
+    )
 }
 
 #[test]
@@ -316,6 +388,47 @@ fn a_node_cut_off_from_its_quorum_fails_closed_then_serves_again() {
     wait_until("the survivor serves again", Duration::from_secs(30), || {
         cluster.run_at(&survivor.addr, &check_args()).code == 0
     });
+}
+
+#[test]
+fn a_node_told_to_serve_when_stale_flags_every_answer_stale() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(3, &["--max-staleness", "2s", "--on-stale", "serve"]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    let survivor = &cluster.nodes[0];
+    let fresh = cluster.run_at(&survivor.addr, &check_args()).ok().json();
+    assert_eq!(fresh.get("stale"), None, "{fresh}");
+    for frozen in &cluster.nodes[1..] {
+        cluster.signal(frozen.id, libc::SIGSTOP);
+    }
+    let mut answer = Value::Null;
+    wait_until(
+        "the survivor flags its answers stale",
+        Duration::from_secs(20),
+        || {
+            let run = cluster.run_at(&survivor.addr, &check_args());
+            answer = if run.code == 0 {
+                run.json()
+            } else {
+                Value::Null
+            };
+            answer["stale"] == true
+        },
+    );
+    assert_eq!(answer["decision"], "Allow");
+    assert_eq!(answer["version"]["seq"], 1);
+    for frozen in &cluster.nodes[1..] {
+        cluster.signal(frozen.id, libc::SIGCONT);
+    }
+    wait_until(
+        "the survivor is current again",
+        Duration::from_secs(30),
+        || {
+            let run = cluster.run_at(&survivor.addr, &check_args());
+            run.code == 0 && run.json().get("stale").is_none()
+        },
+    );
 }
 
 #[test]

@@ -43,7 +43,9 @@ fn offline(out: Output, bundle: &Path, args: &CheckArgs) -> Result<()> {
             out,
             path,
             |query| {
-                let decision = snapshot.evaluate(&query).map_err(|e| e.to_string())?;
+                let decision = snapshot
+                    .evaluate(&query)
+                    .map_err(|e| Failure::new("invalid_request", e.to_string()))?;
                 Ok(serde_json::to_value(&decision).expect("decisions serialize"))
             },
             describe_json,
@@ -63,7 +65,7 @@ fn offline(out: Output, bundle: &Path, args: &CheckArgs) -> Result<()> {
 fn for_each_request(
     out: Output,
     path: &Path,
-    mut answer: impl FnMut(Query) -> std::result::Result<serde_json::Value, String>,
+    mut answer: impl FnMut(Query) -> Result<serde_json::Value>,
     describe_answer: impl Fn(&serde_json::Value) -> String,
 ) -> Result<()> {
     let mut reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
@@ -73,6 +75,7 @@ fn for_each_request(
         Box::new(BufReader::new(file))
     };
     let mut failed = 0usize;
+    let mut first_code = None;
     let mut total = 0usize;
     let mut line = Vec::new();
     for number in 1.. {
@@ -84,28 +87,34 @@ fn for_each_request(
             continue;
         }
         total += 1;
+        let invalid = |message: String| Failure::new("invalid_request", message);
         let result = if !fits {
-            Err(format!(
+            Err(invalid(format!(
                 "request is over the limit of {MAX_REQUEST_LINE_BYTES} bytes"
-            ))
+            )))
         } else {
             std::str::from_utf8(&line)
-                .map_err(|_| "not valid UTF-8".to_string())
-                .and_then(|text| Query::from_json(text).map_err(|e| e.to_string()))
+                .map_err(|_| invalid("not valid UTF-8".into()))
+                .and_then(|text| Query::from_json(text).map_err(|e| invalid(e.to_string())))
                 .and_then(&mut answer)
         };
         match result {
             Ok(value) => out.result(&value, || describe_answer(&value)),
-            Err(message) => {
+            Err(failure) => {
                 failed += 1;
-                let message = format!("line {number}: {message}");
-                out.result(&json!({ "error": message }), || format!("error: {message}"));
+                first_code.get_or_insert(failure.code);
+                let message = format!("line {number}: {}", failure.message);
+                out.result(&json!({ "error": message, "code": failure.code }), || {
+                    format!("error: {message}")
+                });
             }
         }
     }
     if failed > 0 {
+        // The first failure's code: `stale` or `timeout` when the node could
+        // not answer, `invalid_request` for a bad line.
         return Err(Failure::new(
-            "invalid_request",
+            first_code.unwrap_or("invalid_request"),
             format!("{failed} of {total} request(s) could not be evaluated"),
         )
         .told_by_results());
@@ -174,7 +183,7 @@ fn describe_json(value: &serde_json::Value) -> String {
 
 fn remote(out: Output, endpoint: &str, args: &CheckArgs) -> Result<()> {
     let client = connect(endpoint, args.timeout)?;
-    let ask = |query: Query| -> std::result::Result<serde_json::Value, Failure> {
+    let ask = |query: Query| -> Result<serde_json::Value> {
         let request = CheckRequest {
             principal: Some(entity(&query.principal)),
             action: Some(entity(&query.action)),
@@ -193,12 +202,7 @@ fn remote(out: Output, endpoint: &str, args: &CheckArgs) -> Result<()> {
         Ok(decision_json(&reply))
     };
     match &args.requests {
-        Some(path) => for_each_request(
-            out,
-            path,
-            |query| ask(query).map_err(|f| f.message),
-            describe_json,
-        ),
+        Some(path) => for_each_request(out, path, ask, describe_json),
         None => {
             let value = ask(flag_query(args)?)?;
             out.result(&value, || describe_json(&value));

@@ -182,7 +182,7 @@ async fn bootstrap(client: &Client, addrs: &[String], dir: &Path) -> Result<()> 
             .admin()
             .init(client.request(InitRequest { members }))
             .await
-            && !status.message().contains("already")
+            && status.code() != tonic::Code::AlreadyExists
         {
             return Err(Failure::new(
                 "init",

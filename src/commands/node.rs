@@ -74,9 +74,7 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
         config.snapshot_every = n;
     }
     if let Some(d) = args.heartbeat_interval {
-        config.heartbeat_interval = d;
-        config.election_timeout_min = config.election_timeout_min.max(d * 4);
-        config.election_timeout_max = config.election_timeout_max.max(d * 8);
+        config.set_heartbeat_interval(d);
     }
     if let Some(hash) = &args.genesis {
         config.genesis = Some(

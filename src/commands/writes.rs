@@ -17,7 +17,7 @@ use crate::failure::{Failure, Result};
 use crate::files::load_secret_keys;
 use crate::ledger_files::load_proposal;
 use crate::output::Output;
-use crate::remote::{block_on, client, failure};
+use crate::remote::{block_on, client, failure, retrying_write};
 
 pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
     let files = load_dir(&args.bundle)?;
@@ -124,22 +124,24 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
         proposal.version.header.message,
         proposal.version.header.author
     );
-    let approvals = keys
+    let approvals: Vec<_> = keys
         .iter()
         .map(|key| stele_proto::v1::Approval {
             key: key.public_key().to_hex(),
             signature: key.sign(&id).to_hex(),
         })
         .collect();
-    let status = block_on(async {
-        client
-            .ledger()
-            .approve(client.request(ApproveRequest {
-                proposal_id: id.to_hex(),
-                approvals,
-            }))
-            .await
-            .map_err(|s| failure(&client, s))
+    let status = retrying_write(|| {
+        block_on(async {
+            client
+                .ledger()
+                .approve(client.request(ApproveRequest {
+                    proposal_id: id.to_hex(),
+                    approvals: approvals.clone(),
+                }))
+                .await
+                .map_err(|s| failure(&client, s))
+        })
     })?;
     print_status(out, &status.into_inner());
     Ok(())
@@ -181,12 +183,14 @@ fn send(out: Output, client: &Client, proposal: Proposal, commit_only: bool) -> 
         proposal: proposal.encode().into_bytes(),
         commit_only,
     };
-    let status = block_on(async {
-        client
-            .ledger()
-            .propose(client.request(request))
-            .await
-            .map_err(|s| failure(client, s))
+    let status = retrying_write(|| {
+        block_on(async {
+            client
+                .ledger()
+                .propose(client.request(request.clone()))
+                .await
+                .map_err(|s| failure(client, s))
+        })
     })?;
     print_status(out, &status.into_inner());
     Ok(())

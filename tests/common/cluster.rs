@@ -238,6 +238,11 @@ impl Cluster {
     /// kill -9: no chance to flush or say goodbye.
     pub fn kill(&mut self, id: u64) {
         self.signal(id, libc::SIGKILL);
+        self.kill_reaped(id);
+    }
+
+    /// Reaps node `id` after a SIGKILL sent with `signal`.
+    pub fn kill_reaped(&mut self, id: u64) {
         let node = self.nodes.iter_mut().find(|n| n.id == id).unwrap();
         let mut child = node.child.take().unwrap();
         child.wait().unwrap();

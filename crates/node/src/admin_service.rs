@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use stele_proto::v1::admin_client::AdminClient;
 use stele_proto::v1::admin_server::Admin as AdminRpc;
@@ -163,11 +164,18 @@ impl AdminRpc for AdminService {
                 self.node.id()
             )));
         }
-        self.node.raft.initialize(members).await.map_err(|e| {
-            Status::failed_precondition(format!(
-                "this node cannot initialize a cluster: {e} (already initialized?)"
-            ))
-        })?;
+        self.node
+            .raft
+            .initialize(members)
+            .await
+            .map_err(|e| match e {
+                RaftError::APIError(InitializeError::NotAllowed(_)) => {
+                    Status::already_exists("the cluster is already initialized")
+                }
+                e => Status::failed_precondition(format!(
+                    "this node cannot initialize a cluster: {e}"
+                )),
+            })?;
         Ok(Response::new(self.membership()))
     }
 

@@ -95,7 +95,7 @@ impl NodeConfig {
             self.min_version_wait = duration(&v, "min_version_wait")?;
         }
         if let Some(v) = file.heartbeat_interval {
-            self.heartbeat_interval = duration(&v, "heartbeat_interval")?;
+            self.set_heartbeat_interval(duration(&v, "heartbeat_interval")?);
         }
         if let Some(v) = file.snapshot_every {
             self.snapshot_every = v;
@@ -104,6 +104,13 @@ impl NodeConfig {
             self.genesis = Some(v.parse().map_err(|e| format!("genesis = {v:?}: {e}"))?);
         }
         Ok(())
+    }
+
+    /// Sets the heartbeat interval, keeping election timeouts well above it.
+    pub fn set_heartbeat_interval(&mut self, interval: Duration) {
+        self.heartbeat_interval = interval;
+        self.election_timeout_min = self.election_timeout_min.max(interval * 4);
+        self.election_timeout_max = self.election_timeout_max.max(interval * 8);
     }
 
     /// Checks the settings fit together.

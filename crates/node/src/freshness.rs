@@ -3,19 +3,34 @@
 //! evidence is its last quorum acknowledgement; a follower's or learner's is
 //! the moment its leader last heard from a quorum, as carried on each
 //! AppendEntries (arrival time minus the leader's quorum-ack age).
+//!
+//! Evidence counts only once this node has applied everything that was
+//! committed when the evidence was given: a node that hears from its leader
+//! but is still catching up (after a restart, or compiling a backlog) is not
+//! current, and stays stale until its state machine reaches that point.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-const NO_EVIDENCE: u64 = u64::MAX;
+/// Milliseconds after `base`; evidence may predate `base` (negative).
+const NO_EVIDENCE: i64 = i64::MIN;
+/// Evidence waiting for the state machine to catch up. Newer evidence makes
+/// older evidence useless, so only the latest few are kept.
+const MAX_WAITING: usize = 64;
 
 pub struct Freshness {
     base: Instant,
     max_staleness: Duration,
-    /// Milliseconds after `base` of the freshest evidence, or NO_EVIDENCE.
-    evidence_ms: AtomicU64,
+    /// When the freshest usable evidence was true, or NO_EVIDENCE.
+    evidence_ms: AtomicI64,
+    /// The state machine's position: applied log index + 1, 0 before any.
+    applied: AtomicU64,
+    /// `(evidence_ms, commit index + 1)` pairs not yet applied up to.
+    waiting: Mutex<VecDeque<(i64, u64)>>,
 }
 
 /// Why a node cannot show it is current.
@@ -31,7 +46,9 @@ impl Freshness {
         Freshness {
             base: Instant::now(),
             max_staleness,
-            evidence_ms: AtomicU64::new(NO_EVIDENCE),
+            evidence_ms: AtomicI64::new(NO_EVIDENCE),
+            applied: AtomicU64::new(0),
+            waiting: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -39,32 +56,55 @@ impl Freshness {
         self.max_staleness
     }
 
-    /// Records evidence of being current as of `age` ago.
-    pub fn note(&self, age: Duration) {
-        let now = self.base.elapsed();
-        let at = now.saturating_sub(age).as_millis() as u64;
-        let mut current = self.evidence_ms.load(Ordering::Relaxed);
-        while current == NO_EVIDENCE || at > current {
-            match self.evidence_ms.compare_exchange_weak(
-                current,
-                at,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
+    fn now_ms(&self) -> i64 {
+        self.base.elapsed().as_millis() as i64
+    }
+
+    /// Records evidence of being current as of `age` ago, usable once this
+    /// node has applied the log up to `commit` (the leader's commit index
+    /// when it gave the evidence; `None` when nothing was committed).
+    pub fn note(&self, age: Duration, commit: Option<u64>) {
+        let at = self.now_ms() - age.as_millis() as i64;
+        let needed = commit.map_or(0, |index| index + 1);
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if needed <= self.applied.load(Ordering::Acquire) {
+            self.record(at);
+        } else {
+            if waiting.len() == MAX_WAITING {
+                waiting.pop_front();
             }
+            waiting.push_back((at, needed));
         }
     }
 
-    /// How old the freshest evidence is.
+    /// The state machine has applied the log up to `index`: evidence that
+    /// was waiting for it now counts.
+    pub fn applied(&self, index: u64) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let position = index + 1;
+        self.applied.fetch_max(position, Ordering::AcqRel);
+        let mut newest = None;
+        waiting.retain(|&(at, needed)| {
+            if needed <= position {
+                newest = newest.max(Some(at));
+                false
+            } else {
+                true
+            }
+        });
+        if let Some(at) = newest {
+            self.record(at);
+        }
+    }
+
+    fn record(&self, at: i64) {
+        self.evidence_ms.fetch_max(at, Ordering::AcqRel);
+    }
+
+    /// How old the freshest usable evidence is.
     pub fn age(&self) -> Option<Duration> {
-        let at = self.evidence_ms.load(Ordering::Relaxed);
-        (at != NO_EVIDENCE).then(|| {
-            self.base
-                .elapsed()
-                .saturating_sub(Duration::from_millis(at))
-        })
+        let at = self.evidence_ms.load(Ordering::Acquire);
+        (at != NO_EVIDENCE).then(|| Duration::from_millis(self.now_ms().saturating_sub(at) as u64))
     }
 
     /// `Ok` while the evidence is younger than the bound.
@@ -83,26 +123,55 @@ impl Freshness {
 mod tests {
     use super::*;
 
+    fn advance(ms: u64) -> impl Future<Output = ()> {
+        tokio::time::advance(Duration::from_millis(ms))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn evidence_ages_out_after_the_bound() {
         let freshness = Freshness::new(Duration::from_secs(5));
         assert_eq!(freshness.check().unwrap_err().age, None);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        freshness.note(Duration::from_millis(200));
+        advance(1_000).await;
+        freshness.note(Duration::from_millis(200), None);
         assert!(freshness.check().is_ok());
-        tokio::time::advance(Duration::from_millis(4_700)).await;
+        advance(4_700).await;
         assert!(freshness.check().is_ok());
-        tokio::time::advance(Duration::from_millis(200)).await;
+        advance(200).await;
         let stale = freshness.check().unwrap_err();
         assert_eq!(stale.age, Some(Duration::from_millis(5_100)));
     }
 
     #[tokio::test(start_paused = true)]
+    async fn evidence_older_than_the_node_keeps_its_age() {
+        let freshness = Freshness::new(Duration::from_secs(5));
+        advance(500).await;
+        freshness.note(Duration::from_millis(4_900), None);
+        assert_eq!(freshness.age(), Some(Duration::from_millis(4_900)));
+        advance(200).await;
+        assert!(freshness.check().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn older_evidence_never_replaces_newer() {
         let freshness = Freshness::new(Duration::from_secs(5));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        freshness.note(Duration::from_secs(1));
-        freshness.note(Duration::from_secs(4));
+        advance(10_000).await;
+        freshness.note(Duration::from_secs(1), None);
+        freshness.note(Duration::from_secs(4), None);
         assert_eq!(freshness.age(), Some(Duration::from_secs(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_behind_its_leaders_commit_is_not_current_until_it_applies() {
+        let freshness = Freshness::new(Duration::from_secs(5));
+        freshness.applied(10);
+        freshness.note(Duration::ZERO, Some(40));
+        assert_eq!(freshness.check().unwrap_err().age, None);
+        freshness.applied(39);
+        assert!(freshness.check().is_err());
+        advance(300).await;
+        freshness.applied(40);
+        assert_eq!(freshness.age(), Some(Duration::from_millis(300)));
+        freshness.note(Duration::ZERO, Some(40));
+        assert_eq!(freshness.age(), Some(Duration::ZERO));
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    StreamingError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    ReplicationClosed, StreamingError, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -144,7 +144,15 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        let entries = rpc.entries.len() as u64;
         let request = self.request(&rpc, &option, true);
+        // Several large bundles may not fit one message: ask openraft for a
+        // smaller batch rather than failing the same send for ever.
+        if request.get_ref().json.len() > MAX_RAFT_MESSAGE_BYTES && entries > 1 {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries / 2),
+            ));
+        }
         let reply = self.client()?.append_entries(request).await;
         self.reply(reply)
     }

@@ -22,6 +22,8 @@ pub struct RaftService {
     pub freshness: Arc<Freshness>,
     pub published: Arc<Published>,
     pub pinned_genesis: Option<stele_ledger::Hash>,
+    /// One snapshot is received at a time: each is held in memory whole.
+    pub receiving_snapshot: tokio::sync::Semaphore,
 }
 
 fn reply<T: Serialize>(value: &T) -> Response<RaftReply> {
@@ -52,13 +54,20 @@ impl RaftRpc for RaftService {
         let arrived = tokio::time::Instant::now();
         let request = request.into_inner();
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.json)?;
+        let leader_commit = rpc.leader_commit.map(|log_id| log_id.index);
         let result = self.raft.append_entries(rpc).await;
-        // Accepted from the current leader: as current as that leader was.
+        // Accepted from the current leader: as current as that leader was,
+        // once this node has applied what the leader had committed.
         if let (Ok(response), Some(age_ms)) = (&result, request.quorum_ack_age_ms)
-            && !matches!(response, AppendEntriesResponse::HigherVote(_))
+            && matches!(
+                response,
+                AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+            )
         {
-            self.freshness
-                .note(Duration::from_millis(age_ms) + arrived.elapsed());
+            self.freshness.note(
+                Duration::from_millis(age_ms) + arrived.elapsed(),
+                leader_commit,
+            );
         }
         Ok(reply(&result))
     }
@@ -72,6 +81,11 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
+        let Ok(_receiving) = self.receiving_snapshot.try_acquire() else {
+            return Ok(refuse(
+                "another snapshot is being received; try again later".into(),
+            ));
+        };
         let mut chunks = request.into_inner();
         let mut header: Option<(Vote, SnapshotMeta)> = None;
         let mut data = Vec::new();

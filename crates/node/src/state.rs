@@ -37,6 +37,9 @@ pub struct NodeState {
     pub clock: WallClock,
 }
 
+/// The deadline of a forwarded write whose caller set none.
+const FORWARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where a write goes.
 pub enum Route {
     Here,
@@ -79,6 +82,14 @@ impl NodeState {
     /// answered without touching the log. The state machine checks it again
     /// when it applies, with the same code.
     pub async fn write(&self, request: Request) -> Result<Response, Status> {
+        // The check below reads the state machine: first let it apply all
+        // that earlier leaders committed, so that a resubmitted version is
+        // recognised as already committed rather than refused.
+        self.raft.ensure_linearizable().await.map_err(|e| {
+            Status::unavailable(format!(
+                "this node could not confirm its leadership ({e}); retry"
+            ))
+        })?;
         let machine = self.published.machine();
         let trial = request.clone();
         let verdict = tokio::task::spawn_blocking(move || {
@@ -95,6 +106,11 @@ impl NodeState {
                 Response::Refused(refusal) => Err(refused(&refusal)),
                 response => Ok(response),
             },
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(_),
+            )) => Err(Status::unavailable(
+                "this node stopped leading before the write reached the log; nothing was written: retry",
+            )),
             Err(openraft::error::RaftError::APIError(error)) => Err(Status::unavailable(format!(
                 "leadership changed while writing ({error}); the outcome is unknown: resubmit the same version (it is idempotent)"
             ))),
@@ -108,14 +124,17 @@ impl NodeState {
 }
 
 /// Copies a request for the leader, marked as forwarded, keeping the
-/// caller's deadline.
+/// caller's deadline (or setting one: a forward never waits for ever).
 pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
     let timeout = request.metadata().get("grpc-timeout").cloned();
     let mut out = tonic::Request::new(request.into_inner());
     out.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    if let Some(timeout) = timeout {
-        out.metadata_mut().insert("grpc-timeout", timeout);
+    match timeout {
+        Some(timeout) => {
+            out.metadata_mut().insert("grpc-timeout", timeout);
+        }
+        None => out.set_timeout(FORWARD_DEADLINE),
     }
     out
 }

@@ -48,7 +48,9 @@ pub trait Backend: Send + Sync + 'static {
     fn bundle(&self, digest: &Hash) -> Result<Option<BundleFiles>, StoreError>;
     fn commit(&self, batch: Batch<'_>) -> Result<(), StoreError>;
     fn replace(&self, state: Replacement<'_>) -> Result<(), StoreError>;
-    /// The newest snapshot built or installed, for followers that need one.
+    /// Keeps `meta`'s snapshot as the current one unless the current one is
+    /// newer: a snapshot build and an install may race, and the one kept
+    /// must never move back.
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError>;
     fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError>;
 }
@@ -62,4 +64,9 @@ impl<B: Backend> BundleSource for B {
     fn bundle(&self, digest: &Hash) -> Result<Option<BundleFiles>, StoreError> {
         Backend::bundle(self, digest)
     }
+}
+
+/// Whether a snapshot up to `new` may replace one up to `current`.
+pub fn replaces(current: Option<&SnapshotMeta>, new: &SnapshotMeta) -> bool {
+    current.is_none_or(|current| current.last_log_id <= new.last_log_id)
 }

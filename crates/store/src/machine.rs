@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use stele_ledger::{
@@ -41,6 +41,9 @@ pub enum Change {
     PendingRemoved(Hash),
 }
 
+/// A bundle's digest and its compiled, tested snapshot.
+type CheckedBundle = (Hash, Arc<Snapshot>);
+
 /// The replicated state every node applies commands to.
 #[derive(Clone, Default)]
 pub struct Machine {
@@ -48,6 +51,11 @@ pub struct Machine {
     versions: Vec<Version>,
     pending: BTreeMap<Hash, Arc<Pending>>,
     clock_ms: u64,
+    /// The last bundle that passed the admission check, shared with this
+    /// machine's clones: the leader checks a command on a clone before it
+    /// logs it, then applies it, and the check (a pure function of the
+    /// bundle's bytes) need not run twice.
+    last_checked: Arc<Mutex<Option<CheckedBundle>>>,
 }
 
 impl Machine {
@@ -81,6 +89,7 @@ impl Machine {
                 .map(|p| (p.version.hash(), Arc::new(p)))
                 .collect(),
             clock_ms,
+            last_checked: Arc::default(),
         }
     }
 
@@ -196,7 +205,7 @@ impl Machine {
     ) -> Response {
         let id = version.hash();
         let compiled = RefCell::new(None);
-        let check = |files: &BundleFiles| compile_and_test(files, &compiled);
+        let check = |files: &BundleFiles| self.compile_and_test(files, &compiled);
         let approvals = match self.chain.review(&version, &bundle, &check) {
             Ok(Review::Valid { approvals, .. }) => approvals,
             Ok(Review::AlreadyCommitted { seq }) => {
@@ -239,7 +248,7 @@ impl Machine {
                 changes.push(Change::Appended {
                     version,
                     bundle,
-                    compiled: Arc::new(compiled),
+                    compiled,
                 });
                 response
             }
@@ -309,17 +318,34 @@ fn merge(version: &Version, approvals: &[Approval]) -> Version {
     merged
 }
 
-/// The admission check, keeping the compiled snapshot so that a committed
-/// bundle is compiled once.
-fn compile_and_test(
-    bundle: &BundleFiles,
-    compiled: &RefCell<Option<Snapshot>>,
-) -> Result<(), String> {
-    let snapshot = Snapshot::compile(bundle).map_err(|e| e.to_string())?;
-    let report = run_scenarios(&snapshot, bundle).map_err(|e| e.to_string())?;
-    if !report.failures.is_empty() {
-        return Err(BundleError::Scenarios(report.failures).to_string());
+impl Machine {
+    /// The admission check, keeping the compiled snapshot so that a
+    /// committed bundle is compiled once.
+    fn compile_and_test(
+        &self,
+        bundle: &BundleFiles,
+        compiled: &RefCell<Option<Arc<Snapshot>>>,
+    ) -> Result<(), String> {
+        let digest = bundle.digest();
+        let last_checked = || {
+            self.last_checked
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some((checked, snapshot)) = last_checked().as_ref()
+            && *checked == digest
+        {
+            *compiled.borrow_mut() = Some(snapshot.clone());
+            return Ok(());
+        }
+        let snapshot = Snapshot::compile(bundle).map_err(|e| e.to_string())?;
+        let report = run_scenarios(&snapshot, bundle).map_err(|e| e.to_string())?;
+        if !report.failures.is_empty() {
+            return Err(BundleError::Scenarios(report.failures).to_string());
+        }
+        let snapshot = Arc::new(snapshot);
+        *last_checked() = Some((digest, snapshot.clone()));
+        *compiled.borrow_mut() = Some(snapshot);
+        Ok(())
     }
-    *compiled.borrow_mut() = Some(snapshot);
-    Ok(())
 }

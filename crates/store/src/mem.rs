@@ -10,7 +10,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader};
 use stele_ledger::{BundleFiles, Hash, Version};
 
-use crate::backend::{Backend, Batch, Replacement, StoreError, Stored};
+use crate::backend::{Backend, Batch, Replacement, StoreError, Stored, replaces};
 use crate::machine::{Change, Pending};
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
 
@@ -106,7 +106,10 @@ impl Backend for MemBackend {
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError> {
-        self.lock().snapshot = Some((meta.clone(), data.to_vec()));
+        let mut state = self.lock();
+        if replaces(state.snapshot.as_ref().map(|(current, _)| current), meta) {
+            state.snapshot = Some((meta.clone(), data.to_vec()));
+        }
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError};
@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stele_ledger::{BundleFiles, Hash, Version};
 
-use crate::backend::{Backend, Batch, Replacement, StoreError, Stored};
+use crate::backend::{Backend, Batch, Replacement, StoreError, Stored, replaces};
 use crate::machine::{Change, Pending};
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
 
@@ -59,7 +59,11 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
         .map_err(|e| io(format!("{}: {e}", snapshot_dir.display())))?;
     Ok((
         RocksLogStore { db: db.clone() },
-        Arc::new(RocksBackend { db, snapshot_dir }),
+        Arc::new(RocksBackend {
+            db,
+            snapshot_dir,
+            snapshot_lock: Mutex::new(()),
+        }),
     ))
 }
 
@@ -90,6 +94,8 @@ fn synced() -> WriteOptions {
 pub struct RocksBackend {
     db: Arc<DB>,
     snapshot_dir: PathBuf,
+    /// Serializes snapshot saves (a build and an install may race).
+    snapshot_lock: Mutex<()>,
 }
 
 impl RocksBackend {
@@ -117,6 +123,18 @@ impl RocksBackend {
         batch.put_cf(machine, b"applied", encode(&applied));
         batch.put_cf(machine, b"membership", encode(membership));
         batch.put_cf(machine, b"clock_ms", encode(&clock_ms));
+    }
+}
+
+impl RocksBackend {
+    /// The current snapshot's metadata and data file name.
+    fn current_snapshot_meta(&self) -> Result<Option<(SnapshotMeta, String)>, StoreError> {
+        let current = self.snapshot_dir.join("current.json");
+        if !current.exists() {
+            return Ok(None);
+        }
+        let bytes = fs::read(&current).map_err(|e| io(format!("{}: {e}", current.display())))?;
+        decode(&bytes, "the snapshot metadata").map(Some)
     }
 }
 
@@ -242,6 +260,11 @@ impl Backend for RocksBackend {
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError> {
+        let _saving = self.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current_snapshot_meta()?;
+        if !replaces(current.as_ref().map(|(meta, _)| meta), meta) {
+            return Ok(());
+        }
         // Data first, then the meta that points at it: a crash in between
         // leaves the previous meta, whose data file name differs.
         let data_name = format!("{}.data", meta.snapshot_id);
@@ -263,12 +286,9 @@ impl Backend for RocksBackend {
     }
 
     fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError> {
-        let current = self.snapshot_dir.join("current.json");
-        if !current.exists() {
+        let Some((meta, data_name)) = self.current_snapshot_meta()? else {
             return Ok(None);
-        }
-        let bytes = fs::read(&current).map_err(|e| io(format!("{}: {e}", current.display())))?;
-        let (meta, data_name): (SnapshotMeta, String) = decode(&bytes, "the snapshot metadata")?;
+        };
         let data_path = self.snapshot_dir.join(data_name);
         let data = fs::read(&data_path).map_err(|e| io(format!("{}: {e}", data_path.display())))?;
         Ok(Some((meta, data)))
