@@ -5,7 +5,7 @@
 //!     cargo bench --bench commit_latency
 //!
 //! stele: each round proposes a new version (the example bundle with a
-//! unique comment, about 40 KB, signed by 2 of 3 approvers) through node 1,
+//! unique comment, about 40 KB, signed by 2 of 3 approvers) through the leader,
 //! and measures (a) commit latency: send → the leader's "committed" reply,
 //! and (b) propagation: send → every node serving the new version (each
 //! node's WatchHead stream), and the part of it after the reply. etcd: a
@@ -13,27 +13,20 @@
 //! gateway (JSON over HTTP/1.1), with one persistent connection.
 //! STELE_BENCH_ROUNDS sets the number of rounds (default 200).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cluster::{Cluster, free_port};
 use stele_client::Client;
 use stele_ledger::{BundleFiles, Hash, Head, Header, Kind, Proposal, SecretKey, TrustSet, Version};
-use stele_proto::v1::{
-    HeadRequest, InitRequest, Member, ProposeRequest, StatusRequest, WatchHeadRequest,
-};
+use stele_proto::v1::{HeadRequest, ProposeRequest, WatchHeadRequest};
 use tokio_stream::StreamExt;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Processes(Vec<Child>);
 
@@ -102,69 +95,14 @@ fn signed(
 }
 
 async fn stele(rounds: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let mut nodes = Processes(Vec::new());
-    for (i, addr) in addrs.iter().enumerate() {
-        nodes.0.push(
-            Command::new(env!("CARGO_BIN_EXE_stele"))
-                .args([
-                    "node",
-                    "--id",
-                    &(i + 1).to_string(),
-                    "--listen",
-                    addr,
-                    "--log",
-                    "warn",
-                ])
-                .arg("--data")
-                .arg(dir.path().join(format!("n{i}")))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-    }
-    let clients: Vec<Client> = addrs
+    let cluster = Cluster::start(3, &["--log", "warn"]);
+    let leader = cluster.wait_for_leader();
+    let clients: Vec<Client> = cluster
+        .nodes
         .iter()
-        .map(|a| Client::new(a, Duration::from_secs(10)).unwrap())
+        .map(|n| Client::new(&n.addr, Duration::from_secs(10)).unwrap())
         .collect();
-    for client in &clients {
-        while client
-            .admin()
-            .status(client.request(StatusRequest { local_only: true }))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let members = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Member {
-            id: i as u64 + 1,
-            addr: a.clone(),
-        })
-        .collect();
-    clients[0]
-        .admin()
-        .init(clients[0].request(InitRequest { members }))
-        .await
-        .unwrap();
-    loop {
-        let status = clients[0]
-            .admin()
-            .status(clients[0].request(StatusRequest { local_only: true }))
-            .await
-            .unwrap();
-        if status.into_inner().leader == Some(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let proposer = &clients[cluster.nodes.iter().position(|n| n.id == leader).unwrap()];
     let keys: Vec<SecretKey> = (1..=3).map(|n| SecretKey::from_seed([n; 32])).collect();
     let trust = TrustSet::new(keys.iter().map(SecretKey::public_key).collect(), 2).unwrap();
     let base = support::example();
@@ -188,9 +126,9 @@ async fn stele(rounds: usize) {
         let hash = version.hash();
         let proposal = Proposal { version, bundle }.encode().into_bytes();
         let sent = Instant::now();
-        let reply = clients[0]
+        let reply = proposer
             .ledger()
-            .propose(clients[0].request(ProposeRequest {
+            .propose(proposer.request(ProposeRequest {
                 proposal,
                 commit_only: true,
             }))

@@ -116,7 +116,8 @@ pub struct NodeArgs {
     /// Where the node keeps its RocksDB data and snapshots.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Address to listen on for the API and the Raft transport.
+    /// Address to listen on for the API and the Raft transport (default
+    /// 127.0.0.1:7001, or `listen` in the config file).
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
     /// Address other nodes and clients reach this node at (default: --listen).
@@ -201,9 +202,8 @@ pub struct GenesisArgs {
     pub approvers: Vec<PathBuf>,
     #[arg(long, value_name = "M")]
     pub threshold: u32,
-    /// A secret key file to sign with (repeat).
-    #[arg(long = "key", value_name = "PATH", required = true)]
-    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub signing: SigningKeys,
     #[arg(
         short = 'm',
         long = "message",
@@ -217,15 +217,22 @@ pub struct GenesisArgs {
     pub remote: Remote,
 }
 
+/// The approver keys a command signs with, here, on this machine.
+#[derive(Debug, Args)]
+pub struct SigningKeys {
+    /// A secret key file to sign with (repeat to sign with several keys).
+    #[arg(long = "key", value_name = "PATH", required = true)]
+    pub keys: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct ProposeArgs {
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
     #[command(flatten)]
     pub about: About,
-    /// A secret key file to sign with (repeat).
-    #[arg(long = "key", value_name = "PATH", required = true)]
-    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub signing: SigningKeys,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -234,9 +241,8 @@ pub struct ProposeArgs {
 pub struct ApproveArgs {
     /// The proposal id (its version hash), as `stele propose` printed it.
     pub proposal_id: String,
-    /// A secret key file to sign with (repeat).
-    #[arg(long = "key", value_name = "PATH", required = true)]
-    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub signing: SigningKeys,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -256,8 +262,8 @@ pub struct RollbackArgs {
     pub to: u64,
     #[command(flatten)]
     pub about: About,
-    #[arg(long = "key", value_name = "PATH", required = true)]
-    pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub signing: SigningKeys,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -396,9 +402,8 @@ pub enum ProposalCommand {
     Sign {
         /// The proposal file.
         proposal: PathBuf,
-        /// Your secret key file (repeat to sign with several keys).
-        #[arg(long = "key", value_name = "PATH", required = true)]
-        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        signing: SigningKeys,
     },
     /// Show what a proposal asks you to sign: its header, its signatures, and
     /// with --ledger the policy changes against its parent and whether the
@@ -526,9 +531,8 @@ pub enum LedgerCommand {
         to: u64,
         #[command(flatten)]
         about: About,
-        /// A secret key file to sign with (repeat).
-        #[arg(long = "key", value_name = "PATH", required = true)]
-        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        signing: SigningKeys,
     },
     /// Verify a ledger file (or a cluster export) from genesis: encoding,
     /// hash chain, signatures and thresholds, and that every bundle compiles,

@@ -1,6 +1,7 @@
 //! How a command fails: a stable code for scripts, a message for people, and
 //! optional details. Every failure exits non-zero.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -10,21 +11,22 @@ use stele_policy::BundleError;
 #[derive(Debug)]
 pub struct Failure {
     /// snake_case, stable: `stale_parent`, `bundle_invalid`, `io`, …
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     pub message: String,
     /// Extra fields for the JSON form (e.g. the bad seq, failed scenarios).
-    pub details: Map<String, Value>,
+    /// Boxed: a `Failure` travels in every `Result` and stays small.
+    pub details: Box<Map<String, Value>>,
     /// Whether the results printed already say what failed, so no JSON error
     /// line follows them (`check --requests` prints one line per request).
     pub results_tell: bool,
 }
 
 impl Failure {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Failure {
+    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Failure {
         Failure {
-            code,
+            code: code.into(),
             message: message.into(),
-            details: Map::new(),
+            details: Box::default(),
             results_tell: false,
         }
     }
@@ -51,9 +53,9 @@ impl Failure {
     /// `{"error": code, "message": …, details…}`
     pub fn to_json(&self) -> Value {
         let mut object = Map::new();
-        object.insert("error".into(), self.code.into());
+        object.insert("error".into(), self.code.as_ref().into());
         object.insert("message".into(), self.message.clone().into());
-        object.extend(self.details.clone());
+        object.extend(self.details.as_ref().clone());
         Value::Object(object)
     }
 }

@@ -42,15 +42,28 @@ pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let temp = write_temp(path, bytes, mode)?;
     temp.persist_noclobber(path).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            Failure::new(
-                "exists",
-                format!("{} already exists; not overwriting it", path.display()),
-            )
+            already_exists(path)
         } else {
             Failure::io(path, e.error)
         }
     })?;
     sync_parent(path)
+}
+
+/// Refuses early, before any work, to write over `path` (`create_new`
+/// checks again, atomically).
+pub fn refuse_existing(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Err(already_exists(path));
+    }
+    Ok(())
+}
+
+fn already_exists(path: &Path) -> Failure {
+    Failure::new(
+        "exists",
+        format!("{} already exists; not overwriting it", path.display()),
+    )
 }
 
 /// Replaces `path` with `bytes`, atomically.

@@ -41,66 +41,29 @@ pub fn connect(endpoint: &str, timeout: std::time::Duration) -> Result<Client> {
 /// (lowercased), the message says which node answered.
 pub fn failure(client: &Client, status: tonic::Status) -> Failure {
     let reason = stele_client::reason(&status).map(|r| r.to_lowercase());
-    // tonic reports its own client-side deadline as Cancelled.
-    let timed_out = status.code() == tonic::Code::DeadlineExceeded
-        || (status.code() == tonic::Code::Cancelled
-            && status.message().contains("Timeout expired"));
-    let code: &'static str = match (reason.as_deref(), status.code()) {
-        (Some(reason), _) => known_code(reason),
-        (None, _) if timed_out => "timeout",
-        (None, tonic::Code::Unavailable) => "unavailable",
-        (None, tonic::Code::NotFound) => "not_found",
-        (None, tonic::Code::AlreadyExists) => "already_exists",
-        (None, tonic::Code::InvalidArgument) => "invalid_argument",
-        (None, _) => "node_error",
-    };
+    let timed_out = stele_client::timed_out(&status);
+    let endpoint = client.endpoint();
     let message = match status.code() {
         _ if timed_out => format!(
-            "{}: no answer within {} (is the node frozen or unreachable?)",
-            client.endpoint(),
+            "{endpoint}: no answer within {} (is the node frozen or unreachable?)",
             humantime::format_duration(client.timeout())
         ),
-        tonic::Code::Unavailable if reason.is_none() => {
-            format!("{}: unavailable: {}", client.endpoint(), status.message())
-        }
-        _ => format!("{}: {}", client.endpoint(), status.message()),
+        tonic::Code::Unavailable if reason.is_none() => format!(
+            "{endpoint}: unavailable: {} (is a node running there? Set --endpoint or STELE_ENDPOINT)",
+            status.message()
+        ),
+        _ => format!("{endpoint}: {}", status.message()),
+    };
+    let code = match (reason, status.code()) {
+        (Some(reason), _) => reason,
+        (None, _) if timed_out => "timeout".into(),
+        (None, tonic::Code::Unavailable) => "unavailable".into(),
+        (None, tonic::Code::NotFound) => "not_found".into(),
+        (None, tonic::Code::AlreadyExists) => "already_exists".into(),
+        (None, tonic::Code::InvalidArgument) => "invalid_argument".into(),
+        (None, _) => "node_error".into(),
     };
     Failure::new(code, message)
-}
-
-/// Error codes are `&'static str`: the codes a node sends, or `node_error`.
-fn known_code(reason: &str) -> &'static str {
-    const KNOWN: [&str; 24] = [
-        "stale",
-        "behind_min_version",
-        "no_policy",
-        "no_leader",
-        "stale_parent",
-        "gap",
-        "bad_signature",
-        "unknown_key",
-        "below_threshold",
-        "digest_mismatch",
-        "bundle_invalid",
-        "rollback_target_missing",
-        "rollback_digest_differs",
-        "rotation_not_co_signed",
-        "over_size_limit",
-        "malformed",
-        "genesis_mismatch",
-        "unknown_proposal",
-        "too_many_pending",
-        "bad_proposal",
-        "bad_approval",
-        "already_committed",
-        "invalid_argument",
-        "not_found",
-    ];
-    KNOWN
-        .iter()
-        .find(|known| **known == reason)
-        .copied()
-        .unwrap_or("node_error")
 }
 
 /// Runs a write, sending it again while no leader can take it (an election
@@ -112,10 +75,17 @@ pub fn retrying_write<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     loop {
         match attempt() {
             Err(failure)
-                if tried < ATTEMPTS && matches!(failure.code, "unavailable" | "no_leader") =>
+                if tried < ATTEMPTS
+                    && matches!(failure.code.as_ref(), "unavailable" | "no_leader") =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(200 * tried));
                 tried += 1;
+            }
+            Err(mut failure) if failure.code == "timeout" => {
+                failure.message.push_str(
+                    "; the write may still have committed: check `stele log` before proposing again (sending the same proposal file again with `stele submit` is safe)",
+                );
+                return Err(failure);
             }
             result => return result,
         }

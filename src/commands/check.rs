@@ -1,5 +1,6 @@
 //! `stele check --bundle`: offline evaluation.
 
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -102,19 +103,29 @@ fn for_each_request(
             Ok(value) => out.result(&value, || describe_answer(&value)),
             Err(failure) => {
                 failed += 1;
-                first_code.get_or_insert(failure.code);
+                first_code.get_or_insert(failure.code.clone());
                 let message = format!("line {number}: {}", failure.message);
-                out.result(&json!({ "error": message, "code": failure.code }), || {
-                    format!("error: {message}")
-                });
+                out.result(
+                    &json!({ "error": message, "code": failure.code.as_ref() }),
+                    || format!("error: {message}"),
+                );
+                // A node that does not answer will not answer the next line
+                // either: stop rather than wait out every deadline.
+                if matches!(failure.code.as_ref(), "timeout" | "unavailable") {
+                    return Err(Failure::new(
+                        failure.code,
+                        format!("stopped at line {number}: the node does not answer"),
+                    )
+                    .told_by_results());
+                }
             }
         }
     }
     if failed > 0 {
-        // The first failure's code: `stale` or `timeout` when the node could
-        // not answer, `invalid_request` for a bad line.
+        // The first failure's code: `stale` when the node could not answer,
+        // `invalid_request` for a bad line.
         return Err(Failure::new(
-            first_code.unwrap_or("invalid_request"),
+            first_code.unwrap_or(Cow::Borrowed("invalid_request")),
             format!("{failed} of {total} request(s) could not be evaluated"),
         )
         .told_by_results());

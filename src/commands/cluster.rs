@@ -1,6 +1,7 @@
 //! `stele cluster init|status|add-learner|promote|remove`.
 
 use serde_json::json;
+use stele_node::members::{check_member, check_members};
 use stele_proto::v1::{
     AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MembershipResponse,
     StatusRequest, change_membership_request,
@@ -22,6 +23,8 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                 .iter()
                 .map(|m| parse_member(m))
                 .collect::<Result<Vec<_>>>()?;
+            check_members(members.iter().map(|m| (m.id, m.addr.as_str())))
+                .map_err(Failure::usage)?;
             let endpoint = endpoint.unwrap_or_else(|| members[0].addr.clone());
             let client = connect(&endpoint, timeout)?;
             let reply = block_on(async {
@@ -138,11 +141,7 @@ fn parse_member(text: &str) -> Result<Member> {
         id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
             Failure::usage(format!("{text:?}: the id must be a positive integer"))
         })?;
-    if addr.is_empty() || !addr.contains(':') {
-        return Err(Failure::usage(format!(
-            "{text:?}: the address must be HOST:PORT"
-        )));
-    }
+    check_member(id, addr).map_err(Failure::usage)?;
     Ok(Member {
         id,
         addr: addr.to_string(),

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use stele_ledger::{Kind, Ledger, Version};
+use stele_policy::BundleDiff;
 
 /// A version's header and signers as JSON.
 pub fn version_json(version: &Version) -> Value {
@@ -99,4 +100,19 @@ pub fn files_json(bundle: &stele_ledger::BundleFiles) -> Value {
             })
         })
         .collect()
+}
+
+/// What changed between two bundles, one line each ("added policy: ID").
+pub fn diff_lines(changes: &BundleDiff) -> Vec<String> {
+    [
+        ("added policy", &changes.policies_added),
+        ("removed policy", &changes.policies_removed),
+        ("changed policy", &changes.policies_changed),
+        ("added file", &changes.files_added),
+        ("removed file", &changes.files_removed),
+        ("changed file", &changes.files_changed),
+    ]
+    .into_iter()
+    .flat_map(|(label, items)| items.iter().map(move |item| format!("{label}: {item}")))
+    .collect()
 }

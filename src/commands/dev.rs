@@ -9,17 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stele_client::Client;
-use stele_ledger::{Proposal, SecretKey, TrustSet, Version};
+use stele_ledger::{Proposal, SecretKey, TrustSet};
 use stele_proto::v1::{HeadRequest, InitRequest, Member, ProposeRequest, StatusRequest};
 
 use super::keygen::{public_path, write_key_pair};
-use super::ledger::genesis_header;
+use super::ledger::{genesis_header, signed};
+use super::node::shutdown_signal;
 use crate::cli::{About, DevArgs};
 use crate::example_bundle::zero_trust;
 use crate::failure::{Failure, Result};
 use crate::files::load_secret_key;
 use crate::output::Output;
-use crate::remote::{block_on, connect};
+use crate::remote::{block_on, connect, failure};
 
 const NODES: u64 = 3;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +46,13 @@ impl Drop for Nodes {
 }
 
 pub fn run(out: Output, args: DevArgs) -> Result<()> {
+    if u64::from(args.base_port) + NODES - 1 > u64::from(u16::MAX) {
+        return Err(Failure::usage(format!(
+            "--base-port {}: the {NODES} nodes need ports up to {}, past 65535",
+            args.base_port,
+            u64::from(args.base_port) + NODES - 1
+        )));
+    }
     fs::create_dir_all(&args.dir).map_err(|e| Failure::io(&args.dir, e))?;
     let dir = fs::canonicalize(&args.dir).map_err(|e| Failure::io(&args.dir, e))?;
     let keys = approver_keys(&dir)?;
@@ -66,13 +74,13 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
         for (i, client) in clients.iter().enumerate() {
             wait_until_up(client, &mut nodes, i, &dir).await?;
         }
-        bootstrap(&clients[0], &addrs, &dir).await?;
+        bootstrap(&clients[0], &addrs).await?;
         ensure_genesis(&clients[0], &keys).await?;
         wait_all_serving(&clients).await
     })?;
     print_next_steps(out, &dir, &addrs, &keys, head);
     block_on(async {
-        wait_for_stop().await;
+        shutdown_signal().await;
         Ok(())
     })?;
     eprintln!(
@@ -132,15 +140,38 @@ fn spawn_node(exe: &Path, dir: &Path, id: u64, addr: &str) -> Result<Child> {
         .map_err(|e| Failure::new("io", format!("cannot start node {id}: {e}")))
 }
 
-async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &Path) -> Result<()> {
+/// Polls `attempt` every 100 ms until it gives a value, for up to a minute.
+async fn poll_until<T>(
+    what: &str,
+    mut attempt: impl AsyncFnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
+        if let Some(value) = attempt().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                "timeout",
+                format!(
+                    "{what} within {}",
+                    humantime::format_duration(STARTUP_TIMEOUT)
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &Path) -> Result<()> {
+    let what = format!("node {} did not come up", index + 1);
+    poll_until(&what, async || {
         if let Ok(Some(status)) = nodes.0[index].try_wait() {
             let log = dir.join(format!("node{}.log", index + 1));
             let tail = fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
             return Err(Failure::new(
-                "node",
+                "node_exited",
                 format!(
                     "node {} exited ({status}); the end of {}:\n{}",
                     index + 1,
@@ -153,61 +184,43 @@ async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &P
             .admin()
             .status(client.request(StatusRequest { local_only: true }))
             .await;
-        if ask.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Failure::new(
-                "timeout",
-                format!("node {} did not come up within a minute", index + 1),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok(ask.is_ok().then_some(()))
+    })
+    .await
 }
 
-/// Initializes the cluster on the first run (a marker file remembers it).
-async fn bootstrap(client: &Client, addrs: &[String], dir: &Path) -> Result<()> {
-    let marker = dir.join("initialized");
-    if !marker.exists() {
-        let members = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| Member {
-                id: i as u64 + 1,
-                addr: addr.clone(),
-            })
-            .collect();
-        if let Err(status) = client
-            .admin()
-            .init(client.request(InitRequest { members }))
-            .await
-            && status.code() != tonic::Code::AlreadyExists
-        {
-            return Err(Failure::new(
-                "init",
-                format!("initializing the cluster failed: {}", status.message()),
-            ));
-        }
-        fs::write(&marker, "").map_err(|e| Failure::io(&marker, e))?;
+/// Initializes the cluster (a cluster that already is answers
+/// `already_exists`, which is fine) and waits for a leader.
+async fn bootstrap(client: &Client, addrs: &[String]) -> Result<()> {
+    let members = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| Member {
+            id: i as u64 + 1,
+            addr: addr.clone(),
+        })
+        .collect();
+    if let Err(status) = client
+        .admin()
+        .init(client.request(InitRequest { members }))
+        .await
+        && status.code() != tonic::Code::AlreadyExists
+    {
+        return Err(failure(client, status));
     }
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        let status = client
-            .admin()
-            .status(client.request(StatusRequest { local_only: true }))
-            .await;
-        if status.is_ok_and(|s| s.into_inner().leader.is_some()) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Failure::new(
-                "timeout",
-                "no leader was elected within a minute",
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_until(
+        "no leader was elected (if DIR was created with another --base-port, use that one or a new --dir)",
+        async || {
+            let status = client
+                .admin()
+                .status(client.request(StatusRequest { local_only: true }))
+                .await;
+            Ok(status
+                .is_ok_and(|s| s.into_inner().leader.is_some())
+                .then_some(()))
+        },
+    )
+    .await
 }
 
 /// The zero-trust example as genesis, approvers 1–3 (2 of 3), signed by 1 and 2.
@@ -216,7 +229,7 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
         .ledger()
         .head(client.request(HeadRequest { linearizable: true }))
         .await
-        .map_err(|s| Failure::new("node", s.message().to_string()))?
+        .map_err(|s| failure(client, s))?
         .into_inner();
     if head.head.is_some() {
         return Ok(());
@@ -232,9 +245,7 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
         message: "genesis: the zero-trust example".into(),
         author: Some("stele dev".into()),
     };
-    let mut version = Version::unsigned(genesis_header(&bundle, trust, &about));
-    version.sign(&secrets[0]);
-    version.sign(&secrets[1]);
+    let version = signed(genesis_header(&bundle, trust, &about), &secrets[..2]);
     let proposal = Proposal { version, bundle }.encode().into_bytes();
     client
         .ledger()
@@ -243,19 +254,13 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
             commit_only: true,
         }))
         .await
-        .map_err(|s| {
-            Failure::new(
-                "genesis",
-                format!("the genesis was refused: {}", s.message()),
-            )
-        })?;
+        .map_err(|s| failure(client, s))?;
     Ok(())
 }
 
 /// Waits until every node serves the same head; returns it.
 async fn wait_all_serving(clients: &[Client]) -> Result<(u64, String)> {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
+    poll_until("the nodes did not all serve the genesis", async || {
         let mut served = Vec::new();
         for client in clients {
             let reply = client
@@ -266,30 +271,18 @@ async fn wait_all_serving(clients: &[Client]) -> Result<(u64, String)> {
                 .await;
             served.push(reply.ok().and_then(|r| r.into_inner().served));
         }
-        if let Some(Some(first)) = served.first()
-            && served
-                .iter()
-                .all(|s| s.as_ref().is_some_and(|s| s.seq == first.seq))
-        {
-            return Ok((first.seq, first.hash.clone()));
-        }
-        if Instant::now() > deadline {
-            return Err(Failure::new(
-                "timeout",
-                "the nodes did not all serve the genesis within a minute",
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_for_stop() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+        Ok(match served.first() {
+            Some(Some(first))
+                if served
+                    .iter()
+                    .all(|s| s.as_ref().is_some_and(|s| s.seq == first.seq)) =>
+            {
+                Some((first.seq, first.hash.clone()))
+            }
+            _ => None,
+        })
+    })
+    .await
 }
 
 fn print_next_steps(

@@ -84,9 +84,9 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             ledger,
             to,
             about,
-            keys,
+            signing,
         } => {
-            let keys = load_secret_keys(&keys)?;
+            let keys = load_secret_keys(&signing.keys)?;
             append(out, &ledger, |chain| {
                 let files = rollback_bundle(chain, to)?;
                 let header = next_header(chain, &files, Kind::Rollback { to_seq: to }, &about)?;

@@ -53,10 +53,9 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
     }
     if let Some(listen) = args.listen {
         config.listen = listen;
-        config.advertise = listen.to_string();
     }
     if let Some(advertise) = &args.advertise {
-        config.advertise = advertise.clone();
+        config.advertise = Some(advertise.clone());
     }
     if let Some(d) = args.max_staleness {
         config.max_staleness = d;
@@ -102,12 +101,12 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
-    tracing::info!("shutting down");
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use stele_ledger::{Admitted, BundleFiles, Kind, Ledger, Proposal, TrustSet, Version};
 use stele_policy::{admission_check, check_bundle, diff, load_dir};
 
-use super::describe::{files_json, version_json, version_text};
+use super::describe::{diff_lines, files_json, version_json, version_text};
 use super::ledger::{genesis_header, head_bundle, next_header, rollback_bundle, trust_set};
 use crate::cli::{ProposalCommand, ProposalKind, ProposalNewArgs};
 use crate::failure::{Failure, Result};
@@ -19,7 +19,7 @@ use crate::output::Output;
 pub fn run(out: Output, command: ProposalCommand) -> Result<()> {
     match command {
         ProposalCommand::New(args) => new(out, args),
-        ProposalCommand::Sign { proposal, keys } => sign(out, &proposal, &keys),
+        ProposalCommand::Sign { proposal, signing } => sign(out, &proposal, &signing.keys),
         ProposalCommand::Show { proposal, ledger } => show(out, &proposal, ledger.as_deref()),
     }
 }
@@ -234,26 +234,16 @@ fn changes_against_parent(chain: &Ledger, proposal: &Proposal) -> (Value, String
     };
     match diff(parent_bundle, &proposal.bundle) {
         Ok(changes) => {
-            let mut text = String::new();
-            for (label, ids) in [
-                ("added policy", &changes.policies_added),
-                ("removed policy", &changes.policies_removed),
-                ("changed policy", &changes.policies_changed),
-                ("added file", &changes.files_added),
-                ("removed file", &changes.files_removed),
-                ("changed file", &changes.files_changed),
-            ] {
-                for id in ids {
-                    text.push_str(&format!("  {label}: {id}\n"));
-                }
+            let mut lines = diff_lines(&changes);
+            if lines.is_empty() {
+                lines.push("none: the bundle is the parent's".into());
             }
-            if changes.is_empty() {
-                text.push_str("  none: the bundle is the parent's\n");
-            }
-            (
-                serde_json::to_value(&changes).unwrap_or_default(),
-                text.trim_end().to_string(),
-            )
+            let text = lines
+                .iter()
+                .map(|line| format!("  {line}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (serde_json::to_value(&changes).unwrap_or_default(), text)
         }
         Err(error) => (Value::Null, format!("  cannot compare: {error}")),
     }

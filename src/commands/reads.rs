@@ -6,10 +6,10 @@ use stele_ledger::{BundleFiles, Version};
 use stele_proto::v1::{ExportRequest, GetVersionRequest, ListVersionsRequest};
 use tokio_stream::StreamExt;
 
-use super::describe::{files_json, version_json, version_line, version_text};
+use super::describe::{diff_lines, files_json, version_json, version_line, version_text};
 use crate::cli::{DiffArgs, ExportArgs, LogArgs, ShowArgs};
 use crate::failure::{Failure, Result};
-use crate::files::create_new;
+use crate::files::{create_new, refuse_existing};
 use crate::output::Output;
 use crate::remote::{block_on, client, failure};
 
@@ -44,7 +44,8 @@ pub fn log(out: Output, args: LogArgs) -> Result<()> {
     }
 }
 
-fn fetch(client: &Client, seq: u64) -> Result<(Version, BundleFiles)> {
+/// Version `seq` and its bundle, from the node `client` talks to.
+pub fn fetch(client: &Client, seq: u64) -> Result<(Version, BundleFiles)> {
     let reply = block_on(async {
         client
             .ledger()
@@ -80,28 +81,18 @@ pub fn diff(out: Output, args: DiffArgs) -> Result<()> {
     value["from"] = args.a.into();
     value["to"] = args.b.into();
     out.result(&value, || {
-        let mut text = String::new();
-        for (label, ids) in [
-            ("added", &changes.policies_added),
-            ("removed", &changes.policies_removed),
-            ("changed", &changes.policies_changed),
-        ] {
-            for id in ids {
-                text.push_str(&format!("{label} policy {id}\n"));
-            }
+        let lines = diff_lines(&changes);
+        if lines.is_empty() {
+            format!("nothing changed between seq {} and seq {}", args.a, args.b)
+        } else {
+            lines.join("\n")
         }
-        if text.is_empty() {
-            text = format!(
-                "no policy changed between seq {} and seq {}",
-                args.a, args.b
-            );
-        }
-        text.trim_end().to_string()
     });
     Ok(())
 }
 
 pub fn export(out: Output, args: ExportArgs) -> Result<()> {
+    refuse_existing(&args.out)?;
     let client = client(&args.remote)?;
     let bytes = block_on(async {
         let mut stream = client

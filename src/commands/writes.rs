@@ -7,11 +7,11 @@ use stele_client::Client;
 use stele_ledger::{BundleFiles, Hash, Head, Kind, Proposal, Version};
 use stele_policy::load_dir;
 use stele_proto::v1::{
-    ApproveRequest, GetProposalRequest, GetVersionRequest, HeadRequest, ProposalStatus,
-    ProposeRequest,
+    ApproveRequest, GetProposalRequest, HeadRequest, ProposalStatus, ProposeRequest,
 };
 
 use super::ledger::{genesis_header, header_on, signed, trust_set};
+use super::reads::fetch;
 use crate::cli::{About, ApproveArgs, GenesisArgs, ProposeArgs, RollbackArgs, SubmitArgs};
 use crate::failure::{Failure, Result};
 use crate::files::load_secret_keys;
@@ -28,7 +28,7 @@ pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
     };
     let version = signed(
         genesis_header(&files, trust, &about),
-        &load_secret_keys(&args.keys)?,
+        &load_secret_keys(&args.signing.keys)?,
     );
     let client = client(&args.remote)?;
     send_new(out, &client, version, files)
@@ -36,7 +36,7 @@ pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
 
 pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
     let files = load_dir(&args.bundle)?;
-    let keys = load_secret_keys(&args.keys)?;
+    let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
     let version = signed(header_on(head, &files, Kind::Update, &args.about), &keys);
@@ -44,27 +44,10 @@ pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
 }
 
 pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
-    let keys = load_secret_keys(&args.keys)?;
+    let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
-    let reply = block_on(async {
-        client
-            .ledger()
-            .get_version(client.request(GetVersionRequest {
-                seq: args.to,
-                with_bundle: true,
-            }))
-            .await
-            .map_err(|s| failure(&client, s))
-    })?
-    .into_inner();
-    let files: BundleFiles = serde_json::from_slice(reply.bundle.as_deref().unwrap_or_default())
-        .map_err(|e| {
-            Failure::new(
-                "node_error",
-                format!("the node sent a bundle that does not decode: {e}"),
-            )
-        })?;
+    let (_, files) = fetch(&client, args.to)?;
     let version = signed(
         header_on(
             head,
@@ -88,7 +71,7 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
         .proposal_id
         .parse()
         .map_err(|e| Failure::usage(format!("{:?} is not a proposal id: {e}", args.proposal_id)))?;
-    let keys = load_secret_keys(&args.keys)?;
+    let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     // Fetch what is being approved and check it is what the id names: the
     // signature is over the hash, and the hash covers every byte.

@@ -14,8 +14,7 @@ use stele_proto::v1::ledger_client::LedgerClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
 
-/// Largest message exchanged (a proposal carries a whole bundle).
-pub const MAX_MESSAGE_BYTES: usize = 200 * 1024 * 1024;
+use stele_proto::MAX_API_MESSAGE_BYTES;
 
 /// A connection to one node, pinned: no silent failover.
 #[derive(Clone)]
@@ -65,14 +64,14 @@ impl Client {
 
     pub fn decision(&self) -> DecisionClient<Channel> {
         DecisionClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_API_MESSAGE_BYTES)
     }
 
     pub fn ledger(&self) -> LedgerClient<Channel> {
         LedgerClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_API_MESSAGE_BYTES)
     }
 
     pub fn admin(&self) -> AdminClient<Channel> {
@@ -86,6 +85,13 @@ pub fn reason(status: &tonic::Status) -> Option<String> {
         .get_error_details()
         .error_info()
         .map(|info| info.reason.clone())
+}
+
+/// Whether the call ran out of its deadline (tonic reports its own
+/// client-side deadline as `Cancelled`, "Timeout expired").
+pub fn timed_out(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::DeadlineExceeded
+        || (status.code() == tonic::Code::Cancelled && status.message().contains("Timeout expired"))
 }
 
 /// A metadata field of the error's typed detail.

@@ -158,36 +158,38 @@ impl ChainState {
     }
 
     /// Decides whether `candidate`, carrying `bundle`, may extend this chain:
-    /// every rule of [`ChainState::review`], then the signature threshold.
+    /// every rule, in FORMAT.md's order (the threshold before Cedar).
     pub fn admit(
         &self,
         candidate: &Version,
         bundle: &BundleFiles,
         bundle_check: &impl BundleCheck,
     ) -> Result<Admitted, Rejection> {
-        match self.review(candidate, bundle, bundle_check)? {
+        match self.check_rules(candidate, bundle, bundle_check, false)? {
             Review::AlreadyCommitted { seq } => Ok(Admitted::AlreadyCommitted { seq }),
-            Review::Valid {
-                seq,
-                hash,
-                approvals,
-            } => match approvals.shortfall {
-                None => Ok(Admitted::Appended { seq, hash }),
-                Some(shortfall) => Err(shortfall),
-            },
+            Review::Valid { seq, hash, .. } => Ok(Admitted::Appended { seq, hash }),
         }
     }
 
-    /// Every admission rule but the signature threshold, cheap checks first
-    /// and the bundle check (Cedar) last: what a cluster checks before it
-    /// holds a proposal that is still collecting approvals. A candidate with
-    /// no signature at all is refused before its bundle is compiled, so
-    /// nobody outside the trust set can make a node run Cedar.
+    /// Every admission rule, except that a candidate short of signatures
+    /// (but carrying at least one valid one) is not refused for it: what a
+    /// cluster checks before it holds a proposal that is still collecting
+    /// approvals. `approvals` says whether the signatures suffice.
     pub fn review(
         &self,
         candidate: &Version,
         bundle: &BundleFiles,
         bundle_check: &impl BundleCheck,
+    ) -> Result<Review, Rejection> {
+        self.check_rules(candidate, bundle, bundle_check, true)
+    }
+
+    fn check_rules(
+        &self,
+        candidate: &Version,
+        bundle: &BundleFiles,
+        bundle_check: &impl BundleCheck,
+        may_be_short: bool,
     ) -> Result<Review, Rejection> {
         let header = &candidate.header;
         check_limits(candidate)?;
@@ -199,10 +201,12 @@ impl ChainState {
         self.check_kind(candidate)?;
         self.check_signatures(candidate, &hash)?;
         let approvals = self.approvals(candidate);
-        if candidate.signatures.is_empty()
-            && let Some(shortfall) = approvals.shortfall
+        // Before Cedar, so that nobody outside the trust set can make a
+        // verifier compile a bundle.
+        if let Some(shortfall) = &approvals.shortfall
+            && (!may_be_short || candidate.signatures.is_empty())
         {
-            return Err(shortfall);
+            return Err(shortfall.clone());
         }
         let actual = bundle.digest();
         if actual != header.bundle_digest {
@@ -339,7 +343,7 @@ impl ChainState {
     /// genesis needs M of the set it declares, update and rollback M of the
     /// set in force, rotate M of the set in force and M' of the one it
     /// declares.
-    fn approvals(&self, candidate: &Version) -> Approvals {
+    pub fn approvals(&self, candidate: &Version) -> Approvals {
         let header = &candidate.header;
         let signers = || candidate.signers();
         match (header.kind, self.trust.as_ref(), header.trust.as_ref()) {
@@ -407,10 +411,6 @@ impl Approvals {
                 threshold: set.threshold(),
             }),
         }
-    }
-
-    pub fn complete(&self) -> bool {
-        self.shortfall.is_none()
     }
 }
 

@@ -45,6 +45,37 @@ pub struct ChainError {
     pub rejection: Rejection,
 }
 
+impl ChainState {
+    /// Replays admission for the next stored version: `version` must be
+    /// admitted as new (a version that appears twice is malformed) with
+    /// `bundle`, which must be there. Appends it, or names why not.
+    pub fn append_verified(
+        &mut self,
+        version: &Version,
+        bundle: Option<&BundleFiles>,
+        bundle_check: &impl BundleCheck,
+    ) -> Result<(), ChainError> {
+        let seq = version.seq();
+        let fail = |rejection| ChainError { seq, rejection };
+        let digest = version.header.bundle_digest;
+        let bundle = bundle.ok_or_else(|| {
+            fail(Rejection::Malformed {
+                reason: format!("its bundle {digest} is missing"),
+            })
+        })?;
+        match self.admit(version, bundle, bundle_check) {
+            Ok(Admitted::Appended { .. }) => {
+                self.append(version);
+                Ok(())
+            }
+            Ok(Admitted::AlreadyCommitted { seq: first }) => Err(fail(Rejection::Malformed {
+                reason: format!("the version at seq {first} appears again"),
+            })),
+            Err(rejection) => Err(fail(rejection)),
+        }
+    }
+}
+
 /// A bundle check that accepts every bundle: for verifying hashes, signatures
 /// and digests only, when the bundles were checked when they were admitted.
 pub fn structural_only(_: &BundleFiles) -> Result<(), String> {
@@ -74,26 +105,11 @@ impl Ledger {
     ) -> Result<Ledger, ChainError> {
         let mut ledger = start;
         for version in entries.versions {
-            let seq = version.seq();
-            let fail = |rejection| ChainError { seq, rejection };
-            let digest = version.header.bundle_digest;
-            let bundle = entries.bundles.get(&digest).ok_or_else(|| {
-                fail(Rejection::Malformed {
-                    reason: format!("its bundle {digest} is missing"),
-                })
-            })?;
-            match ledger.state.admit(&version, bundle, bundle_check) {
-                Ok(Admitted::Appended { .. }) => {
-                    ledger.state.append(&version);
-                    ledger.versions.push(version);
-                }
-                Ok(Admitted::AlreadyCommitted { seq: first }) => {
-                    return Err(fail(Rejection::Malformed {
-                        reason: format!("the version at seq {first} appears again"),
-                    }));
-                }
-                Err(rejection) => return Err(fail(rejection)),
-            }
+            let bundle = entries.bundles.get(&version.header.bundle_digest);
+            ledger
+                .state
+                .append_verified(&version, bundle, bundle_check)?;
+            ledger.versions.push(version);
         }
         let used: std::collections::BTreeSet<Hash> = ledger
             .versions
@@ -140,6 +156,11 @@ impl Ledger {
 
     pub fn versions(&self) -> &[Version] {
         &self.versions
+    }
+
+    /// The chain state and the versions, without the bundles.
+    pub fn into_parts(self) -> (ChainState, Vec<Version>) {
+        (self.state, self.versions)
     }
 
     pub fn len(&self) -> usize {

@@ -97,8 +97,8 @@ pub fn encode(ledger: &Ledger) -> String {
 
 /// Encodes versions in chain order, fetching each bundle when its digest
 /// first appears (so a caller can stream bundles from storage).
-pub fn encode_with<E>(
-    versions: &[Version],
+pub fn encode_with<'a, E>(
+    versions: impl IntoIterator<Item = &'a Version>,
     mut bundle: impl FnMut(&Hash) -> Result<BundleFiles, E>,
 ) -> Result<String, E> {
     let mut out = String::with_capacity(LEDGER_FILE_HEADER.len() + 1);

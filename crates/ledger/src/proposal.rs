@@ -38,11 +38,17 @@ pub struct Proposal {
 impl Proposal {
     /// One canonical JSON line.
     pub fn encode(&self) -> String {
+        Proposal::encode_parts(&self.version, &self.bundle)
+    }
+
+    /// [`Proposal::encode`] from borrowed parts, for callers that hold
+    /// them elsewhere.
+    pub fn encode_parts(version: &Version, bundle: &BundleFiles) -> String {
         let file = ProposalFileRef {
             format: PROPOSAL_FORMAT,
             format_version: 1,
-            version: &self.version,
-            bundle: &self.bundle,
+            version,
+            bundle,
         };
         let mut text = strict_json::encode(&file);
         text.push('\n');

@@ -166,18 +166,30 @@ impl Version {
     /// Returns whether a signature was added.
     pub fn sign(&mut self, key: &SecretKey) -> bool {
         let public = key.public_key();
-        let Err(position) = self.signatures.binary_search_by_key(&public, |a| a.key) else {
+        if self.signatures.iter().any(|a| a.key == public) {
             return false;
-        };
+        }
         let signature = key.sign(&self.hash());
-        self.signatures.insert(
-            position,
-            Approval {
-                key: public,
-                signature,
-            },
-        );
-        true
+        self.add_approval(Approval {
+            key: public,
+            signature,
+        })
+    }
+
+    /// Adds `approval`, in key order, unless its key already signed (the
+    /// signature is not checked here; admission checks every one). Returns
+    /// whether it was added.
+    pub fn add_approval(&mut self, approval: Approval) -> bool {
+        match self
+            .signatures
+            .binary_search_by_key(&approval.key, |a| a.key)
+        {
+            Ok(_) => false,
+            Err(position) => {
+                self.signatures.insert(position, approval);
+                true
+            }
+        }
     }
 
     /// How many distinct keys signed (whether or not they count or verify).

@@ -14,7 +14,8 @@ use stele_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::state::{NodeState, Route, forwarded};
+use crate::members::{check_member, check_members};
+use crate::state::{NodeState, Route, forward_failed, forwarded};
 
 /// How long `Status` waits for each other member.
 const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(800);
@@ -61,7 +62,7 @@ impl AdminService {
         let metrics = self.node.raft.metrics().borrow().clone();
         MemberStatus {
             id: self.node.id(),
-            addr: self.node.config.advertise.clone(),
+            addr: self.node.config.advertise(),
             role: role(metrics.state).into(),
             applied_seq: self.node.published.served().as_ref().map(|s| s.head.seq),
             stale: self.node.freshness.check().is_err(),
@@ -147,9 +148,10 @@ impl AdminRpc for AdminService {
         &self,
         request: Request<InitRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        let members: BTreeMap<u64, BasicNode> = request
-            .into_inner()
-            .members
+        let members = request.into_inner().members;
+        check_members(members.iter().map(|m| (m.id, m.addr.as_str())))
+            .map_err(Status::invalid_argument)?;
+        let members: BTreeMap<u64, BasicNode> = members
             .into_iter()
             .map(|m| (m.id, BasicNode { addr: m.addr }))
             .collect();
@@ -183,13 +185,15 @@ impl AdminRpc for AdminService {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        if let Route::Leader { addr, .. } = self.node.route(&request)? {
-            return self.admin(&addr)?.add_learner(forwarded(request)).await;
+        if let Route::Leader { id, addr } = self.node.route(&request)? {
+            return (self.admin(&addr)?.add_learner(forwarded(request)).await)
+                .map_err(forward_failed(id, &addr));
         }
         let member = request
             .into_inner()
             .member
             .ok_or_else(|| Status::invalid_argument("the learner's id and address are missing"))?;
+        check_member(member.id, &member.addr).map_err(Status::invalid_argument)?;
         self.node
             .raft
             .add_learner(member.id, BasicNode { addr: member.addr }, true)
@@ -202,11 +206,12 @@ impl AdminRpc for AdminService {
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        if let Route::Leader { addr, .. } = self.node.route(&request)? {
-            return self
+        if let Route::Leader { id, addr } = self.node.route(&request)? {
+            return (self
                 .admin(&addr)?
                 .change_membership(forwarded(request))
-                .await;
+                .await)
+                .map_err(forward_failed(id, &addr));
         }
         let voters: BTreeSet<u64> = self
             .node

@@ -24,9 +24,9 @@ pub struct NodeConfig {
     pub id: u64,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// The address other nodes and clients reach this one at (defaults to
-    /// `listen`).
-    pub advertise: String,
+    /// The address other nodes and clients reach this one at, when it is
+    /// not `listen` (see [`NodeConfig::advertise`]).
+    pub advertise: Option<String>,
     /// Longest time without evidence of being current before decisions fail
     /// closed (invariant 6).
     pub max_staleness: Duration,
@@ -50,7 +50,7 @@ impl NodeConfig {
             id,
             data_dir,
             listen,
-            advertise: listen.to_string(),
+            advertise: None,
             max_staleness: Duration::from_secs(5),
             on_stale: OnStale::Fail,
             pending_ttl: Duration::from_secs(24 * 3600),
@@ -77,10 +77,9 @@ impl NodeConfig {
         }
         if let Some(v) = file.listen {
             self.listen = v.parse().map_err(|e| format!("listen = {v:?}: {e}"))?;
-            self.advertise = self.listen.to_string();
         }
         if let Some(v) = file.advertise {
-            self.advertise = v;
+            self.advertise = Some(v);
         }
         if let Some(v) = file.max_staleness {
             self.max_staleness = duration(&v, "max_staleness")?;
@@ -111,6 +110,13 @@ impl NodeConfig {
         self.heartbeat_interval = interval;
         self.election_timeout_min = self.election_timeout_min.max(interval * 4);
         self.election_timeout_max = self.election_timeout_max.max(interval * 8);
+    }
+
+    /// The address other nodes and clients reach this one at.
+    pub fn advertise(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
     }
 
     /// Checks the settings fit together.

@@ -2,10 +2,12 @@
 //! Cedar, and the answer stamped with the version that made it. No lock and
 //! no Raft round trip on this path.
 
+use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use stele_ledger::Head;
 use stele_policy::{Decision, EntityRef, Outcome, Query};
 use stele_proto::v1::decision_server::Decision as DecisionRpc;
 use stele_proto::v1::{
@@ -26,23 +28,58 @@ pub struct DecisionService {
     pub freshness: Arc<Freshness>,
     pub on_stale: OnStale,
     pub min_version_wait: Duration,
-    /// A per-boot prefix and a counter make decision ids unique.
-    pub boot_id: u32,
+    /// `NODE-BOOT-`: a per-boot prefix and a counter make decision ids
+    /// unique without coordination.
+    pub id_prefix: String,
     pub counter: AtomicU64,
 }
 
 impl DecisionService {
-    /// The snapshot to answer from, once it reaches `min_version` (waiting
-    /// up to the bound), and whether it is served stale.
-    async fn snapshot(
-        &self,
-        min_version: Option<u64>,
-        deadline: Option<Duration>,
-    ) -> Result<(Arc<Served>, bool), Status> {
-        let served = match min_version {
-            Some(min) => self.wait_for(min, deadline).await?,
-            None => self.published.served().clone().ok_or_else(no_policy)?,
-        };
+    pub fn new(
+        node_id: u64,
+        published: Arc<Published>,
+        freshness: Arc<Freshness>,
+        on_stale: OnStale,
+        min_version_wait: Duration,
+        boot_id: u32,
+    ) -> DecisionService {
+        DecisionService {
+            node_id,
+            published,
+            freshness,
+            on_stale,
+            min_version_wait,
+            id_prefix: format!("{node_id}-{boot_id:08x}-"),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits, up to the bound, until this node serves `min` or later. The
+    /// served seq never decreases, so a snapshot loaded afterwards is new
+    /// enough.
+    async fn reach<T>(&self, min: u64, request: &Request<T>) -> Result<(), Status> {
+        let reached = |head: &Option<Head>| head.is_some_and(|h| h.seq >= min);
+        let mut watch = self.published.watch_served();
+        if reached(&watch.borrow_and_update()) {
+            return Ok(());
+        }
+        // Answer before the caller's deadline, so it hears why.
+        let bound = client_deadline(request).map_or(self.min_version_wait, |d| {
+            d.saturating_sub(d / 10 + Duration::from_millis(20))
+                .min(self.min_version_wait)
+        });
+        match tokio::time::timeout(bound, watch.wait_for(reached)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                let own = self.published.served().as_ref().map_or(0, |s| s.head.seq);
+                Err(behind_min_version(own, min))
+            }
+        }
+    }
+
+    /// The snapshot to answer from, and whether it is served stale.
+    fn current<'a>(&self, served: &'a Option<Arc<Served>>) -> Result<(&'a Served, bool), Status> {
+        let served = served.as_deref().ok_or_else(no_policy)?;
         let stale_now = match self.freshness.check() {
             Ok(()) => false,
             Err(why) if self.on_stale == OnStale::Fail => return Err(stale(why, served.head.seq)),
@@ -51,37 +88,11 @@ impl DecisionService {
         Ok((served, stale_now))
     }
 
-    async fn wait_for(&self, min: u64, deadline: Option<Duration>) -> Result<Arc<Served>, Status> {
-        let ready =
-            |served: &Option<Arc<Served>>| served.as_ref().filter(|s| s.head.seq >= min).cloned();
-        if let Some(served) = ready(&self.published.served()) {
-            return Ok(served);
-        }
-        // Answer before the caller's deadline, so it hears why.
-        let bound = deadline.map_or(self.min_version_wait, |d| {
-            d.saturating_sub(d / 10 + Duration::from_millis(20))
-                .min(self.min_version_wait)
-        });
-        let mut watch = self.published.watch_served();
-        let reached = tokio::time::timeout(
-            bound,
-            watch.wait_for(|head| head.is_some_and(|h| h.seq >= min)),
-        )
-        .await;
-        match (reached, ready(&self.published.served())) {
-            (Ok(Ok(_)), Some(served)) => Ok(served),
-            _ => {
-                let own = self.published.served().as_ref().map_or(0, |s| s.head.seq);
-                Err(behind_min_version(own, min))
-            }
-        }
-    }
-
     fn decide(
         &self,
         served: &Served,
         stale_now: bool,
-        request: &CheckRequest,
+        request: CheckRequest,
     ) -> Result<CheckResponse, String> {
         let query = to_query(request)?;
         let decision = served
@@ -93,6 +104,9 @@ impl DecisionService {
 
     fn answer(&self, served: &Served, stale_now: bool, decision: Decision) -> CheckResponse {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut decision_id = String::with_capacity(self.id_prefix.len() + 20);
+        decision_id.push_str(&self.id_prefix);
+        write!(decision_id, "{n}").expect("writing to a String cannot fail");
         CheckResponse {
             decision: match decision.decision {
                 Outcome::Allow => stele_proto::v1::Outcome::Allow as i32,
@@ -100,24 +114,23 @@ impl DecisionService {
             },
             version: Some(VersionRef {
                 seq: served.head.seq,
-                hash: served.head.hash.to_hex(),
+                hash: served.hash_hex.clone(),
             }),
             reasons: decision.reasons,
             errors: decision.errors,
-            decision_id: format!("{}-{:08x}-{n}", self.node_id, self.boot_id),
+            decision_id,
             node_id: self.node_id,
             stale: stale_now,
         }
     }
 }
 
-fn to_query(request: &CheckRequest) -> Result<Query, String> {
-    let entity = |role: &str, entity: &Option<stele_proto::v1::EntityRef>| {
+fn to_query(request: CheckRequest) -> Result<Query, String> {
+    let entity = |role: &str, entity: Option<stele_proto::v1::EntityRef>| {
         entity
-            .as_ref()
             .map(|e| EntityRef {
-                type_name: e.r#type.clone(),
-                id: e.id.clone(),
+                type_name: e.r#type,
+                id: e.id,
             })
             .ok_or_else(|| format!("{role} is missing"))
     };
@@ -130,9 +143,9 @@ fn to_query(request: &CheckRequest) -> Result<Query, String> {
         )
     };
     Query::from_parts(
-        &entity("principal", &request.principal)?,
-        &entity("action", &request.action)?,
-        &entity("resource", &request.resource)?,
+        &entity("principal", request.principal)?,
+        &entity("action", request.action)?,
+        &entity("resource", request.resource)?,
         context,
     )
     .map_err(|e| e.to_string())
@@ -160,10 +173,12 @@ impl DecisionRpc for DecisionService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let deadline = client_deadline(&request);
-        let request = request.into_inner();
-        let (served, stale_now) = self.snapshot(request.min_version, deadline).await?;
-        self.decide(&served, stale_now, &request)
+        if let Some(min) = request.get_ref().min_version {
+            self.reach(min, &request).await?;
+        }
+        let served = self.published.served();
+        let (served, stale_now) = self.current(&served)?;
+        self.decide(served, stale_now, request.into_inner())
             .map(Response::new)
             .map_err(Status::invalid_argument)
     }
@@ -172,20 +187,29 @@ impl DecisionRpc for DecisionService {
         &self,
         request: Request<CheckBatchRequest>,
     ) -> Result<Response<CheckBatchResponse>, Status> {
-        let deadline = client_deadline(&request);
-        let batch = request.into_inner();
+        let batch = request.get_ref();
         if batch.requests.len() > MAX_BATCH_REQUESTS {
             return Err(Status::invalid_argument(format!(
                 "{} requests in one batch, over the limit of {MAX_BATCH_REQUESTS}",
                 batch.requests.len()
             )));
         }
-        let (served, stale_now) = self.snapshot(batch.min_version, deadline).await?;
-        let results = batch
+        if batch.requests.iter().any(|r| r.min_version.is_some()) {
+            return Err(Status::invalid_argument(
+                "set min_version on the batch, not on the requests in it: one batch is answered from one version",
+            ));
+        }
+        if let Some(min) = batch.min_version {
+            self.reach(min, &request).await?;
+        }
+        let served = self.published.served();
+        let (served, stale_now) = self.current(&served)?;
+        let results = request
+            .into_inner()
             .requests
-            .iter()
+            .into_iter()
             .map(|request| CheckResult {
-                result: Some(match self.decide(&served, stale_now, request) {
+                result: Some(match self.decide(served, stale_now, request) {
                     Ok(decision) => check_result::Result::Decision(decision),
                     Err(error) => check_result::Result::Error(error),
                 }),

@@ -52,10 +52,6 @@ impl Freshness {
         }
     }
 
-    pub fn max_staleness(&self) -> Duration {
-        self.max_staleness
-    }
-
     fn now_ms(&self) -> i64 {
         self.base.elapsed().as_millis() as i64
     }

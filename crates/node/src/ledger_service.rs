@@ -20,7 +20,7 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
 use crate::limits::MAX_API_MESSAGE_BYTES;
-use crate::state::{NodeState, Route, forwarded};
+use crate::state::{NodeState, Route, forward_failed, forwarded};
 
 /// Most versions in one ListVersions answer.
 const MAX_LIST: u32 = 1000;
@@ -101,8 +101,9 @@ impl LedgerRpc for LedgerService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProtoStatus>, Status> {
-        if let Route::Leader { addr, .. } = self.node.route(&request)? {
-            return self.leader(&addr)?.propose(forwarded(request)).await;
+        if let Route::Leader { id, addr } = self.node.route(&request)? {
+            return (self.leader(&addr)?.propose(forwarded(request)).await)
+                .map_err(forward_failed(id, &addr));
         }
         let ProposeRequest {
             proposal,
@@ -123,8 +124,9 @@ impl LedgerRpc for LedgerService {
         &self,
         request: Request<ApproveRequest>,
     ) -> Result<Response<ProtoStatus>, Status> {
-        if let Route::Leader { addr, .. } = self.node.route(&request)? {
-            return self.leader(&addr)?.approve(forwarded(request)).await;
+        if let Route::Leader { id, addr } = self.node.route(&request)? {
+            return (self.leader(&addr)?.approve(forwarded(request)).await)
+                .map_err(forward_failed(id, &addr));
         }
         let ApproveRequest {
             proposal_id,
@@ -163,12 +165,8 @@ impl LedgerRpc for LedgerService {
         let held = machine.pending_proposal(&id).ok_or_else(|| {
             Status::not_found(format!("no pending proposal {id} on this node (it may have committed, expired or been refused)"))
         })?;
-        let proposal = Proposal {
-            version: held.version.clone(),
-            bundle: held.bundle.clone(),
-        };
         Ok(Response::new(ProposalReply {
-            proposal: proposal.encode().into_bytes(),
+            proposal: Proposal::encode_parts(&held.version, &held.bundle).into_bytes(),
             status: Some(to_proto(&machine.pending_status(held))),
         }))
     }
@@ -188,8 +186,9 @@ impl LedgerRpc for LedgerService {
     async fn head(&self, request: Request<HeadRequest>) -> Result<Response<HeadResponse>, Status> {
         if request.get_ref().linearizable {
             match self.node.route(&request)? {
-                Route::Leader { addr, .. } => {
-                    return self.leader(&addr)?.head(forwarded(request)).await;
+                Route::Leader { id, addr } => {
+                    return (self.leader(&addr)?.head(forwarded(request)).await)
+                        .map_err(forward_failed(id, &addr));
                 }
                 Route::Here => {
                     self.node.raft.ensure_linearizable().await.map_err(|e| {
@@ -245,8 +244,7 @@ impl LedgerRpc for LedgerService {
         let machine = self.node.published.machine();
         let versions = machine
             .versions()
-            .iter()
-            .filter(|v| v.seq() >= from_seq)
+            .skip(from_seq.saturating_sub(1) as usize)
             .take(limit)
             .map(|v| serde_json::to_vec(v).expect("versions serialize"))
             .collect();

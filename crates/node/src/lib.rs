@@ -14,6 +14,7 @@ mod errors;
 pub mod freshness;
 mod ledger_service;
 pub mod limits;
+pub mod members;
 mod network;
 mod raft_service;
 mod server;

@@ -2,9 +2,8 @@
 
 use stele_ledger::limits::MAX_BUNDLE_BYTES;
 
-/// Largest client request or reply (a proposal carries a whole bundle, whose
-/// JSON escaping can nearly double it).
-pub const MAX_API_MESSAGE_BYTES: usize = 2 * MAX_BUNDLE_BYTES + 1024 * 1024;
+pub use stele_proto::MAX_API_MESSAGE_BYTES;
+const _: () = assert!(MAX_API_MESSAGE_BYTES >= 2 * MAX_BUNDLE_BYTES + 1024 * 1024);
 /// Largest Raft message (AppendEntries may carry a few proposals).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 4 * MAX_BUNDLE_BYTES;
 /// Largest snapshot a node accepts from a peer.

@@ -2,7 +2,6 @@
 //! shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
@@ -108,6 +107,7 @@ impl Node {
                 freshness,
                 dial,
                 clock,
+                channels: Default::default(),
             }),
         })
     }
@@ -136,15 +136,14 @@ impl Node {
             .register_encoded_file_descriptor_set(stele_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Serve(e.to_string()))?;
-        let decisions = DecisionService {
-            node_id: node.id(),
-            published: node.published.clone(),
-            freshness: node.freshness.clone(),
-            on_stale: node.config.on_stale,
-            min_version_wait: node.config.min_version_wait,
-            boot_id: rand::random(),
-            counter: AtomicU64::new(0),
-        };
+        let decisions = DecisionService::new(
+            node.id(),
+            node.published.clone(),
+            node.freshness.clone(),
+            node.config.on_stale,
+            node.config.min_version_wait,
+            rand::random(),
+        );
         let raft_service = RaftService {
             raft: node.raft.clone(),
             freshness: node.freshness.clone(),

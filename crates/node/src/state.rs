@@ -1,10 +1,12 @@
 //! What every service of a node shares, and routing writes to the leader.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use openraft::ServerState;
 use stele_store::{BundleSource, Published, Raft, Refusal, Request, Response};
-use tonic::Status;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 use crate::config::NodeConfig;
 use crate::dial::Dial;
@@ -35,6 +37,9 @@ pub struct NodeState {
     pub freshness: Arc<Freshness>,
     pub dial: Dial,
     pub clock: WallClock,
+    /// One channel (one HTTP/2 connection) per peer address, reused by
+    /// every forwarded write and status call.
+    pub channels: Mutex<HashMap<String, Channel>>,
 }
 
 /// The deadline of a forwarded write whose caller set none.
@@ -54,7 +59,8 @@ impl NodeState {
     /// This node when it leads; otherwise the leader, if one is known and
     /// the request was not forwarded already.
     pub fn route<T>(&self, request: &tonic::Request<T>) -> Result<Route, Status> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
         if metrics.state == ServerState::Leader {
             return Ok(Route::Here);
         }
@@ -71,10 +77,17 @@ impl NodeState {
         Ok(Route::Leader { id, addr })
     }
 
-    /// A channel to `addr` for forwarding.
-    pub fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, Status> {
-        (self.dial)(addr)
-            .map_err(|e| Status::unavailable(format!("cannot reach the leader at {addr}: {e}")))
+    /// The channel to the peer at `addr`.
+    pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = (self.dial)(addr).map_err(|e| {
+            Status::unavailable(format!("the member address {addr:?} is not usable: {e}"))
+        })?;
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
     }
 
     /// Replicates a command through Raft (this node leads), after checking it
@@ -94,7 +107,7 @@ impl NodeState {
         let trial = request.clone();
         let verdict = tokio::task::spawn_blocking(move || {
             let mut copy = (*machine).clone();
-            copy.apply(&trial, &mut Vec::new())
+            copy.apply(trial, &mut Vec::new())
         })
         .await
         .map_err(|e| Status::internal(format!("checking the command failed: {e}")))?;
@@ -120,6 +133,29 @@ impl NodeState {
 
     pub fn refusal(code: &str, message: impl Into<String>) -> Status {
         refused(&Refusal::new(code, message))
+    }
+}
+
+/// A forwarded call's failure: the leader's own answers pass through as
+/// they are; a failure to reach it says that the call was forwarded, where.
+pub fn forward_failed(id: u64, addr: &str) -> impl FnOnce(Status) -> Status + '_ {
+    move |status| {
+        let transport = status.details().is_empty()
+            && matches!(
+                status.code(),
+                Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+            );
+        if transport {
+            Status::new(
+                status.code(),
+                format!(
+                    "forwarding to the leader (node {id} at {addr}): {}",
+                    status.message()
+                ),
+            )
+        } else {
+            status
+        }
     }
 }
 

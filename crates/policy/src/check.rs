@@ -24,15 +24,22 @@ pub struct BundleSummary {
 /// Compiles `bundle` and runs its scenarios; any failing scenario fails the
 /// check.
 pub fn check_bundle(bundle: &BundleFiles) -> Result<BundleSummary, BundleError> {
+    let (snapshot, scenarios) = checked_snapshot(bundle)?;
+    Ok(BundleSummary {
+        policies: snapshot.policies().len(),
+        scenarios,
+    })
+}
+
+/// The bundle check, keeping what it compiled: a node serves the snapshot
+/// of the bundle it admitted.
+pub fn checked_snapshot(bundle: &BundleFiles) -> Result<(Snapshot, ScenarioReport), BundleError> {
     let snapshot = Snapshot::compile(bundle)?;
     let scenarios = run_scenarios(&snapshot, bundle)?;
     if !scenarios.failures.is_empty() {
         return Err(BundleError::Scenarios(scenarios.failures));
     }
-    Ok(BundleSummary {
-        policies: snapshot.policies().len(),
-        scenarios,
-    })
+    Ok((snapshot, scenarios))
 }
 
 /// The admission check, as the ledger calls it.

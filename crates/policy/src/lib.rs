@@ -20,7 +20,9 @@ mod query;
 mod scenario;
 mod snapshot;
 
-pub use check::{BundleSummary, admission_check, check_bundle, check_ledger_bundles};
+pub use check::{
+    BundleSummary, admission_check, check_bundle, check_ledger_bundles, checked_snapshot,
+};
 pub use compile::{NamedPolicy, parse_policies};
 pub use decision::{Decision, Outcome};
 pub use diff::{BundleDiff, diff};

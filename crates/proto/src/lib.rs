@@ -7,5 +7,10 @@ pub mod v1 {
     tonic::include_proto!("stele.v1");
 }
 
+/// Largest message of the public API, in either direction: a proposal
+/// carries a whole bundle (up to 64 MiB, `stele_ledger::limits`), which JSON
+/// escaping can nearly double. Nodes and clients use the same limit.
+pub const MAX_API_MESSAGE_BYTES: usize = 129 * 1024 * 1024;
+
 /// The encoded file descriptor set, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("stele_descriptor");

@@ -14,6 +14,8 @@ pub enum StoreError {
     Io(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("refused a snapshot from the leader: {0}")]
+    BadSnapshot(String),
 }
 
 /// Everything the state machine keeps, as read at open.

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use stele_ledger::{
-    Approval, BundleFiles, ChainState, Hash, Head, Kind, Proposal, Rejection, Review, TrustSet,
-    Version,
+    Approval, BundleFiles, ChainState, Hash, Head, Proposal, Rejection, Review, TrustSet, Version,
 };
-use stele_policy::{BundleError, Snapshot, run_scenarios};
+use stele_policy::{Snapshot, checked_snapshot};
 
 use crate::command::{Command, ProposalState, ProposalStatus, Refusal, Request, Response};
 
@@ -23,7 +22,7 @@ pub const MAX_PENDING: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub version: Version,
-    pub bundle: BundleFiles,
+    pub bundle: Arc<BundleFiles>,
     pub expires_at_ms: u64,
 }
 
@@ -33,8 +32,8 @@ pub enum Change {
     /// A version joined the chain. `compiled` is its bundle, compiled by the
     /// admission check.
     Appended {
-        version: Version,
-        bundle: BundleFiles,
+        version: Arc<Version>,
+        bundle: Arc<BundleFiles>,
         compiled: Arc<Snapshot>,
     },
     PendingStored(Arc<Pending>),
@@ -48,7 +47,9 @@ type CheckedBundle = (Hash, Arc<Snapshot>);
 #[derive(Clone, Default)]
 pub struct Machine {
     chain: ChainState,
-    versions: Vec<Version>,
+    /// Shared with the clones the node publishes: cloning the machine
+    /// copies pointers, not versions.
+    versions: Vec<Arc<Version>>,
     pending: BTreeMap<Hash, Arc<Pending>>,
     clock_ms: u64,
     /// The last bundle that passed the admission check, shared with this
@@ -83,7 +84,7 @@ impl Machine {
         );
         Machine {
             chain,
-            versions,
+            versions: versions.into_iter().map(Arc::new).collect(),
             pending: pending
                 .into_iter()
                 .map(|p| (p.version.hash(), Arc::new(p)))
@@ -105,13 +106,13 @@ impl Machine {
         self.chain.trust()
     }
 
-    pub fn versions(&self) -> &[Version] {
-        &self.versions
+    pub fn versions(&self) -> impl ExactSizeIterator<Item = &Version> + Clone {
+        self.versions.iter().map(|version| version.as_ref())
     }
 
     pub fn version(&self, seq: u64) -> Option<&Version> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.versions.get(index)
+        self.versions.get(index).map(|version| version.as_ref())
     }
 
     pub fn pending(&self) -> impl Iterator<Item = &Arc<Pending>> {
@@ -126,44 +127,44 @@ impl Machine {
         self.clock_ms
     }
 
-    /// Where a pending proposal stands: its distinct signers of the set that
-    /// must approve it (the declared set for a genesis), and when it lapses.
+    /// Where a pending proposal stands: its signers against the threshold
+    /// admission applies, and when it lapses.
     pub fn pending_status(&self, held: &Pending) -> ProposalStatus {
         let version = &held.version;
-        let set = match version.header.kind {
-            Kind::Genesis => version.header.trust.as_ref(),
-            _ => self.chain.trust(),
-        };
+        let approvals = self.chain.approvals(version);
         ProposalStatus {
             proposal_id: version.hash(),
             state: ProposalState::Pending,
-            signatures: set.map_or(0, |s| s.distinct_signers(version.signers())),
-            threshold: set.map_or(0, TrustSet::threshold),
+            signatures: approvals.signers,
+            threshold: approvals.threshold,
             seq: None,
             expires_at_ms: Some(held.expires_at_ms),
         }
     }
 
     /// Applies one command. Deterministic: it reads only `self` and `request`.
-    pub fn apply(&mut self, request: &Request, changes: &mut Vec<Change>) -> Response {
+    pub fn apply(&mut self, request: Request, changes: &mut Vec<Change>) -> Response {
         self.clock_ms = self.clock_ms.max(request.time_ms);
         self.expire(changes);
-        match &request.command {
+        match request.command {
             Command::Propose {
-                proposal,
+                proposal: Proposal { version, bundle },
                 commit_only,
                 pending_ttl_ms,
             } => {
-                let hold = (!commit_only).then(|| self.clock_ms.saturating_add(*pending_ttl_ms));
-                let Proposal { version, bundle } = proposal.clone();
                 let id = version.hash();
                 // Signatures already collected for the same version count too.
-                let (version, hold) = match self.pending.get(&id) {
+                let (version, bundle, hold) = match self.pending.get(&id) {
                     Some(held) => (
                         merge(&held.version, &version.signatures),
+                        held.bundle.clone(),
                         Some(held.expires_at_ms),
                     ),
-                    None => (version, hold),
+                    None => (
+                        version,
+                        Arc::new(bundle),
+                        (!commit_only).then(|| self.clock_ms.saturating_add(pending_ttl_ms)),
+                    ),
                 };
                 self.consider(version, bundle, hold, changes)
             }
@@ -171,10 +172,10 @@ impl Machine {
                 proposal_id,
                 approvals,
             } => {
-                if let Some(seq) = self.chain.seq_of(proposal_id) {
+                if let Some(seq) = self.chain.seq_of(&proposal_id) {
                     return self.already_committed(seq);
                 }
-                let Some(held) = self.pending.get(proposal_id).cloned() else {
+                let Some(held) = self.pending.get(&proposal_id).cloned() else {
                     return Response::Refused(Refusal::new(
                         "unknown_proposal",
                         format!(
@@ -182,7 +183,7 @@ impl Machine {
                         ),
                     ));
                 };
-                let version = merge(&held.version, approvals);
+                let version = merge(&held.version, &approvals);
                 self.consider(
                     version,
                     held.bundle.clone(),
@@ -199,13 +200,15 @@ impl Machine {
     fn consider(
         &mut self,
         version: Version,
-        bundle: BundleFiles,
+        bundle: Arc<BundleFiles>,
         hold: Option<u64>,
         changes: &mut Vec<Change>,
     ) -> Response {
         let id = version.hash();
         let compiled = RefCell::new(None);
-        let check = |files: &BundleFiles| self.compile_and_test(files, &compiled);
+        // `review` checks the bundle's digest before it calls this.
+        let digest = version.header.bundle_digest;
+        let check = |files: &BundleFiles| self.compile_and_test(digest, files, &compiled);
         let approvals = match self.chain.review(&version, &bundle, &check) {
             Ok(Review::Valid { approvals, .. }) => approvals,
             Ok(Review::AlreadyCommitted { seq }) => {
@@ -240,6 +243,7 @@ impl Machine {
                     .expect("the bundle check passed, so it compiled the bundle");
                 let response = status(ProposalState::Committed, None);
                 self.chain.append(&version);
+                let version = Arc::new(version);
                 self.versions.push(version.clone());
                 // Every other pending proposal names the old head as parent.
                 for stale in std::mem::take(&mut self.pending).into_keys() {
@@ -308,12 +312,7 @@ impl Machine {
 fn merge(version: &Version, approvals: &[Approval]) -> Version {
     let mut merged = version.clone();
     for approval in approvals {
-        if let Err(position) = merged
-            .signatures
-            .binary_search_by_key(&approval.key, |a| a.key)
-        {
-            merged.signatures.insert(position, *approval);
-        }
+        merged.add_approval(*approval);
     }
     merged
 }
@@ -323,10 +322,10 @@ impl Machine {
     /// committed bundle is compiled once.
     fn compile_and_test(
         &self,
+        digest: Hash,
         bundle: &BundleFiles,
         compiled: &RefCell<Option<Arc<Snapshot>>>,
     ) -> Result<(), String> {
-        let digest = bundle.digest();
         let last_checked = || {
             self.last_checked
                 .lock()
@@ -338,11 +337,7 @@ impl Machine {
             *compiled.borrow_mut() = Some(snapshot.clone());
             return Ok(());
         }
-        let snapshot = Snapshot::compile(bundle).map_err(|e| e.to_string())?;
-        let report = run_scenarios(&snapshot, bundle).map_err(|e| e.to_string())?;
-        if !report.failures.is_empty() {
-            return Err(BundleError::Scenarios(report.failures).to_string());
-        }
+        let (snapshot, _) = checked_snapshot(bundle).map_err(|e| e.to_string())?;
         let snapshot = Arc::new(snapshot);
         *last_checked() = Some((digest, snapshot.clone()));
         *compiled.borrow_mut() = Some(snapshot);

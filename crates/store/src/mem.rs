@@ -65,8 +65,8 @@ impl Backend for MemBackend {
                     state
                         .bundles
                         .entry(version.header.bundle_digest)
-                        .or_insert_with(|| bundle.clone());
-                    state.versions.push(version.clone());
+                        .or_insert_with(|| bundle.as_ref().clone());
+                    state.versions.push(version.as_ref().clone());
                 }
                 Change::PendingStored(held) => {
                     state
@@ -90,7 +90,7 @@ impl Backend for MemBackend {
         for version in new.versions {
             let digest = version.header.bundle_digest;
             let bundle = (new.bundles)(&digest)
-                .ok_or_else(|| StoreError::Corrupt(format!("snapshot lacks bundle {digest}")))?;
+                .ok_or_else(|| StoreError::BadSnapshot(format!("it lacks bundle {digest}")))?;
             state.bundles.insert(digest, bundle.clone());
         }
         state.versions = new.versions.to_vec();

@@ -14,7 +14,19 @@ use crate::machine::Machine;
 /// The newest committed version, compiled.
 pub struct Served {
     pub head: Head,
+    /// `head.hash` in hex, as every decision prints it.
+    pub hash_hex: String,
     pub snapshot: Arc<Snapshot>,
+}
+
+impl Served {
+    pub fn new(head: Head, snapshot: Arc<Snapshot>) -> Served {
+        Served {
+            head,
+            hash_hex: head.hash.to_hex(),
+            snapshot,
+        }
+    }
 }
 
 pub struct Published {

@@ -39,8 +39,9 @@ const COLUMN_FAMILIES: [&str; 6] = [
     CF_LOG, CF_RAFT, CF_LEDGER, CF_BUNDLES, CF_PENDING, CF_MACHINE,
 ];
 
-/// Past every 8-byte key: the end of a range delete over a whole column.
-const AFTER_ALL_KEYS: [u8; 9] = [0xff; 9];
+/// Past every key of up to 32 bytes (seqs, log indexes, hashes): the end of
+/// a range delete over a whole column.
+const AFTER_ALL_KEYS: [u8; 33] = [0xff; 33];
 
 /// Opens (or creates) the store in `dir`: the log store for openraft, and
 /// the state machine's backend.
@@ -138,6 +139,29 @@ impl RocksBackend {
     }
 }
 
+impl RocksBackend {
+    fn put_version(&self, batch: &mut WriteBatch, version: &Version, bundle: &BundleFiles) {
+        batch.put_cf(
+            cf(&self.db, CF_LEDGER),
+            version.seq().to_be_bytes(),
+            encode(version),
+        );
+        batch.put_cf(
+            cf(&self.db, CF_BUNDLES),
+            version.header.bundle_digest.as_bytes(),
+            encode(bundle),
+        );
+    }
+
+    fn put_pending(&self, batch: &mut WriteBatch, held: &Pending) {
+        batch.put_cf(
+            cf(&self.db, CF_PENDING),
+            held.version.hash().as_bytes(),
+            encode(held),
+        );
+    }
+}
+
 impl Backend for RocksBackend {
     fn load(&self) -> Result<Stored, StoreError> {
         let mut versions = Vec::new();
@@ -194,25 +218,8 @@ impl Backend for RocksBackend {
             match change {
                 Change::Appended {
                     version, bundle, ..
-                } => {
-                    batch.put_cf(
-                        cf(&self.db, CF_LEDGER),
-                        version.seq().to_be_bytes(),
-                        encode(version),
-                    );
-                    batch.put_cf(
-                        cf(&self.db, CF_BUNDLES),
-                        version.header.bundle_digest.as_bytes(),
-                        encode(bundle),
-                    );
-                }
-                Change::PendingStored(held) => {
-                    batch.put_cf(
-                        cf(&self.db, CF_PENDING),
-                        held.version.hash().as_bytes(),
-                        encode(held.as_ref()),
-                    );
-                }
+                } => self.put_version(&mut batch, version, bundle),
+                Change::PendingStored(held) => self.put_pending(&mut batch, held),
                 Change::PendingRemoved(id) => {
                     batch.delete_cf(cf(&self.db, CF_PENDING), id.as_bytes())
                 }
@@ -236,22 +243,12 @@ impl Backend for RocksBackend {
         }
         for version in new.versions {
             let digest = version.header.bundle_digest;
-            let bundle = (new.bundles)(&digest).ok_or_else(|| {
-                StoreError::Corrupt(format!("the snapshot lacks bundle {digest}"))
-            })?;
-            batch.put_cf(
-                cf(&self.db, CF_LEDGER),
-                version.seq().to_be_bytes(),
-                encode(version),
-            );
-            batch.put_cf(cf(&self.db, CF_BUNDLES), digest.as_bytes(), encode(bundle));
+            let bundle = (new.bundles)(&digest)
+                .ok_or_else(|| StoreError::BadSnapshot(format!("it lacks bundle {digest}")))?;
+            self.put_version(&mut batch, version, bundle);
         }
         for held in new.pending {
-            batch.put_cf(
-                cf(&self.db, CF_PENDING),
-                held.version.hash().as_bytes(),
-                encode(held),
-            );
+            self.put_pending(&mut batch, held);
         }
         self.put_machine_fields(&mut batch, new.applied, new.membership, new.clock_ms);
         self.db

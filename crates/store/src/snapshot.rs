@@ -32,8 +32,8 @@ pub struct SnapshotState {
 }
 
 /// Encodes the state, fetching each bundle from `bundle` once.
-pub fn encode(
-    versions: &[Version],
+pub fn encode<'a>(
+    versions: impl IntoIterator<Item = &'a Version>,
     bundle: impl FnMut(&Hash) -> Result<stele_ledger::BundleFiles, StoreError>,
     pending: &[&Pending],
     clock_ms: u64,
@@ -101,10 +101,17 @@ pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotStat
 }
 
 /// Whether a node whose chain is `local` may install `snapshot`: the
-/// snapshot must extend the local chain (never move the node backwards or
-/// onto another chain), and every bundle it adds must pass admission's
-/// bundle check.
+/// snapshot must extend the local chain (see [`extends`]), and every bundle
+/// it adds must pass admission's bundle check.
 pub fn verify_for(local: &ChainState, snapshot: &SnapshotState) -> Result<(), String> {
+    extends(local, snapshot)?;
+    let after = local.head().map_or(0, |h: Head| h.seq);
+    check_ledger_bundles(&snapshot.ledger, after).map_err(|e| format!("the snapshot's {e}"))
+}
+
+/// Whether `snapshot` extends the chain `local`: it never moves the node
+/// backwards or onto another chain.
+pub fn extends(local: &ChainState, snapshot: &SnapshotState) -> Result<(), String> {
     let theirs = snapshot.ledger.head();
     if let Some(ours) = local.head() {
         let Some(theirs) = theirs else {
@@ -126,6 +133,5 @@ pub fn verify_for(local: &ChainState, snapshot: &SnapshotState) -> Result<(), St
             ));
         }
     }
-    let after = local.head().map_or(0, |h: Head| h.seq);
-    check_ledger_bundles(&snapshot.ledger, after).map_err(|e| format!("the snapshot's {e}"))
+    Ok(())
 }

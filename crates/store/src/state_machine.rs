@@ -9,9 +9,7 @@ use openraft::{
     EntryPayload, RaftSnapshotBuilder, StorageIOError, storage::RaftStateMachine,
     storage::Snapshot as RaftSnapshot,
 };
-use stele_ledger::{
-    Admitted, ChainError, ChainState, Hash, Head, Rejection, Version, structural_only,
-};
+use stele_ledger::{ChainError, ChainState, Hash, Head, Version, structural_only};
 use stele_policy::Snapshot;
 use thiserror::Error;
 
@@ -32,7 +30,9 @@ pub enum OpenError {
         .0.seq, .0.rejection
     )]
     Tampered(ChainError),
-    #[error("the head bundle (seq {seq}) does not compile: {message}")]
+    #[error(
+        "the bundle of the head (seq {seq}) no longer compiles: {message} (it passed when it was admitted, so this stele build's Cedar differs from the one that admitted it: run that build, or upgrade every node together)"
+    )]
     HeadBundle { seq: u64, message: String },
 }
 
@@ -76,10 +76,6 @@ impl<B: Backend> PolicyStateMachine<B> {
         Ok(state_machine)
     }
 
-    pub fn backend(&self) -> &Arc<B> {
-        &self.backend
-    }
-
     /// Compiles the head's bundle and serves it.
     fn publish_head(&self) -> Result<(), OpenError> {
         let Some(head) = self.machine.head() else {
@@ -99,10 +95,7 @@ impl<B: Backend> PolicyStateMachine<B> {
             seq: head.seq,
             message: e.to_string(),
         })?;
-        self.published.serve(Served {
-            head,
-            snapshot: Arc::new(snapshot),
-        });
+        self.published.serve(Served::new(head, Arc::new(snapshot)));
         Ok(())
     }
 }
@@ -118,22 +111,10 @@ pub fn verify_stored(
         .map(ChainState::pinned_to)
         .unwrap_or_default();
     for version in versions {
-        let seq = version.seq();
-        let tampered = |rejection| OpenError::Tampered(ChainError { seq, rejection });
-        let files = bundle(&version.header.bundle_digest)?.ok_or_else(|| {
-            tampered(Rejection::Malformed {
-                reason: "its bundle is missing from the store".into(),
-            })
-        })?;
-        match chain.admit(version, &files, &structural_only) {
-            Ok(Admitted::Appended { .. }) => chain.append(version),
-            Ok(Admitted::AlreadyCommitted { seq: first }) => {
-                return Err(tampered(Rejection::Malformed {
-                    reason: format!("the version at seq {first} appears again"),
-                }));
-            }
-            Err(rejection) => return Err(tampered(rejection)),
-        }
+        let bundle = bundle(&version.header.bundle_digest)?;
+        chain
+            .append_verified(version, bundle.as_ref(), &structural_only)
+            .map_err(OpenError::Tampered)?;
     }
     Ok(chain)
 }
@@ -165,7 +146,7 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
             self.applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Done,
-                EntryPayload::Normal(request) => self.machine.apply(&request, &mut changes),
+                EntryPayload::Normal(request) => self.machine.apply(request, &mut changes),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Response::Done
@@ -192,13 +173,11 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
         });
         if let Some((version, compiled)) = newest {
             debug_assert!(before.map_or(0, |h| h.seq) < version.seq());
-            self.published.serve(Served {
-                head: Head {
-                    seq: version.seq(),
-                    hash: version.hash(),
-                },
-                snapshot: compiled,
-            });
+            let head = Head {
+                seq: version.seq(),
+                hash: version.hash(),
+            };
+            self.published.serve(Served::new(head, compiled));
         }
         Ok(responses)
     }
@@ -218,19 +197,19 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    /// The node checked this snapshot against its chain before it handed it
-    /// to openraft (see [`snapshot::verify_for`]); it is decoded and checked
-    /// again here, as an assertion.
+    /// The node checked this snapshot against its chain, bundles included,
+    /// before it handed it to openraft (see [`snapshot::verify_for`]). Here
+    /// it is decoded (which verifies its chain's structure) and must still
+    /// extend this node's chain; Cedar does not run a second time.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
         data: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let bytes = data.into_inner();
-        let state = snapshot::decode(&bytes, self.pinned_genesis)
-            .map_err(|e| read_error(StoreError::Corrupt(e)))?;
-        snapshot::verify_for(self.machine.chain(), &state)
-            .map_err(|e| read_error(StoreError::Corrupt(e)))?;
+        let refused = |why| read_error(StoreError::BadSnapshot(why));
+        let state = snapshot::decode(&bytes, self.pinned_genesis).map_err(refused)?;
+        snapshot::extends(self.machine.chain(), &state).map_err(refused)?;
         let ledger = &state.ledger;
         let lookup = |digest: &Hash| ledger.bundle(digest);
         self.backend
@@ -246,12 +225,8 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
         self.backend
             .save_snapshot(meta, &bytes)
             .map_err(write_error)?;
-        self.machine = Machine::from_parts(
-            ledger.state().clone(),
-            ledger.versions().to_vec(),
-            state.pending,
-            state.clock_ms,
-        );
+        let (chain, versions) = state.ledger.into_parts();
+        self.machine = Machine::from_parts(chain, versions, state.pending, state.clock_ms);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         let served = self.published.served().as_ref().map(|s| s.head);

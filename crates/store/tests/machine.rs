@@ -83,7 +83,7 @@ fn approve(time_ms: u64, id: Hash, signer: u8) -> Request {
 }
 
 fn apply(machine: &mut Machine, request: &Request) -> Response {
-    machine.apply(request, &mut Vec::new())
+    machine.apply(request.clone(), &mut Vec::new())
 }
 
 fn state(response: &Response) -> ProposalState {
@@ -117,13 +117,13 @@ fn a_fully_signed_proposal_commits_and_reports_its_compiled_bundle() {
     let bundle = variant(2);
     let v2 = version(&machine, &bundle, &[2, 3]);
     let mut changes = Vec::new();
-    let response = machine.apply(&propose(1, v2.clone(), bundle, false), &mut changes);
+    let response = machine.apply(propose(1, v2.clone(), bundle, false), &mut changes);
     assert_eq!(state(&response), ProposalState::Committed);
     assert_eq!(machine.head().unwrap().hash, v2.hash());
     assert!(
         changes
             .iter()
-            .any(|c| matches!(c, Change::Appended { version, .. } if version == &v2))
+            .any(|c| matches!(c, Change::Appended { version, .. } if **version == v2))
     );
 }
 
