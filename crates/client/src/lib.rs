@@ -47,6 +47,15 @@ impl Client {
         })
     }
 
+    /// A client over a channel opened elsewhere (a simulated network, say).
+    pub fn from_channel(endpoint: &str, channel: Channel, timeout: Duration) -> Client {
+        Client {
+            endpoint: endpoint.to_string(),
+            channel,
+            timeout,
+        }
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -13,6 +13,8 @@
 pub mod admission;
 pub mod bundle;
 pub mod chain;
+#[cfg(stele_sim)]
+pub mod defects;
 pub mod export;
 pub mod hash;
 pub mod keys;

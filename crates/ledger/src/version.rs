@@ -184,6 +184,11 @@ impl Version {
             .signatures
             .binary_search_by_key(&approval.key, |a| a.key)
         {
+            #[cfg(stele_sim)]
+            Ok(position) if crate::defects::active(crate::defects::Defect::DoubleCountSigner) => {
+                self.signatures.insert(position, approval);
+                true
+            }
             Ok(_) => false,
             Err(position) => {
                 self.signatures.insert(position, approval);

@@ -9,13 +9,26 @@ use tonic::transport::{Channel, Endpoint};
 /// Opens a (lazily connecting) channel to `host:port`.
 pub type Dial = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
 
+/// How often an idle or busy connection to a peer is pinged, and how long
+/// a ping may go unanswered before the connection is dropped and redialled.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The settings of every peer connection, whatever carries it. HTTP/2
+/// keepalive matters: a connection whose packets vanish (a peer host that
+/// lost power, a partition that swallowed segments) otherwise stays "open",
+/// and every call on it times out until TCP gives up, minutes later; found
+/// by the simulator (docs/SIMULATION.md).
+pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("{addr:?} is not a host:port: {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true))
+}
+
 /// Plain TCP, connecting on first use.
 pub fn tcp() -> Dial {
-    Arc::new(|addr: &str| {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("{addr:?} is not a host:port: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
-        Ok(endpoint.connect_lazy())
-    })
+    Arc::new(|addr: &str| Ok(endpoint(addr)?.tcp_nodelay(true).connect_lazy()))
 }

@@ -259,7 +259,7 @@ impl LedgerRpc for LedgerService {
     ) -> Result<Response<Self::ExportStream>, Status> {
         let machine = self.node.published.machine();
         let bundles = self.node.bundles.clone();
-        let text = tokio::task::spawn_blocking(move || {
+        let text = stele_store::offload(move || {
             export::encode_with(machine.versions(), |digest| {
                 bundles
                     .bundle(digest)

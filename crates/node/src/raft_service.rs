@@ -107,7 +107,7 @@ impl RaftRpc for RaftService {
         let pinned = self.pinned_genesis;
         let local = self.published.machine();
         let bytes = data;
-        let checked = tokio::task::spawn_blocking(move || {
+        let checked = stele_store::offload(move || {
             let state = snapshot::decode(&bytes, pinned)?;
             snapshot::verify_for(local.chain(), &state)?;
             Ok::<_, String>(bytes)

@@ -12,7 +12,7 @@ use stele_proto::v1::ledger_server::LedgerServer;
 use stele_proto::v1::raft_server::RaftServer;
 use stele_store::{Backend, PolicyStateMachine, Published, Raft, TypeConfig};
 use thiserror::Error;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic_health::ServingStatus;
 
 use crate::admin_service::AdminService;
@@ -142,7 +142,7 @@ impl Node {
             node.freshness.clone(),
             node.config.on_stale,
             node.config.min_version_wait,
-            rand::random(),
+            rand::Rng::r#gen(&mut stele_store::ThreadRng),
         );
         let raft_service = RaftService {
             raft: node.raft.clone(),
@@ -259,6 +259,7 @@ fn spawn_quorum_watch(raft: &Raft, freshness: Arc<Freshness>) {
 /// Runs a node on RocksDB in `config.data_dir`, listening on TCP.
 #[cfg(feature = "rocksdb")]
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    use tokio_stream::StreamExt;
     let (log_store, backend) = stele_store::rocks::open(&config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

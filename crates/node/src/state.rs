@@ -105,7 +105,7 @@ impl NodeState {
         })?;
         let machine = self.published.machine();
         let trial = request.clone();
-        let verdict = tokio::task::spawn_blocking(move || {
+        let verdict = stele_store::offload(move || {
             let mut copy = (*machine).clone();
             copy.apply(trial, &mut Vec::new())
         })

@@ -27,6 +27,6 @@ pub use backend::{Backend, BundleSource, StoreError};
 pub use command::{Command, ProposalState, ProposalStatus, Refusal, Request, Response};
 pub use machine::{Change, MAX_PENDING, Machine, Pending};
 pub use published::{Published, Served};
-pub use runtime::{SteleRuntime, ThreadRng, seed_thread_rng};
+pub use runtime::{SteleRuntime, ThreadRng, offload, seed_thread_rng};
 pub use state_machine::{OpenError, PolicyStateMachine, SnapshotBuilder, verify_stored};
 pub use types::*;

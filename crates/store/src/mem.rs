@@ -1,5 +1,12 @@
 //! The in-memory store, for simulation only: the same openraft traits and
 //! the same state machine as the RocksDB store, with maps for storage.
+//!
+//! It can model a power loss as the RocksDB store would suffer it
+//! ([`MemBackend::with_power_loss`]): log appends, votes, truncations,
+//! purges and snapshot installs are synced there, state-machine writes are
+//! not, and one write-ahead log orders them all. So a state-machine write
+//! is durable once a later synced write happened, and lost with the power
+//! otherwise.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -14,7 +21,7 @@ use crate::backend::{Backend, Batch, Replacement, StoreError, Stored, replaces};
 use crate::machine::{Change, Pending};
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct MemState {
     versions: Vec<Version>,
     bundles: HashMap<Hash, BundleFiles>,
@@ -29,13 +36,40 @@ struct MemState {
 #[derive(Clone, Default)]
 pub struct MemBackend {
     state: Arc<Mutex<MemState>>,
+    /// What survives a power loss, when power loss is modelled.
+    durable: Option<Arc<Mutex<MemState>>>,
 }
 
 impl MemBackend {
+    /// A store whose state-machine writes are lost at a power loss unless
+    /// a synced write followed them (see the module documentation).
+    pub fn with_power_loss() -> MemBackend {
+        MemBackend {
+            state: Arc::default(),
+            durable: Some(Arc::default()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, MemState> {
         self.state
             .lock()
             .expect("the memory store's lock is never poisoned")
+    }
+
+    /// A synced write: everything written so far is durable.
+    pub fn sync(&self) {
+        if let Some(durable) = &self.durable {
+            let current = self.lock().clone();
+            *durable.lock().expect("never poisoned") = current;
+        }
+    }
+
+    /// The power went: back to what was durable.
+    pub fn lose_power(&self) {
+        if let Some(durable) = &self.durable {
+            let kept = durable.lock().expect("never poisoned").clone();
+            *self.lock() = kept;
+        }
     }
 }
 
@@ -102,6 +136,8 @@ impl Backend for MemBackend {
         state.clock_ms = new.clock_ms;
         state.applied = new.applied;
         state.membership = new.membership.clone();
+        drop(state);
+        self.sync();
         Ok(())
     }
 
@@ -109,6 +145,10 @@ impl Backend for MemBackend {
         let mut state = self.lock();
         if replaces(state.snapshot.as_ref().map(|(current, _)| current), meta) {
             state.snapshot = Some((meta.clone(), data.to_vec()));
+            // A snapshot is its own file, fsynced before it is kept.
+            if let Some(durable) = &self.durable {
+                durable.lock().expect("never poisoned").snapshot = state.snapshot.clone();
+            }
         }
         Ok(())
     }
@@ -126,17 +166,33 @@ struct MemLog {
     entries: BTreeMap<u64, Entry>,
 }
 
-/// The Raft log, in memory.
+/// The Raft log, in memory. Every write is synced (durable before it is
+/// acknowledged), and syncs `backend`'s earlier writes with it.
 #[derive(Clone, Default)]
 pub struct MemLogStore {
     log: Arc<Mutex<MemLog>>,
+    backend: Option<MemBackend>,
 }
 
 impl MemLogStore {
+    /// A log sharing its write-ahead log with `backend`.
+    pub fn syncing(backend: MemBackend) -> MemLogStore {
+        MemLogStore {
+            log: Arc::default(),
+            backend: Some(backend),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, MemLog> {
         self.log
             .lock()
             .expect("the memory log's lock is never poisoned")
+    }
+
+    fn synced(&self) {
+        if let Some(backend) = &self.backend {
+            backend.sync();
+        }
     }
 }
 
@@ -177,6 +233,7 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.lock().vote = Some(*vote);
+        self.synced();
         Ok(())
     }
 
@@ -186,6 +243,7 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.lock().committed = committed;
+        self.synced();
         Ok(())
     }
 
@@ -208,12 +266,14 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
                 log.entries.insert(entry.log_id.index, entry);
             }
         }
+        self.synced();
         callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.lock().entries.split_off(&log_id.index);
+        self.synced();
         Ok(())
     }
 
@@ -221,6 +281,8 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         let mut log = self.lock();
         log.last_purged = Some(log_id);
         log.entries = log.entries.split_off(&(log_id.index + 1));
+        drop(log);
+        self.synced();
         Ok(())
     }
 }

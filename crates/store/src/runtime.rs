@@ -43,6 +43,18 @@ impl RngCore for ThreadRng {
     }
 }
 
+/// Runs CPU-heavy work (Cedar, whole-ledger encodes) off the async workers.
+/// Simulation builds run it inline: a real thread would finish at a
+/// simulated time that differs from run to run.
+pub async fn offload<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    #[cfg(stele_sim)]
+    return Ok(work());
+    #[cfg(not(stele_sim))]
+    tokio::task::spawn_blocking(work).await
+}
+
 /// tokio, as openraft's `TokioRuntime`, but for the random numbers.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SteleRuntime;

@@ -112,6 +112,10 @@ pub fn verify_for(local: &ChainState, snapshot: &SnapshotState) -> Result<(), St
 /// Whether `snapshot` extends the chain `local`: it never moves the node
 /// backwards or onto another chain.
 pub fn extends(local: &ChainState, snapshot: &SnapshotState) -> Result<(), String> {
+    #[cfg(stele_sim)]
+    if stele_ledger::defects::active(stele_ledger::defects::Defect::SnapshotRegress) {
+        return Ok(());
+    }
     let theirs = snapshot.ledger.head();
     if let Some(ours) = local.head() {
         let Some(theirs) = theirs else {

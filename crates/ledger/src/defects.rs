@@ -1,0 +1,58 @@
+//! Deliberate defects for checking the simulator's checkers: compiled only
+//! into simulation builds (`--cfg stele_sim`, see `scripts/sim`), never into
+//! the product, and switched on per thread (turmoil runs a whole simulated
+//! cluster on one thread, so concurrent simulations do not interfere).
+
+use std::cell::Cell;
+
+/// A defect `stele-sim --bug NAME` can switch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// Admission ignores the parent hash (invariant 2: one chain).
+    SkipParentCheck,
+    /// M-of-N counts signatures, not distinct keys, and an approval by a key
+    /// that already signed is kept (invariant 3: M distinct approvers).
+    DoubleCountSigner,
+    /// A node answers decisions however old its evidence of being current
+    /// (invariant 6: stale nodes fail closed).
+    ServeStale,
+    /// A node installs any verified snapshot, even one that does not extend
+    /// its chain (invariant 4: no rollback by snapshot).
+    SnapshotRegress,
+}
+
+impl Defect {
+    pub const ALL: [Defect; 4] = [
+        Defect::SkipParentCheck,
+        Defect::DoubleCountSigner,
+        Defect::ServeStale,
+        Defect::SnapshotRegress,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::SkipParentCheck => "skip-parent-check",
+            Defect::DoubleCountSigner => "double-count-signer",
+            Defect::ServeStale => "serve-stale",
+            Defect::SnapshotRegress => "snapshot-regress",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Defect> {
+        Defect::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+thread_local! {
+    static ACTIVE: Cell<Option<Defect>> = const { Cell::new(None) };
+}
+
+/// Switches `defect` on for this thread (`None`: the code as shipped).
+pub fn activate(defect: Option<Defect>) {
+    ACTIVE.with(|active| active.set(defect));
+}
+
+/// Whether `defect` is on for this thread.
+pub fn active(defect: Defect) -> bool {
+    ACTIVE.with(|active| active.get()) == Some(defect)
+}

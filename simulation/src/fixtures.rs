@@ -1,0 +1,214 @@
+//! What the simulated clients sign and send: approver keys from the seed,
+//! small policy bundles whose answers differ from version to version, and
+//! versions of every kind built on a chain the client keeps track of.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use sha2::{Digest, Sha256};
+use stele_ledger::{
+    BundleFiles, Hash, Header, Kind, Proposal, PublicKey, SecretKey, TrustSet, Version,
+};
+
+use crate::history::Probe;
+
+/// Approvers: two sets of three, two signatures required; rotations move
+/// the trust from one set to the other.
+pub const SET_SIZE: usize = 3;
+pub const THRESHOLD: u32 = 2;
+
+pub struct Keys {
+    seeds: Vec<[u8; 32]>,
+}
+
+impl Keys {
+    pub fn from_seed(seed: u64) -> Keys {
+        let seeds = (0..2 * SET_SIZE as u64)
+            .map(|i| Sha256::digest(format!("stele-sim key {seed} {i}")).into())
+            .collect();
+        Keys { seeds }
+    }
+
+    /// The keys of set `set` (0 or 1).
+    pub fn set(&self, set: usize) -> Vec<SecretKey> {
+        self.seeds[set * SET_SIZE..(set + 1) * SET_SIZE]
+            .iter()
+            .map(|seed| SecretKey::from_seed(*seed))
+            .collect()
+    }
+
+    pub fn trust(&self, set: usize) -> TrustSet {
+        TrustSet::new(
+            self.set(set).iter().map(SecretKey::public_key).collect(),
+            THRESHOLD,
+        )
+        .expect("a valid trust set")
+    }
+
+    /// Which set `trust` is.
+    pub fn set_of(&self, trust: &TrustSet) -> usize {
+        usize::from(trust.keys() != self.trust(0).keys())
+    }
+}
+
+const SCHEMA: &str = r#"entity User;
+entity Doc;
+action read appliesTo { principal: [User], resource: [Doc], context: { level: Long } };
+action write appliesTo { principal: [User], resource: [Doc], context: { level: Long } };
+"#;
+
+/// A bundle whose thresholds come from `rng`: the same request gets
+/// different answers under different versions.
+pub fn bundle(rng: &mut StdRng) -> BundleFiles {
+    let (read, write, unless) = (
+        rng.gen_range(0..10),
+        rng.gen_range(0..10),
+        rng.gen_range(0..10),
+    );
+    let policies = format!(
+        "permit(principal, action == Action::\"read\", resource) when {{ context.level >= {read} }};\n\
+         permit(principal == User::\"alice\", action == Action::\"write\", resource) when {{ context.level >= {write} }};\n\
+         forbid(principal == User::\"mallory\", action, resource) unless {{ context.level > {unless} }};\n"
+    );
+    let mut files = BundleFiles::default();
+    files
+        .insert("schema.cedarschema".into(), SCHEMA.into())
+        .expect("a valid path");
+    files
+        .insert("access.cedar".into(), policies)
+        .expect("a valid path");
+    files
+}
+
+/// A random decision request.
+pub fn probe(rng: &mut StdRng) -> Probe {
+    const PRINCIPALS: [&str; 3] = ["alice", "bob", "mallory"];
+    const ACTIONS: [&str; 2] = ["read", "write"];
+    Probe {
+        principal: PRINCIPALS[rng.gen_range(0..PRINCIPALS.len())],
+        action: ACTIONS[rng.gen_range(0..ACTIONS.len())],
+        level: rng.gen_range(0..10),
+    }
+}
+
+/// The proposal file bytes for a version and its bundle.
+pub fn proposal(version: &Version, bundle: &BundleFiles) -> Vec<u8> {
+    Proposal::encode_parts(version, bundle).into_bytes()
+}
+
+/// An unsigned version following `parent`.
+pub fn header(
+    parent: Option<(u64, Hash)>,
+    bundle: &BundleFiles,
+    kind: Kind,
+    trust: Option<TrustSet>,
+    note: &str,
+) -> Version {
+    Version::unsigned(Header {
+        seq: parent.map_or(1, |(seq, _)| seq + 1),
+        parent_hash: parent.map_or(Hash::ZERO, |(_, hash)| hash),
+        bundle_digest: bundle.digest(),
+        kind,
+        message: note.into(),
+        author: "stele-sim".into(),
+        created_at: 0,
+        trust,
+    })
+}
+
+pub fn signed(mut version: Version, keys: &[SecretKey]) -> Version {
+    for key in keys {
+        version.sign(key);
+    }
+    version
+}
+
+/// The chain as a client knows it: every version it ever built (by hash),
+/// and the committed sequence as far as it has learnt.
+#[derive(Default)]
+pub struct Book {
+    built: HashMap<Hash, (Version, BundleFiles)>,
+    chain: Vec<Hash>,
+}
+
+impl Book {
+    pub fn remember(&mut self, version: &Version, bundle: &BundleFiles) {
+        self.built
+            .insert(version.hash(), (version.clone(), bundle.clone()));
+    }
+
+    /// A version following the known head, signed by `keys`.
+    pub fn next(
+        &self,
+        bundle: &BundleFiles,
+        kind: Kind,
+        trust: Option<TrustSet>,
+        note: &str,
+        keys: &[SecretKey],
+    ) -> Version {
+        signed(header(self.head(), bundle, kind, trust, note), keys)
+    }
+
+    pub fn head(&self) -> Option<(u64, Hash)> {
+        self.chain
+            .last()
+            .map(|hash| (self.chain.len() as u64, *hash))
+    }
+
+    /// How many versions are known committed.
+    pub fn committed(&self) -> u64 {
+        self.chain.len() as u64
+    }
+
+    pub fn at(&self, seq: u64) -> Option<&(Version, BundleFiles)> {
+        let hash = self.chain.get(usize::try_from(seq).ok()?.checked_sub(1)?)?;
+        self.built.get(hash)
+    }
+
+    pub fn versions(&self) -> impl Iterator<Item = &(Version, BundleFiles)> {
+        self.chain.iter().map(|hash| &self.built[hash])
+    }
+
+    /// Moves the known head to `hash`, which this client built; returns
+    /// false when it did not (then nothing changes).
+    pub fn advance_to(&mut self, hash: Hash) -> bool {
+        let mut path = Vec::new();
+        let mut cursor = hash;
+        loop {
+            if cursor == Hash::ZERO {
+                break;
+            }
+            if let Some(position) = self.chain.iter().position(|h| *h == cursor) {
+                self.chain.truncate(position + 1);
+                break;
+            }
+            let Some((version, _)) = self.built.get(&cursor) else {
+                return false;
+            };
+            path.push(cursor);
+            cursor = version.header.parent_hash;
+        }
+        if cursor == Hash::ZERO {
+            self.chain.clear();
+        }
+        self.chain.extend(path.into_iter().rev());
+        true
+    }
+
+    /// The trust set in force at the head, and the approver keys of `keys`
+    /// that make it up.
+    pub fn trust(&self) -> Option<TrustSet> {
+        self.versions()
+            .filter_map(|(version, _)| version.header.trust.clone())
+            .last()
+    }
+
+    pub fn bundle_of(&self, seq: u64) -> Option<&BundleFiles> {
+        self.at(seq).map(|(_, bundle)| bundle)
+    }
+}
+
+pub fn public(keys: &[SecretKey]) -> Vec<PublicKey> {
+    keys.iter().map(SecretKey::public_key).collect()
+}

@@ -1,0 +1,217 @@
+//! # stele-sim
+//!
+//! Whole stele clusters under turmoil: the product's nodes (openraft, the
+//! state machine, every gRPC service and the Raft transport) on simulated
+//! hosts, network and time, with the in-memory store as their disks. A seed
+//! fixes everything: the workload, the attacks, the faults, Raft's election
+//! timeouts and the network's delays; the run's trace hashes to a digest
+//! that the same seed reproduces. After the faults heal, the checkers test
+//! DESIGN.md's invariants against the nodes' ledgers and what clients saw.
+
+pub mod adversary;
+pub mod checkers;
+pub mod faults;
+pub mod fixtures;
+pub mod history;
+pub mod host;
+pub mod net;
+pub mod probe;
+pub mod workload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use stele_store::Backend;
+
+use crate::checkers::{Final, Violation};
+use crate::faults::{Faults, LATENCY};
+use crate::history::Shared;
+use crate::host::{Disk, Leaders};
+use crate::workload::{CONVERGE_BOUND, Workload};
+
+/// One simulation's parameters.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Hosts that run a node (3 to 5).
+    pub nodes: u64,
+    /// How many of them start as voters; the rest join during the run.
+    pub voters: u64,
+    /// How long the workload and the faults run, in simulated time.
+    pub duration: Duration,
+    /// A deliberate defect to switch on (simulation builds only).
+    pub defect: Option<String>,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            nodes: 5,
+            voters: 3,
+            duration: Duration::from_secs(60),
+            defect: None,
+        }
+    }
+}
+
+/// What one seed did and found.
+pub struct Report {
+    pub seed: u64,
+    pub digest: String,
+    pub violations: Vec<Violation>,
+    pub simulated_ms: u64,
+    pub commits: usize,
+    pub decisions: usize,
+    pub faults: usize,
+    pub tally: BTreeMap<String, u64>,
+    pub trace: Vec<String>,
+}
+
+/// Switches `name` on for this thread, or explains why it cannot be.
+fn activate(defect: Option<&str>) -> Result<(), String> {
+    #[cfg(stele_sim)]
+    {
+        use stele_ledger::defects::Defect;
+        let parsed = match defect {
+            None => None,
+            Some(name) => Some(Defect::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = Defect::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown defect {name:?}; known: {}", known.join(", "))
+            })?),
+        };
+        stele_ledger::defects::activate(parsed);
+        Ok(())
+    }
+    #[cfg(not(stele_sim))]
+    match defect {
+        None => Ok(()),
+        Some(name) => Err(format!(
+            "this build has no deliberate defects, so --bug {name} cannot run: build the simulator with scripts/sim, which sets --cfg stele_sim"
+        )),
+    }
+}
+
+/// Runs one seed to the end and checks it.
+pub fn run(config: &SimConfig) -> Result<Report, String> {
+    if !(3..=5).contains(&config.nodes) || config.voters == 0 || config.voters > config.nodes {
+        return Err(format!(
+            "--nodes must be 3 to 5 and --voters 1 to --nodes (got {} and {})",
+            config.nodes, config.voters
+        ));
+    }
+    activate(config.defect.as_deref())?;
+    history::take_live_violations();
+    stele_store::seed_thread_rng(config.seed);
+    let seed = config.seed;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(LATENCY)
+        .simulation_duration(config.duration + CONVERGE_BOUND + Duration::from_secs(30))
+        .build();
+    let history = Shared::default();
+    let leaders = Leaders::default();
+    let disks: BTreeMap<u64, Disk> = (1..=config.nodes).map(|id| (id, Disk::default())).collect();
+    for (&id, disk) in &disks {
+        let (disk, leaders, history) = (disk.clone(), leaders.clone(), history.clone());
+        sim.host(net::host(id), move || {
+            host::run(id, disk.clone(), leaders.clone(), history.clone())
+        });
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    {
+        let (history, done, config) = (history.clone(), done.clone(), config.clone());
+        let leaders = leaders.clone();
+        sim.client("ops", async move {
+            let workload = Workload::new(
+                seed,
+                config.nodes,
+                config.voters,
+                config.duration,
+                history,
+                leaders,
+            )?;
+            workload.run(done).await
+        });
+    }
+    {
+        let (history, done) = (history.clone(), done.clone());
+        let nodes: Vec<u64> = (1..=config.nodes).collect();
+        sim.client("probe", probe::run(seed, nodes, history, done));
+    }
+    let power = disks
+        .iter()
+        .map(|(&id, disk)| (id, disk.power_lost.clone()))
+        .collect();
+    let mut faults = Faults::plan(seed, config.nodes, config.duration, power);
+    let mut failure = None;
+    loop {
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(error) => {
+                failure = Some(error.to_string());
+                break;
+            }
+        }
+        let now_ms = sim.elapsed().as_millis() as u64;
+        faults.tick(&mut sim, now_ms, &leaders, &history);
+    }
+    let simulated_ms = sim.elapsed().as_millis() as u64;
+    drop(sim);
+    let ended = collect(&disks)?;
+    let mut history = std::mem::take(&mut *history.lock());
+    for (node, chain) in &ended.chains {
+        let head = chain.last().map_or("none".into(), |v| {
+            format!("{} {}", v.header.seq, v.hash().to_hex())
+        });
+        history.event(simulated_ms, format!("final node={node} head={head}"));
+    }
+    let mut violations = checkers::check(&history, &ended);
+    if let Some(error) = failure {
+        violations.insert(
+            0,
+            Violation {
+                invariant: "simulation ran to the end",
+                detail: error,
+            },
+        );
+    }
+    #[cfg(stele_sim)]
+    stele_ledger::defects::activate(None);
+    Ok(Report {
+        seed,
+        digest: history.digest(),
+        violations,
+        simulated_ms,
+        commits: history.commits.len(),
+        decisions: history.decisions.len(),
+        faults: faults.planned(),
+        tally: history.tally.clone(),
+        trace: history.trace().to_vec(),
+    })
+}
+
+/// Reads every node's ledger and bundles off its disk.
+fn collect(disks: &BTreeMap<u64, Disk>) -> Result<Final, String> {
+    let mut chains = BTreeMap::new();
+    let mut bundles = HashMap::new();
+    for (&id, disk) in disks {
+        let stored = disk
+            .backend
+            .load()
+            .map_err(|e| format!("node {id}'s store: {e}"))?;
+        for version in &stored.versions {
+            let digest = version.header.bundle_digest;
+            if let Some(bundle) = disk.backend.bundle(&digest).map_err(|e| e.to_string())? {
+                bundles.insert(digest, bundle);
+            }
+        }
+        chains.insert(id, stored.versions);
+    }
+    Ok(Final { chains, bundles })
+}
