@@ -24,7 +24,7 @@ pub async fn attack(load: &mut Workload) {
         4 => double_approval(load).await,
         5 => rollback_digest_differs(load).await,
         6 => rotation_not_co_signed(load).await,
-        _ => older_snapshot(load).await,
+        _ => forged_snapshot(load).await,
     }
 }
 
@@ -66,27 +66,40 @@ async fn replay(load: &mut Workload) {
     load.settle("replay", node, &outcome).await;
 }
 
-/// Two M-signed children of one parent: the first commits; the second,
-/// claiming the next seq, must be refused.
+/// A fork: two M-signed versions on the same parent, sent at once to two
+/// nodes; at most one may commit (the no-fork checker holds the chain to
+/// that). Then a third child of that parent claims the seq after the winner:
+/// it must be refused, its parent is no longer the head.
 async fn fork(load: &mut Workload) {
     let parent = load.book.head();
-    let first_bundle = fixtures::bundle(&mut load.rng);
     let keys = load.approvers(2);
-    let first = fixtures::signed(
-        fixtures::header(parent, &first_bundle, Kind::Update, None, "fork-first"),
-        &keys,
+    let mut rivals = Vec::new();
+    for note in ["fork-a", "fork-b"] {
+        let bundle = fixtures::bundle(&mut load.rng);
+        let version = load.book.next(&bundle, Kind::Update, None, note, &keys);
+        load.book.remember(&version, &bundle);
+        let (node, client) = load.any_client();
+        rivals.push((node, client, version, bundle));
+    }
+    let (a, b) = (&rivals[0], &rivals[1]);
+    let (reply_a, reply_b) = futures::join!(
+        crate::workload::send(&a.1, &a.2, &a.3, true),
+        crate::workload::send(&b.1, &b.2, &b.3, true)
     );
-    let (node, _) = load.any_client();
-    let outcome = load.propose(node, &first, &first_bundle, true).await;
-    load.settle("fork-first", node, &outcome).await;
-    if !matches!(outcome, Outcome::Committed(_)) {
+    let mut committed = false;
+    for ((node, _, version, _), reply) in rivals.iter().zip([reply_a, reply_b]) {
+        let outcome = load.outcome(version.hash(), reply);
+        committed |= matches!(outcome, Outcome::Committed(_));
+        load.settle("fork-rival", *node, &outcome).await;
+    }
+    if !committed {
         return;
     }
-    let second_bundle = fixtures::bundle(&mut load.rng);
-    let mut second = fixtures::header(parent, &second_bundle, Kind::Update, None, "fork-second");
-    second.header.seq += 1;
-    let second = fixtures::signed(second, &keys);
-    try_admit(load, "fork", second, second_bundle).await;
+    let bundle = fixtures::bundle(&mut load.rng);
+    let mut late = fixtures::header(parent, &bundle, Kind::Update, None, "fork-late");
+    late.header.seq += 1;
+    let late = fixtures::signed(late, &keys);
+    try_admit(load, "fork", late, bundle).await;
 }
 
 /// One valid signature and one that is bytes, not a signature.
@@ -171,10 +184,13 @@ async fn rotation_not_co_signed(load: &mut Workload) {
     try_admit(load, "rotation-not-co-signed", version, bundle).await;
 }
 
-/// A peer on the Raft transport offers a follower a snapshot of a shorter
-/// prefix of the real chain, under the current leader's vote and a log
-/// position just ahead of the follower's: it must refuse to move backwards.
-async fn older_snapshot(load: &mut Workload) {
+/// A peer on the Raft transport offers a follower a snapshot, under the
+/// current leader's vote and a log position just ahead of the follower's:
+/// either a shorter prefix of the real chain, or another chain (the real one
+/// up to some seq the follower holds, then a different M-signed version).
+/// The follower must refuse both: one moves it backwards, the other onto
+/// another chain.
+async fn forged_snapshot(load: &mut Workload) {
     let (victim, client) = load.any_client();
     let Ok(status) = client
         .admin()
@@ -197,8 +213,31 @@ async fn older_snapshot(load: &mut Workload) {
     if leader == victim || held < 2 || load.book.committed() < held {
         return;
     }
-    let keep = load.rng.gen_range(1..held);
-    let prefix: Vec<_> = load.book.versions().take(keep as usize).cloned().collect();
+    let other_chain = load.rng.gen_bool(0.5);
+    let (what, prefix) = if other_chain {
+        // The real chain to seq k - 1, then another version at seq k ≤ held.
+        let k = load.rng.gen_range(2..=held);
+        let mut prefix: Vec<_> = load.book.versions().take(k as usize - 1).cloned().collect();
+        let parent = prefix.last().map(|(v, _)| (v.header.seq, v.hash()));
+        let trust = prefix
+            .iter()
+            .rev()
+            .find_map(|(v, _)| v.header.trust.clone())
+            .expect("genesis declares a trust set");
+        let keys = load.keys.set(load.keys.set_of(&trust));
+        let bundle = fixtures::bundle(&mut load.rng);
+        let fork = fixtures::signed(
+            fixtures::header(parent, &bundle, Kind::Update, None, "forged-snapshot"),
+            &keys[..2],
+        );
+        adversarial(load, &fork, "forged-snapshot");
+        prefix.push((fork, bundle));
+        (format!("another chain forking at seq {k}"), prefix)
+    } else {
+        let keep = load.rng.gen_range(1..held);
+        let prefix = load.book.versions().take(keep as usize).cloned().collect();
+        (format!("the chain's first {keep} versions"), prefix)
+    };
     let bundles: BTreeMap<Hash, stele_ledger::BundleFiles> = prefix
         .iter()
         .map(|(v, b)| (v.header.bundle_digest, b.clone()))
@@ -230,14 +269,14 @@ async fn older_snapshot(load: &mut Workload) {
         })
         .collect();
     // Just past the victim's log, so that openraft takes it as news.
-    let Some((vote, last)) = load.leaders.log_position(victim) else {
+    let Some((vote, last)) = load.observed.log_position(victim) else {
         return;
     };
     let log_id = LogId::new(last.leader_id, last.index + 1);
     let meta = SnapshotMeta {
         last_log_id: Some(log_id),
         last_membership: StoredMembership::new(Some(log_id), Membership::new(vec![voters], nodes)),
-        snapshot_id: "stele-sim-older".into(),
+        snapshot_id: "stele-sim-forged".into(),
     };
     let chunk = SnapshotChunk {
         header_json: serde_json::to_vec(&(vote, meta)).expect("serializes"),
@@ -248,12 +287,18 @@ async fn older_snapshot(load: &mut Workload) {
         .install_snapshot(client.request(futures::stream::iter([chunk])))
         .await;
     let result = match reply {
-        Ok(reply) if reply.get_ref().error.is_empty() => "accepted".to_string(),
+        Ok(reply) if reply.get_ref().error.is_empty() => {
+            load.history.violation(
+                "4 monotonic serving",
+                format!("node {victim} holding seq {held} passed a snapshot of {what} to Raft"),
+            );
+            "passed to Raft".to_string()
+        }
         Ok(_) => "refused".to_string(),
         Err(status) => format!("failed {:?}", status.code()),
     };
     load.history.event(format!(
-        "older-snapshot seq 1..={keep} to node={victim} holding {held}: {result}"
+        "forged-snapshot of {what} to node={victim} holding {held}: {result}"
     ));
-    load.history.count(format!("older-snapshot: {result}"));
+    load.history.count(format!("forged-snapshot: {result}"));
 }

@@ -9,13 +9,16 @@ use std::time::Duration;
 use stele_ledger::{BundleFiles, Hash, TrustSet, Version};
 use stele_policy::{Query, Snapshot};
 
+use crate::faults::SPIKE_LATENCY_MAX_MS;
 use crate::history::{Answer, History};
 use crate::host::MAX_STALENESS;
 
 /// Allowance on top of `max_staleness`: one heartbeat interval (DESIGN.md,
 /// invariant 6) plus a message each way at the highest simulated latency
 /// (evidence is timed at its arrival, the probe at its reply).
-pub const STALENESS_SLACK: Duration = Duration::from_millis(1_000);
+pub const STALENESS_SLACK: Duration =
+    Duration::from_millis(HEARTBEAT_MS + 2 * SPIKE_LATENCY_MAX_MS);
+const HEARTBEAT_MS: u64 = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -34,8 +37,9 @@ pub struct Final {
 }
 
 pub fn check(history: &History, ended: &Final) -> Vec<Violation> {
-    let mut found = Vec::new();
+    let mut found: Vec<Violation> = history.live.clone();
     let reference = one_chain(ended, &mut found);
+    rollbacks_restore_their_target(&reference, &mut found);
     acknowledged_everywhere(history, ended, &mut found);
     monotonic_serving(history, &mut found);
     provenance(history, &reference, ended, &mut found);
@@ -175,9 +179,16 @@ fn provenance(history: &History, reference: &[Version], ended: &Final, found: &m
             return;
         }
         let digest = version.header.bundle_digest;
-        let snapshot = compiled.entry(digest).or_insert_with(|| {
-            Snapshot::compile(&ended.bundles[&digest]).expect("a committed bundle compiles")
-        });
+        let Some(bundle) = ended.bundles.get(&digest) else {
+            found.push(violation(
+                "5 provenance",
+                format!("no node holds the bundle of seq {seq} ({digest})"),
+            ));
+            return;
+        };
+        let snapshot = compiled
+            .entry(digest)
+            .or_insert_with(|| Snapshot::compile(bundle).expect("a committed bundle compiles"));
         let probe = &decision.probe;
         let query = Query::parse(
             &format!("User::\"{}\"", probe.principal),
@@ -231,6 +242,11 @@ fn no_adversarial_version(
     }
     let mut trust: Option<&TrustSet> = None;
     for version in reference {
+        // Genesis is signed by the set it declares; every later version by
+        // the set in force before it.
+        if trust.is_none() {
+            trust = version.header.trust.as_ref();
+        }
         if let Some(in_force) = trust {
             let hash = version.hash();
             let signers: BTreeSet<_> = version
@@ -254,6 +270,28 @@ fn no_adversarial_version(
         }
         if let Some(declared) = &version.header.trust {
             trust = Some(declared);
+        }
+    }
+}
+
+/// Invariant 3: a rollback restores exactly the bundle of its target.
+fn rollbacks_restore_their_target(reference: &[Version], found: &mut Vec<Violation>) {
+    for version in reference {
+        if let stele_ledger::Kind::Rollback { to_seq } = version.header.kind {
+            let target = to_seq
+                .checked_sub(1)
+                .and_then(|i| reference.get(i as usize))
+                .filter(|target| target.header.seq < version.header.seq);
+            if target.map(|t| t.header.bundle_digest) != Some(version.header.bundle_digest) {
+                found.push(violation(
+                    "3 no rollback",
+                    format!(
+                        "seq {} rolls back to seq {to_seq} with a bundle that is not that version's",
+                        version.header.seq
+                    ),
+                ));
+                return;
+            }
         }
     }
 }

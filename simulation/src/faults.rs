@@ -13,11 +13,13 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::history::Shared;
-use crate::host::Leaders;
+use crate::host::Observed;
 use crate::net::host;
 
-/// Normal link latency, and the ceiling of a spike.
+/// Normal link latency (the most a message takes outside a spike).
 pub const LATENCY: Duration = Duration::from_millis(5);
+/// The highest latency a spike sets.
+pub const SPIKE_LATENCY_MAX_MS: u64 = 400;
 
 #[derive(Clone, Debug)]
 enum Fault {
@@ -55,6 +57,7 @@ pub struct Faults {
     rng: StdRng,
     /// Each node's "the power went" flag, read when its host restarts.
     power: BTreeMap<u64, Arc<AtomicBool>>,
+    started: usize,
 }
 
 fn pair(a: u64, b: u64) -> (u64, u64) {
@@ -85,7 +88,7 @@ impl Faults {
                 1 => Fault::IsolateLeader,
                 2 => Fault::IsolateNode(node),
                 3 if node != other => Fault::Hold(node, other),
-                4 => Fault::Latency(rng.gen_range(50..400)),
+                4 => Fault::Latency(rng.gen_range(50..=SPIKE_LATENCY_MAX_MS)),
                 5 => Fault::Bounce(node),
                 6 => Fault::Crash(node),
                 _ => Fault::IsolateLeader,
@@ -105,11 +108,13 @@ impl Faults {
             healed: false,
             rng,
             power,
+            started: 0,
         }
     }
 
-    pub fn planned(&self) -> usize {
-        self.plan.len()
+    /// How many faults started (a crash of a node already down does not).
+    pub fn started(&self) -> usize {
+        self.started
     }
 
     /// Starts and ends whatever is due at `now_ms`; heals everything at the
@@ -118,7 +123,7 @@ impl Faults {
         &mut self,
         sim: &mut turmoil::Sim<'_>,
         now_ms: u64,
-        leaders: &Leaders,
+        observed: &Observed,
         history: &Shared,
     ) {
         if self.healed {
@@ -150,7 +155,10 @@ impl Faults {
             && at <= now_ms
         {
             self.next += 1;
-            let (undo, text) = self.start(sim, fault, leaders);
+            let (undo, text) = self.start(sim, fault, observed);
+            if !matches!(undo, Undo::Nothing) || text.starts_with("bounce") {
+                self.started += 1;
+            }
             history
                 .lock()
                 .event(now_ms, format!("fault {text} for {lasts}ms"));
@@ -162,7 +170,7 @@ impl Faults {
         &mut self,
         sim: &mut turmoil::Sim<'_>,
         fault: Fault,
-        leaders: &Leaders,
+        observed: &Observed,
     ) -> (Undo, String) {
         match fault {
             Fault::Halves => {
@@ -173,7 +181,7 @@ impl Faults {
                 (self.cut(sim, left, right), text)
             }
             Fault::IsolateLeader => {
-                let leader = leaders.current().unwrap_or(self.nodes[0]);
+                let leader = observed.leader().unwrap_or(self.nodes[0]);
                 (
                     self.isolate(sim, leader),
                     format!("isolate leader {leader}"),
@@ -189,6 +197,7 @@ impl Faults {
                 }
                 (Undo::Held(a, b), format!("hold {a}<->{b}"))
             }
+            // Overlapping spikes: the latest sets the ceiling until all end.
             Fault::Latency(ms) => {
                 self.spikes += 1;
                 sim.set_max_message_latency(Duration::from_millis(ms));
@@ -201,6 +210,7 @@ impl Faults {
             Fault::Crash(node) if !self.down.contains(&node) => {
                 self.down.insert(node);
                 self.power[&node].store(true, Ordering::Release);
+                observed.forget(node);
                 sim.crash(host(node));
                 (Undo::Restart(node), format!("crash {node}"))
             }

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use rand::Rng;
 use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
-use stele_ledger::{
-    BundleFiles, Hash, Header, Kind, Proposal, PublicKey, SecretKey, TrustSet, Version,
-};
+use stele_ledger::{BundleFiles, Hash, Header, Kind, Proposal, SecretKey, TrustSet, Version};
 
 use crate::history::Probe;
 
@@ -170,9 +168,15 @@ impl Book {
         self.chain.iter().map(|hash| &self.built[hash])
     }
 
-    /// Moves the known head to `hash`, which this client built; returns
-    /// false when it did not (then nothing changes).
+    /// Moves the known head to `hash`, which this client built, unless the
+    /// known chain holds it already; returns false when the client did not
+    /// build it (then nothing changes).
     pub fn advance_to(&mut self, hash: Hash) -> bool {
+        // A replay answered `already_committed` names an old version: the
+        // head stays where it is.
+        if self.chain.contains(&hash) {
+            return true;
+        }
         let mut path = Vec::new();
         let mut cursor = hash;
         loop {
@@ -196,8 +200,7 @@ impl Book {
         true
     }
 
-    /// The trust set in force at the head, and the approver keys of `keys`
-    /// that make it up.
+    /// The trust set in force at the head.
     pub fn trust(&self) -> Option<TrustSet> {
         self.versions()
             .filter_map(|(version, _)| version.header.trust.clone())
@@ -207,8 +210,4 @@ impl Book {
     pub fn bundle_of(&self, seq: u64) -> Option<&BundleFiles> {
         self.at(seq).map(|(_, bundle)| bundle)
     }
-}
-
-pub fn public(keys: &[SecretKey]) -> Vec<PublicKey> {
-    keys.iter().map(SecretKey::public_key).collect()
 }

@@ -57,6 +57,8 @@ pub struct History {
     pub adversarial: BTreeMap<Hash, &'static str>,
     /// The cluster's members once it converged after healing.
     pub final_members: Vec<u64>,
+    /// Violations seen as the run went, besides the checks at the end.
+    pub live: Vec<crate::checkers::Violation>,
     /// A liveness failure after healing, if any.
     pub stuck: Option<String>,
     /// How many operations of each kind ran (and how they ended).
@@ -100,6 +102,15 @@ impl Shared {
         self.lock().count(what);
     }
 
+    /// Records a violation seen during the run, that the checks at the end
+    /// could not see (also kept for the panic hook, see [`live_violation`]).
+    pub fn violation(&self, invariant: &'static str, detail: String) {
+        live_violation(format!("invariant {invariant}: {detail}"));
+        self.lock()
+            .live
+            .push(crate::checkers::Violation { invariant, detail });
+    }
+
     /// Records an event at the current host's simulated time.
     pub fn event(&self, text: impl AsRef<str>) {
         self.lock().event(now_ms(), text);
@@ -112,7 +123,8 @@ std::thread_local! {
     static LIVE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Records a violation seen during the run.
+/// Records a violation seen during the run, for the panic hook: a panic in
+/// a node ends the run before the checkers do.
 pub fn live_violation(text: String) {
     LIVE.with(|live| live.borrow_mut().push(text));
 }

@@ -44,38 +44,61 @@ impl Default for Disk {
     }
 }
 
-/// Which nodes believe they lead (for faults that target the leader), and
-/// how far each node's log goes (for the peer that forges snapshots: it sees
+/// What the simulation observes of each running node's Raft state: who
+/// believes it leads (for faults that target the leader), and each node's
+/// vote and log position (for the peer that forges snapshots: it sees
 /// AppendEntries on the unauthenticated Raft transport).
 #[derive(Clone, Default)]
-pub struct Leaders(
-    Arc<Mutex<BTreeMap<u64, u64>>>,
-    Arc<Mutex<BTreeMap<u64, (Vote, LogId)>>>,
-);
+pub struct Observed(Arc<Mutex<BTreeMap<u64, RaftView>>>);
 
-impl Leaders {
+#[derive(Clone, Copy)]
+struct RaftView {
+    leading_term: Option<u64>,
+    vote: Vote,
+    /// The last log index, under the leader this node voted for.
+    position: Option<LogId>,
+}
+
+impl Observed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, RaftView>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The node leading in the highest term, if any.
-    pub fn current(&self) -> Option<u64> {
-        let leaders = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        leaders
+    pub fn leader(&self) -> Option<u64> {
+        self.lock()
             .iter()
-            .max_by_key(|(_, term)| **term)
-            .map(|(id, _)| *id)
+            .filter_map(|(id, view)| view.leading_term.map(|term| (term, *id)))
+            .max()
+            .map(|(_, id)| id)
     }
 
-    /// Node `id`'s vote, and its last log index under the leader it voted
-    /// for.
+    /// Node `id`'s vote and log position.
     pub fn log_position(&self, id: u64) -> Option<(Vote, LogId)> {
-        let logs = self.1.lock().unwrap_or_else(|e| e.into_inner());
-        logs.get(&id).copied()
+        let view = *self.lock().get(&id)?;
+        Some((view.vote, view.position?))
     }
 
-    fn set(&self, id: u64, term: Option<u64>) {
-        let mut leaders = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match term {
-            Some(term) => leaders.insert(id, term),
-            None => leaders.remove(&id),
+    /// Node `id` is down: it observes nothing.
+    pub fn forget(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn record(&self, id: u64, metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>) {
+        let voted = metrics.vote.leader_id();
+        let position = match (metrics.last_log_index, voted.voted_for()) {
+            (Some(last), Some(node)) if metrics.vote.is_committed() => Some(LogId::new(
+                openraft::CommittedLeaderId::new(voted.get_term(), node),
+                last,
+            )),
+            _ => None,
         };
+        let view = RaftView {
+            leading_term: (metrics.state == ServerState::Leader).then_some(metrics.current_term),
+            vote: metrics.vote,
+            position,
+        };
+        self.lock().insert(id, view);
     }
 }
 
@@ -101,8 +124,8 @@ fn clock() -> WallClock {
 }
 
 /// Runs node `id` until the simulation stops or crashes its host.
-pub async fn run(id: u64, disk: Disk, leaders: Leaders, history: Shared) -> turmoil::Result {
-    leaders.set(id, None);
+pub async fn run(id: u64, disk: Disk, observed: Observed, history: Shared) -> turmoil::Result {
+    observed.forget(id);
     if disk.power_lost.swap(false, Ordering::AcqRel) {
         let held = |disk: &Disk| {
             disk.backend
@@ -128,20 +151,7 @@ pub async fn run(id: u64, disk: Disk, leaders: Leaders, history: Shared) -> turm
     tokio::spawn(async move {
         while metrics.changed().await.is_ok() {
             let current = metrics.borrow_and_update().clone();
-            let leading = (current.state == ServerState::Leader).then_some(current.current_term);
-            leaders.set(id, leading);
-            let voted = current.vote.leader_id();
-            if let (Some(last), Some(node)) = (current.last_log_index, voted.voted_for())
-                && current.vote.is_committed()
-            {
-                let leader = openraft::CommittedLeaderId::new(voted.get_term(), node);
-                let position = LogId::new(leader, last);
-                leaders
-                    .1
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, (current.vote, position));
-            }
+            observed.record(id, &current);
         }
     });
     let incoming = net::incoming().await?;

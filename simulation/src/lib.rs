@@ -28,7 +28,7 @@ use stele_store::Backend;
 use crate::checkers::{Final, Violation};
 use crate::faults::{Faults, LATENCY};
 use crate::history::Shared;
-use crate::host::{Disk, Leaders};
+use crate::host::{Disk, Observed};
 use crate::workload::{CONVERGE_BOUND, Workload};
 
 /// One simulation's parameters.
@@ -70,8 +70,24 @@ pub struct Report {
     pub trace: Vec<String>,
 }
 
+/// Whether this is a simulation build (`scripts/sim`): the deliberate
+/// defects are compiled in (`--cfg stele_sim`), and turmoil seeds every
+/// simulated host's tokio scheduler (`--cfg tokio_unstable`). Elsewhere a
+/// run would not reproduce from its seed, so none starts.
+pub const SIMULATION_BUILD: bool = cfg!(all(stele_sim, tokio_unstable));
+
+/// A defect switched on for this thread until dropped.
+struct DefectOn;
+
+impl Drop for DefectOn {
+    fn drop(&mut self) {
+        #[cfg(stele_sim)]
+        stele_ledger::defects::activate(None);
+    }
+}
+
 /// Switches `name` on for this thread, or explains why it cannot be.
-fn activate(defect: Option<&str>) -> Result<(), String> {
+fn activate(defect: Option<&str>) -> Result<DefectOn, String> {
     #[cfg(stele_sim)]
     {
         use stele_ledger::defects::Defect;
@@ -83,26 +99,24 @@ fn activate(defect: Option<&str>) -> Result<(), String> {
             })?),
         };
         stele_ledger::defects::activate(parsed);
-        Ok(())
     }
     #[cfg(not(stele_sim))]
-    match defect {
-        None => Ok(()),
-        Some(name) => Err(format!(
-            "this build has no deliberate defects, so --bug {name} cannot run: build the simulator with scripts/sim, which sets --cfg stele_sim"
-        )),
-    }
+    let _ = defect;
+    Ok(DefectOn)
 }
 
 /// Runs one seed to the end and checks it.
 pub fn run(config: &SimConfig) -> Result<Report, String> {
+    if !SIMULATION_BUILD {
+        return Err("this is not a simulation build, so a run would not reproduce from its seed and --bug has no defects to switch on: build and run the simulator with scripts/sim (it sets --cfg stele_sim --cfg tokio_unstable)".into());
+    }
     if !(3..=5).contains(&config.nodes) || config.voters == 0 || config.voters > config.nodes {
         return Err(format!(
             "--nodes must be 3 to 5 and --voters 1 to --nodes (got {} and {})",
             config.nodes, config.voters
         ));
     }
-    activate(config.defect.as_deref())?;
+    let _defect = activate(config.defect.as_deref())?;
     history::take_live_violations();
     stele_store::seed_thread_rng(config.seed);
     let seed = config.seed;
@@ -114,18 +128,18 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         .simulation_duration(config.duration + CONVERGE_BOUND + Duration::from_secs(30))
         .build();
     let history = Shared::default();
-    let leaders = Leaders::default();
+    let observed = Observed::default();
     let disks: BTreeMap<u64, Disk> = (1..=config.nodes).map(|id| (id, Disk::default())).collect();
     for (&id, disk) in &disks {
-        let (disk, leaders, history) = (disk.clone(), leaders.clone(), history.clone());
+        let (disk, observed, history) = (disk.clone(), observed.clone(), history.clone());
         sim.host(net::host(id), move || {
-            host::run(id, disk.clone(), leaders.clone(), history.clone())
+            host::run(id, disk.clone(), observed.clone(), history.clone())
         });
     }
     let done = Arc::new(AtomicBool::new(false));
     {
         let (history, done, config) = (history.clone(), done.clone(), config.clone());
-        let leaders = leaders.clone();
+        let observed = observed.clone();
         sim.client("ops", async move {
             let workload = Workload::new(
                 seed,
@@ -133,7 +147,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                 config.voters,
                 config.duration,
                 history,
-                leaders,
+                observed,
             )?;
             workload.run(done).await
         });
@@ -159,7 +173,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             }
         }
         let now_ms = sim.elapsed().as_millis() as u64;
-        faults.tick(&mut sim, now_ms, &leaders, &history);
+        faults.tick(&mut sim, now_ms, &observed, &history);
     }
     let simulated_ms = sim.elapsed().as_millis() as u64;
     drop(sim);
@@ -181,8 +195,6 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
             },
         );
     }
-    #[cfg(stele_sim)]
-    stele_ledger::defects::activate(None);
     Ok(Report {
         seed,
         digest: history.digest(),
@@ -190,7 +202,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         simulated_ms,
         commits: history.commits.len(),
         decisions: history.decisions.len(),
-        faults: faults.planned(),
+        faults: faults.started(),
         tally: history.tally.clone(),
         trace: history.trace().to_vec(),
     })

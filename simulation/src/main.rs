@@ -134,15 +134,22 @@ fn main() -> ExitCode {
             .init();
     }
     let (start, end) = match (args.seed, args.seeds) {
-        (Some(seed), None) => (seed, seed + 1),
+        (Some(seed), None) => match seed.checked_add(1) {
+            Some(end) => (seed, end),
+            None => {
+                eprintln!("error: --seed must be below {}", u64::MAX);
+                return ExitCode::from(2);
+            }
+        },
         (None, Some(range)) => range,
         _ => {
             eprintln!("error: give --seed N or --seeds A..B (see --help)");
             return ExitCode::from(2);
         }
     };
-    // A panic in a node aborts the run (tokio cannot unwind out of a
-    // simulated host); say which seed did it before the process goes.
+    // A panic in a node ends the process: turmoil shuts the host's tokio
+    // runtime down, which panics again while unwinding, and Rust aborts. Say
+    // which seed did it, and what was seen before, while there is time.
     let running = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let hook_running = running.clone();
     let default_hook = std::panic::take_hook();

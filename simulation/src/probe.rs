@@ -91,7 +91,12 @@ pub async fn run(
                 }
                 let mut history = history.lock();
                 let line = match &answer {
-                    Answer::Served { seq, allow, .. } => format!("decision node={node} seq={seq} allow={allow}"),
+                    Answer::Served {
+                        seq, hash, allow, ..
+                    } => format!(
+                        "decision node={node} seq={seq} hash={} allow={allow}",
+                        &hash[..hash.len().min(16)]
+                    ),
                     Answer::Stale => format!("decision node={node} stale"),
                     Answer::Failed => format!("decision node={node} failed"),
                 };

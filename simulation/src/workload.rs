@@ -33,6 +33,22 @@ pub const COMMIT_BOUND: Duration = Duration::from_secs(30);
 /// …and every member must serve it within this much.
 pub const CONVERGE_BOUND: Duration = Duration::from_secs(45);
 
+/// Sends a proposal to one node.
+pub async fn send(
+    client: &Client,
+    version: &Version,
+    bundle: &BundleFiles,
+    commit_only: bool,
+) -> Result<tonic::Response<stele_proto::v1::ProposalStatus>, tonic::Status> {
+    client
+        .ledger()
+        .propose(client.request(ProposeRequest {
+            proposal: fixtures::proposal(version, bundle),
+            commit_only,
+        }))
+        .await
+}
+
 /// How a write ended, as far as the client can tell.
 pub enum Outcome {
     Committed(u64),
@@ -60,12 +76,14 @@ pub struct Workload {
     pub clients: Vec<(u64, Client)>,
     /// The hosts that run nodes; the first `voters` start as the cluster.
     nodes: Vec<u64>,
-    /// The members as last reported (writes go mostly to them).
+    /// The members as last reported (writes go mostly to them), and the
+    /// voters among them.
     members: Vec<u64>,
+    voting: Vec<u64>,
     voters: u64,
     membership: Vec<Step>,
     duration_ms: u64,
-    pub leaders: crate::host::Leaders,
+    pub observed: crate::host::Observed,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,7 +100,7 @@ impl Workload {
         voters: u64,
         duration: Duration,
         history: Shared,
-        leaders: crate::host::Leaders,
+        observed: crate::host::Observed,
     ) -> Result<Workload, String> {
         let mut clients = Vec::new();
         for id in 1..=nodes {
@@ -108,10 +126,11 @@ impl Workload {
             clients,
             nodes: (1..=nodes).collect(),
             members: (1..=voters).collect(),
+            voting: (1..=voters).collect(),
             voters,
             membership,
             duration_ms: duration.as_millis() as u64,
-            leaders,
+            observed,
         })
     }
 
@@ -221,7 +240,7 @@ impl Workload {
         self.client(node).admin()
     }
 
-    /// Two distinct approvers of the trust set in force.
+    /// `count` distinct approvers of the trust set in force, at random.
     pub fn approvers(&mut self, count: usize) -> Vec<stele_ledger::SecretKey> {
         let trust = self.book.trust().expect("genesis is committed");
         let set = self.keys.set_of(&trust);
@@ -240,14 +259,7 @@ impl Workload {
         commit_only: bool,
     ) -> Outcome {
         self.book.remember(version, bundle);
-        let client = self.client(node).clone();
-        let reply = client
-            .ledger()
-            .propose(client.request(ProposeRequest {
-                proposal: fixtures::proposal(version, bundle),
-                commit_only,
-            }))
-            .await;
+        let reply = send(self.client(node), version, bundle, commit_only).await;
         self.outcome(version.hash(), reply)
     }
 
@@ -428,7 +440,7 @@ impl Workload {
                     .await
             }
             Step::RemoveAVoter => {
-                let id = self.nodes[self.rng.gen_range(0..self.nodes.len())];
+                let id = self.voting[self.rng.gen_range(0..self.voting.len())];
                 admin
                     .change_membership(client.request(ChangeMembershipRequest {
                         change: Some(Change::Remove(id)),
@@ -443,6 +455,7 @@ impl Workload {
                 let voters: Vec<u64> = reply.voters.iter().map(|m| m.id).collect();
                 self.members = voters.clone();
                 self.members.extend(reply.learners.iter().map(|m| m.id));
+                self.voting = voters.clone();
                 format!("ok voters={voters:?}")
             }
             Err(status) => format!("failed {:?}", status.code()),
@@ -476,7 +489,9 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let Some((node, seq)) = committed else {
-            self.history.lock().stuck = Some(format!(
+            let mut history = self.history.lock();
+            history.final_members = self.members.clone();
+            history.stuck = Some(format!(
                 "no write committed within {COMMIT_BOUND:?} of healing"
             ));
             return;

@@ -8,10 +8,11 @@ use std::cell::Cell;
 /// A defect `stele-sim --bug NAME` can switch on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Defect {
-    /// Admission ignores the parent hash (invariant 2: one chain).
+    /// Admission ignores the parent hash (invariant 2: `parent_hash =
+    /// head.hash`).
     SkipParentCheck,
     /// M-of-N counts signatures, not distinct keys, and an approval by a key
-    /// that already signed is kept (invariant 3: M distinct approvers).
+    /// that already signed is kept (invariant 2: M distinct approvers).
     DoubleCountSigner,
     /// A node answers decisions however old its evidence of being current
     /// (invariant 6: stale nodes fail closed).

@@ -6,6 +6,13 @@
 //! leader (followers forward them), reads from local state, membership, and
 //! the freshness bound that makes a cut-off node fail closed.
 
+// The deliberate defects of simulation builds must never reach a node that
+// stores on RocksDB, that is, the product.
+#[cfg(all(stele_sim, feature = "rocksdb"))]
+compile_error!(
+    "--cfg stele_sim is for simulation builds (scripts/sim), which run nodes without RocksDB"
+);
+
 mod admin_service;
 pub mod config;
 mod decision_service;
