@@ -82,6 +82,66 @@ pub enum Command {
     /// Start a local three-node cluster with demo keys and the zero-trust
     /// example as genesis; a second run resumes from DIR.
     Dev(DevArgs),
+    /// Measure a node: a load generator for decisions, and synthetic
+    /// bundles of any size to load it with.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Send decisions to one node for a while and report throughput and
+    /// latency percentiles (p50/p90/p99/p999). Run it from a separate
+    /// process (or machine) from the node it measures.
+    Check(BenchCheckArgs),
+    /// Write a synthetic bundle of N policies (RBAC or ABAC shape) to DIR,
+    /// and DIR/requests.jsonl, requests for `stele bench check --requests`.
+    Bundle(BenchBundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCheckArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32, value_name = "C")]
+    pub concurrency: usize,
+    /// How long to measure, after the warm-up.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub duration: Duration,
+    /// Load sent first and not measured.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub warmup: Duration,
+    /// Requests to cycle through, one JSON object per line (the format of
+    /// `stele check --requests`). Default: the zero-trust example's
+    /// scenarios, which `stele dev` serves.
+    #[arg(long, value_name = "FILE")]
+    pub requests: Option<PathBuf>,
+    /// Send CheckBatch calls of N requests instead of single Check calls.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch: Option<u32>,
+    /// Hold the load at this many decisions per second (latency measured
+    /// from when each call was due, so a slow node cannot hide its queue);
+    /// default: as fast as the node answers.
+    #[arg(long, value_name = "PER_SEC")]
+    pub rate: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBundleArgs {
+    /// rbac: a policy per role; abac: a policy per folder on attributes,
+    /// plus unscoped forbids.
+    #[arg(long, default_value = "rbac", value_parser = ["rbac", "abac"])]
+    pub shape: String,
+    /// How many policies.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub policies: usize,
+    /// How many requests to write to DIR/requests.jsonl.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub requests: usize,
+    /// The directory to create (it must not exist).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Which node to talk to.

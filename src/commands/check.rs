@@ -195,13 +195,7 @@ fn describe_json(value: &serde_json::Value) -> String {
 fn remote(out: Output, endpoint: &str, args: &CheckArgs) -> Result<()> {
     let client = connect(endpoint, args.timeout)?;
     let ask = |query: Query| -> Result<serde_json::Value> {
-        let request = CheckRequest {
-            principal: Some(entity(&query.principal)),
-            action: Some(entity(&query.action)),
-            resource: Some(entity(&query.resource)),
-            context_json: query.context.to_string(),
-            min_version: args.min_version,
-        };
+        let request = check_request(&query, args.min_version);
         let reply = block_on(async {
             client
                 .decision()
@@ -219,6 +213,17 @@ fn remote(out: Output, endpoint: &str, args: &CheckArgs) -> Result<()> {
             out.result(&value, || describe_json(&value));
             Ok(())
         }
+    }
+}
+
+/// A query as the Decision service's request.
+pub(super) fn check_request(query: &Query, min_version: Option<u64>) -> CheckRequest {
+    CheckRequest {
+        principal: Some(entity(&query.principal)),
+        action: Some(entity(&query.action)),
+        resource: Some(entity(&query.resource)),
+        context_json: query.context.to_string(),
+        min_version,
     }
 }
 

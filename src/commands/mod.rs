@@ -1,6 +1,7 @@
 //! One module per command family; each turns parsed arguments into calls on
 //! the crates and prints the result.
 
+mod bench;
 mod bundle;
 mod check;
 mod cluster;
@@ -37,5 +38,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => reads::diff(out, args),
         Command::Export(args) => reads::export(out, args),
         Command::Dev(args) => dev::run(out, args),
+        Command::Bench(command) => bench::run(out, command),
     }
 }

@@ -3,7 +3,9 @@
 //! Everything Cedar: bundle directories and their layout, compiling a bundle
 //! into an immutable [`Snapshot`] (policies validated strictly against the
 //! schema), evaluating queries to a [`Decision`] equal to Cedar's
-//! `Authorizer::is_authorized`, the scenario runner admission relies on, and
+//! `Authorizer::is_authorized` (through a [`PolicyIndex`] of policy scopes,
+//! so that decision time does not grow with the policy count), the scenario
+//! runner admission relies on, and
 //! diffs between bundles.
 //!
 //! It builds on `stele-ledger` (bundle files and digests) and knows nothing of
@@ -15,10 +17,12 @@ mod decision;
 mod diagnostics;
 mod diff;
 mod error;
+mod index;
 pub mod layout;
 mod query;
 mod scenario;
 mod snapshot;
+pub mod synthetic;
 
 pub use check::{
     BundleSummary, admission_check, check_bundle, check_ledger_bundles, checked_snapshot,
@@ -27,6 +31,7 @@ pub use compile::{NamedPolicy, parse_policies};
 pub use decision::{Decision, Outcome};
 pub use diff::{BundleDiff, diff};
 pub use error::BundleError;
+pub use index::PolicyIndex;
 pub use layout::load_dir;
 pub use query::{EntityRef, Query, QueryError};
 pub use scenario::{ScenarioFailure, ScenarioReport, run_scenarios};

@@ -6,6 +6,7 @@ use stele_ledger::BundleFiles;
 use crate::compile::{NamedPolicy, compile};
 use crate::decision::Decision;
 use crate::error::BundleError;
+use crate::index::PolicyIndex;
 use crate::query::{Query, QueryError};
 
 /// A bundle compiled once and shared read-only by every decision.
@@ -14,7 +15,7 @@ pub struct Snapshot {
     policies: Vec<NamedPolicy>,
     policy_set: PolicySet,
     entities: Entities,
-    authorizer: Authorizer,
+    index: PolicyIndex,
 }
 
 impl Snapshot {
@@ -23,12 +24,13 @@ impl Snapshot {
     /// [`crate::check_bundle`]).
     pub fn compile(bundle: &BundleFiles) -> Result<Snapshot, BundleError> {
         let compiled = compile(bundle)?;
+        let index = PolicyIndex::build(compiled.policies.iter().map(|p| &p.policy));
         Ok(Snapshot {
             schema: compiled.schema,
             policies: compiled.policies,
             policy_set: compiled.policy_set,
             entities: compiled.entities,
-            authorizer: Authorizer::new(),
+            index,
         })
     }
 
@@ -41,14 +43,29 @@ impl Snapshot {
         &self.policies
     }
 
-    /// Evaluates one query: Cedar's `is_authorized` over the whole policy set.
+    /// Evaluates one query: Cedar's answer over the whole policy set, found
+    /// by evaluating only the policies whose scope matches (see
+    /// [`PolicyIndex`]).
     pub fn evaluate(&self, query: &Query) -> Result<Decision, QueryError> {
         let request = query.to_request(&self.schema)?;
         Ok(Decision::from_response(&self.authorize(&request)))
     }
 
+    /// As [`Snapshot::evaluate`], with Cedar evaluating every policy: the
+    /// baseline of the benchmarks and of the identity tests.
+    pub fn evaluate_unindexed(&self, query: &Query) -> Result<Decision, QueryError> {
+        let request = query.to_request(&self.schema)?;
+        let response = Authorizer::new().is_authorized(&request, &self.policy_set, &self.entities);
+        Ok(Decision::from_response(&response))
+    }
+
+    /// How many policies the index hands Cedar for this query.
+    pub fn candidate_count(&self, query: &Query) -> Result<usize, QueryError> {
+        let request = query.to_request(&self.schema)?;
+        Ok(self.index.candidate_count(&request, &self.entities))
+    }
+
     pub(crate) fn authorize(&self, request: &Request) -> Response {
-        self.authorizer
-            .is_authorized(request, &self.policy_set, &self.entities)
+        self.index.authorize(request, &self.entities)
     }
 }
