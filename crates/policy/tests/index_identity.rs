@@ -29,13 +29,15 @@ struct World {
     /// its `dept`.
     users: Vec<(Vec<usize>, Attr, Option<u8>)>,
     folder_parent: Vec<Option<usize>>,
-    /// For each doc: its folder, its `level`, its owner, `public`.
-    docs: Vec<(Option<usize>, Attr, Option<usize>, Option<bool>)>,
+    docs: Vec<DocShape>,
     /// For each action: the action groups it belongs to.
     action_groups: Vec<Vec<usize>>,
     policies: Vec<PolicyShape>,
     requests: Vec<(u8, u8, u8, Option<bool>)>,
 }
+
+/// A document: its folder, its `level`, its owner, `public`.
+type DocShape = (Option<usize>, Attr, Option<usize>, Option<bool>);
 
 /// An attribute that is a number, missing, or of the wrong type.
 #[derive(Clone, Copy, Debug)]
