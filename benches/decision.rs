@@ -1,7 +1,9 @@
 //! Decision time in process, stele's indexed snapshot against raw Cedar
 //! (`Authorizer::is_authorized` over the whole set, the same request), on
 //! synthetic RBAC and ABAC bundles of 10 to 100,000 policies; snapshot
-//! compile time; the heap a compiled snapshot holds.
+//! compile time; the heap a compiled snapshot holds. Also the example
+//! bundle's scenario requests (what `stele bench check` sends by default),
+//! split into parsing a request and deciding it.
 //!
 //!     cargo bench --bench decision
 //!     STELE_BENCH_MAX_POLICIES=10000 cargo bench --bench decision   # quicker
@@ -12,7 +14,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use stele_policy::synthetic::{self, Shape};
-use stele_policy::{Query, Snapshot};
+use stele_policy::{EntityRef, Query, Snapshot};
+
+mod support;
 
 /// Counts the bytes currently allocated, to weigh a compiled snapshot.
 struct Counting;
@@ -111,5 +115,60 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions, compile);
+/// The example's scenario requests, as the node receives them: entity
+/// references and a context object.
+fn example_requests() -> Vec<(EntityRef, EntityRef, EntityRef, serde_json::Value)> {
+    let bundle = support::example();
+    let entity = |v: &serde_json::Value| EntityRef {
+        type_name: v["type"].as_str().unwrap().to_string(),
+        id: v["id"].as_str().unwrap().to_string(),
+    };
+    bundle
+        .files()
+        .filter(|(path, _)| path.starts_with("tests/"))
+        .flat_map(|(_, text)| {
+            let file: serde_json::Value = serde_json::from_str(text).unwrap();
+            file["queries"].as_array().unwrap().clone()
+        })
+        .map(|q| {
+            let context = q
+                .get("context")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
+            (
+                entity(&q["principal"]),
+                entity(&q["action"]),
+                entity(&q["resource"]),
+                context,
+            )
+        })
+        .collect()
+}
+
+fn example(c: &mut Criterion) {
+    let snapshot = Snapshot::compile(&support::example()).unwrap();
+    let requests = example_requests();
+    let queries: Vec<Query> = requests
+        .iter()
+        .map(|(p, a, r, context)| Query::from_parts(p, a, r, Some(context.clone())).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("decision_example");
+    let mut next = requests.iter().cycle();
+    group.bench_function("parse_request", |b| {
+        b.iter(|| {
+            let (p, a, r, context) = next.next().unwrap();
+            Query::from_parts(p, a, r, Some(context.clone())).unwrap()
+        })
+    });
+    let mut next = queries.iter().cycle();
+    group.bench_function("indexed", |b| {
+        b.iter(|| snapshot.evaluate(next.next().unwrap()).unwrap())
+    });
+    group.bench_function("baseline_raw_cedar", |b| {
+        b.iter(|| snapshot.evaluate_unindexed(next.next().unwrap()).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, example, decisions, compile);
 criterion_main!(benches);

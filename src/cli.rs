@@ -120,9 +120,10 @@ pub struct BenchCheckArgs {
     /// Send CheckBatch calls of N requests instead of single Check calls.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: Option<u32>,
-    /// Hold the load at this many decisions per second (latency measured
-    /// from when each call was due, so a slow node cannot hide its queue);
-    /// default: as fast as the node answers.
+    /// Hold the load at this many decisions per second: calls are due on
+    /// one schedule and latency is measured from when each was due, so a
+    /// slow node cannot hide its queue (give enough --concurrency to keep
+    /// up). Default: as fast as the node answers.
     #[arg(long, value_name = "PER_SEC")]
     pub rate: Option<u64>,
 }

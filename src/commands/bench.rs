@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -10,7 +11,6 @@ use stele_client::Client;
 use stele_policy::Query;
 use stele_policy::synthetic::{self, Shape};
 use stele_proto::v1::{CheckBatchRequest, CheckRequest, check_result};
-use tokio::time::MissedTickBehavior;
 
 use super::check::check_request;
 use crate::cli::{BenchBundleArgs, BenchCheckArgs, BenchCommand};
@@ -67,6 +67,20 @@ fn bundle(out: Output, args: BenchBundleArgs) -> Result<()> {
     Ok(())
 }
 
+/// Call times at a held rate: the n-th call is due at start + n × gap.
+struct Schedule {
+    start: Instant,
+    gap: Duration,
+    taken: AtomicU64,
+}
+
+impl Schedule {
+    fn next(&self) -> Instant {
+        let n = self.taken.fetch_add(1, Ordering::Relaxed);
+        self.start + self.gap.mul_f64(n as f64)
+    }
+}
+
 /// What one worker saw.
 #[derive(Default)]
 struct Tally {
@@ -102,20 +116,29 @@ fn check(out: Output, args: BenchCheckArgs) -> Result<()> {
             .map_err(|s| failure(&clients[0], s))
     })?;
     let batch = args.batch.unwrap_or(1) as usize;
-    // Each worker's period between calls when the rate is held.
-    let period = args
+    // With --rate, one schedule of call times for all workers: a free
+    // worker takes the next slot, so a slow call delays no other slot.
+    let gap = args
         .rate
-        .map(|rate| Duration::from_secs_f64(args.concurrency as f64 * batch as f64 / rate as f64));
+        .map(|rate| Duration::from_secs_f64(batch as f64 / rate as f64));
     let started = Instant::now();
     let measure_from = started + args.warmup;
     let end = measure_from + args.duration;
+    let schedule = gap.map(|gap| {
+        Arc::new(Schedule {
+            start: started,
+            gap,
+            taken: AtomicU64::new(0),
+        })
+    });
     let tallies = block_on(async {
         let workers: Vec<_> = (0..args.concurrency)
             .map(|worker| {
                 let client = clients[worker % connections].clone();
                 let requests = requests.clone();
+                let schedule = schedule.clone();
                 tokio::spawn(async move {
-                    work(client, requests, worker, batch, period, measure_from, end).await
+                    work(client, requests, worker, batch, schedule, measure_from, end).await
                 })
             })
             .collect();
@@ -138,21 +161,20 @@ async fn work(
     requests: Arc<Vec<CheckRequest>>,
     worker: usize,
     batch: usize,
-    period: Option<Duration>,
+    schedule: Option<Arc<Schedule>>,
     measure_from: Instant,
     end: Instant,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut decision = client.decision();
     let mut next = worker * 7919 % requests.len();
-    let mut ticks = period.map(|period| {
-        let mut ticks = tokio::time::interval(period);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        ticks
-    });
     loop {
-        let due = match &mut ticks {
-            Some(ticks) => ticks.tick().await.into_std(),
+        let due = match &schedule {
+            Some(schedule) => {
+                let due = schedule.next();
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
             None => Instant::now(),
         };
         if due >= end {

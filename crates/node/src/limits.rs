@@ -6,6 +6,11 @@ pub use stele_proto::MAX_API_MESSAGE_BYTES;
 const _: () = assert!(MAX_API_MESSAGE_BYTES >= 2 * MAX_BUNDLE_BYTES + 1024 * 1024);
 /// Largest Raft message (AppendEntries may carry a few proposals).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 4 * MAX_BUNDLE_BYTES;
+/// What one AppendEntries should carry at most (unless one entry is bigger):
+/// a batch that encodes, crosses the network and decodes well within the
+/// replication timeouts, so that heartbeats, which share the stream, keep
+/// flowing while a peer catches up on large bundles.
+pub const RAFT_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Largest snapshot a node accepts from a peer.
 pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024 * 1024;
 /// Snapshot chunk size on the wire.

@@ -24,12 +24,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stele_proto::v1::raft_client::RaftClient;
 use stele_proto::v1::{RaftRequest, SnapshotChunk};
-use stele_store::{NodeId, Snapshot, TypeConfig, Vote};
+use stele_store::{Command, Entry, NodeId, Snapshot, TypeConfig, Vote};
 use tonic::transport::Channel;
 
 use crate::dial::Dial;
 use crate::freshness::Freshness;
-use crate::limits::{MAX_RAFT_MESSAGE_BYTES, SNAPSHOT_CHUNK_BYTES};
+use crate::limits::{MAX_RAFT_MESSAGE_BYTES, RAFT_BATCH_BYTES, SNAPSHOT_CHUNK_BYTES};
 
 /// Opens clients to peers.
 pub struct Network {
@@ -138,6 +138,25 @@ impl Peer {
     }
 }
 
+/// How many entries to send instead, when `entries` weigh more than
+/// `budget` bytes (estimated from their bundles, before any encoding);
+/// `None` when they fit, or when there is only one.
+fn batch_that_fits(entries: &[Entry], budget: usize) -> Option<u64> {
+    let weight = |entry: &Entry| match &entry.payload {
+        openraft::EntryPayload::Normal(request) => match &request.command {
+            Command::Propose { proposal, .. } => proposal.bundle.total_bytes() + 4096,
+            Command::Approve { approvals, .. } => 256 * (approvals.len() + 1),
+        },
+        _ => 1024,
+    };
+    let total: usize = entries.iter().map(weight).sum();
+    if entries.len() < 2 || total <= budget {
+        return None;
+    }
+    let fit = entries.len() * budget / total;
+    Some(fit.max(1) as u64)
+}
+
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
@@ -145,6 +164,14 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
         let entries = rpc.entries.len() as u64;
+        // A new leader's first send to a peer may hold hundreds of entries:
+        // with large bundles, encoding and sending them all at once would
+        // stall the stream (and the heartbeats on it) past every timeout.
+        if let Some(fit) = batch_that_fits(&rpc.entries, RAFT_BATCH_BYTES) {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit),
+            ));
+        }
         let request = self.request(&rpc, &option, true);
         // Several large bundles may not fit one message: ask openraft for a
         // smaller batch rather than failing the same send for ever.
@@ -224,5 +251,59 @@ impl RaftNetwork<TypeConfig> for Peer {
             .reply::<SnapshotResponse<NodeId>, openraft::error::Infallible>(reply)
             .map_err(streaming)?;
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{EntryPayload, LogId};
+    use stele_ledger::{BundleFiles, Hash, Header, Kind, Proposal, Version};
+    use stele_store::Request;
+
+    use super::*;
+
+    fn proposing(bundle_bytes: usize) -> Entry {
+        let mut bundle = BundleFiles::default();
+        bundle
+            .insert("p.cedar".into(), "x".repeat(bundle_bytes))
+            .unwrap();
+        let version = Version::unsigned(Header {
+            seq: 2,
+            parent_hash: Hash::ZERO,
+            bundle_digest: bundle.digest(),
+            kind: Kind::Update,
+            message: "m".into(),
+            author: "t".into(),
+            created_at: 0,
+            trust: None,
+        });
+        Entry {
+            log_id: LogId::default(),
+            payload: EntryPayload::Normal(Request {
+                time_ms: 0,
+                command: Command::Propose {
+                    proposal: Proposal { version, bundle },
+                    commit_only: true,
+                    pending_ttl_ms: 0,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn entries_with_large_bundles_are_sent_a_few_at_a_time() {
+        let megabyte = 1024 * 1024;
+        let entries: Vec<Entry> = (0..50).map(|_| proposing(3 * megabyte / 2)).collect();
+        // 50 bundles of 1.5 MiB against an 8 MiB budget: 5 at a time.
+        assert_eq!(batch_that_fits(&entries, 8 * megabyte), Some(5));
+        assert_eq!(batch_that_fits(&entries[..5], 8 * megabyte), None);
+        // A single entry goes whatever its size.
+        assert_eq!(
+            batch_that_fits(&[proposing(20 * megabyte)], 8 * megabyte),
+            None
+        );
+        // Two entries that do not fit together go one at a time.
+        let two = [proposing(6 * megabyte), proposing(6 * megabyte)];
+        assert_eq!(batch_that_fits(&two, 8 * megabyte), Some(1));
     }
 }

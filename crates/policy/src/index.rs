@@ -233,6 +233,11 @@ impl PolicyIndex {
     /// which is Cedar's answer over the whole set.
     pub fn authorize(&self, request: &Request, entities: &Entities) -> Response {
         let policies: Vec<Policy> = match self.candidates(request, entities) {
+            // No policy in scope: Cedar's answer is a deny that no policy
+            // determined and no policy erred in.
+            Some(positions) if positions.is_empty() => {
+                return Response::new(cedar_policy::Decision::Deny, HashSet::new(), Vec::new());
+            }
             Some(positions) => positions
                 .into_iter()
                 .map(|position| self.policies[position as usize].policy.clone())

@@ -2,7 +2,9 @@
 
 use std::str::FromStr;
 
-use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, Request, Schema};
+use cedar_policy::{
+    Context, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression, Schema,
+};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -139,6 +141,29 @@ impl Query {
     /// The Cedar request, validated against `schema`: unknown entity types,
     /// actions that do not apply, and context that does not fit are errors.
     pub fn to_request(&self, schema: &Schema) -> Result<Request, QueryError> {
+        // Fast path: a context of plain values needs no schema to be read.
+        // If the schema accepts it as read, Cedar's schema-directed reading
+        // gives the same context (every value has the type the schema
+        // expects, and a plain value of that type reads one way); otherwise
+        // Cedar's reading decides, and its error is the one reported.
+        if let Some(context) = plain_context(&self.context) {
+            let request = Request::new(
+                self.principal.clone(),
+                self.action.clone(),
+                self.resource.clone(),
+                context,
+                Some(schema),
+            );
+            if let Ok(request) = request {
+                return Ok(request);
+            }
+        }
+        self.to_request_by_schema(schema)
+    }
+
+    /// Cedar's own reading of the context JSON, directed by the schema:
+    /// entity references and extension values may be written implicitly.
+    pub fn to_request_by_schema(&self, schema: &Schema) -> Result<Request, QueryError> {
         let context = Context::from_json_value(self.context.clone(), Some((schema, &self.action)))
             .map_err(|e| QueryError(format!("context: {e}")))?;
         Request::new(
@@ -149,5 +174,40 @@ impl Query {
             Some(schema),
         )
         .map_err(|e| QueryError(e.to_string()))
+    }
+}
+
+/// The context as Cedar values, when it holds only booleans, integers,
+/// strings, arrays and objects without `__` escapes (`__entity`, `__extn`,
+/// `__expr`): values that read the same whatever type the schema expects, or
+/// not at all. `None` otherwise.
+fn plain_context(context: &Value) -> Option<Context> {
+    let Value::Object(attributes) = context else {
+        return None;
+    };
+    let pairs = attributes
+        .iter()
+        .map(|(name, value)| Some((name.clone(), plain_value(value)?)))
+        .collect::<Option<Vec<_>>>()?;
+    Context::from_pairs(pairs).ok()
+}
+
+fn plain_value(value: &Value) -> Option<RestrictedExpression> {
+    match value {
+        Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
+        Value::Number(n) => n.as_i64().map(RestrictedExpression::new_long),
+        Value::String(s) => Some(RestrictedExpression::new_string(s.clone())),
+        Value::Array(items) => Some(RestrictedExpression::new_set(
+            items.iter().map(plain_value).collect::<Option<Vec<_>>>()?,
+        )),
+        Value::Object(fields) if fields.keys().any(|k| k.starts_with("__")) => None,
+        Value::Object(fields) => RestrictedExpression::new_record(
+            fields
+                .iter()
+                .map(|(name, value)| Some((name.clone(), plain_value(value)?)))
+                .collect::<Option<Vec<_>>>()?,
+        )
+        .ok(),
+        Value::Null => None,
     }
 }

@@ -51,10 +51,10 @@ impl Snapshot {
         Ok(Decision::from_response(&self.authorize(&request)))
     }
 
-    /// As [`Snapshot::evaluate`], with Cedar evaluating every policy: the
+    /// Raw Cedar: Cedar reads the context and evaluates every policy. The
     /// baseline of the benchmarks and of the identity tests.
     pub fn evaluate_unindexed(&self, query: &Query) -> Result<Decision, QueryError> {
-        let request = query.to_request(&self.schema)?;
+        let request = query.to_request_by_schema(&self.schema)?;
         let response = Authorizer::new().is_authorized(&request, &self.policy_set, &self.entities);
         Ok(Decision::from_response(&response))
     }
