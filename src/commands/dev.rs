@@ -225,12 +225,21 @@ async fn bootstrap(client: &Client, addrs: &[String]) -> Result<()> {
 
 /// The zero-trust example as genesis, approvers 1–3 (2 of 3), signed by 1 and 2.
 async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
-    let head = client
-        .ledger()
-        .head(client.request(HeadRequest { linearizable: true }))
-        .await
-        .map_err(|s| failure(client, s))?
-        .into_inner();
+    // Right after startup, leadership may still move between nodes (they
+    // are busy loading a large ledger): wait out "no leader" answers.
+    let head = poll_until(
+        "no leader stayed long enough to read the ledger",
+        async || match client
+            .ledger()
+            .head(client.request(HeadRequest { linearizable: true }))
+            .await
+        {
+            Ok(reply) => Ok(Some(reply.into_inner())),
+            Err(status) if status.code() == tonic::Code::Unavailable => Ok(None),
+            Err(status) => Err(failure(client, status)),
+        },
+    )
+    .await?;
     if head.head.is_some() {
         return Ok(());
     }

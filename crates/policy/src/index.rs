@@ -70,10 +70,11 @@ fn action_matches(constraint: &ActionConstraint, action: &Lineage<'_>) -> bool {
     }
 }
 
-/// A request entity with its ancestors in the snapshot's entities.
+/// A request entity with its ancestors in the snapshot's entities (a list:
+/// requests meet a handful of ancestors, which a scan beats hashing).
 struct Lineage<'a> {
     uid: &'a EntityUid,
-    ancestors: HashSet<&'a EntityUid>,
+    ancestors: Vec<&'a EntityUid>,
 }
 
 impl<'a> Lineage<'a> {
@@ -87,7 +88,7 @@ impl<'a> Lineage<'a> {
 
     /// Cedar's `in`: reflexive, and transitive through the entity hierarchy.
     fn is_in(&self, uid: &EntityUid) -> bool {
-        self.uid == uid || self.ancestors.contains(uid)
+        self.uid == uid || self.ancestors.contains(&uid)
     }
 
     /// The entity and its ancestors: the keys under which a policy scoped

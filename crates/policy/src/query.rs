@@ -27,7 +27,7 @@ pub struct EntityRef {
 
 impl EntityRef {
     fn to_uid(&self, role: &str) -> Result<EntityUid, QueryError> {
-        let type_name = EntityTypeName::from_str(&self.type_name).map_err(|e| {
+        let type_name = parse_type_name(&self.type_name).map_err(|e| {
             QueryError(format!(
                 "{role}: {:?} is not an entity type: {e}",
                 self.type_name
@@ -38,6 +38,29 @@ impl EntityRef {
             EntityId::new(&self.id),
         ))
     }
+}
+
+/// Entity type names seen before, per thread: a request names three, and
+/// Cedar's parser would otherwise run on each of them on every decision.
+/// Type names are few (those of the schemas served); the cache stops
+/// growing at `MAX_CACHED_TYPE_NAMES`.
+fn parse_type_name(text: &str) -> Result<EntityTypeName, cedar_policy::ParseErrors> {
+    const MAX_CACHED_TYPE_NAMES: usize = 1024;
+    thread_local! {
+        static PARSED: std::cell::RefCell<std::collections::HashMap<String, EntityTypeName>> =
+            Default::default();
+    }
+    PARSED.with(|parsed| {
+        if let Some(name) = parsed.borrow().get(text) {
+            return Ok(name.clone());
+        }
+        let name = EntityTypeName::from_str(text)?;
+        let mut parsed = parsed.borrow_mut();
+        if parsed.len() < MAX_CACHED_TYPE_NAMES {
+            parsed.insert(text.to_string(), name.clone());
+        }
+        Ok(name)
+    })
 }
 
 /// The JSON shape of one query: a scenario, whose description and
