@@ -44,7 +44,7 @@ impl EntityRef {
 /// Cedar's parser would otherwise run on each of them on every decision.
 /// Type names are few (those of the schemas served); the cache stops
 /// growing at `MAX_CACHED_TYPE_NAMES`.
-fn parse_type_name(text: &str) -> Result<EntityTypeName, cedar_policy::ParseErrors> {
+fn parse_type_name(text: &str) -> Result<EntityTypeName, String> {
     const MAX_CACHED_TYPE_NAMES: usize = 1024;
     thread_local! {
         static PARSED: std::cell::RefCell<std::collections::HashMap<String, EntityTypeName>> =
@@ -54,7 +54,7 @@ fn parse_type_name(text: &str) -> Result<EntityTypeName, cedar_policy::ParseErro
         if let Some(name) = parsed.borrow().get(text) {
             return Ok(name.clone());
         }
-        let name = EntityTypeName::from_str(text)?;
+        let name = EntityTypeName::from_str(text).map_err(|e| e.to_string())?;
         let mut parsed = parsed.borrow_mut();
         if parsed.len() < MAX_CACHED_TYPE_NAMES {
             parsed.insert(text.to_string(), name.clone());
