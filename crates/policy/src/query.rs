@@ -208,6 +208,11 @@ fn plain_context(context: &Value) -> Option<Context> {
     let Value::Object(attributes) = context else {
         return None;
     };
+    // Cedar reads the whole context as an escape too (`{"__extn": …}` is
+    // an unknown, whatever else is beside it).
+    if attributes.keys().any(|k| k.starts_with("__")) {
+        return None;
+    }
     let pairs = attributes
         .iter()
         .map(|(name, value)| Some((name.clone(), plain_value(value)?)))

@@ -133,3 +133,24 @@ fn plain_and_implicit_contexts_both_read() {
         assert_eq!(fast.context(), cedar.context(), "{context}");
     }
 }
+
+/// An escape as the whole context: Cedar reads `{"__extn": {"fn":
+/// "unknown", …}}` as an unknown, not a record, even where the schema
+/// declares an attribute of that name; the fast path must not read it as a
+/// record.
+#[test]
+fn an_escape_at_the_top_of_the_context_is_read_as_cedar_reads_it() {
+    let schema = cedar_policy::Schema::from_cedarschema_str(
+        r#"entity User; entity Doc;
+        action read appliesTo { principal: User, resource: Doc,
+          context: { "__extn": { "fn": String, "arg": String } } };"#,
+    )
+    .unwrap()
+    .0;
+    let query = query(&json!({"__extn": {"fn": "unknown", "arg": "x"}}));
+    let fast = query.to_request(&schema).map(|r| r.context().cloned());
+    let cedar = query
+        .to_request_by_schema(&schema)
+        .map(|r| r.context().cloned());
+    assert_eq!(fast, cedar);
+}
