@@ -3,7 +3,9 @@
 //! system's).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not compiled in: checkouts that share a target
+    // directory (CI's clean clones) may share this script's binary.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["decision", "ledger", "admin", "raft", "common"]
         .map(|name| root.join(format!("stele/v1/{name}.proto")));
     // SAFETY: build scripts run single-threaded; nothing else reads the
