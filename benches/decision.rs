@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use stele_policy::synthetic::{self, Shape};
-use stele_policy::{EntityRef, Query, Snapshot};
+use stele_policy::{EntityRef, Query, Snapshot, scenario_queries};
 
 mod support;
 
@@ -118,28 +118,19 @@ fn compile(c: &mut Criterion) {
 /// The example's scenario requests, as the node receives them: entity
 /// references and a context object.
 fn example_requests() -> Vec<(EntityRef, EntityRef, EntityRef, serde_json::Value)> {
-    let bundle = support::example();
-    let entity = |v: &serde_json::Value| EntityRef {
-        type_name: v["type"].as_str().unwrap().to_string(),
-        id: v["id"].as_str().unwrap().to_string(),
+    let entity = |uid: &cedar_policy::EntityUid| EntityRef {
+        type_name: uid.type_name().to_string(),
+        id: uid.id().unescaped().to_string(),
     };
-    bundle
-        .files()
-        .filter(|(path, _)| path.starts_with("tests/"))
-        .flat_map(|(_, text)| {
-            let file: serde_json::Value = serde_json::from_str(text).unwrap();
-            file["queries"].as_array().unwrap().clone()
-        })
+    scenario_queries(&support::example())
+        .unwrap()
+        .iter()
         .map(|q| {
-            let context = q
-                .get("context")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!({}));
             (
-                entity(&q["principal"]),
-                entity(&q["action"]),
-                entity(&q["resource"]),
-                context,
+                entity(&q.principal),
+                entity(&q.action),
+                entity(&q.resource),
+                q.context.clone(),
             )
         })
         .collect()

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use stele_policy::synthetic::{self, Shape};
 
 /// stele: zero-trust policy decisions from a write-once, signed,
 /// hash-chained ledger of Cedar policy versions.
@@ -132,11 +133,12 @@ pub struct BenchCheckArgs {
 pub struct BenchBundleArgs {
     /// rbac: a policy per role; abac: a policy per folder on attributes,
     /// plus unscoped forbids.
-    #[arg(long, default_value = "rbac", value_parser = ["rbac", "abac"])]
-    pub shape: String,
-    /// How many policies.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    pub policies: usize,
+    #[arg(long, default_value = "rbac", value_parser = str::parse::<Shape>)]
+    pub shape: Shape,
+    /// How many policies (1 to 200,000: a bundle holds at most 64 MiB).
+    #[arg(long, default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=synthetic::MAX_POLICIES as i64))]
+    pub policies: u32,
     /// How many requests to write to DIR/requests.jsonl.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub requests: usize,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stele_client::Client;
-use stele_policy::Query;
-use stele_policy::synthetic::{self, Shape};
+use stele_policy::synthetic;
+use stele_policy::{Query, scenario_queries};
 use stele_proto::v1::{CheckBatchRequest, CheckRequest, check_result};
 
 use super::check::check_request;
@@ -32,9 +32,9 @@ pub fn run(out: Output, command: BenchCommand) -> Result<()> {
 }
 
 fn bundle(out: Output, args: BenchBundleArgs) -> Result<()> {
-    let shape: Shape = args.shape.parse().map_err(Failure::usage)?;
-    let bundle = synthetic::bundle(shape, args.policies);
-    let mut requests = synthetic::requests(shape, args.policies, args.requests).join("\n");
+    let policies = args.policies as usize;
+    let bundle = synthetic::bundle(args.shape, policies);
+    let mut requests = synthetic::requests(args.shape, policies, args.requests).join("\n");
     requests.push('\n');
     let mut files: Vec<(String, String)> = bundle
         .files()
@@ -48,7 +48,7 @@ fn bundle(out: Output, args: BenchBundleArgs) -> Result<()> {
     }
     let value = json!({
         "dir": args.out.display().to_string(),
-        "shape": args.shape,
+        "shape": args.shape.name(),
         "policies": args.policies,
         "requests": args.requests,
         "digest": bundle.digest().to_string(),
@@ -58,7 +58,7 @@ fn bundle(out: Output, args: BenchBundleArgs) -> Result<()> {
             "wrote {} ({} {} policies, bundle digest {}) and {} requests to {}",
             args.out.display(),
             args.policies,
-            args.shape,
+            args.shape.name(),
             bundle.digest(),
             args.requests,
             args.out.join("requests.jsonl").display()
@@ -336,16 +336,8 @@ fn load_requests(path: Option<&Path>) -> Result<Vec<CheckRequest>> {
                 })
                 .collect::<Result<_>>()?
         }
-        None => example_bundle::zero_trust()
-            .files()
-            .filter(|(path, _)| path.starts_with("tests/"))
-            .flat_map(|(_, text)| {
-                let file: serde_json::Value =
-                    serde_json::from_str(text).expect("the embedded example is valid JSON");
-                file["queries"].as_array().cloned().unwrap_or_default()
-            })
-            .map(|query| Query::from_json(&query.to_string()).expect("example queries parse"))
-            .collect(),
+        None => scenario_queries(&example_bundle::zero_trust())
+            .expect("the embedded example's scenarios parse"),
     };
     if queries.is_empty() {
         return Err(Failure::usage("no requests to send: the file has none"));

@@ -111,13 +111,18 @@ impl Postings {
     fn file(&mut self, scope: &EntityScope, position: u32) {
         match scope {
             EntityScope::Any => self.always.push(position),
-            EntityScope::Eq(uid) | EntityScope::In(uid) | EntityScope::IsIn(_, uid) => self
-                .by_entity
-                .entry(uid.clone())
-                .or_default()
-                .push(position),
+            EntityScope::Eq(uid) | EntityScope::In(uid) | EntityScope::IsIn(_, uid) => {
+                self.file_under(uid, position)
+            }
             EntityScope::Is(ty) => self.by_type.entry(ty.clone()).or_default().push(position),
         }
+    }
+
+    fn file_under(&mut self, uid: &EntityUid, position: u32) {
+        self.by_entity
+            .entry(uid.clone())
+            .or_default()
+            .push(position);
     }
 
     /// The lists a request entity selects: those filed under it or an
@@ -143,8 +148,9 @@ struct Indexed {
 }
 
 /// The policies of one snapshot, filed by principal, action and resource
-/// scope.
+/// scope, and the whole set they come from.
 pub struct PolicyIndex {
+    whole: PolicySet,
     policies: Vec<Indexed>,
     principal: Postings,
     action: Postings,
@@ -155,16 +161,18 @@ pub struct PolicyIndex {
 impl PolicyIndex {
     /// Files every policy under each of its three scope constraints. Cost:
     /// one pass over the policies, paid once per snapshot.
-    pub fn build<'p>(policies: impl IntoIterator<Item = &'p Policy>) -> PolicyIndex {
+    pub fn build(whole: PolicySet) -> PolicyIndex {
         let mut index = PolicyIndex {
+            whole,
             policies: Vec::new(),
             principal: Postings::default(),
             action: Postings::default(),
             resource: Postings::default(),
             authorizer: Authorizer::new(),
         };
-        for policy in policies {
-            let position = u32::try_from(index.policies.len()).expect("under 2^32 policies");
+        let mut indexed_policies = Vec::new();
+        for policy in index.whole.policies() {
+            let position = u32::try_from(indexed_policies.len()).expect("under 2^32 policies");
             let indexed = Indexed {
                 policy: policy.clone(),
                 principal: policy.principal_constraint().into(),
@@ -174,27 +182,23 @@ impl PolicyIndex {
             index.principal.file(&indexed.principal, position);
             match &indexed.action {
                 ActionConstraint::Any => index.action.always.push(position),
-                ActionConstraint::Eq(uid) => {
-                    index.action.file(&EntityScope::Eq(uid.clone()), position)
-                }
+                ActionConstraint::Eq(uid) => index.action.file_under(uid, position),
                 ActionConstraint::In(uids) => {
                     for uid in uids {
-                        index.action.file(&EntityScope::In(uid.clone()), position);
+                        index.action.file_under(uid, position);
                     }
                 }
             }
             index.resource.file(&indexed.resource, position);
-            index.policies.push(indexed);
+            indexed_policies.push(indexed);
         }
+        index.policies = indexed_policies;
         index
     }
 
-    pub fn len(&self) -> usize {
-        self.policies.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
+    /// The whole policy set, as compiled.
+    pub fn whole(&self) -> &PolicySet {
+        &self.whole
     }
 
     /// The positions of the policies whose scope matches the request, in
@@ -233,20 +237,22 @@ impl PolicyIndex {
     /// Cedar's answer over the policies whose scope matches the request,
     /// which is Cedar's answer over the whole set.
     pub fn authorize(&self, request: &Request, entities: &Entities) -> Response {
-        let policies: Vec<Policy> = match self.candidates(request, entities) {
+        let Some(positions) = self.candidates(request, entities) else {
+            return self
+                .authorizer
+                .is_authorized(request, &self.whole, entities);
+        };
+        if positions.is_empty() {
             // No policy in scope: Cedar's answer is a deny that no policy
             // determined and no policy erred in.
-            Some(positions) if positions.is_empty() => {
-                return Response::new(cedar_policy::Decision::Deny, HashSet::new(), Vec::new());
-            }
-            Some(positions) => positions
+            return Response::new(cedar_policy::Decision::Deny, HashSet::new(), Vec::new());
+        }
+        let set = PolicySet::from_policies(
+            positions
                 .into_iter()
-                .map(|position| self.policies[position as usize].policy.clone())
-                .collect(),
-            None => self.policies.iter().map(|p| p.policy.clone()).collect(),
-        };
-        let set =
-            PolicySet::from_policies(policies).expect("policies of one valid set stay a valid set");
+                .map(|position| self.policies[position as usize].policy.clone()),
+        )
+        .expect("policies of one valid set stay a valid set");
         self.authorizer.is_authorized(request, &set, entities)
     }
 

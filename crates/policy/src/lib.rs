@@ -34,5 +34,5 @@ pub use error::BundleError;
 pub use index::PolicyIndex;
 pub use layout::load_dir;
 pub use query::{EntityRef, Query, QueryError};
-pub use scenario::{ScenarioFailure, ScenarioReport, run_scenarios};
+pub use scenario::{ScenarioFailure, ScenarioReport, run_scenarios, scenario_queries};
 pub use snapshot::Snapshot;

@@ -80,9 +80,7 @@ pub fn run_scenarios(
         .filter(|(path, _)| role_of(path) == Some(FileRole::Scenarios))
     {
         report.files += 1;
-        let parsed: ScenarioFile = serde_json::from_str(text).map_err(|e| {
-            BundleError::Invalid(vec![format!("{file}:{}:{}: {e}", e.line(), e.column())])
-        })?;
+        let parsed = parse_file(file, text)?;
         for (index, scenario) in parsed.queries.iter().enumerate() {
             match run_one(snapshot, scenario) {
                 Ok(()) => report.passed += 1,
@@ -98,14 +96,44 @@ pub fn run_scenarios(
     Ok(report)
 }
 
+/// The requests of a bundle's scenarios, their expected answers left aside:
+/// a workload of realistic requests (`stele bench check`, the benchmarks).
+pub fn scenario_queries(bundle: &BundleFiles) -> Result<Vec<Query>, BundleError> {
+    let mut queries = Vec::new();
+    for (file, text) in bundle
+        .files()
+        .filter(|(path, _)| role_of(path) == Some(FileRole::Scenarios))
+    {
+        let parsed = parse_file(file, text)?;
+        for (index, scenario) in parsed.queries.iter().enumerate() {
+            queries.push(scenario.query().map_err(|e| {
+                BundleError::Invalid(vec![format!("{file} query {}: {e}", index + 1)])
+            })?);
+        }
+    }
+    Ok(queries)
+}
+
+fn parse_file(file: &str, text: &str) -> Result<ScenarioFile, BundleError> {
+    serde_json::from_str(text)
+        .map_err(|e| BundleError::Invalid(vec![format!("{file}:{}:{}: {e}", e.line(), e.column())]))
+}
+
+impl Scenario {
+    fn query(&self) -> Result<Query, crate::query::QueryError> {
+        Query::from_parts(
+            &self.principal,
+            &self.action,
+            &self.resource,
+            self.context.clone(),
+        )
+    }
+}
+
 fn run_one(snapshot: &Snapshot, scenario: &Scenario) -> Result<(), String> {
-    let query = Query::from_parts(
-        &scenario.principal,
-        &scenario.action,
-        &scenario.resource,
-        scenario.context.clone(),
-    )
-    .map_err(|e| format!("invalid query: {e}"))?;
+    let query = scenario
+        .query()
+        .map_err(|e| format!("invalid query: {e}"))?;
     let request = query
         .to_request(snapshot.schema())
         .map_err(|e| format!("invalid query: {e}"))?;

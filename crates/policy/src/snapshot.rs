@@ -1,6 +1,6 @@
 //! The compiled, immutable form of one bundle, and evaluation against it.
 
-use cedar_policy::{Authorizer, Entities, PolicySet, Request, Response, Schema};
+use cedar_policy::{Authorizer, Entities, Request, Response, Schema};
 use stele_ledger::BundleFiles;
 
 use crate::compile::{NamedPolicy, compile};
@@ -13,7 +13,6 @@ use crate::query::{Query, QueryError};
 pub struct Snapshot {
     schema: Schema,
     policies: Vec<NamedPolicy>,
-    policy_set: PolicySet,
     entities: Entities,
     index: PolicyIndex,
 }
@@ -24,13 +23,11 @@ impl Snapshot {
     /// [`crate::check_bundle`]).
     pub fn compile(bundle: &BundleFiles) -> Result<Snapshot, BundleError> {
         let compiled = compile(bundle)?;
-        let index = PolicyIndex::build(compiled.policies.iter().map(|p| &p.policy));
         Ok(Snapshot {
+            index: PolicyIndex::build(compiled.policy_set),
             schema: compiled.schema,
             policies: compiled.policies,
-            policy_set: compiled.policy_set,
             entities: compiled.entities,
-            index,
         })
     }
 
@@ -55,7 +52,8 @@ impl Snapshot {
     /// baseline of the benchmarks and of the identity tests.
     pub fn evaluate_unindexed(&self, query: &Query) -> Result<Decision, QueryError> {
         let request = query.to_request_by_schema(&self.schema)?;
-        let response = Authorizer::new().is_authorized(&request, &self.policy_set, &self.entities);
+        let response =
+            Authorizer::new().is_authorized(&request, self.index.whole(), &self.entities);
         Ok(Decision::from_response(&response))
     }
 

@@ -22,6 +22,15 @@ pub enum Shape {
     Abac,
 }
 
+impl Shape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Rbac => "rbac",
+            Shape::Abac => "abac",
+        }
+    }
+}
+
 impl std::str::FromStr for Shape {
     type Err = String;
     fn from_str(text: &str) -> Result<Shape, String> {
@@ -32,6 +41,10 @@ impl std::str::FromStr for Shape {
         }
     }
 }
+
+/// The most policies a synthetic bundle holds: more would pass the bundle
+/// size limit (64 MiB).
+pub const MAX_POLICIES: usize = 200_000;
 
 const USERS: usize = 1_000;
 const DOCS: usize = 1_000;
@@ -59,10 +72,13 @@ impl Mix {
     }
 }
 
-/// A bundle of `policies` policies of the given shape (schema, one policy
-/// file, entities; no scenarios).
+/// A bundle of `policies` policies (1 to [`MAX_POLICIES`]) of the given
+/// shape: schema, one policy file, entities; no scenarios.
 pub fn bundle(shape: Shape, policies: usize) -> BundleFiles {
-    let policies = policies.max(1);
+    assert!(
+        (1..=MAX_POLICIES).contains(&policies),
+        "a synthetic bundle holds 1 to {MAX_POLICIES} policies, not {policies}"
+    );
     let mut mix = Mix(policies as u64);
     let mut text = String::with_capacity(policies * 120);
     match shape {

@@ -353,7 +353,7 @@ proptest! {
         let text: String = world.policies.iter().map(policy_text).collect::<Vec<_>>().join("\n");
         let policies = PolicySet::from_str(&text).unwrap();
         let entities = Entities::from_json_value(entities_json(&world), None).unwrap();
-        let index = PolicyIndex::build(policies.policies());
+        let index = PolicyIndex::build(policies.clone());
         let authorizer = Authorizer::new();
         for asked in &world.requests {
             let request = request(&world, *asked);
@@ -383,7 +383,7 @@ fn a_request_hands_cedar_only_the_policies_its_scope_can_match() {
     );
     let policies = PolicySet::from_str(&text).unwrap();
     let entities = Entities::from_json_value(Value::Array(entities), None).unwrap();
-    let index = PolicyIndex::build(policies.policies());
+    let index = PolicyIndex::build(policies.clone());
     let request = Request::new(
         EntityUid::from_str("User::\"alice\"").unwrap(),
         EntityUid::from_str("Action::\"read\"").unwrap(),
