@@ -127,6 +127,12 @@ pub struct BenchCheckArgs {
     /// up). Default: as fast as the node answers.
     #[arg(long, value_name = "PER_SEC")]
     pub rate: Option<u64>,
+    /// Send AuthZEN evaluations to this node HTTP address (its `stele node
+    /// --http`) instead of gRPC calls to --endpoint: POST
+    /// /access/v1/evaluation, or /access/v1/evaluations with --batch. One
+    /// keep-alive connection per unit of --concurrency.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +192,11 @@ pub struct NodeArgs {
     /// Address other nodes and clients reach this node at (default: --listen).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
+    /// Also serve HTTP here: the AuthZEN 1.0 API (POST /access/v1/evaluation
+    /// and /access/v1/evaluations), /.well-known/authzen-configuration,
+    /// /healthz, /readyz and Prometheus /metrics. Off unless set.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<SocketAddr>,
     /// Fail decisions closed after this long without evidence of being current.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
     pub max_staleness: Option<Duration>,

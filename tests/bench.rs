@@ -96,6 +96,21 @@ fn bench_check_reports_throughput_latency_and_the_version_served() {
         10 * batched["calls"].as_u64().unwrap()
     );
 
+    // A held rate sends the calls due in the measured second: 200 of them.
+    let mut held_args = common.to_vec();
+    held_args.extend(["--rate", "200"]);
+    let held = cluster.run(&held_args).ok().json();
+    assert_eq!(held["rate"], 200);
+    assert_eq!(held["errors"], 0, "{held}");
+    let sent = held["decisions"].as_u64().unwrap();
+    assert!((195..=200).contains(&sent), "{held}");
+    let refused = cluster.run(&["bench", "check", "--rate", "0"]).fails();
+    assert!(
+        refused.stderr.contains("--rate must be at least 1"),
+        "{}",
+        refused.stderr
+    );
+
     // A request file with a bad line is refused before any load, naming it.
     std::fs::write(cluster.path().join("bad.jsonl"), "{\"principal\": 3}\n").unwrap();
     let refused = cluster

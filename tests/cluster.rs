@@ -376,6 +376,29 @@ fn a_node_cut_off_from_its_quorum_fails_closed_then_serves_again() {
         refusal["message"].as_str().unwrap().contains("STALE"),
         "{refusal}"
     );
+    // Over HTTP too: an AuthZEN deny naming the reason, and not ready.
+    let evaluation = serde_json::json!({
+        "subject": {"type": "User", "id": "erin"},
+        "action": {"name": "ssh"},
+        "resource": {"type": "Server", "id": "prod-web-1"},
+        "context": {"network_zone": "corp"},
+    });
+    let reply = common::http::post(&survivor.http, "/access/v1/evaluation", &evaluation).json();
+    assert_eq!(reply["decision"], false, "{reply}");
+    assert!(
+        reply["context"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("STALE"),
+        "{reply}"
+    );
+    let ready = common::http::get(&survivor.http, "/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.contains("cannot show it is current"),
+        "{}",
+        ready.body
+    );
     // A frozen node makes a call fail by its deadline, not hang.
     let frozen = &cluster.nodes[1];
     let mut args = check_args();

@@ -6,19 +6,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hyper::body::Bytes;
 use serde_json::json;
 use stele_client::Client;
 use stele_policy::synthetic;
 use stele_policy::{Query, scenario_queries};
-use stele_proto::v1::{CheckBatchRequest, CheckRequest, check_result};
+use stele_proto::v1::decision_client::DecisionClient;
+use stele_proto::v1::{CheckBatchRequest, CheckRequest, CheckResponse, check_result};
+use tonic::transport::Channel;
 
 use super::check::check_request;
+use super::load_http::{HttpCaller, Item, batch_body, evaluation_body};
 use crate::cli::{BenchBundleArgs, BenchCheckArgs, BenchCommand};
 use crate::example_bundle;
 use crate::failure::{Failure, Result};
 use crate::files::{create_new, refuse_existing};
 use crate::output::Output;
-use crate::remote::{block_on, connect, failure};
+use crate::remote::{block_on, connect};
+
+const EVALUATION_PATH: &str = "/access/v1/evaluation";
+const EVALUATIONS_PATH: &str = "/access/v1/evaluations";
 
 /// Connections the load is spread over: HTTP/2 multiplexes, but one
 /// connection is one server task.
@@ -103,19 +110,18 @@ fn check(out: Output, args: BenchCheckArgs) -> Result<()> {
         ));
     }
     let requests = Arc::new(load_requests(args.requests.as_deref())?);
-    let connections = args.concurrency.min(MAX_CONNECTIONS);
-    let clients: Vec<Client> = (0..connections)
-        .map(|_| connect(&args.remote.endpoint, args.remote.timeout))
-        .collect::<Result<_>>()?;
+    let batch = args.batch.unwrap_or(1) as usize;
+    let mut callers = block_on(callers(&args, &requests))?;
     // One call first, so that a wrong endpoint or bundle is named at once.
     block_on(async {
-        let mut decision = clients[0].decision();
-        decision
-            .check(clients[0].request(requests[0].clone()))
-            .await
-            .map_err(|s| failure(&clients[0], s))
+        let refused =
+            |message| Failure::new("unavailable", format!("{}: {message}", target(&args)));
+        let first = callers[0].call(&requests, &[0]).await.map_err(refused)?;
+        match first.into_iter().next() {
+            Some(Err(message)) => Err(refused(message)),
+            _ => Ok(()),
+        }
     })?;
-    let batch = args.batch.unwrap_or(1) as usize;
     // With --rate, one schedule of call times for all workers: a free
     // worker takes the next slot, so a slow call delays no other slot.
     let gap = args
@@ -132,13 +138,14 @@ fn check(out: Output, args: BenchCheckArgs) -> Result<()> {
         })
     });
     let tallies = block_on(async {
-        let workers: Vec<_> = (0..args.concurrency)
-            .map(|worker| {
-                let client = clients[worker % connections].clone();
+        let workers: Vec<_> = callers
+            .drain(..)
+            .enumerate()
+            .map(|(worker, caller)| {
                 let requests = requests.clone();
                 let schedule = schedule.clone();
                 tokio::spawn(async move {
-                    work(client, requests, worker, batch, schedule, measure_from, end).await
+                    work(caller, requests, worker, batch, schedule, measure_from, end).await
                 })
             })
             .collect();
@@ -156,8 +163,121 @@ fn check(out: Output, args: BenchCheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where the load goes: the node's gRPC Decision service, or its HTTP
+/// AuthZEN API.
+enum Caller {
+    Grpc {
+        client: Client,
+        decision: DecisionClient<Channel>,
+    },
+    Http {
+        caller: HttpCaller,
+        bodies: Arc<Vec<Bytes>>,
+    },
+}
+
+/// One caller per worker. gRPC workers share up to `MAX_CONNECTIONS`
+/// connections (HTTP/2 multiplexes); HTTP/1.1 needs one each.
+async fn callers(args: &BenchCheckArgs, requests: &[CheckRequest]) -> Result<Vec<Caller>> {
+    match &args.http {
+        Some(addr) => {
+            let bodies = Arc::new(requests.iter().map(evaluation_body).collect::<Vec<_>>());
+            let mut callers = Vec::with_capacity(args.concurrency);
+            for _ in 0..args.concurrency {
+                let caller = HttpCaller::connect(addr, args.remote.timeout)
+                    .await
+                    .map_err(|e| Failure::new("unavailable", e))?;
+                callers.push(Caller::Http {
+                    caller,
+                    bodies: bodies.clone(),
+                });
+            }
+            Ok(callers)
+        }
+        None => {
+            let connections = args.concurrency.min(MAX_CONNECTIONS);
+            let clients: Vec<Client> = (0..connections)
+                .map(|_| connect(&args.remote.endpoint, args.remote.timeout))
+                .collect::<Result<_>>()?;
+            Ok((0..args.concurrency)
+                .map(|worker| {
+                    let client = clients[worker % connections].clone();
+                    Caller::Grpc {
+                        decision: client.decision(),
+                        client,
+                    }
+                })
+                .collect())
+        }
+    }
+}
+
+fn target(args: &BenchCheckArgs) -> String {
+    match &args.http {
+        Some(addr) => format!("http://{addr}"),
+        None => args.remote.endpoint.clone(),
+    }
+}
+
+fn grpc_item(reply: &CheckResponse) -> Item {
+    Ok((
+        reply.decision == stele_proto::v1::Outcome::Allow as i32,
+        reply.version.as_ref().map(|v| v.seq),
+    ))
+}
+
+impl Caller {
+    /// One call for the requests at `picked`: Check or CheckBatch, or one
+    /// or many AuthZEN evaluations.
+    async fn call(
+        &mut self,
+        requests: &[CheckRequest],
+        picked: &[usize],
+    ) -> std::result::Result<Vec<Item>, String> {
+        match self {
+            Caller::Grpc { client, decision } if picked.len() == 1 => {
+                let request = client.request(requests[picked[0]].clone());
+                let reply = decision
+                    .check(request)
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                Ok(vec![grpc_item(&reply.into_inner())])
+            }
+            Caller::Grpc { client, decision } => {
+                let call = CheckBatchRequest {
+                    requests: picked.iter().map(|&i| requests[i].clone()).collect(),
+                    min_version: None,
+                };
+                let reply = decision
+                    .check_batch(client.request(call))
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                Ok(reply
+                    .into_inner()
+                    .results
+                    .into_iter()
+                    .map(|result| match result.result {
+                        Some(check_result::Result::Decision(d)) => grpc_item(&d),
+                        Some(check_result::Result::Error(e)) => Err(e),
+                        None => Err("empty result".into()),
+                    })
+                    .collect())
+            }
+            Caller::Http { caller, bodies } if picked.len() == 1 => {
+                caller
+                    .call(EVALUATION_PATH, bodies[picked[0]].clone(), false)
+                    .await
+            }
+            Caller::Http { caller, bodies } => {
+                let body = batch_body(picked.iter().map(|&i| &bodies[i]));
+                caller.call(EVALUATIONS_PATH, body, true).await
+            }
+        }
+    }
+}
+
 async fn work(
-    client: Client,
+    mut caller: Caller,
     requests: Arc<Vec<CheckRequest>>,
     worker: usize,
     batch: usize,
@@ -166,8 +286,8 @@ async fn work(
     end: Instant,
 ) -> Tally {
     let mut tally = Tally::default();
-    let mut decision = client.decision();
     let mut next = worker * 7919 % requests.len();
+    let mut picked = Vec::with_capacity(batch);
     loop {
         let due = match &schedule {
             Some(schedule) => {
@@ -180,54 +300,18 @@ async fn work(
         if due >= end {
             return tally;
         }
-        let measured = due >= measure_from;
-        let mut take = || {
-            let request = requests[next].clone();
+        picked.clear();
+        for _ in 0..batch {
+            picked.push(next);
             next = (next + 1) % requests.len();
-            request
-        };
-        if batch == 1 {
-            let reply = decision.check(client.request(take())).await;
-            if !measured {
-                continue;
-            }
-            match reply {
-                Ok(reply) => tally.count(&reply.into_inner()),
-                Err(status) => {
-                    *tally
-                        .errors
-                        .entry(status.message().to_string())
-                        .or_default() += 1
-                }
-            }
-        } else {
-            let call = CheckBatchRequest {
-                requests: (0..batch).map(|_| take()).collect(),
-                min_version: None,
-            };
-            let reply = decision.check_batch(client.request(call)).await;
-            if !measured {
-                continue;
-            }
-            match reply {
-                Ok(reply) => {
-                    for result in reply.into_inner().results {
-                        match result.result {
-                            Some(check_result::Result::Decision(d)) => tally.count(&d),
-                            Some(check_result::Result::Error(e)) => {
-                                *tally.errors.entry(e).or_default() += 1
-                            }
-                            None => *tally.errors.entry("empty result".into()).or_default() += 1,
-                        }
-                    }
-                }
-                Err(status) => {
-                    *tally
-                        .errors
-                        .entry(status.message().to_string())
-                        .or_default() += batch as u64
-                }
-            }
+        }
+        let reply = caller.call(&requests, &picked).await;
+        if due < measure_from {
+            continue;
+        }
+        match reply {
+            Ok(items) => items.into_iter().for_each(|item| tally.count(item)),
+            Err(message) => *tally.errors.entry(message).or_default() += batch as u64,
         }
         let micros = due.elapsed().as_micros();
         tally
@@ -237,14 +321,24 @@ async fn work(
 }
 
 impl Tally {
-    fn count(&mut self, reply: &stele_proto::v1::CheckResponse) {
-        self.decisions += 1;
-        if reply.decision == stele_proto::v1::Outcome::Allow as i32 {
-            self.allowed += 1;
+    fn count(&mut self, item: Item) {
+        match item {
+            Ok((allowed, version)) => {
+                self.decisions += 1;
+                self.allowed += u64::from(allowed);
+                self.versions.extend(version);
+            }
+            Err(message) => *self.errors.entry(message).or_default() += 1,
         }
-        if let Some(version) = &reply.version {
-            self.versions.insert(version.seq);
-        }
+    }
+}
+
+fn call_name(args: &BenchCheckArgs, batch: usize) -> String {
+    match (&args.http, batch) {
+        (None, 1) => "Check".into(),
+        (None, n) => format!("CheckBatch of {n}"),
+        (Some(_), 1) => "AuthZEN evaluation".into(),
+        (Some(_), n) => format!("AuthZEN evaluations of {n}"),
     }
 }
 
@@ -271,8 +365,8 @@ fn report(out: Output, args: &BenchCheckArgs, batch: usize, tallies: Vec<Tally>)
     let seconds = args.duration.as_secs_f64();
     let errors: u64 = total.errors.values().sum();
     let value = json!({
-        "endpoint": args.remote.endpoint,
-        "call": if batch == 1 { "Check".to_string() } else { format!("CheckBatch of {batch}") },
+        "endpoint": target(args),
+        "call": call_name(args, batch),
         "concurrency": args.concurrency,
         "rate": args.rate,
         "seconds": seconds,
@@ -300,7 +394,7 @@ fn report(out: Output, args: &BenchCheckArgs, batch: usize, tallies: Vec<Tally>)
             (total.decisions as f64 / seconds).round(),
             total.decisions,
             total.allowed,
-            args.remote.endpoint,
+            target(args),
             value["call"].as_str().unwrap_or_default(),
             args.concurrency,
             args.rate

@@ -23,6 +23,8 @@ use crate::output::Output;
 use crate::remote::{block_on, connect, failure};
 
 const NODES: u64 = 3;
+/// Node i serves HTTP at --base-port + this + i.
+const HTTP_PORT_OFFSET: u64 = 100;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The node processes; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -46,11 +48,11 @@ impl Drop for Nodes {
 }
 
 pub fn run(out: Output, args: DevArgs) -> Result<()> {
-    if u64::from(args.base_port) + NODES - 1 > u64::from(u16::MAX) {
+    let last_port = u64::from(args.base_port) + HTTP_PORT_OFFSET + NODES - 1;
+    if last_port > u64::from(u16::MAX) {
         return Err(Failure::usage(format!(
-            "--base-port {}: the {NODES} nodes need ports up to {}, past 65535",
+            "--base-port {}: the {NODES} nodes need ports up to {last_port}, past 65535",
             args.base_port,
-            u64::from(args.base_port) + NODES - 1
         )));
     }
     fs::create_dir_all(&args.dir).map_err(|e| Failure::io(&args.dir, e))?;
@@ -62,9 +64,14 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
     let addrs: Vec<String> = (0..NODES)
         .map(|i| format!("127.0.0.1:{}", args.base_port as u64 + i))
         .collect();
+    let http_addrs: Vec<String> = (0..NODES)
+        .map(|i| format!("127.0.0.1:{}", args.base_port as u64 + HTTP_PORT_OFFSET + i))
+        .collect();
     let mut nodes = Nodes(Vec::new());
-    for (i, addr) in addrs.iter().enumerate() {
-        nodes.0.push(spawn_node(&exe, &dir, i as u64 + 1, addr)?);
+    for (i, (addr, http)) in addrs.iter().zip(&http_addrs).enumerate() {
+        nodes
+            .0
+            .push(spawn_node(&exe, &dir, i as u64 + 1, addr, http)?);
     }
     let clients: Vec<Client> = addrs
         .iter()
@@ -78,7 +85,7 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
         ensure_genesis(&clients[0], &keys).await?;
         wait_all_serving(&clients).await
     })?;
-    print_next_steps(out, &dir, &addrs, &keys, head);
+    print_next_steps(out, &dir, &addrs, &http_addrs, &keys, head);
     block_on(async {
         shutdown_signal().await;
         Ok(())
@@ -121,7 +128,7 @@ fn write_example(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn spawn_node(exe: &Path, dir: &Path, id: u64, addr: &str) -> Result<Child> {
+fn spawn_node(exe: &Path, dir: &Path, id: u64, addr: &str, http: &str) -> Result<Child> {
     let log_path = dir.join(format!("node{id}.log"));
     let log = fs::OpenOptions::new()
         .create(true)
@@ -130,7 +137,15 @@ fn spawn_node(exe: &Path, dir: &Path, id: u64, addr: &str) -> Result<Child> {
         .map_err(|e| Failure::io(&log_path, e))?;
     let log_err = log.try_clone().map_err(|e| Failure::io(&log_path, e))?;
     Command::new(exe)
-        .args(["node", "--id", &id.to_string(), "--listen", addr])
+        .args([
+            "node",
+            "--id",
+            &id.to_string(),
+            "--listen",
+            addr,
+            "--http",
+            http,
+        ])
         .arg("--data")
         .arg(dir.join(format!("node{id}")))
         .stdin(Stdio::null())
@@ -298,6 +313,7 @@ fn print_next_steps(
     out: Output,
     dir: &Path,
     addrs: &[String],
+    http_addrs: &[String],
     keys: &[PathBuf],
     head: (u64, String),
 ) {
@@ -305,6 +321,7 @@ fn print_next_steps(
     let value = json!({
         "dir": dir,
         "endpoints": addrs,
+        "http_endpoints": http_addrs,
         "approver_keys": keys,
         "approver_public_keys": keys.iter().map(|k| public_path(k)).collect::<Vec<_>>(),
         "threshold": 2,
@@ -312,8 +329,8 @@ fn print_next_steps(
     });
     out.result(&value, || {
         let mut text = format!("stele dev: a 3-node cluster is up, serving seq {} ({})\n\n", head.0, &head.1[..12]);
-        for (i, addr) in addrs.iter().enumerate() {
-            text.push_str(&format!("  node {}  {addr}   log: {}\n", i + 1, dir.join(format!("node{}.log", i + 1)).display()));
+        for (i, (addr, http)) in addrs.iter().zip(http_addrs).enumerate() {
+            text.push_str(&format!("  node {}  gRPC {addr}  HTTP {http}   log: {}\n", i + 1, dir.join(format!("node{}.log", i + 1)).display()));
         }
         text.push_str(&format!("\n  approver keys (any 2 of 3 sign): {}/keys/approver{{1,2,3}}\n", dir.display()));
         text.push_str(&format!("  an editable copy of the genesis bundle: {}/bundle\n\n", dir.display()));
@@ -333,9 +350,14 @@ fn print_next_steps(
              \n  {stele} approve PROPOSAL_ID --endpoint {a3} --key {d}/keys/approver2\
              \n  {stele} log\
              \n  {stele} diff 1 2\
-             \n  {stele} export --out ledger.l && {stele} ledger verify ledger.l\n\
+             \n  {stele} export --out ledger.l && {stele} ledger verify ledger.l\
+             \n  curl -s http://{h1}/access/v1/evaluation -d '{{\"subject\":{{\"type\":\"User\",\"id\":\"erin\"}},\"action\":{{\"name\":\"ssh\"}},\
+             \"resource\":{{\"type\":\"Server\",\"id\":\"prod-web-1\"}},\
+             \"context\":{{\"network_zone\":\"vpn\",\"device\":{{\"managed\":true,\"disk_encrypted\":true,\"os_patch_age_days\":3}},\"mfa_age_seconds\":60}}}}'\
+             \n  curl -s http://{h1}/metrics\n\
              \nCtrl-C stops the cluster; `{stele} dev --dir {d}` resumes it.",
-            addrs[0]
+            addrs[0],
+            h1 = http_addrs[0],
         ));
         text
     });

@@ -9,6 +9,7 @@ mod describe;
 mod dev;
 mod keygen;
 mod ledger;
+mod load_http;
 mod node;
 mod proposal;
 mod reads;

@@ -54,6 +54,9 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(http) = args.http {
+        config.http = Some(http);
+    }
     if let Some(advertise) = &args.advertise {
         config.advertise = Some(advertise.clone());
     }

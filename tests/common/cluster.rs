@@ -40,6 +40,8 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 pub struct NodeProcess {
     pub id: u64,
     pub addr: String,
+    /// Its HTTP API (AuthZEN, health, metrics).
+    pub http: String,
     pub data: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
@@ -89,9 +91,14 @@ impl Cluster {
     /// Starts node `id` (a new one, or again after a stop).
     pub fn launch(&mut self, id: u64, extra: &[&str]) {
         let existing = self.nodes.iter().position(|n| n.id == id);
-        let (addr, extra) = match existing {
-            Some(i) => (self.nodes[i].addr.clone(), self.nodes[i].extra.clone()),
+        let (addr, http, extra) = match existing {
+            Some(i) => (
+                self.nodes[i].addr.clone(),
+                self.nodes[i].http.clone(),
+                self.nodes[i].extra.clone(),
+            ),
             None => (
+                format!("127.0.0.1:{}", free_port()),
                 format!("127.0.0.1:{}", free_port()),
                 extra.iter().map(|s| s.to_string()).collect(),
             ),
@@ -105,6 +112,7 @@ impl Cluster {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_stele"))
             .args(["node", "--id", &id.to_string(), "--listen", &addr])
+            .args(["--http", &http])
             .arg("--data")
             .arg(&data)
             .args(&extra)
@@ -116,6 +124,7 @@ impl Cluster {
         let process = NodeProcess {
             id,
             addr: addr.clone(),
+            http,
             data,
             log,
             child: Some(child),

@@ -27,6 +27,8 @@ pub struct NodeConfig {
     /// The address other nodes and clients reach this one at, when it is
     /// not `listen` (see [`NodeConfig::advertise`]).
     pub advertise: Option<String>,
+    /// Where the HTTP API (AuthZEN, health, metrics) listens; off when `None`.
+    pub http: Option<SocketAddr>,
     /// Longest time without evidence of being current before decisions fail
     /// closed (invariant 6).
     pub max_staleness: Duration,
@@ -51,6 +53,7 @@ impl NodeConfig {
             data_dir,
             listen,
             advertise: None,
+            http: None,
             max_staleness: Duration::from_secs(5),
             on_stale: OnStale::Fail,
             pending_ttl: Duration::from_secs(24 * 3600),
@@ -80,6 +83,9 @@ impl NodeConfig {
         }
         if let Some(v) = file.advertise {
             self.advertise = Some(v);
+        }
+        if let Some(v) = file.http {
+            self.http = Some(v.parse().map_err(|e| format!("http = {v:?}: {e}"))?);
         }
         if let Some(v) = file.max_staleness {
             self.max_staleness = duration(&v, "max_staleness")?;
@@ -150,6 +156,7 @@ struct FileConfig {
     data: Option<PathBuf>,
     listen: Option<String>,
     advertise: Option<String>,
+    http: Option<String>,
     max_staleness: Option<String>,
     on_stale: Option<OnStale>,
     pending_ttl: Option<String>,

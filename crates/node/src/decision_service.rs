@@ -5,10 +5,10 @@
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use stele_ledger::Head;
-use stele_policy::{Decision, EntityRef, Outcome, Query};
+use stele_policy::{Decision, Described, EntityRef, Outcome, Query, QueryError};
 use stele_proto::v1::decision_server::Decision as DecisionRpc;
 use stele_proto::v1::{
     CheckBatchRequest, CheckBatchResponse, CheckRequest, CheckResponse, CheckResult, VersionRef,
@@ -21,6 +21,7 @@ use crate::config::OnStale;
 use crate::errors::{behind_min_version, no_policy, stale};
 use crate::freshness::Freshness;
 use crate::limits::MAX_BATCH_REQUESTS;
+use crate::metrics::Metrics;
 
 pub struct DecisionService {
     pub node_id: u64,
@@ -32,6 +33,7 @@ pub struct DecisionService {
     /// unique without coordination.
     pub id_prefix: String,
     pub counter: AtomicU64,
+    pub metrics: Arc<Metrics>,
 }
 
 impl DecisionService {
@@ -42,6 +44,7 @@ impl DecisionService {
         on_stale: OnStale,
         min_version_wait: Duration,
         boot_id: u32,
+        metrics: Arc<Metrics>,
     ) -> DecisionService {
         DecisionService {
             node_id,
@@ -51,20 +54,21 @@ impl DecisionService {
             min_version_wait,
             id_prefix: format!("{node_id}-{boot_id:08x}-"),
             counter: AtomicU64::new(0),
+            metrics,
         }
     }
 
     /// Waits, up to the bound, until this node serves `min` or later. The
     /// served seq never decreases, so a snapshot loaded afterwards is new
-    /// enough.
-    async fn reach<T>(&self, min: u64, request: &Request<T>) -> Result<(), Status> {
+    /// enough. `deadline` is how long the caller said it would wait.
+    pub(crate) async fn reach(&self, min: u64, deadline: Option<Duration>) -> Result<(), Status> {
         let reached = |head: &Option<Head>| head.is_some_and(|h| h.seq >= min);
         let mut watch = self.published.watch_served();
         if reached(&watch.borrow_and_update()) {
             return Ok(());
         }
         // Answer before the caller's deadline, so it hears why.
-        let bound = client_deadline(request).map_or(self.min_version_wait, |d| {
+        let bound = deadline.map_or(self.min_version_wait, |d| {
             d.saturating_sub(d / 10 + Duration::from_millis(20))
                 .min(self.min_version_wait)
         });
@@ -72,20 +76,53 @@ impl DecisionService {
             Ok(Ok(_)) => Ok(()),
             _ => {
                 let own = self.published.served().as_ref().map_or(0, |s| s.head.seq);
+                self.metrics.refused(1);
                 Err(behind_min_version(own, min))
             }
         }
     }
 
     /// The snapshot to answer from, and whether it is served stale.
-    fn current<'a>(&self, served: &'a Option<Arc<Served>>) -> Result<(&'a Served, bool), Status> {
-        let served = served.as_deref().ok_or_else(no_policy)?;
+    /// `decisions` is how many the call asked for, counted as refused when
+    /// it is.
+    pub(crate) fn current<'a>(
+        &self,
+        served: &'a Option<Arc<Served>>,
+        decisions: u64,
+    ) -> Result<(&'a Served, bool), Status> {
+        let refuse = |status: Status| {
+            self.metrics.refused(decisions);
+            status
+        };
+        let served = served.as_deref().ok_or_else(|| refuse(no_policy()))?;
         let stale_now = match self.freshness.check() {
             Ok(()) => false,
-            Err(why) if self.on_stale == OnStale::Fail => return Err(stale(why, served.head.seq)),
+            Err(why) if self.on_stale == OnStale::Fail => {
+                return Err(refuse(stale(why, served.head.seq)));
+            }
             Err(_) => true,
         };
         Ok((served, stale_now))
+    }
+
+    /// Evaluates one query against the served snapshot, counting it.
+    pub(crate) fn evaluate(
+        &self,
+        served: &Served,
+        query: &Query,
+        described: &[Described],
+    ) -> Result<Decision, QueryError> {
+        let started = Instant::now();
+        let decision = if described.is_empty() {
+            served.snapshot.evaluate(query)
+        } else {
+            served.snapshot.evaluate_described(query, described)
+        };
+        match &decision {
+            Ok(decision) => self.metrics.decided(decision.decision, started.elapsed()),
+            Err(_) => self.metrics.invalid(),
+        }
+        decision
     }
 
     fn decide(
@@ -94,19 +131,24 @@ impl DecisionService {
         stale_now: bool,
         request: CheckRequest,
     ) -> Result<CheckResponse, String> {
-        let query = to_query(request)?;
-        let decision = served
-            .snapshot
-            .evaluate(&query)
+        let query = to_query(request).inspect_err(|_| self.metrics.invalid())?;
+        let decision = self
+            .evaluate(served, &query, &[])
             .map_err(|e| e.to_string())?;
         Ok(self.answer(served, stale_now, decision))
     }
 
-    fn answer(&self, served: &Served, stale_now: bool, decision: Decision) -> CheckResponse {
+    /// A new decision id: unique on this node, and across its restarts.
+    pub(crate) fn decision_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut decision_id = String::with_capacity(self.id_prefix.len() + 20);
         decision_id.push_str(&self.id_prefix);
         write!(decision_id, "{n}").expect("writing to a String cannot fail");
+        decision_id
+    }
+
+    fn answer(&self, served: &Served, stale_now: bool, decision: Decision) -> CheckResponse {
+        let decision_id = self.decision_id();
         CheckResponse {
             decision: match decision.decision {
                 Outcome::Allow => stele_proto::v1::Outcome::Allow as i32,
@@ -174,10 +216,10 @@ impl DecisionRpc for DecisionService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         if let Some(min) = request.get_ref().min_version {
-            self.reach(min, &request).await?;
+            self.reach(min, client_deadline(&request)).await?;
         }
         let served = self.published.served();
-        let (served, stale_now) = self.current(&served)?;
+        let (served, stale_now) = self.current(&served, 1)?;
         self.decide(served, stale_now, request.into_inner())
             .map(Response::new)
             .map_err(Status::invalid_argument)
@@ -200,10 +242,10 @@ impl DecisionRpc for DecisionService {
             ));
         }
         if let Some(min) = batch.min_version {
-            self.reach(min, &request).await?;
+            self.reach(min, client_deadline(&request)).await?;
         }
         let served = self.published.served();
-        let (served, stale_now) = self.current(&served)?;
+        let (served, stale_now) = self.current(&served, batch.requests.len() as u64)?;
         let results = request
             .into_inner()
             .requests

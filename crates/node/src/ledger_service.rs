@@ -45,6 +45,25 @@ pub fn to_proto(status: &ProposalStatus) -> ProtoStatus {
     }
 }
 
+/// A write's verdict as metrics label it: the proposal's state, or the
+/// reason it was refused.
+fn verdict(written: &Result<Applied, Status>) -> String {
+    use tonic_types::StatusExt;
+    match written {
+        Ok(Applied::Accepted(status)) => match status.state {
+            ProposalState::Pending => "pending",
+            ProposalState::Committed => "committed",
+            ProposalState::AlreadyCommitted => "already_committed",
+        }
+        .to_string(),
+        Ok(_) => "unexpected".to_string(),
+        Err(status) => status.get_details_error_info().map_or_else(
+            || format!("{:?}", status.code()).to_lowercase(),
+            |info| info.reason,
+        ),
+    }
+}
+
 fn head_ref(head: stele_ledger::Head) -> VersionRef {
     VersionRef {
         seq: head.seq,
@@ -70,7 +89,9 @@ impl LedgerService {
             time_ms: (self.node.clock)(),
             command,
         };
-        match self.node.write(entry).await? {
+        let written = self.node.write(entry).await;
+        self.node.metrics.proposal(&verdict(&written));
+        match written? {
             Applied::Accepted(status) => Ok(Response::new(to_proto(&status))),
             other => Err(Status::internal(format!(
                 "unexpected answer from the state machine: {other:?}"

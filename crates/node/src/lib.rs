@@ -14,14 +14,17 @@ compile_error!(
 );
 
 mod admin_service;
+mod authzen;
 pub mod config;
 mod decision_service;
 pub mod dial;
 mod errors;
 pub mod freshness;
+mod http_api;
 mod ledger_service;
 pub mod limits;
 pub mod members;
+pub mod metrics;
 mod network;
 mod raft_service;
 mod server;

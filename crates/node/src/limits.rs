@@ -15,5 +15,7 @@ pub const RAFT_BATCH_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024 * 1024;
 /// Snapshot chunk size on the wire.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
-/// Most requests in one CheckBatch.
+/// Most requests in one CheckBatch, or evaluations in one AuthZEN request.
 pub const MAX_BATCH_REQUESTS: usize = 10_000;
+/// Largest HTTP request body (an AuthZEN batch of many evaluations fits).
+pub const MAX_HTTP_BODY_BYTES: usize = 16 * 1024 * 1024;

@@ -22,12 +22,15 @@ use crate::dial::Dial;
 use crate::freshness::Freshness;
 use crate::ledger_service::LedgerService;
 use crate::limits::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES};
+use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::raft_service::RaftService;
 use crate::state::{NodeState, WallClock};
 
 /// How long a stopping node waits for open calls and streams.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The most log entries one AppendEntries carries (see `Node::start`).
+const MAX_PAYLOAD_ENTRIES: u64 = 32;
 /// How often the health status follows freshness.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -50,6 +53,8 @@ pub enum NodeError {
 /// A started node: its shared state, ready to serve.
 pub struct Node {
     pub state: Arc<NodeState>,
+    /// The decision path, shared by the gRPC and HTTP APIs.
+    decisions: Arc<DecisionService>,
 }
 
 impl Node {
@@ -78,6 +83,11 @@ impl Node {
             election_timeout_max: config.election_timeout_max.as_millis() as u64,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            // Every proposal entry carries its bundle (a rollback carries its
+            // target's). openraft reads this many entries at once to send a
+            // follower: at its default of 300, a new leader over a log of
+            // 1.5 MB bundles held 800 MB. Policy writes are rare; 32 is ample.
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             max_in_snapshot_log_to_keep: config.snapshot_every / 2,
             purge_batch_size: 1,
             ..Default::default()
@@ -98,7 +108,18 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         spawn_quorum_watch(&raft, freshness.clone());
+        let metrics = Arc::new(Metrics::default());
+        let decisions = Arc::new(DecisionService::new(
+            config.id,
+            published.clone(),
+            freshness.clone(),
+            config.on_stale,
+            config.min_version_wait,
+            rand::Rng::r#gen(&mut stele_store::ThreadRng),
+            metrics.clone(),
+        ));
         Ok(Node {
+            decisions,
             state: Arc::new(NodeState {
                 config,
                 raft,
@@ -108,8 +129,14 @@ impl Node {
                 dial,
                 clock,
                 channels: Default::default(),
+                metrics,
             }),
         })
+    }
+
+    /// The HTTP API (AuthZEN, health, metrics), to serve beside [`Node::serve`].
+    pub fn http_router(&self) -> axum::Router {
+        crate::http_api::router(self.state.clone(), self.decisions.clone())
     }
 
     /// Serves the API and the Raft transport on `incoming` until `shutdown`
@@ -129,21 +156,16 @@ impl Node {
             + 'static,
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let node = self.state;
+        let Node {
+            state: node,
+            decisions,
+        } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         let health_watch = spawn_health_watch(health, node.clone());
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(stele_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Serve(e.to_string()))?;
-        let decisions = DecisionService::new(
-            node.id(),
-            node.published.clone(),
-            node.freshness.clone(),
-            node.config.on_stale,
-            node.config.min_version_wait,
-            rand::Rng::r#gen(&mut stele_store::ThreadRng),
-        );
         let raft_service = RaftService {
             raft: node.raft.clone(),
             freshness: node.freshness.clone(),
@@ -165,7 +187,7 @@ impl Node {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
-                DecisionServer::new(decisions)
+                DecisionServer::from_arc(decisions)
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
             )
@@ -267,6 +289,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             addr: config.listen.to_string(),
             error,
         })?;
+    let http =
+        match config.http {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+                NodeError::Listen {
+                    addr: addr.to_string(),
+                    error,
+                }
+            })?),
+            None => None,
+        };
     let node = Node::start(
         config,
         log_store,
@@ -275,6 +307,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         crate::state::system_clock(),
     )
     .await?;
+    let http = http.map(|listener| {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::warn!("cannot set TCP_NODELAY: {error}");
+            }
+        });
+        tokio::spawn(axum::serve(listener, node.http_router()).into_future())
+    });
     // Without TCP_NODELAY, a reply's frames wait on the client's delayed
     // ACK: about 40 ms per call.
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
@@ -284,5 +325,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         })
     });
-    node.serve(incoming, shutdown).await
+    let served = node.serve(incoming, shutdown).await;
+    if let Some(http) = http {
+        http.abort();
+    }
+    served
 }

@@ -12,6 +12,7 @@ use crate::config::NodeConfig;
 use crate::dial::Dial;
 use crate::errors::{no_leader, refused};
 use crate::freshness::Freshness;
+use crate::metrics::Metrics;
 
 /// Leader time for log entries, Unix milliseconds. A simulation supplies its
 /// own clock.
@@ -40,6 +41,7 @@ pub struct NodeState {
     /// One channel (one HTTP/2 connection) per peer address, reused by
     /// every forwarded write and status call.
     pub channels: Mutex<HashMap<String, Channel>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The deadline of a forwarded write whose caller set none.

@@ -8,12 +8,13 @@
 //! reasons, nor the errors: the answer is Cedar's over the whole set. The
 //! differential test `tests/index_identity.rs` checks exactly that.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Entities, EntityTypeName, EntityUid, Policy, PolicySet,
     PrincipalConstraint, Request, ResourceConstraint, Response,
 };
+use rustc_hash::FxHashMap;
 
 /// A scope test on the principal or the resource: Cedar's constraint with
 /// the entity it names, if any.
@@ -100,10 +101,13 @@ impl<'a> Lineage<'a> {
 
 /// Positions (into the index's policy list) filed under an entity, under an
 /// entity type, or under nothing (unconstrained, always candidates).
+///
+/// Hashed with Fx, not SipHash: the keys come from signed bundles, not from
+/// callers, and hashing took a fifth of the index's time.
 #[derive(Default)]
 struct Postings {
-    by_entity: HashMap<EntityUid, Vec<u32>>,
-    by_type: HashMap<EntityTypeName, Vec<u32>>,
+    by_entity: FxHashMap<EntityUid, Vec<u32>>,
+    by_type: FxHashMap<EntityTypeName, Vec<u32>>,
     always: Vec<u32>,
 }
 
@@ -208,16 +212,26 @@ impl PolicyIndex {
         let principal = Lineage::of(request.principal()?, entities);
         let action = Lineage::of(request.action()?, entities);
         let resource = Lineage::of(request.resource()?, entities);
-        // Walk the dimension that selects fewest, test the other two.
-        let dimensions = [
-            self.principal.lists(&principal),
-            self.action.lists(&action),
-            self.resource.lists(&resource),
-        ];
-        let narrowest = dimensions
-            .iter()
-            .min_by_key(|lists| lists.iter().map(|list| list.len()).sum::<usize>())
-            .expect("three dimensions");
+        // Walk the dimension that selects fewest, test the other two. One
+        // that selects a handful is walked at once, sparing the lookups of
+        // the rest; actions, usually the broadest, are looked up last.
+        const FEW: usize = 8;
+        let mut narrowest: Option<(usize, Vec<&[u32]>)> = None;
+        for (postings, lineage) in [
+            (&self.resource, &resource),
+            (&self.principal, &principal),
+            (&self.action, &action),
+        ] {
+            let lists = postings.lists(lineage);
+            let size = lists.iter().map(|list| list.len()).sum::<usize>();
+            if narrowest.as_ref().is_none_or(|(least, _)| size < *least) {
+                narrowest = Some((size, lists));
+            }
+            if size <= FEW {
+                break;
+            }
+        }
+        let (_, narrowest) = narrowest.expect("three dimensions");
         let mut selected: Vec<u32> = narrowest
             .iter()
             .flat_map(|list| list.iter().copied())

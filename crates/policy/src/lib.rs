@@ -21,6 +21,7 @@ mod index;
 pub mod layout;
 mod query;
 mod scenario;
+mod scopes;
 mod snapshot;
 pub mod synthetic;
 
@@ -33,6 +34,6 @@ pub use diff::{BundleDiff, diff};
 pub use error::BundleError;
 pub use index::PolicyIndex;
 pub use layout::load_dir;
-pub use query::{EntityRef, Query, QueryError};
+pub use query::{Described, EntityRef, Query, QueryError};
 pub use scenario::{ScenarioFailure, ScenarioReport, run_scenarios, scenario_queries};
 pub use snapshot::Snapshot;

@@ -40,6 +40,38 @@ impl EntityRef {
     }
 }
 
+/// An entity a request describes: its attributes as Cedar's entity JSON
+/// writes them (`{"__entity": …}`, `{"__extn": …}` or plain values).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Described {
+    pub uid: EntityUid,
+    pub attributes: serde_json::Map<String, Value>,
+}
+
+impl Described {
+    pub fn new(
+        entity: &EntityRef,
+        attributes: serde_json::Map<String, Value>,
+    ) -> Result<Described, QueryError> {
+        Ok(Described {
+            uid: entity.to_uid("entity")?,
+            attributes,
+        })
+    }
+
+    /// Cedar's entity JSON, without parents.
+    pub(crate) fn to_json(&self) -> Value {
+        serde_json::json!({
+            "uid": {
+                "type": self.uid.type_name().to_string(),
+                "id": self.uid.id().unescaped(),
+            },
+            "attrs": self.attributes,
+            "parents": [],
+        })
+    }
+}
+
 /// Entity type names seen before, per thread: a request names three, and
 /// Cedar's parser would otherwise run on each of them on every decision.
 /// Type names are few (those of the schemas served); the cache stops
@@ -47,7 +79,7 @@ impl EntityRef {
 fn parse_type_name(text: &str) -> Result<EntityTypeName, String> {
     const MAX_CACHED_TYPE_NAMES: usize = 1024;
     thread_local! {
-        static PARSED: std::cell::RefCell<std::collections::HashMap<String, EntityTypeName>> =
+        static PARSED: std::cell::RefCell<rustc_hash::FxHashMap<String, EntityTypeName>> =
             Default::default();
     }
     PARSED.with(|parsed| {

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode,
+    Options, WriteBatch, WriteOptions,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,8 +50,9 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
+    let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
     let families =
-        COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(&cache)));
     let db = DB::open_cf_descriptors(&options, dir.join("db"), families)
         .map_err(|e| io(format!("opening RocksDB in {}: {e}", dir.display())))?;
     let db = Arc::new(db);
@@ -66,6 +67,24 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
             snapshot_lock: Mutex::new(()),
         }),
     ))
+}
+
+/// Memory bounds. RocksDB's defaults (a 64 MiB memtable per column family,
+/// twice) let a node replaying a log of large bundles hold hundreds of MiB
+/// for nothing: bundles are read rarely, and a node's working set is its
+/// compiled snapshot, not its store.
+const MEMTABLE_BYTES: usize = 8 << 20;
+/// Shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
+
+fn family_options(cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    let mut options = Options::default();
+    options.set_write_buffer_size(MEMTABLE_BYTES);
+    options.set_max_write_buffer_number(2);
+    options.set_block_based_table_factory(&table);
+    options
 }
 
 fn io(message: String) -> StoreError {
