@@ -87,6 +87,34 @@ pub enum Command {
     /// bundles of any size to load it with.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check a node's decision log offline, or find one decision in it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify a copied decision log: every record chained to the one
+    /// before, every checkpoint signed by the node's key and naming the
+    /// records before it. Names the first bad record; exits 1 if any.
+    Verify {
+        /// The log directory (a node's DATA/decisions, or a copy of it).
+        dir: PathBuf,
+        /// The node's log key (hex, from `stele cluster status`), or a file
+        /// holding it.
+        #[arg(long, value_name = "PUB")]
+        node_key: String,
+    },
+    /// Find one decision: what was asked, what was answered, and the policy
+    /// version that answered it. The log is verified first.
+    Show {
+        dir: PathBuf,
+        #[arg(long, value_name = "PUB")]
+        node_key: String,
+        /// The decision id every answer carries (`decision_id`).
+        #[arg(long, value_name = "ID")]
+        decision_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +198,14 @@ pub struct Remote {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WhenFullArg {
+    /// The decision waits for room in the log's queue: nothing is lost.
+    Block,
+    /// The decision is answered unlogged; the log records how many.
+    Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OnStaleArg {
     /// Refuse with an explicit STALE error.
     Fail,
@@ -215,6 +251,22 @@ pub struct NodeArgs {
     /// Accept only the ledger whose genesis has this hash.
     #[arg(long, value_name = "HASH")]
     pub genesis: Option<String>,
+    /// Keep no decision log (by default every decision is logged, chained
+    /// and checkpointed under DATA/decisions).
+    #[arg(long)]
+    pub no_decision_log: bool,
+    /// Where the decision log goes (default DATA/decisions).
+    #[arg(long, value_name = "DIR")]
+    pub decision_log_dir: Option<PathBuf>,
+    /// Log one decision in N (default 1: all). Checkpoints state N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub decision_log_every: Option<u64>,
+    /// When the log's queue is full: block (default) or drop, counted.
+    #[arg(long, value_enum)]
+    pub decision_log_when_full: Option<WhenFullArg>,
+    /// Log each request whole, not only its digest.
+    #[arg(long)]
+    pub decision_log_requests: bool,
     /// A TOML file with any of these settings (flags win).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -379,9 +431,13 @@ pub struct DevArgs {
     /// Where the nodes keep their data, logs and the demo approver keys.
     #[arg(long, default_value = ".stele-dev", value_name = "DIR")]
     pub dir: PathBuf,
-    /// The first node's port; the others follow.
+    /// The first node's port; the others follow. Node N's HTTP API is at
+    /// this + 100 + N - 1.
     #[arg(long, default_value_t = 7001)]
     pub base_port: u16,
+    /// Run the nodes without decision logs (to measure what logging costs).
+    #[arg(long)]
+    pub no_decision_log: bool,
 }
 
 #[derive(Debug, Subcommand)]

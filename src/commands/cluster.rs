@@ -58,6 +58,7 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                         "voter": m.voter,
                         "applied_seq": m.applied_seq,
                         "stale": m.stale,
+                        "log_key": (!m.log_key.is_empty()).then_some(&m.log_key),
                     })
                 })
                 .collect();
@@ -70,13 +71,18 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                 );
                 for m in &status.members {
                     text.push_str(&format!(
-                        "  node {:<3} {:<22} {:<12} {:<7} seq {:<6} {}\n",
+                        "  node {:<3} {:<22} {:<12} {:<7} seq {:<6} {:<6} log key {}\n",
                         m.id,
                         m.addr,
                         m.role,
                         if m.voter { "voter" } else { "learner" },
                         m.applied_seq.map_or("-".into(), |s| s.to_string()),
-                        if m.stale { "STALE" } else { "fresh" }
+                        if m.stale { "STALE" } else { "fresh" },
+                        if m.log_key.is_empty() {
+                            "-"
+                        } else {
+                            &m.log_key
+                        },
                     ));
                 }
                 text.trim_end().to_string()

@@ -69,9 +69,8 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
         .collect();
     let mut nodes = Nodes(Vec::new());
     for (i, (addr, http)) in addrs.iter().zip(&http_addrs).enumerate() {
-        nodes
-            .0
-            .push(spawn_node(&exe, &dir, i as u64 + 1, addr, http)?);
+        let node = spawn_node(&exe, &dir, i as u64 + 1, addr, http, args.no_decision_log)?;
+        nodes.0.push(node);
     }
     let clients: Vec<Client> = addrs
         .iter()
@@ -128,7 +127,14 @@ fn write_example(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn spawn_node(exe: &Path, dir: &Path, id: u64, addr: &str, http: &str) -> Result<Child> {
+fn spawn_node(
+    exe: &Path,
+    dir: &Path,
+    id: u64,
+    addr: &str,
+    http: &str,
+    no_decision_log: bool,
+) -> Result<Child> {
     let log_path = dir.join(format!("node{id}.log"));
     let log = fs::OpenOptions::new()
         .create(true)
@@ -146,6 +152,7 @@ fn spawn_node(exe: &Path, dir: &Path, id: u64, addr: &str, http: &str) -> Result
             "--http",
             http,
         ])
+        .args(no_decision_log.then_some("--no-decision-log"))
         .arg("--data")
         .arg(dir.join(format!("node{id}")))
         .stdin(Stdio::null())

@@ -1,6 +1,7 @@
 //! One module per command family; each turns parsed arguments into calls on
 //! the crates and prints the result.
 
+mod audit;
 mod bench;
 mod bundle;
 mod check;
@@ -40,5 +41,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => reads::export(out, args),
         Command::Dev(args) => dev::run(out, args),
         Command::Bench(command) => bench::run(out, command),
+        Command::Audit(command) => audit::run(out, command),
     }
 }

@@ -1,9 +1,10 @@
 //! `stele node`: run one node until SIGTERM or Ctrl-C.
 
+use stele_node::decision_log::{LogConfig, WhenFull};
 use stele_node::{NodeConfig, OnStale};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{NodeArgs, OnStaleArg};
+use crate::cli::{NodeArgs, OnStaleArg, WhenFullArg};
 use crate::failure::{Failure, Result};
 
 /// Stack size of the node's threads: admission compiles Cedar, whose parser
@@ -83,6 +84,24 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
             hash.parse()
                 .map_err(|e| Failure::usage(format!("--genesis {hash:?}: {e}")))?,
         );
+    }
+    if !args.no_decision_log {
+        let dir = args
+            .decision_log_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("decisions"));
+        let mut log = LogConfig::new(dir);
+        if let Some(every) = args.decision_log_every {
+            log.sample_every = every;
+        }
+        if let Some(when_full) = args.decision_log_when_full {
+            log.when_full = match when_full {
+                WhenFullArg::Block => WhenFull::Block,
+                WhenFullArg::Drop => WhenFull::Drop,
+            };
+        }
+        log.full_requests = args.decision_log_requests;
+        config.decision_log = Some(log);
     }
     if config.id == 0 {
         return Err(Failure::usage(

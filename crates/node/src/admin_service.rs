@@ -66,6 +66,12 @@ impl AdminService {
             role: role(metrics.state).into(),
             applied_seq: self.node.published.served().as_ref().map(|s| s.head.seq),
             stale: self.node.freshness.check().is_err(),
+            log_key: self
+                .node
+                .decision_log
+                .as_ref()
+                .map(|log| log.public_key().to_hex())
+                .unwrap_or_default(),
             voter: metrics
                 .membership_config
                 .membership()
@@ -115,6 +121,7 @@ impl AdminRpc for AdminService {
                         applied_seq: None,
                         stale: true,
                         voter,
+                        log_key: String::new(),
                     };
                     let Ok(mut client) = client else {
                         return unreachable;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use stele_ledger::Hash;
 
+use crate::decision_log::LogConfig;
+
 /// What a node does when it cannot show it is current.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +46,8 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Accept only the chain with this genesis.
     pub genesis: Option<Hash>,
+    /// The decision log; off when `None` (`stele node` turns it on).
+    pub decision_log: Option<LogConfig>,
 }
 
 impl NodeConfig {
@@ -63,6 +67,7 @@ impl NodeConfig {
             election_timeout_max: Duration::from_millis(800),
             snapshot_every: 1000,
             genesis: None,
+            decision_log: None,
         }
     }
 

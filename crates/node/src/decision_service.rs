@@ -17,7 +17,8 @@ use stele_proto::v1::{
 use stele_store::{Published, Served};
 use tonic::{Request, Response, Status};
 
-use crate::config::OnStale;
+use crate::config::{NodeConfig, OnStale};
+use crate::decision_log::{DecisionLog, logged};
 use crate::errors::{behind_min_version, no_policy, stale};
 use crate::freshness::Freshness;
 use crate::limits::MAX_BATCH_REQUESTS;
@@ -34,27 +35,28 @@ pub struct DecisionService {
     pub id_prefix: String,
     pub counter: AtomicU64,
     pub metrics: Arc<Metrics>,
+    pub log: Option<Arc<DecisionLog>>,
 }
 
 impl DecisionService {
     pub fn new(
-        node_id: u64,
+        config: &NodeConfig,
         published: Arc<Published>,
         freshness: Arc<Freshness>,
-        on_stale: OnStale,
-        min_version_wait: Duration,
         boot_id: u32,
         metrics: Arc<Metrics>,
+        log: Option<Arc<DecisionLog>>,
     ) -> DecisionService {
         DecisionService {
-            node_id,
+            node_id: config.id,
             published,
             freshness,
-            on_stale,
-            min_version_wait,
-            id_prefix: format!("{node_id}-{boot_id:08x}-"),
+            on_stale: config.on_stale,
+            min_version_wait: config.min_version_wait,
+            id_prefix: format!("{}-{boot_id:08x}-", config.id),
             counter: AtomicU64::new(0),
             metrics,
+            log,
         }
     }
 
@@ -135,7 +137,28 @@ impl DecisionService {
         let decision = self
             .evaluate(served, &query, &[])
             .map_err(|e| e.to_string())?;
-        Ok(self.answer(served, stale_now, decision))
+        let decision_id = self.decision_id();
+        self.log(served, &decision_id, query, &decision);
+        Ok(self.answer(served, stale_now, decision, decision_id))
+    }
+
+    /// Hands the decision to the decision log, when the node keeps one.
+    pub(crate) fn log(
+        &self,
+        served: &Served,
+        decision_id: &str,
+        query: Query,
+        decision: &Decision,
+    ) {
+        if let Some(log) = &self.log {
+            log.record(logged(
+                decision_id,
+                served.head.seq,
+                served.head.hash,
+                query,
+                decision,
+            ));
+        }
     }
 
     /// A new decision id: unique on this node, and across its restarts.
@@ -147,8 +170,13 @@ impl DecisionService {
         decision_id
     }
 
-    fn answer(&self, served: &Served, stale_now: bool, decision: Decision) -> CheckResponse {
-        let decision_id = self.decision_id();
+    fn answer(
+        &self,
+        served: &Served,
+        stale_now: bool,
+        decision: Decision,
+        decision_id: String,
+    ) -> CheckResponse {
         CheckResponse {
             decision: match decision.decision {
                 Outcome::Allow => stele_proto::v1::Outcome::Allow as i32,

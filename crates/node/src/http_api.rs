@@ -155,11 +155,13 @@ impl HttpApi {
             .decisions
             .evaluate(served, &query, &described)
             .map_err(|e| ApiError::bad_request(e.0))?;
+        let decision_id = self.decisions.decision_id();
+        self.decisions.log(served, &decision_id, query, &decision);
         Ok(decision_json(
             served,
             stale,
             &decision,
-            self.decisions.decision_id(),
+            decision_id,
             self.node_id(),
         ))
     }
@@ -209,18 +211,19 @@ async fn evaluations(
         let evaluated = item
             .or(&batch.defaults)
             .to_query()
-            .and_then(|(query, described)| api.decisions.evaluate(served, &query, &described));
+            .and_then(|(query, described)| {
+                let decision = api.decisions.evaluate(served, &query, &described)?;
+                Ok((query, decision))
+            });
         let (allowed, result) = match evaluated {
-            Ok(decision) => (
-                decision.decision == stele_policy::Outcome::Allow,
-                decision_json(
-                    served,
-                    stale,
-                    &decision,
-                    api.decisions.decision_id(),
-                    api.node_id(),
-                ),
-            ),
+            Ok((query, decision)) => {
+                let decision_id = api.decisions.decision_id();
+                api.decisions.log(served, &decision_id, query, &decision);
+                (
+                    decision.decision == stele_policy::Outcome::Allow,
+                    decision_json(served, stale, &decision, decision_id, api.node_id()),
+                )
+            }
             Err(error) => (false, invalid_json(&error.0)),
         };
         results.push(result);
@@ -305,6 +308,10 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
         raft_is_leader: raft.state == ServerState::Leader,
         raft_last_log_index: raft.last_log_index.unwrap_or(0),
         raft_applied_index: raft.last_applied.map_or(0, |id| id.index),
+        log: node
+            .decision_log
+            .as_ref()
+            .map(|log| (log.queue_depth(), log.dropped_total())),
     };
     (
         [(

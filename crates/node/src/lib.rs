@@ -16,6 +16,7 @@ compile_error!(
 mod admin_service;
 mod authzen;
 pub mod config;
+pub mod decision_log;
 mod decision_service;
 pub mod dial;
 mod errors;

@@ -149,6 +149,8 @@ pub struct Gauges {
     pub raft_is_leader: bool,
     pub raft_last_log_index: u64,
     pub raft_applied_index: u64,
+    /// The decision log's queue depth and decisions dropped, when it is on.
+    pub log: Option<(u64, u64)>,
 }
 
 impl Gauges {
@@ -242,6 +244,21 @@ impl Gauges {
                 .saturating_sub(self.raft_applied_index)
                 .to_string(),
         );
+        if let Some((depth, dropped)) = self.log {
+            gauge(
+                out,
+                "stele_decision_log_queue_depth",
+                "Decisions waiting to be written to the decision log.",
+                depth.to_string(),
+            );
+            family(
+                out,
+                "stele_decision_log_dropped_total",
+                "counter",
+                "Decisions answered but not logged because the log's queue was full (--decision-log-when-full drop); the log records each gap.",
+            );
+            writeln!(out, "stele_decision_log_dropped_total {dropped}").expect("String");
+        }
     }
 }
 
@@ -286,6 +303,7 @@ mod tests {
             raft_is_leader: false,
             raft_last_log_index: 40,
             raft_applied_index: 38,
+            log: Some((3, 1)),
         }
     }
 
@@ -317,6 +335,8 @@ mod tests {
             "stele_staleness_seconds 0.25",
             "stele_raft_apply_lag 2",
             "stele_raft_leader_id 1",
+            "stele_decision_log_queue_depth 3",
+            "stele_decision_log_dropped_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

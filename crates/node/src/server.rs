@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 
 use crate::admin_service::AdminService;
 use crate::config::{NodeConfig, OnStale};
+use crate::decision_log::DecisionLog;
 use crate::decision_service::DecisionService;
 use crate::dial::Dial;
 use crate::freshness::Freshness;
@@ -109,14 +110,28 @@ impl Node {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         spawn_quorum_watch(&raft, freshness.clone());
         let metrics = Arc::new(Metrics::default());
+        let decision_log = match &config.decision_log {
+            Some(log_config) => {
+                let key =
+                    crate::decision_log::node_key(&config.data_dir).map_err(NodeError::Config)?;
+                let log = DecisionLog::open(log_config.clone(), key, config.id)
+                    .map_err(NodeError::Config)?;
+                tracing::info!(
+                    dir = %log_config.dir.display(),
+                    key = %log.public_key(),
+                    "decision log on"
+                );
+                Some(Arc::new(log))
+            }
+            None => None,
+        };
         let decisions = Arc::new(DecisionService::new(
-            config.id,
+            &config,
             published.clone(),
             freshness.clone(),
-            config.on_stale,
-            config.min_version_wait,
             rand::Rng::r#gen(&mut stele_store::ThreadRng),
             metrics.clone(),
+            decision_log.clone(),
         ));
         Ok(Node {
             decisions,
@@ -130,6 +145,7 @@ impl Node {
                 clock,
                 channels: Default::default(),
                 metrics,
+                decision_log,
             }),
         })
     }
@@ -325,9 +341,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         })
     });
+    let decision_log = node.state.decision_log.clone();
     let served = node.serve(incoming, shutdown).await;
     if let Some(http) = http {
         http.abort();
+    }
+    if let Some(log) = decision_log {
+        // Writes what is queued and signs a last checkpoint.
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
     served
 }

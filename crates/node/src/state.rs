@@ -42,6 +42,8 @@ pub struct NodeState {
     /// every forwarded write and status call.
     pub channels: Mutex<HashMap<String, Channel>>,
     pub metrics: Arc<Metrics>,
+    /// The decision log, when the node keeps one.
+    pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
 }
 
 /// The deadline of a forwarded write whose caller set none.
