@@ -5,6 +5,18 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stele-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# True when bindgen can load libclang itself. libclang-cpp (which other
+# packages bring) is not it.
+stele_has_libclang() {
+  [ -n "${LIBCLANG_PATH:-}" ] && return 0
+  local lib
+  for lib in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so*; do
+    [ -e "$lib" ] && return 0
+  done
+  return 1
+}
+
 # Installs the system packages the build needs, when they are missing:
 # a C/C++ compiler, and libclang for RocksDB's bindings (bindgen). protoc
 # comes from the protoc-bin-vendored crate, never from the system.
@@ -12,7 +24,7 @@ stele_install_build_deps() {
   local missing=()
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
   command -v c++ >/dev/null 2>&1 || missing+=(g++)
-  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+  stele_has_libclang || missing+=(libclang-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     local sudo=""

@@ -97,6 +97,11 @@ pub enum AuditCommand {
     /// Verify a copied decision log: every record chained to the one
     /// before, every checkpoint signed by the node's key and naming the
     /// records before it. Names the first bad record; exits 1 if any.
+    ///
+    /// A copy cannot show by itself that whole records were cut from its
+    /// end: give the node's latest checkpoint (`stele cluster status`:
+    /// log_signed_count and log_signed_head) with --expect-count and
+    /// --expect-head, and the copy must reach it.
     Verify {
         /// The log directory (a node's DATA/decisions, or a copy of it).
         dir: PathBuf,
@@ -104,6 +109,8 @@ pub enum AuditCommand {
         /// holding it.
         #[arg(long, value_name = "PUB")]
         node_key: String,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
     /// Find one decision: what was asked, what was answered, and the policy
     /// version that answered it. The log is verified first.
@@ -114,7 +121,29 @@ pub enum AuditCommand {
         /// The decision id every answer carries (`decision_id`).
         #[arg(long, value_name = "ID")]
         decision_id: String,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
+}
+
+/// What `stele audit` requires of a copied log, beyond its own chain.
+#[derive(Debug, Args)]
+pub struct ExpectArgs {
+    /// The copy must hold at least N records: a checkpoint count the node
+    /// published (`cluster status`, `/metrics`) after the copy was due.
+    #[arg(long, value_name = "N")]
+    pub expect_count: Option<u64>,
+    /// ...and record N-1 must hash to this (that checkpoint's head).
+    #[arg(long, value_name = "HASH", requires = "expect_count")]
+    pub expect_head: Option<String>,
+    /// Accept a copy without its oldest segments (verified from its first
+    /// record, whose link to the removed ones is taken on trust).
+    #[arg(long)]
+    pub allow_pruned: bool,
+    /// Accept records after the last signed checkpoint (a copy taken from
+    /// a running node, or one that crashed): chained but not proven.
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,7 +238,8 @@ pub enum WhenFullArg {
 pub enum OnStaleArg {
     /// Refuse with an explicit STALE error.
     Fail,
-    /// Answer, flagged stale: true.
+    /// Answer gRPC decisions flagged stale: true. HTTP (AuthZEN) still
+    /// refuses: its callers have no field that says an allow is stale.
     Serve,
 }
 
@@ -236,7 +266,8 @@ pub struct NodeArgs {
     /// Fail decisions closed after this long without evidence of being current.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
     pub max_staleness: Option<Duration>,
-    /// What to do when stale: fail (default) or serve flagged answers.
+    /// What to do when stale: fail (default) or serve flagged answers
+    /// (gRPC only; HTTP always answers decision: false when stale).
     #[arg(long, value_enum)]
     pub on_stale: Option<OnStaleArg>,
     /// How long a pending proposal waits for approvals (default 24h).

@@ -6,10 +6,23 @@
 
 mod common;
 
-use common::cluster::{Cluster, serial};
+use std::time::Duration;
+
+use common::cluster::{Cluster, serial, wait_until};
 use common::http::post;
 use common::stele;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// `stele check`'s arguments for dave's ssh to a production server.
+const DAVE_SSH: &[&str] = &[
+    "check",
+    "--principal",
+    r#"User::"dave""#,
+    "--action",
+    r#"Action::"ssh""#,
+    "--resource",
+    r#"Server::"prod-web-1""#,
+];
 
 #[test]
 fn decisions_are_traced_to_their_version_from_a_verified_log() {
@@ -42,18 +55,14 @@ fn decisions_are_traced_to_their_version_from_a_verified_log() {
         .unwrap()
         .to_string();
     let grpc = cluster
-        .run(&[
-            "--json",
-            "check",
-            "--principal",
-            r#"User::"dave""#,
-            "--action",
-            r#"Action::"ssh""#,
-            "--resource",
-            r#"Server::"prod-web-1""#,
-            "--context",
-            r#"{"network_zone":"corp"}"#,
-        ])
+        .run(
+            &[
+                &["--json"],
+                DAVE_SSH,
+                &["--context", r#"{"network_zone":"corp"}"#],
+            ]
+            .concat(),
+        )
         .ok()
         .json();
     let grpc_id = grpc["decision_id"].as_str().unwrap().to_string();
@@ -66,6 +75,20 @@ fn decisions_are_traced_to_their_version_from_a_verified_log() {
         metrics.contains("stele_decision_log_dropped_total 0"),
         "{metrics}"
     );
+
+    // The node publishes what it signed: the count and head an auditor
+    // holds a copy to (a checkpoint comes within 5 s of a decision).
+    let mut signed = Value::Null;
+    wait_until(
+        "a checkpoint covering both decisions",
+        Duration::from_secs(15),
+        || {
+            signed =
+                cluster.run(&["--json", "cluster", "status"]).ok().json()["members"][0].clone();
+            signed["log_signed_count"] == 2
+        },
+    );
+    let signed_head = signed["log_signed_head"].as_str().unwrap().to_string();
 
     // A stopping node writes what is queued and signs a last checkpoint.
     assert!(cluster.stop(1).success());
@@ -83,6 +106,35 @@ fn decisions_are_traced_to_their_version_from_a_verified_log() {
     assert_eq!(verified["ok"], true);
     assert_eq!(verified["decisions"], 2, "{verified}");
     assert_eq!(verified["unsigned"], 0, "{verified}");
+    let expecting = |count: &str, head: &str| {
+        stele(
+            dir,
+            &[
+                "audit",
+                "verify",
+                copy_arg,
+                "--node-key",
+                &key,
+                "--expect-count",
+                count,
+                "--expect-head",
+                head,
+            ],
+        )
+    };
+    expecting("2", &signed_head).ok();
+    let rewritten = expecting("2", &"0".repeat(64)).fails();
+    assert!(
+        rewritten.stderr.contains("rewritten"),
+        "{}",
+        rewritten.stderr
+    );
+    let short = expecting("3", &signed_head).fails();
+    assert!(
+        short.stderr.contains("cut from its end"),
+        "{}",
+        short.stderr
+    );
 
     let show = |json: bool, id: &str| {
         let mut args = vec![
@@ -131,4 +183,63 @@ fn decisions_are_traced_to_their_version_from_a_verified_log() {
     assert!(refused.stderr.contains("record 1"), "{}", refused.stderr);
     assert!(refused.stderr.contains(&grpc_id), "{}", refused.stderr);
     show(false, &decision_id).fails();
+}
+
+#[test]
+fn a_node_whose_log_cannot_be_written_stops_deciding() {
+    let _one_at_a_time = serial();
+    // Small segments: the writer must soon open a new one, and cannot.
+    let settings = tempfile::tempdir().unwrap();
+    let config = settings.path().join("node.toml");
+    std::fs::write(&config, "[decision_log]\nsegment_bytes = 4096\n").unwrap();
+    let mut cluster = Cluster::start(1, &["--config", config.to_str().unwrap()]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    let http = cluster.nodes[0].http.clone();
+    let request = json!({
+        "subject": {"type": "User", "id": "dave"},
+        "action": {"name": "ssh"},
+        "resource": {"type": "Server", "id": "prod-web-1"},
+        "context": {"network_zone": "corp"},
+    });
+    assert_eq!(post(&http, "/access/v1/evaluation", &request).status, 200);
+
+    let decisions = cluster.nodes[0].data.join("decisions");
+    std::fs::remove_dir_all(&decisions).unwrap();
+    std::fs::write(&decisions, "not a directory").unwrap();
+    let mut refused = None;
+    wait_until("decisions refused", Duration::from_secs(30), || {
+        let reply = post(&http, "/access/v1/evaluation", &request);
+        if reply.status == 503 {
+            refused = Some(reply);
+        }
+        refused.is_some()
+    });
+    let refused = refused.unwrap();
+    assert!(
+        refused.body.contains("cannot be written"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(common::http::get(&http, "/readyz").status, 503);
+    let metrics = common::http::get(&http, "/metrics").body;
+    assert!(metrics.contains("stele_decision_log_failed 1"), "{metrics}");
+    // The decision the writer held when it failed was answered: it is
+    // counted, not forgotten.
+    let lost = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("stele_decision_log_lost_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(lost.is_some_and(|n| n >= 1), "{metrics}");
+    let grpc = cluster.run(DAVE_SSH).fails();
+    assert!(grpc.stderr.contains("cannot log"), "{}", grpc.stderr);
+    let status = cluster.run(&["--json", "cluster", "status"]).ok().json();
+    assert!(
+        status["members"][0]["log_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{status}"
+    );
+    // It still stops cleanly.
+    assert!(cluster.stop(1).success());
 }

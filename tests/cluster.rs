@@ -383,15 +383,7 @@ fn a_node_cut_off_from_its_quorum_fails_closed_then_serves_again() {
         "resource": {"type": "Server", "id": "prod-web-1"},
         "context": {"network_zone": "corp"},
     });
-    let reply = common::http::post(&survivor.http, "/access/v1/evaluation", &evaluation).json();
-    assert_eq!(reply["decision"], false, "{reply}");
-    assert!(
-        reply["context"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("STALE"),
-        "{reply}"
-    );
+    assert_refused_as_stale(&survivor.http, &evaluation);
     let ready = common::http::get(&survivor.http, "/readyz");
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(
@@ -422,6 +414,17 @@ fn a_node_told_to_serve_when_stale_flags_every_answer_stale() {
     let survivor = &cluster.nodes[0];
     let fresh = cluster.run_at(&survivor.addr, &check_args()).ok().json();
     assert_eq!(fresh.get("stale"), None, "{fresh}");
+    let evaluation = serde_json::json!({
+        "subject": {"type": "User", "id": "erin"},
+        "action": {"name": "ssh"},
+        "resource": {"type": "Server", "id": "prod-web-1"},
+        "context": serde_json::from_str::<Value>(CONTEXT).unwrap(),
+    });
+    let reply = common::http::post(&survivor.http, "/access/v1/evaluation", &evaluation).json();
+    assert_eq!(
+        reply["decision"], true,
+        "fresh, the request is allowed: {reply}"
+    );
     for frozen in &cluster.nodes[1..] {
         cluster.signal(frozen.id, libc::SIGSTOP);
     }
@@ -441,6 +444,10 @@ fn a_node_told_to_serve_when_stale_flags_every_answer_stale() {
     );
     assert_eq!(answer["decision"], "Allow");
     assert_eq!(answer["version"]["seq"], 1);
+    // Over HTTP the same request (an allow when fresh) is refused: an
+    // AuthZEN caller reads only `decision`, so a stale node never answers
+    // true there.
+    assert_refused_as_stale(&survivor.http, &evaluation);
     for frozen in &cluster.nodes[1..] {
         cluster.signal(frozen.id, libc::SIGCONT);
     }
@@ -584,4 +591,18 @@ fn a_tampered_store_makes_the_node_refuse_to_start_naming_the_seq() {
     assert!(!output.status.success(), "a tampered node must not start");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("does not verify at seq 2"), "{stderr}");
+}
+
+/// An AuthZEN evaluation at `http` is answered `decision: false` because
+/// the node is stale.
+fn assert_refused_as_stale(http: &str, evaluation: &serde_json::Value) {
+    let reply = common::http::post(http, "/access/v1/evaluation", evaluation).json();
+    assert_eq!(reply["decision"], false, "{reply}");
+    assert!(
+        reply["context"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("STALE"),
+        "{reply}"
+    );
 }

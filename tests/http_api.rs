@@ -106,6 +106,29 @@ fn an_enforcement_point_gets_decisions_with_the_version_that_made_them() {
     let reply = post(&http, EVALUATION, &stranger);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["decision"], false);
+    // A workload the bundle does not know: its properties are what allow
+    // it, and only for its own environment's databases.
+    let workload = |environment: Option<&str>| {
+        let mut subject = json!({"type": "ServiceAccount", "id": "new-worker"});
+        if let Some(environment) = environment {
+            subject["properties"] =
+                json!({"environment": {"__entity": {"type": "Environment", "id": environment}}});
+        }
+        json!({
+            "subject": subject,
+            "action": {"name": "db:read"},
+            "resource": {"type": "Database", "id": "prod-catalog"},
+            "context": {"network_zone": "cluster"},
+        })
+    };
+    for (environment, allowed) in [
+        (None, false),
+        (Some("staging"), false),
+        (Some("production"), true),
+    ] {
+        let answer = post(&http, EVALUATION, &workload(environment)).json();
+        assert_eq!(answer["decision"], allowed, "{environment:?}: {answer}");
+    }
     stranger["subject"]["properties"] = json!({"employment": 5});
     let refused = post(&http, EVALUATION, &stranger);
     assert_eq!(refused.status, 400, "{}", refused.body);
@@ -139,8 +162,16 @@ fn an_enforcement_point_gets_decisions_with_the_version_that_made_them() {
         ahead.body
     );
 
-    // Discovery names the endpoints on the host the caller used.
-    let configuration = get(&http, "/.well-known/authzen-configuration").json();
+    // Discovery names the endpoints on the node's own address, whatever
+    // Host the caller sent.
+    let configuration = request(
+        &http,
+        "GET",
+        "/.well-known/authzen-configuration",
+        &[("Host", "attacker.example")],
+        b"",
+    )
+    .json();
     assert_eq!(
         configuration["access_evaluation_endpoint"],
         format!("http://{http}{EVALUATION}")
@@ -171,6 +202,11 @@ fn an_enforcement_point_gets_decisions_with_the_version_that_made_them() {
     assert_eq!(value("stele_ready"), 1.0);
     assert_eq!(value("stele_raft_is_leader"), 1.0);
     assert!(value("stele_raft_term") >= 1.0);
+    assert!(value("stele_raft_commit_index") >= 1.0);
+    assert_eq!(
+        value("stele_raft_commit_index"),
+        value("stele_raft_applied_index")
+    );
     assert_eq!(value("stele_raft_apply_lag"), 0.0);
     assert!(value("stele_staleness_seconds") < 5.0);
     assert!(value("stele_proposals_total{verdict=\"committed\"}") >= 1.0);
@@ -321,4 +357,47 @@ fn batches_take_defaults_and_stop_as_their_semantic_says() {
     let reply = post(&http, EVALUATIONS, &json!({"evaluations": too_many}));
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("over the limit"), "{}", reply.body);
+
+    // A 1 MiB default context inherited by 100 evaluations would be 100
+    // MiB of requests from a 1 MiB body: refused before any is built.
+    let mut amplified = ssh("erin");
+    amplified["context"]["padding"] = json!("x".repeat(1 << 20));
+    amplified["evaluations"] = (0..100).map(|_| json!({})).collect::<Vec<_>>().into();
+    let reply = post(&http, EVALUATIONS, &amplified);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("defaults copied"), "{}", reply.body);
+    // The same evaluations, each with its own small context, are fine.
+    amplified["evaluations"] = (0..100)
+        .map(|_| json!({"context": base["context"]}))
+        .collect::<Vec<_>>()
+        .into();
+    let reply = post(&http, EVALUATIONS, &amplified);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // A default action name is copied too.
+    let mut named = ssh("erin");
+    named["action"]["name"] = json!("x".repeat(1 << 20));
+    named["evaluations"] = (0..100)
+        .map(|_| json!({"context": base["context"]}))
+        .collect::<Vec<_>>()
+        .into();
+    let reply = post(&http, EVALUATIONS, &named);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("defaults copied"), "{}", reply.body);
+
+    // An evaluation that cannot be made is counted as invalid, in a batch
+    // as alone.
+    let invalid = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("stele_decisions_total{outcome=\"invalid\"}")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    let before = invalid(&get(&http, "/metrics").body);
+    batch(None);
+    let after = invalid(&get(&http, "/metrics").body);
+    assert_eq!(after - before, 1.0);
 }

@@ -4,21 +4,25 @@ use std::path::Path;
 
 use serde_json::json;
 use stele_ledger::PublicKey;
-use stele_node::decision_log::{DecisionRecord, Verified, verify};
+use stele_node::decision_log::{DecisionRecord, Expected, Verified, verify};
 
-use crate::cli::AuditCommand;
+use crate::cli::{AuditCommand, ExpectArgs};
 use crate::failure::{Failure, Result};
 use crate::files::load_public_key;
 use crate::output::Output;
 
 pub fn run(out: Output, command: AuditCommand) -> Result<()> {
     match command {
-        AuditCommand::Verify { dir, node_key } => {
+        AuditCommand::Verify {
+            dir,
+            node_key,
+            expect,
+        } => {
             let key = node_key_arg(&node_key)?;
-            let verified = checked(&dir, &key, |_| {})?;
+            let verified = checked(&dir, &key, &expected(&expect)?, |_| {})?;
             out.result(&summary(&dir, &verified), || {
                 format!(
-                    "ok: {} records{} ({} decisions, {} dropped) in {} segments; {} checkpoints signed by {}, the last covering records before {}{}{}",
+                    "ok: {} records{} ({} decisions, {} dropped) in {} segments, ending at head {}; {} checkpoints signed by {}, the last covering records before {}{}{}",
                     verified.records,
                     match verified.first_index {
                         0 => String::new(),
@@ -29,6 +33,7 @@ pub fn run(out: Output, command: AuditCommand) -> Result<()> {
                     verified.decisions,
                     verified.dropped,
                     verified.segments,
+                    verified.head,
                     verified.checkpoints,
                     key.to_hex(),
                     verified.signed,
@@ -42,10 +47,11 @@ pub fn run(out: Output, command: AuditCommand) -> Result<()> {
             dir,
             node_key,
             decision_id,
+            expect,
         } => {
             let key = node_key_arg(&node_key)?;
             let mut found: Option<DecisionRecord> = None;
-            let verified = checked(&dir, &key, |record| {
+            let verified = checked(&dir, &key, &expected(&expect)?, |record| {
                 if record.decision_id == decision_id {
                     found = Some(record.clone());
                 }
@@ -85,6 +91,9 @@ pub fn run(out: Output, command: AuditCommand) -> Result<()> {
                 if let Some(request) = &record.request {
                     text.push_str(&format!("  request: {request}\n"));
                 }
+                if let Some(omitted) = &record.request_omitted {
+                    text.push_str(&format!("  request not logged whole: {omitted}\n"));
+                }
                 text.push_str(if signed {
                     "  covered by a checkpoint signed by the node's key"
                 } else {
@@ -115,8 +124,29 @@ fn node_key_arg(text: &str) -> Result<PublicKey> {
     )))
 }
 
-fn checked(dir: &Path, key: &PublicKey, found: impl FnMut(&DecisionRecord)) -> Result<Verified> {
-    verify(dir, key, found).map_err(|broken| {
+fn expected(args: &ExpectArgs) -> Result<Expected> {
+    let head =
+        match &args.expect_head {
+            Some(text) => Some(text.trim().parse().map_err(|e| {
+                Failure::usage(format!("--expect-head {text:?}: {e} (64 hex digits)"))
+            })?),
+            None => None,
+        };
+    Ok(Expected {
+        count: args.expect_count,
+        head,
+        allow_pruned: args.allow_pruned,
+        allow_unsigned: args.allow_unsigned,
+    })
+}
+
+fn checked(
+    dir: &Path,
+    key: &PublicKey,
+    expected: &Expected,
+    found: impl FnMut(&DecisionRecord),
+) -> Result<Verified> {
+    verify(dir, key, expected, found).map_err(|broken| {
         Failure::new(
             "log_invalid",
             format!("the decision log does not verify: {broken}"),
@@ -135,6 +165,8 @@ fn summary(dir: &Path, verified: &Verified) -> serde_json::Value {
         "checkpoints": verified.checkpoints,
         "signed": verified.signed,
         "first_index": verified.first_index,
+        "next_index": verified.next_index,
+        "head": verified.head,
         "unsigned": verified.next_index - verified.signed,
         "sample_every": verified.sample_every,
     })

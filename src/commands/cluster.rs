@@ -59,6 +59,9 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                         "applied_seq": m.applied_seq,
                         "stale": m.stale,
                         "log_key": (!m.log_key.is_empty()).then_some(&m.log_key),
+                        "log_signed_count": m.log_signed_count,
+                        "log_signed_head": (!m.log_signed_head.is_empty()).then_some(&m.log_signed_head),
+                        "log_error": (!m.log_error.is_empty()).then_some(&m.log_error),
                     })
                 })
                 .collect();
@@ -84,6 +87,18 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                             &m.log_key
                         },
                     ));
+                    if let Some(count) = m.log_signed_count {
+                        text.push_str(&format!(
+                            "           log signed: {count} records, head {}\n",
+                            m.log_signed_head
+                        ));
+                    }
+                    if !m.log_error.is_empty() {
+                        text.push_str(&format!(
+                            "           LOG FAILED (decisions refused): {}\n",
+                            m.log_error
+                        ));
+                    }
                 }
                 text.trim_end().to_string()
             });

@@ -40,6 +40,9 @@ pub fn run(args: NodeArgs) -> Result<()> {
 fn config(args: &NodeArgs) -> Result<NodeConfig> {
     let placeholder = "127.0.0.1:7001".parse().expect("a valid address");
     let mut config = NodeConfig::new(0, Default::default(), placeholder);
+    // On by default, in DATA/decisions (an empty dir), unless the file or
+    // --no-decision-log turns it off.
+    config.decision_log = Some(LogConfig::new(Default::default()));
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).map_err(|e| Failure::io(path, e))?;
         config
@@ -85,24 +88,7 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
                 .map_err(|e| Failure::usage(format!("--genesis {hash:?}: {e}")))?,
         );
     }
-    if !args.no_decision_log {
-        let dir = args
-            .decision_log_dir
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("decisions"));
-        let mut log = LogConfig::new(dir);
-        if let Some(every) = args.decision_log_every {
-            log.sample_every = every;
-        }
-        if let Some(when_full) = args.decision_log_when_full {
-            log.when_full = match when_full {
-                WhenFullArg::Block => WhenFull::Block,
-                WhenFullArg::Drop => WhenFull::Drop,
-            };
-        }
-        log.full_requests = args.decision_log_requests;
-        config.decision_log = Some(log);
-    }
+    apply_decision_log_flags(args, &mut config)?;
     if config.id == 0 {
         return Err(Failure::usage(
             "--id N is required (in flags or the config file)",
@@ -122,7 +108,41 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
     Ok(config)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// `--no-decision-log` and `--decision-log-*`, over the config file's.
+fn apply_decision_log_flags(args: &NodeArgs, config: &mut NodeConfig) -> Result<()> {
+    if args.no_decision_log {
+        config.decision_log = None;
+    }
+    let settings = args.decision_log_dir.is_some()
+        || args.decision_log_every.is_some()
+        || args.decision_log_when_full.is_some()
+        || args.decision_log_requests;
+    let Some(log) = config.decision_log.as_mut() else {
+        if settings {
+            return Err(Failure::usage(
+                "--decision-log-* flags configure the decision log, which is off (--no-decision-log, or enabled = false in the config file)",
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(dir) = &args.decision_log_dir {
+        log.dir = dir.clone();
+    }
+    if let Some(every) = args.decision_log_every {
+        log.sample_every = every;
+    }
+    if let Some(when_full) = args.decision_log_when_full {
+        log.when_full = match when_full {
+            WhenFullArg::Block => WhenFull::Block,
+            WhenFullArg::Drop => WhenFull::Drop,
+        };
+    }
+    if args.decision_log_requests {
+        log.full_requests = true;
+    }
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -60,17 +60,22 @@ impl AdminService {
 
     fn own_status(&self) -> MemberStatus {
         let metrics = self.node.raft.metrics().borrow().clone();
+        let log = self.node.decision_log.as_deref();
+        let signed = log.and_then(|log| log.signed());
         MemberStatus {
             id: self.node.id(),
             addr: self.node.config.advertise(),
             role: role(metrics.state).into(),
             applied_seq: self.node.published.served().as_ref().map(|s| s.head.seq),
             stale: self.node.freshness.check().is_err(),
-            log_key: self
-                .node
-                .decision_log
-                .as_ref()
-                .map(|log| log.public_key().to_hex())
+            log_key: log.map(|log| log.public_key().to_hex()).unwrap_or_default(),
+            log_signed_count: signed.map(|signed| signed.count),
+            log_signed_head: signed
+                .map(|signed| signed.head.to_hex())
+                .unwrap_or_default(),
+            log_error: log
+                .and_then(|log| log.failed())
+                .map(str::to_string)
                 .unwrap_or_default(),
             voter: metrics
                 .membership_config
@@ -122,6 +127,9 @@ impl AdminRpc for AdminService {
                         stale: true,
                         voter,
                         log_key: String::new(),
+                        log_signed_count: None,
+                        log_signed_head: String::new(),
+                        log_error: String::new(),
                     };
                     let Ok(mut client) = client else {
                         return unreachable;

@@ -123,21 +123,17 @@ impl EvaluationJson {
 /// `{"decision": …, "context": {"version", "reasons", "errors", "decision_id", …}}`.
 pub fn decision_json(
     served: &Served,
-    stale: bool,
     decision: &Decision,
     decision_id: String,
     node_id: u64,
 ) -> Value {
-    let mut context = json!({
+    let context = json!({
         "version": {"seq": served.head.seq, "hash": served.hash_hex},
         "reasons": decision.reasons,
         "errors": decision.errors,
         "decision_id": decision_id,
         "node_id": node_id,
     });
-    if stale {
-        context["stale"] = Value::Bool(true);
-    }
     json!({"decision": decision.decision == Outcome::Allow, "context": context})
 }
 

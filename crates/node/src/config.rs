@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use stele_ledger::Hash;
 
-use crate::decision_log::LogConfig;
+use crate::decision_log::{LogConfig, WhenFull};
 
 /// What a node does when it cannot show it is current.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -113,6 +113,55 @@ impl NodeConfig {
         if let Some(v) = file.genesis {
             self.genesis = Some(v.parse().map_err(|e| format!("genesis = {v:?}: {e}"))?);
         }
+        if let Some(log) = file.decision_log {
+            self.apply_decision_log(log)?;
+        }
+        Ok(())
+    }
+
+    fn apply_decision_log(&mut self, file: DecisionLogFile) -> Result<(), String> {
+        if file.enabled == Some(false) {
+            if file.dir.is_some()
+                || file.every.is_some()
+                || file.when_full.is_some()
+                || file.requests.is_some()
+                || file.segment_bytes.is_some()
+            {
+                return Err(
+                    "[decision_log] sets enabled = false and other settings: drop one or the other"
+                        .into(),
+                );
+            }
+            self.decision_log = None;
+            return Ok(());
+        }
+        // An empty dir means DATA/decisions, wherever DATA ends up.
+        let log = self
+            .decision_log
+            .get_or_insert_with(|| LogConfig::new(PathBuf::new()));
+        if let Some(v) = file.dir {
+            log.dir = v;
+        }
+        if let Some(v) = file.every {
+            if v == 0 {
+                return Err("[decision_log] every = 0: log one decision in N, N at least 1".into());
+            }
+            log.sample_every = v;
+        }
+        if let Some(v) = file.when_full {
+            log.when_full = v;
+        }
+        if let Some(v) = file.requests {
+            log.full_requests = v;
+        }
+        if let Some(v) = file.segment_bytes {
+            if v < MIN_SEGMENT_BYTES {
+                return Err(format!(
+                    "[decision_log] segment_bytes = {v}: at least {MIN_SEGMENT_BYTES}"
+                ));
+            }
+            log.segment_bytes = v;
+        }
         Ok(())
     }
 
@@ -169,7 +218,25 @@ struct FileConfig {
     heartbeat_interval: Option<String>,
     snapshot_every: Option<u64>,
     genesis: Option<String>,
+    decision_log: Option<DecisionLogFile>,
 }
+
+/// `[decision_log]`: the flags `--no-decision-log` (`enabled = false`),
+/// `--decision-log-dir`, `-every`, `-when-full` and `-requests`, and the
+/// size at which a segment is closed and the next begun.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionLogFile {
+    enabled: Option<bool>,
+    dir: Option<PathBuf>,
+    every: Option<u64>,
+    when_full: Option<WhenFull>,
+    requests: Option<bool>,
+    segment_bytes: Option<u64>,
+}
+
+/// The smallest segment size a file may set: a few records.
+const MIN_SEGMENT_BYTES: u64 = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -186,6 +253,33 @@ mod tests {
         assert_eq!(config.snapshot_every, 10);
         assert!(config.apply_file("max_stalenes = \"2s\"").is_err());
         assert!(config.apply_file("max_staleness = \"soon\"").is_err());
+    }
+
+    #[test]
+    fn a_file_configures_the_decision_log() {
+        let mut config = NodeConfig::new(1, "d".into(), "127.0.0.1:7001".parse().unwrap());
+        config
+            .apply_file("[decision_log]\nevery = 4\nwhen_full = \"drop\"\nrequests = true\nsegment_bytes = 8192\n")
+            .unwrap();
+        let log = config.decision_log.clone().unwrap();
+        assert_eq!(log.sample_every, 4);
+        assert_eq!(log.when_full, WhenFull::Drop);
+        assert!(log.full_requests);
+        assert_eq!(log.segment_bytes, 8192);
+        assert!(log.dir.as_os_str().is_empty(), "DATA/decisions by default");
+        config
+            .apply_file("[decision_log]\nenabled = false\n")
+            .unwrap();
+        assert!(config.decision_log.is_none());
+        for bad in [
+            "[decision_log]\nevery = 0\n",
+            "[decision_log]\nenabled = false\nevery = 2\n",
+            "[decision_log]\nwhen_full = \"sometimes\"\n",
+            "[decision_log]\nsample = 2\n",
+            "[decision_log]\nsegment_bytes = 100\n",
+        ] {
+            assert!(config.apply_file(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,11 +18,19 @@ use stele_store::{Published, Served};
 use tonic::{Request, Response, Status};
 
 use crate::config::{NodeConfig, OnStale};
-use crate::decision_log::{DecisionLog, logged};
-use crate::errors::{behind_min_version, no_policy, stale};
+use crate::decision_log::{DecisionLog, ToLog, Unlogged};
+use crate::errors::{behind_min_version, no_policy, stale, unlogged};
 use crate::freshness::Freshness;
 use crate::limits::MAX_BATCH_REQUESTS;
 use crate::metrics::Metrics;
+
+/// Why a query got no decision.
+pub(crate) enum Undecided {
+    /// It cannot be evaluated: a bad request.
+    Invalid(String),
+    /// The decision log would not take it: the node must not answer it.
+    Unlogged(Status),
+}
 
 pub struct DecisionService {
     pub node_id: u64,
@@ -84,47 +92,54 @@ impl DecisionService {
         }
     }
 
-    /// The snapshot to answer from, and whether it is served stale.
-    /// `decisions` is how many the call asked for, counted as refused when
-    /// it is.
+    /// The snapshot to answer from, and, when it is served stale (`--on-stale
+    /// serve`), why it is stale. `decisions` is how many the call asked for,
+    /// counted as refused when it is.
     pub(crate) fn current<'a>(
         &self,
         served: &'a Option<Arc<Served>>,
         decisions: u64,
-    ) -> Result<(&'a Served, bool), Status> {
+    ) -> Result<(&'a Served, Option<Status>), Status> {
         let refuse = |status: Status| {
             self.metrics.refused(decisions);
             status
         };
         let served = served.as_deref().ok_or_else(|| refuse(no_policy()))?;
-        let stale_now = match self.freshness.check() {
-            Ok(()) => false,
-            Err(why) if self.on_stale == OnStale::Fail => {
-                return Err(refuse(stale(why, served.head.seq)));
-            }
-            Err(_) => true,
-        };
-        Ok((served, stale_now))
+        if let Some(why) = self.log.as_ref().and_then(|log| log.refuses()) {
+            return Err(refuse(unlogged(&why)));
+        }
+        match self.freshness.check() {
+            Ok(()) => Ok((served, None)),
+            Err(why) if self.on_stale == OnStale::Fail => Err(refuse(stale(why, served.head.seq))),
+            Err(why) => Ok((served, Some(stale(why, served.head.seq)))),
+        }
     }
 
-    /// Evaluates one query against the served snapshot, counting it.
-    pub(crate) fn evaluate(
+    /// Evaluates one query against the served snapshot and hands the
+    /// decision to the log: the decision and its id, counted by outcome,
+    /// only once the log took it.
+    pub(crate) fn decide_logged(
         &self,
         served: &Served,
         query: &Query,
         described: &[Described],
-    ) -> Result<Decision, QueryError> {
+    ) -> Result<(Decision, String), Undecided> {
         let started = Instant::now();
         let decision = if described.is_empty() {
             served.snapshot.evaluate(query)
         } else {
             served.snapshot.evaluate_described(query, described)
-        };
-        match &decision {
-            Ok(decision) => self.metrics.decided(decision.decision, started.elapsed()),
-            Err(_) => self.metrics.invalid(),
         }
-        decision
+        .map_err(|QueryError(why)| {
+            self.metrics.invalid();
+            Undecided::Invalid(why)
+        })?;
+        let took = started.elapsed();
+        let decision_id = self.decision_id();
+        self.log(served, &decision_id, query, described, &decision)
+            .map_err(Undecided::Unlogged)?;
+        self.metrics.decided(decision.decision, took);
+        Ok((decision, decision_id))
     }
 
     fn decide(
@@ -132,33 +147,45 @@ impl DecisionService {
         served: &Served,
         stale_now: bool,
         request: CheckRequest,
-    ) -> Result<CheckResponse, String> {
-        let query = to_query(request).inspect_err(|_| self.metrics.invalid())?;
-        let decision = self
-            .evaluate(served, &query, &[])
-            .map_err(|e| e.to_string())?;
-        let decision_id = self.decision_id();
-        self.log(served, &decision_id, query, &decision);
+    ) -> Result<CheckResponse, Status> {
+        let query = to_query(request)
+            .inspect_err(|_| self.metrics.invalid())
+            .map_err(Status::invalid_argument)?;
+        let (decision, decision_id) =
+            self.decide_logged(served, &query, &[])
+                .map_err(|undecided| match undecided {
+                    Undecided::Invalid(why) => Status::invalid_argument(why),
+                    Undecided::Unlogged(status) => status,
+                })?;
         Ok(self.answer(served, stale_now, decision, decision_id))
     }
 
-    /// Hands the decision to the decision log, when the node keeps one.
-    pub(crate) fn log(
+    /// Hands the decision to the decision log, when the node keeps one. An
+    /// error means the decision must not be answered (it was counted as
+    /// refused).
+    fn log(
         &self,
         served: &Served,
         decision_id: &str,
-        query: Query,
+        query: &Query,
+        described: &[Described],
         decision: &Decision,
-    ) {
-        if let Some(log) = &self.log {
-            log.record(logged(
-                decision_id,
-                served.head.seq,
-                served.head.hash,
-                query,
-                decision,
-            ));
-        }
+    ) -> Result<(), Status> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        log.record(ToLog {
+            decision_id,
+            seq: served.head.seq,
+            hash: served.head.hash,
+            query,
+            described,
+            decision,
+        })
+        .map_err(|Unlogged(why)| {
+            self.metrics.refused(1);
+            unlogged(&why)
+        })
     }
 
     /// A new decision id: unique on this node, and across its restarts.
@@ -247,10 +274,9 @@ impl DecisionRpc for DecisionService {
             self.reach(min, client_deadline(&request)).await?;
         }
         let served = self.published.served();
-        let (served, stale_now) = self.current(&served, 1)?;
-        self.decide(served, stale_now, request.into_inner())
+        let (served, stale) = self.current(&served, 1)?;
+        self.decide(served, stale.is_some(), request.into_inner())
             .map(Response::new)
-            .map_err(Status::invalid_argument)
     }
 
     async fn check_batch(
@@ -273,15 +299,15 @@ impl DecisionRpc for DecisionService {
             self.reach(min, client_deadline(&request)).await?;
         }
         let served = self.published.served();
-        let (served, stale_now) = self.current(&served, batch.requests.len() as u64)?;
+        let (served, stale) = self.current(&served, batch.requests.len() as u64)?;
         let results = request
             .into_inner()
             .requests
             .into_iter()
             .map(|request| CheckResult {
-                result: Some(match self.decide(served, stale_now, request) {
+                result: Some(match self.decide(served, stale.is_some(), request) {
                     Ok(decision) => check_result::Result::Decision(decision),
-                    Err(error) => check_result::Result::Error(error),
+                    Err(error) => check_result::Result::Error(error.message().to_string()),
                 }),
             })
             .collect();

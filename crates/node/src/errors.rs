@@ -70,6 +70,24 @@ pub fn behind_min_version(own: u64, min: u64) -> Status {
     )
 }
 
+/// The decision log cannot take the decision (its writer failed, or the
+/// node is stopping): a node that logs does not answer unlogged.
+pub fn unlogged(why: &str) -> Status {
+    with_reason(
+        Code::Unavailable,
+        "DECISION_LOG_UNAVAILABLE",
+        format!("{why}; this node refuses decisions it cannot log (ask another node)"),
+        HashMap::new(),
+    )
+}
+
+/// True for [`unlogged`]'s refusal.
+pub fn is_unlogged(status: &Status) -> bool {
+    status
+        .get_details_error_info()
+        .is_some_and(|info| info.reason == "DECISION_LOG_UNAVAILABLE")
+}
+
 pub fn no_policy() -> Status {
     with_reason(
         Code::Unavailable,

@@ -21,13 +21,16 @@ use axum::routing::{get, post};
 use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use stele_store::Served;
 
 use crate::authzen::{
-    EvaluationJson, EvaluationsJson, Semantic, decision_json, invalid_json, refused_json,
+    EntityJson, EvaluationJson, EvaluationsJson, Semantic, decision_json, invalid_json,
+    refused_json,
 };
-use crate::decision_service::DecisionService;
-use crate::limits::{MAX_BATCH_REQUESTS, MAX_HTTP_BODY_BYTES};
-use crate::metrics::Gauges;
+use crate::decision_service::{DecisionService, Undecided};
+use crate::errors::is_unlogged;
+use crate::limits::{MAX_BATCH_REQUESTS, MAX_EXPANDED_BATCH_BYTES, MAX_HTTP_BODY_BYTES};
+use crate::metrics::{Gauges, LogGauges};
 use crate::state::NodeState;
 
 /// The consistency token: answer only from this version seq or a newer one.
@@ -76,6 +79,23 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The node will not decide now, and the caller should ask another
+    /// node: its decision log cannot take decisions.
+    fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why the node gives no decision: an AuthZEN answer of `decision: false`
+/// with the reason (no policy yet, stale), or a 503 (the decision log
+/// cannot take decisions: not a denial, a node to avoid).
+enum NotDeciding {
+    Answer(Value),
+    Unavailable(ApiError),
 }
 
 impl IntoResponse for ApiError {
@@ -140,30 +160,105 @@ impl HttpApi {
             })
     }
 
-    /// One evaluation: its answer, or 400 when it cannot be evaluated.
-    fn decide(&self, evaluation: &EvaluationJson) -> Result<Value, ApiError> {
+    /// The snapshot to answer from, or the answer of a node that will not
+    /// decide: no policy, stale (over HTTP always refused, whatever
+    /// `--on-stale` says: an AuthZEN caller reads `decision` only), or a
+    /// decision log that cannot be written. `decisions` are counted as
+    /// refused when it will not.
+    fn current<'a>(
+        &self,
+        served: &'a Option<Arc<Served>>,
+        decisions: u64,
+    ) -> Result<&'a Served, NotDeciding> {
+        match self.decisions.current(served, decisions) {
+            Ok((served, None)) => Ok(served),
+            Ok((_, Some(stale))) => {
+                self.decisions.metrics.refused(decisions);
+                Err(NotDeciding::Answer(refused_json(
+                    stale.message(),
+                    self.node_id(),
+                )))
+            }
+            Err(status) if is_unlogged(&status) => Err(NotDeciding::Unavailable(
+                ApiError::unavailable(status.message()),
+            )),
+            Err(status) => Err(NotDeciding::Answer(refused_json(
+                status.message(),
+                self.node_id(),
+            ))),
+        }
+    }
+
+    /// The answer to one evaluation, or the answer of a node that will not
+    /// decide.
+    fn answer(&self, evaluation: &EvaluationJson) -> Result<Value, ApiError> {
+        let served = self.decisions.published.served();
+        match self.current(&served, 1) {
+            Ok(served) => self.decide(evaluation, served),
+            Err(NotDeciding::Answer(refused)) => Ok(refused),
+            Err(NotDeciding::Unavailable(error)) => Err(error),
+        }
+    }
+
+    /// One evaluation against `served`: its answer, 400 when it cannot be
+    /// evaluated, or 503 when the decision log would not take it.
+    fn decide(&self, evaluation: &EvaluationJson, served: &Served) -> Result<Value, ApiError> {
         let (query, described) = evaluation.to_query().map_err(|e| {
             self.decisions.metrics.invalid();
             ApiError::bad_request(e.0)
         })?;
-        let served = self.decisions.published.served();
-        let (served, stale) = match self.decisions.current(&served, 1) {
-            Ok(current) => current,
-            Err(status) => return Ok(refused_json(status.message(), self.node_id())),
-        };
-        let decision = self
+        let (decision, decision_id) = self
             .decisions
-            .evaluate(served, &query, &described)
-            .map_err(|e| ApiError::bad_request(e.0))?;
-        let decision_id = self.decisions.decision_id();
-        self.decisions.log(served, &decision_id, query, &decision);
+            .decide_logged(served, &query, &described)
+            .map_err(|undecided| match undecided {
+                Undecided::Invalid(why) => ApiError::bad_request(why),
+                Undecided::Unlogged(status) => ApiError::unavailable(status.message()),
+            })?;
         Ok(decision_json(
             served,
-            stale,
             &decision,
             decision_id,
             self.node_id(),
         ))
+    }
+
+    /// A batch, in order, stopping where `semantic` says. An evaluation
+    /// the decision log would not take (the node began stopping during the
+    /// batch) is answered `decision: false` with the reason.
+    fn decide_all(
+        &self,
+        defaults: &EvaluationJson,
+        items: Vec<EvaluationJson>,
+        semantic: Semantic,
+    ) -> Result<Vec<Value>, ApiError> {
+        let served = self.decisions.published.served();
+        let refused_count = match semantic {
+            Semantic::DenyOnFirstDeny => 1,
+            _ => items.len(),
+        };
+        let served = match self.current(&served, refused_count as u64) {
+            Ok(served) => served,
+            Err(NotDeciding::Answer(refused)) => return Ok(vec![refused; refused_count]),
+            Err(NotDeciding::Unavailable(error)) => return Err(error),
+        };
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let result = match self.decide(&item.or(defaults), served) {
+                Ok(answer) => answer,
+                Err(error) if error.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    refused_json(&error.message, self.node_id())
+                }
+                Err(error) => invalid_json(&error.message),
+            };
+            let allowed = result["decision"] == Value::Bool(true);
+            results.push(result);
+            match semantic {
+                Semantic::DenyOnFirstDeny if !allowed => break,
+                Semantic::PermitOnFirstPermit if allowed => break,
+                _ => {}
+            }
+        }
+        Ok(results)
     }
 }
 
@@ -174,7 +269,7 @@ async fn evaluation(
 ) -> Result<Response, ApiError> {
     let evaluation: EvaluationJson = parse(body)?;
     api.reach_min_version(&headers).await?;
-    Ok(json_response(StatusCode::OK, &api.decide(&evaluation)?))
+    Ok(json_response(StatusCode::OK, &api.answer(&evaluation)?))
 }
 
 async fn evaluations(
@@ -182,13 +277,17 @@ async fn evaluations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let batch: EvaluationsJson = parse(body)?;
-    let items = batch.evaluations.unwrap_or_default();
+    let EvaluationsJson {
+        defaults,
+        evaluations,
+        options,
+    } = parse(body)?;
+    let items = evaluations.unwrap_or_default();
     api.reach_min_version(&headers).await?;
     // Without `evaluations`, the request is a single evaluation (the spec's
     // backward-compatible form), and so is its answer.
     if items.is_empty() {
-        return Ok(json_response(StatusCode::OK, &api.decide(&batch.defaults)?));
+        return Ok(json_response(StatusCode::OK, &api.answer(&defaults)?));
     }
     if items.len() > MAX_BATCH_REQUESTS {
         return Err(ApiError::bad_request(format!(
@@ -196,57 +295,84 @@ async fn evaluations(
             items.len()
         )));
     }
-    let served = api.decisions.published.served();
-    let (served, stale) = match api.decisions.current(&served, items.len() as u64) {
-        Ok(current) => current,
-        Err(status) => {
-            let refused = refused_json(status.message(), api.node_id());
-            let all = vec![refused; items.len()];
-            return Ok(json_response(StatusCode::OK, &json!({"evaluations": all})));
-        }
-    };
-    let semantic = batch.options.evaluations_semantic;
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        let evaluated = item
-            .or(&batch.defaults)
-            .to_query()
-            .and_then(|(query, described)| {
-                let decision = api.decisions.evaluate(served, &query, &described)?;
-                Ok((query, decision))
-            });
-        let (allowed, result) = match evaluated {
-            Ok((query, decision)) => {
-                let decision_id = api.decisions.decision_id();
-                api.decisions.log(served, &decision_id, query, &decision);
-                (
-                    decision.decision == stele_policy::Outcome::Allow,
-                    decision_json(served, stale, &decision, decision_id, api.node_id()),
-                )
-            }
-            Err(error) => (false, invalid_json(&error.0)),
-        };
-        results.push(result);
-        match semantic {
-            Semantic::DenyOnFirstDeny if !allowed => break,
-            Semantic::PermitOnFirstPermit if allowed => break,
-            _ => {}
-        }
+    let expanded = expanded_bytes(&defaults, &items);
+    if expanded > MAX_EXPANDED_BATCH_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "the batch's defaults copied into the {} evaluations that leave them out come to {expanded} bytes, over the limit of {MAX_EXPANDED_BATCH_BYTES}: send a smaller default context or properties, or fewer evaluations",
+            items.len()
+        )));
     }
+    // Up to 10,000 evaluations: Cedar runs off the runtime's workers, so a
+    // batch never holds up single decisions.
+    let semantic = options.evaluations_semantic;
+    let results = tokio::task::spawn_blocking(move || api.decide_all(&defaults, items, semantic))
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("the batch was not evaluated: {e}"),
+        })??;
     Ok(json_response(
         StatusCode::OK,
         &json!({"evaluations": results}),
     ))
 }
 
-/// AuthZEN's discovery document, its URLs on the host the caller used.
+/// The bytes of the batch's defaults that its evaluations copy: each field
+/// an evaluation leaves out is the default's, counted once per evaluation.
+fn expanded_bytes(defaults: &EvaluationJson, items: &[EvaluationJson]) -> usize {
+    let json_len = |map: &serde_json::Map<String, Value>| {
+        serde_json::to_string(map).map_or(usize::MAX, |text| text.len())
+    };
+    let entity_len = |entity: &Option<EntityJson>| {
+        entity.as_ref().map_or(0, |e| {
+            e.type_name.as_ref().map_or(0, String::len)
+                + e.id.as_ref().map_or(0, String::len)
+                + e.properties.as_ref().map_or(0, json_len)
+        })
+    };
+    let subject = entity_len(&defaults.subject);
+    let action = defaults
+        .action
+        .as_ref()
+        .map_or(0, |a| a.name.as_ref().map_or(0, String::len));
+    let resource = entity_len(&defaults.resource);
+    let context = defaults.context.as_ref().map_or(0, json_len);
+    items
+        .iter()
+        .map(|item| {
+            let mut bytes = 0usize;
+            if item.subject.is_none() {
+                bytes = bytes.saturating_add(subject);
+            }
+            if item.resource.is_none() {
+                bytes = bytes.saturating_add(resource);
+            }
+            if item.action.is_none() {
+                bytes = bytes.saturating_add(action);
+            }
+            if item.context.is_none() {
+                bytes = bytes.saturating_add(context);
+            }
+            bytes
+        })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// AuthZEN's discovery document, its URLs on the address the node listens
+/// at. Only a node listening on every interface (`0.0.0.0`) names the host
+/// the caller used, since it has no one address of its own to give.
 async fn configuration(State(api): State<HttpApi>, headers: HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| api.node.config.http.map(|addr| addr.to_string()))
-        .unwrap_or_default();
+    let configured = api.node.config.http;
+    let host = match configured {
+        Some(addr) if !addr.ip().is_unspecified() => addr.to_string(),
+        _ => headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .filter(|host| host.parse::<axum::http::uri::Authority>().is_ok())
+            .map(str::to_string)
+            .or_else(|| configured.map(|addr| addr.to_string()))
+            .unwrap_or_default(),
+    };
     let base = format!("http://{host}");
     json_response(
         StatusCode::OK,
@@ -263,8 +389,15 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: serving a policy version it can show is current.
+/// Ready: serving a policy version it can show is current, and able to log
+/// its decisions.
 async fn readyz(State(api): State<HttpApi>) -> (StatusCode, String) {
+    if let Some(why) = api.decisions.log.as_ref().and_then(|log| log.refuses()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        );
+    }
     let served = api.node.published.served();
     let Some(served) = served.as_deref() else {
         return (
@@ -297,21 +430,36 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
     let node = &api.node;
     let served = node.published.served();
     let raft = node.raft.metrics().borrow().clone();
+    // openraft 0.9's metrics leave the commit index out; its state has it.
+    let raft_commit_index = node
+        .raft
+        .with_raft_state(|state| state.committed.map_or(0, |id| id.index))
+        .await
+        .ok();
     let gauges = Gauges {
         node_id: node.id(),
         served: served.as_ref().map(|s| (s.head.seq, s.hash_hex.clone())),
         staleness: node.freshness.age(),
         max_staleness: node.config.max_staleness,
-        ready: served.is_some() && node.freshness.check().is_ok(),
+        ready: served.is_some()
+            && node.freshness.check().is_ok()
+            && node
+                .decision_log
+                .as_ref()
+                .is_none_or(|log| log.refuses().is_none()),
         raft_term: raft.current_term,
         raft_leader: raft.current_leader,
         raft_is_leader: raft.state == ServerState::Leader,
         raft_last_log_index: raft.last_log_index.unwrap_or(0),
+        raft_commit_index,
         raft_applied_index: raft.last_applied.map_or(0, |id| id.index),
-        log: node
-            .decision_log
-            .as_ref()
-            .map(|log| (log.queue_depth(), log.dropped_total())),
+        log: node.decision_log.as_ref().map(|log| LogGauges {
+            queue_depth: log.queue_depth(),
+            dropped: log.dropped_total(),
+            lost: log.lost_total(),
+            failed: log.failed().is_some(),
+            signed: log.signed(),
+        }),
     };
     (
         [(

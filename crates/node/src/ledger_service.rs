@@ -181,11 +181,19 @@ impl LedgerRpc for LedgerService {
         &self,
         request: Request<GetProposalRequest>,
     ) -> Result<Response<ProposalReply>, Status> {
-        let id = parse_id(&request.into_inner().proposal_id)?;
+        let id = parse_id(&request.get_ref().proposal_id)?;
         let machine = self.node.published.machine();
-        let held = machine.pending_proposal(&id).ok_or_else(|| {
-            Status::not_found(format!("no pending proposal {id} on this node (it may have committed, expired or been refused)"))
-        })?;
+        let Some(held) = machine.pending_proposal(&id) else {
+            // A follower may not have applied a proposal made a moment ago
+            // at another node: the leader has, before it answered.
+            if let Ok(Route::Leader { id: leader, addr }) = self.node.route(&request) {
+                return (self.leader(&addr)?.get_proposal(forwarded(request)).await)
+                    .map_err(forward_failed(leader, &addr));
+            }
+            return Err(Status::not_found(format!(
+                "no pending proposal {id} (it may have committed, expired or been refused)"
+            )));
+        };
         Ok(Response::new(ProposalReply {
             proposal: Proposal::encode_parts(&held.version, &held.bundle).into_bytes(),
             status: Some(to_proto(&machine.pending_status(held))),

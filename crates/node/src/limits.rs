@@ -19,3 +19,7 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 pub const MAX_BATCH_REQUESTS: usize = 10_000;
 /// Largest HTTP request body (an AuthZEN batch of many evaluations fits).
 pub const MAX_HTTP_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Most bytes a batch of AuthZEN evaluations may take once each evaluation
+/// has copied the batch's defaults it leaves out (subject, resource,
+/// context): a small body must not become gigabytes of requests.
+pub const MAX_EXPANDED_BATCH_BYTES: usize = 4 * MAX_HTTP_BODY_BYTES;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use stele_policy::Outcome;
 
+use crate::decision_log::SignedHead;
+
 /// Upper bounds of the decision latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
     5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 10e-3, 50e-3, 250e-3,
@@ -148,9 +150,24 @@ pub struct Gauges {
     pub raft_leader: Option<u64>,
     pub raft_is_leader: bool,
     pub raft_last_log_index: u64,
+    /// The highest entry this node knows to be committed; `None` when Raft
+    /// did not answer (it is stopping).
+    pub raft_commit_index: Option<u64>,
     pub raft_applied_index: u64,
-    /// The decision log's queue depth and decisions dropped, when it is on.
-    pub log: Option<(u64, u64)>,
+    /// The decision log, when it is on.
+    pub log: Option<LogGauges>,
+}
+
+pub struct LogGauges {
+    pub queue_depth: u64,
+    pub dropped: u64,
+    /// Decisions answered and then lost when the writer failed.
+    pub lost: u64,
+    /// The writer failed: the node refuses decisions (or drops them).
+    pub failed: bool,
+    /// The last checkpoint signed: what `stele audit verify --expect-count
+    /// --expect-head` checks a copy against.
+    pub signed: Option<SignedHead>,
 }
 
 impl Gauges {
@@ -236,28 +253,69 @@ impl Gauges {
             "The index of the last entry this node applied.",
             self.raft_applied_index.to_string(),
         );
-        gauge(
-            out,
-            "stele_raft_apply_lag",
-            "Log entries held but not yet applied.",
-            self.raft_last_log_index
-                .saturating_sub(self.raft_applied_index)
-                .to_string(),
-        );
-        if let Some((depth, dropped)) = self.log {
+        if let Some(commit_index) = self.raft_commit_index {
+            gauge(
+                out,
+                "stele_raft_commit_index",
+                "The index of the last entry this node knows to be committed.",
+                commit_index.to_string(),
+            );
+            gauge(
+                out,
+                "stele_raft_apply_lag",
+                "Committed entries this node has not applied yet.",
+                commit_index
+                    .saturating_sub(self.raft_applied_index)
+                    .to_string(),
+            );
+        }
+        if let Some(log) = &self.log {
             gauge(
                 out,
                 "stele_decision_log_queue_depth",
                 "Decisions waiting to be written to the decision log.",
-                depth.to_string(),
+                log.queue_depth.to_string(),
             );
             family(
                 out,
                 "stele_decision_log_dropped_total",
                 "counter",
-                "Decisions answered but not logged because the log's queue was full (--decision-log-when-full drop); the log records each gap.",
+                "Decisions answered but not logged (--decision-log-when-full drop); the log records each gap.",
             );
-            writeln!(out, "stele_decision_log_dropped_total {dropped}").expect("String");
+            writeln!(out, "stele_decision_log_dropped_total {}", log.dropped).expect("String");
+            family(
+                out,
+                "stele_decision_log_lost_total",
+                "counter",
+                "Decisions answered and then lost when the decision log's writer failed (at most what its queue held).",
+            );
+            writeln!(out, "stele_decision_log_lost_total {}", log.lost).expect("String");
+            gauge(
+                out,
+                "stele_decision_log_failed",
+                "1 when the decision log cannot be written: the node refuses decisions (or, told to drop, answers them unlogged).",
+                u8::from(log.failed).to_string(),
+            );
+            if let Some(signed) = log.signed {
+                gauge(
+                    out,
+                    "stele_decision_log_signed_count",
+                    "Records covered by the last checkpoint the node signed (stele audit verify --expect-count).",
+                    signed.count.to_string(),
+                );
+                family(
+                    out,
+                    "stele_decision_log_signed_head",
+                    "gauge",
+                    "Always 1; its label is the hash of the last record the last checkpoint covers (--expect-head).",
+                );
+                sample(
+                    out,
+                    "stele_decision_log_signed_head",
+                    &[("hash", &signed.head.to_string())],
+                    1,
+                );
+            }
         }
     }
 }
@@ -301,9 +359,19 @@ mod tests {
             raft_term: 3,
             raft_leader: Some(1),
             raft_is_leader: false,
-            raft_last_log_index: 40,
+            raft_last_log_index: 41,
+            raft_commit_index: Some(40),
             raft_applied_index: 38,
-            log: Some((3, 1)),
+            log: Some(LogGauges {
+                queue_depth: 3,
+                dropped: 1,
+                lost: 4,
+                failed: false,
+                signed: Some(SignedHead {
+                    count: 12,
+                    head: stele_ledger::Hash::ZERO,
+                }),
+            }),
         }
     }
 
@@ -333,10 +401,15 @@ mod tests {
             "stele_proposals_total{verdict=\"stale_parent\"} 1",
             "stele_served_seq 7",
             "stele_staleness_seconds 0.25",
+            "stele_raft_last_log_index 41",
+            "stele_raft_commit_index 40",
             "stele_raft_apply_lag 2",
             "stele_raft_leader_id 1",
             "stele_decision_log_queue_depth 3",
             "stele_decision_log_dropped_total 1",
+            "stele_decision_log_lost_total 4",
+            "stele_decision_log_failed 0",
+            "stele_decision_log_signed_count 12",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

@@ -112,6 +112,10 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let decision_log = match &config.decision_log {
             Some(log_config) => {
+                let mut log_config = log_config.clone();
+                if log_config.dir.as_os_str().is_empty() {
+                    log_config.dir = config.data_dir.join("decisions");
+                }
                 let key =
                     crate::decision_log::node_key(&config.data_dir).map_err(NodeError::Config)?;
                 let log = DecisionLog::open(log_config.clone(), key, config.id)
@@ -248,7 +252,11 @@ fn spawn_health_watch(
         loop {
             tick.tick().await;
             let current = node.freshness.check().is_ok() || node.config.on_stale == OnStale::Serve;
-            let serving = current && node.published.served().is_some();
+            let logging = node
+                .decision_log
+                .as_ref()
+                .is_none_or(|log| log.refuses().is_none());
+            let serving = current && logging && node.published.served().is_some();
             if last == Some(serving) {
                 continue;
             }
@@ -323,6 +331,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         crate::state::system_clock(),
     )
     .await?;
+    // One stop for both APIs: HTTP stops taking requests when gRPC does,
+    // and finishes those it has, so that every decision answered is logged
+    // before the log closes.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let http = http.map(|listener| {
         use axum::serve::ListenerExt;
         let listener = listener.tap_io(|stream| {
@@ -330,7 +342,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                 tracing::warn!("cannot set TCP_NODELAY: {error}");
             }
         });
-        tokio::spawn(axum::serve(listener, node.http_router()).into_future())
+        let mut stopping = stopping.clone();
+        tokio::spawn(
+            axum::serve(listener, node.http_router())
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        )
     });
     // Without TCP_NODELAY, a reply's frames wait on the client's delayed
     // ACK: about 40 ms per call.
@@ -342,8 +361,20 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         })
     });
     let decision_log = node.state.decision_log.clone();
-    let served = node.serve(incoming, shutdown).await;
-    if let Some(http) = http {
+    let signalled = async {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let served = node.serve(incoming, signalled).await;
+    let _ = stop.send(true);
+    if let Some(mut http) = http
+        && tokio::time::timeout(SHUTDOWN_GRACE, &mut http)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "HTTP requests outlived the {SHUTDOWN_GRACE:?} grace period; stopping anyway"
+        );
         http.abort();
     }
     if let Some(log) = decision_log {

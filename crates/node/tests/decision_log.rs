@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stele_ledger::{Hash, SecretKey};
-use stele_node::decision_log::{DecisionLog, LogConfig, Logged, WhenFull, verify};
-use stele_policy::{Outcome, Query};
+use stele_ledger::{Hash, PublicKey, SecretKey};
+use stele_node::decision_log::{
+    self, Broken, DecisionLog, DecisionRecord, Expected, LogConfig, ToLog, Unlogged, Verified,
+    WhenFull,
+};
+use stele_policy::{Decision, Outcome, Query};
 
 fn config(dir: &Path) -> LogConfig {
     let mut config = LogConfig::new(dir.to_path_buf());
@@ -16,31 +19,58 @@ fn config(dir: &Path) -> LogConfig {
     config
 }
 
-fn decision(n: u64) -> Logged {
-    Logged {
-        decision_id: format!("1-test-{n}"),
-        time_ms: 1_000 + n,
-        seq: 1 + n / 20,
-        hash: Hash::of_bytes(&(n / 20).to_be_bytes()),
-        query: Query::parse(
-            &format!("User::\"u{n}\""),
-            "Action::\"read\"",
-            "Doc::\"d\"",
-            Some(r#"{"ip": "10.0.0.1"}"#),
-        )
-        .unwrap(),
-        outcome: if n.is_multiple_of(3) {
+/// Decision `n`: its query and answer.
+fn decision(n: u64) -> (Query, Decision) {
+    let query = Query::parse(
+        &format!("User::\"u{n}\""),
+        "Action::\"read\"",
+        "Doc::\"d\"",
+        Some(r#"{"ip": "10.0.0.1"}"#),
+    )
+    .unwrap();
+    let allowed = n.is_multiple_of(3);
+    let decision = Decision {
+        decision: if allowed {
             Outcome::Allow
         } else {
             Outcome::Deny
         },
-        reasons: if n.is_multiple_of(3) {
-            vec!["p1".into()]
-        } else {
-            vec![]
-        },
+        reasons: if allowed { vec!["p1".into()] } else { vec![] },
         errors: vec![],
-    }
+    };
+    (query, decision)
+}
+
+/// Hands decision `n` to the log.
+fn record(log: &DecisionLog, n: u64) -> Result<(), Unlogged> {
+    let (query, decision) = decision(n);
+    log.record(ToLog {
+        decision_id: &format!("1-test-{n}"),
+        seq: 1 + n / 20,
+        hash: Hash::of_bytes(&(n / 20).to_be_bytes()),
+        query: &query,
+        described: &[],
+        decision: &decision,
+    })
+}
+
+/// Verifies with the default expectations: a whole log, all of it signed.
+fn verify(dir: &Path, key: &PublicKey) -> Result<Verified, Broken> {
+    verify_expecting(dir, key, &Expected::default())
+}
+
+fn verify_expecting(dir: &Path, key: &PublicKey, expected: &Expected) -> Result<Verified, Broken> {
+    decision_log::verify(dir, key, expected, |_| {})
+}
+
+/// The decision records of a log that verifies, in order.
+fn verified_records(dir: &Path) -> Vec<DecisionRecord> {
+    let mut records = Vec::new();
+    decision_log::verify(dir, &key().public_key(), &Expected::default(), |r| {
+        records.push(r.clone())
+    })
+    .unwrap();
+    records
 }
 
 fn key() -> SecretKey {
@@ -49,14 +79,26 @@ fn key() -> SecretKey {
 
 /// A closed log of `count` decisions, in a new directory.
 fn written(count: u64) -> (tempfile::TempDir, PathBuf) {
+    let (root, dir, _) = written_with(count, |_| {});
+    (root, dir)
+}
+
+/// A closed log of `count` decisions offered to a log configured by
+/// `tune`, in a new directory, and the log itself.
+fn written_with(
+    count: u64,
+    tune: impl FnOnce(&mut LogConfig),
+) -> (tempfile::TempDir, PathBuf, DecisionLog) {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("decisions");
-    let log = DecisionLog::open(config(&dir), key(), 1).unwrap();
+    let mut config = config(&dir);
+    tune(&mut config);
+    let log = DecisionLog::open(config, key(), 1).unwrap();
     for n in 0..count {
-        log.record(decision(n));
+        record(&log, n).unwrap();
     }
     log.close();
-    (root, dir)
+    (root, dir, log)
 }
 
 /// The log's lines, file by file.
@@ -94,19 +136,15 @@ fn tamper(dir: &Path, index: u64, edit: impl FnOnce(&mut Vec<String>, usize)) {
 #[test]
 fn a_written_log_verifies_across_segments_and_checkpoints() {
     let (_root, dir) = written(95);
-    let verified = verify(&dir, &key().public_key(), |_| {}).unwrap();
+    let verified = verify(&dir, &key().public_key()).unwrap();
     assert_eq!(verified.records, 95);
     assert_eq!(verified.decisions, 95);
     assert_eq!(verified.signed, 95, "close signs the last records");
     assert!(verified.checkpoints >= 10, "{verified:?}");
     assert!(verified.segments >= 3, "{verified:?}");
-    let mut seen = Vec::new();
-    verify(&dir, &key().public_key(), |r| {
-        seen.push(r.decision_id.clone())
-    })
-    .unwrap();
+    let seen = verified_records(&dir);
     assert_eq!(seen.len(), 95);
-    assert_eq!(seen[42], "1-test-42");
+    assert_eq!(seen[42].decision_id, "1-test-42");
 }
 
 #[test]
@@ -114,7 +152,13 @@ fn a_copy_without_its_oldest_segments_verifies_from_where_it_starts() {
     let (_root, dir) = written(95);
     let (oldest, _) = lines(&dir).into_iter().next().unwrap();
     std::fs::remove_file(oldest).unwrap();
-    let verified = verify(&dir, &key().public_key(), |_| {}).unwrap();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
+    assert!(broken.reason.contains("--allow-pruned"), "{broken}");
+    let pruned = Expected {
+        allow_pruned: true,
+        ..Expected::default()
+    };
+    let verified = verify_expecting(&dir, &key().public_key(), &pruned).unwrap();
     assert!(verified.first_index > 0, "{verified:?}");
     assert_eq!(verified.next_index, 95);
     assert_eq!(verified.records, 95 - verified.first_index);
@@ -124,7 +168,7 @@ fn a_copy_without_its_oldest_segments_verifies_from_where_it_starts() {
 #[test]
 fn another_key_does_not_verify_it() {
     let (_root, dir) = written(12);
-    let broken = verify(&dir, &SecretKey::from_seed([8; 32]).public_key(), |_| {}).unwrap_err();
+    let broken = verify(&dir, &SecretKey::from_seed([8; 32]).public_key()).unwrap_err();
     assert!(broken.reason.contains("signature"), "{broken}");
 }
 
@@ -134,7 +178,7 @@ fn a_changed_record_is_named() {
     tamper(&dir, 17, |lines, at| {
         lines[at] = lines[at].replace("\"decision\":\"deny\"", "\"decision\":\"allow\"");
     });
-    let broken = verify(&dir, &key().public_key(), |_| {}).unwrap_err();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert_eq!(broken.index, Some(17), "{broken}");
     assert_eq!(broken.decision_id.as_deref(), Some("1-test-17"));
     assert!(broken.reason.starts_with("changed"), "{broken}");
@@ -146,7 +190,7 @@ fn a_changed_last_record_is_named_by_the_checkpoint_after_it() {
     tamper(&dir, 19, |lines, at| {
         lines[at] = lines[at].replace("\"reasons\":[]", "\"reasons\":[\"p9\"]");
     });
-    let broken = verify(&dir, &key().public_key(), |_| {}).unwrap_err();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert_eq!(broken.index, Some(19), "{broken}");
 }
 
@@ -156,7 +200,7 @@ fn a_deleted_record_is_named() {
     tamper(&dir, 23, |lines, at| {
         lines.remove(at);
     });
-    let broken = verify(&dir, &key().public_key(), |_| {}).unwrap_err();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
     // Named where the gap shows: at record 24, or at the checkpoint that
     // follows record 22 and counts 24.
     assert!(
@@ -176,7 +220,7 @@ fn reordered_records_are_named() {
             .expect("record 32 in the same segment");
         lines.swap(at, next);
     });
-    let broken = verify(&dir, &key().public_key(), |_| {}).unwrap_err();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert_eq!(broken.index, Some(32), "{broken}");
 }
 
@@ -188,7 +232,7 @@ fn a_truncated_record_is_named() {
     text.push('\n');
     text.push_str(&lines[lines.len() - 1][..20]);
     std::fs::write(&path, text).unwrap();
-    let broken = verify(&dir, &key().public_key(), |_| {}).unwrap_err();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert!(broken.reason.contains("cut short"), "{broken}");
     assert!(path.ends_with(&broken.file), "{broken}");
 }
@@ -202,7 +246,7 @@ fn a_forged_checkpoint_is_refused() {
         .map(|l| l.replace("\"count\":20,", "\"count\":19,"))
         .collect();
     std::fs::write(&path, forged.join("\n") + "\n").unwrap();
-    let broken = verify(&dir, &key().public_key(), |_| {}).unwrap_err();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert!(broken.reason.contains("signature"), "{broken}");
 }
 
@@ -216,27 +260,256 @@ fn a_reopened_log_continues_its_chain_and_cuts_a_torn_line() {
     std::fs::write(&path, text).unwrap();
     let log = DecisionLog::open(config(&dir), key(), 1).unwrap();
     for n in 15..30 {
-        log.record(decision(n));
+        record(&log, n).unwrap();
     }
     log.close();
-    let verified = verify(&dir, &key().public_key(), |_| {}).unwrap();
+    let verified = verify(&dir, &key().public_key()).unwrap();
     assert_eq!(verified.records, 30);
     assert_eq!(verified.signed, 30);
 }
 
 #[test]
 fn sampling_is_stated_in_the_checkpoints() {
+    let (_root, dir, _) = written_with(40, |config| {
+        config.sample_every = 4;
+        config.when_full = WhenFull::Drop;
+    });
+    let verified = verify(&dir, &key().public_key()).unwrap();
+    assert_eq!(verified.sample_every, 4);
+    assert_eq!(verified.decisions + verified.dropped, 10, "{verified:?}");
+}
+
+#[test]
+fn a_copy_missing_its_newest_segment_fails_against_the_signed_count() {
+    let (_root, dir) = written(95);
+    let root_key = key().public_key();
+    let whole = verify(&dir, &root_key).unwrap();
+    // What the node published (cluster status, /metrics): its last
+    // checkpoint.
+    let signed = Expected {
+        count: Some(whole.signed),
+        head: Some(whole.head),
+        allow_unsigned: true,
+        ..Expected::default()
+    };
+    verify_expecting(&dir, &root_key, &signed).unwrap();
+    let (newest, _) = lines(&dir).into_iter().last().unwrap();
+    std::fs::remove_file(newest).unwrap();
+    // The copy is consistent by itself: a shorter log...
+    let lenient = Expected {
+        allow_unsigned: true,
+        ..Expected::default()
+    };
+    let shorter = verify_expecting(&dir, &root_key, &lenient).unwrap();
+    assert!(shorter.next_index < 95, "{shorter:?}");
+    // ...but not against what the node signed.
+    let broken = verify_expecting(&dir, &root_key, &signed).unwrap_err();
+    assert!(broken.reason.contains("cut from its end"), "{broken}");
+    assert!(broken.reason.contains("94"), "{broken}");
+}
+
+#[test]
+fn a_rewritten_log_of_the_same_length_fails_against_the_signed_head() {
+    let (_root, dir) = written(20);
+    let whole = verify(&dir, &key().public_key()).unwrap();
+    // The same number of records, other decisions: what someone holding
+    // the key could write.
+    let other = tempfile::tempdir().unwrap();
+    let rewritten = other.path().join("decisions");
+    let log = DecisionLog::open(config(&rewritten), key(), 1).unwrap();
+    for n in 100..120 {
+        record(&log, n).unwrap();
+    }
+    log.close();
+    let signed = Expected {
+        count: Some(whole.signed),
+        head: Some(whole.head),
+        ..Expected::default()
+    };
+    let broken = verify_expecting(&rewritten, &key().public_key(), &signed).unwrap_err();
+    assert!(broken.reason.contains("rewritten"), "{broken}");
+}
+
+#[test]
+fn records_after_the_last_checkpoint_are_refused_unless_allowed() {
+    let (_root, dir) = written(20);
+    // Remove the closing checkpoint: records 10..19 are chained, unsigned.
+    let (path, mut last) = lines(&dir).into_iter().last().unwrap();
+    assert!(last.last().unwrap().contains("\"kind\":\"checkpoint\""));
+    last.pop();
+    std::fs::write(&path, last.join("\n") + "\n").unwrap();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
+    assert_eq!(broken.index, Some(10), "{broken}");
+    assert!(broken.reason.contains("--allow-unsigned"), "{broken}");
+    let unsigned = Expected {
+        allow_unsigned: true,
+        ..Expected::default()
+    };
+    let verified = verify_expecting(&dir, &key().public_key(), &unsigned).unwrap();
+    assert_eq!((verified.signed, verified.next_index), (10, 20));
+}
+
+#[test]
+fn a_closed_log_takes_no_more_decisions() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("decisions");
+    let log = DecisionLog::open(config(&dir), key(), 1).unwrap();
+    record(&log, 0).unwrap();
+    log.close();
+    // Blocking (the default): the decision is refused, not answered
+    // unlogged.
+    let refused = record(&log, 1).unwrap_err();
+    assert!(refused.0.contains("closed"), "{refused:?}");
+    assert_eq!(verify(&dir, &key().public_key()).unwrap().records, 1);
+}
+
+#[test]
+fn closing_under_load_writes_every_decision_it_took() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("decisions");
     let mut config = config(&dir);
-    config.sample_every = 4;
-    config.when_full = WhenFull::Drop;
+    config.queue = 64;
+    config.segment_bytes = 1 << 20;
+    let log = std::sync::Arc::new(DecisionLog::open(config, key(), 1).unwrap());
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (0..)
+                    .map(|n| record(&log, t * 1_000_000 + n))
+                    .take_while(Result::is_ok)
+                    .count() as u64
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    log.close();
+    let taken: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(taken > 0);
+    let verified = verify(&dir, &key().public_key()).unwrap();
+    assert_eq!(verified.decisions, taken, "{verified:?}");
+    assert_eq!(verified.signed, verified.next_index);
+}
+
+#[test]
+fn every_decision_is_logged_or_counted_as_dropped() {
+    let (_root, dir, log) = written_with(2_000, |config| {
+        config.queue = 4;
+        config.when_full = WhenFull::Drop;
+    });
+    let verified = verify(&dir, &key().public_key()).unwrap();
+    assert_eq!(
+        verified.decisions + verified.dropped,
+        2_000,
+        "every decision answered is logged or counted: {verified:?}"
+    );
+    assert_eq!(log.dropped_total(), verified.dropped);
+}
+
+#[test]
+fn a_writer_that_cannot_write_refuses_decisions() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("decisions");
+    let log = DecisionLog::open(config(&dir), key(), 1).unwrap();
+    record(&log, 0).unwrap();
+    // The directory becomes a file: the next segment cannot be created.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+    let mut refused = None;
+    for n in 1..100_000 {
+        if let Err(unlogged) = record(&log, n) {
+            refused = Some(unlogged);
+            break;
+        }
+        if n % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let refused = refused.expect("decisions are refused once the writer fails");
+    assert!(refused.0.contains("cannot be written"), "{refused:?}");
+    assert!(log.failed().is_some());
+    assert!(log.refuses().is_some());
+    log.close();
+    // The decision the writer held when it failed had been answered: it is
+    // counted as lost, and nothing is left counted as queued.
+    assert!(log.lost_total() >= 1, "{}", log.lost_total());
+    assert_eq!(log.queue_depth(), 0);
+}
+
+#[test]
+fn described_entities_are_in_the_digest_and_the_full_request() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("decisions");
+    let mut config = config(&dir);
+    config.full_requests = true;
     let log = DecisionLog::open(config, key(), 1).unwrap();
-    for n in 0..40 {
-        log.record(decision(n));
+    let (query, decision) = decision(0);
+    let alice = stele_policy::EntityRef {
+        type_name: "User".into(),
+        id: "u0".into(),
+    };
+    let described = |level: i64| {
+        let attributes = serde_json::json!({"level": level});
+        vec![stele_policy::Described::new(&alice, attributes.as_object().unwrap().clone()).unwrap()]
+    };
+    for (n, level) in [(0, 1), (1, 9)] {
+        log.record(ToLog {
+            decision_id: &format!("d{n}"),
+            seq: 1,
+            hash: Hash::ZERO,
+            query: &query,
+            described: &described(level),
+            decision: &decision,
+        })
+        .unwrap();
     }
     log.close();
-    let verified = verify(&dir, &key().public_key(), |_| {}).unwrap();
-    assert_eq!(verified.sample_every, 4);
-    assert_eq!(verified.decisions + verified.dropped, 10, "{verified:?}");
+    let records = verified_records(&dir);
+    assert_ne!(
+        records[0].request_digest, records[1].request_digest,
+        "the same query with other properties is another request"
+    );
+    assert_eq!(
+        records[1].request_digest,
+        decision_log::request_digest(&query, &described(9))
+    );
+    let request = records[1].request.as_ref().unwrap();
+    assert_eq!(request["entities"][0]["attrs"]["level"], 9);
+    assert_eq!(request["entities"][0]["uid"], "User::\"u0\"");
+}
+
+#[test]
+fn an_oversized_request_is_logged_by_its_digest_and_said_so() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("decisions");
+    let mut config = config(&dir);
+    config.full_requests = true;
+    let log = DecisionLog::open(config, key(), 1).unwrap();
+    let big = "x".repeat(decision_log::MAX_LOGGED_REQUEST_BYTES as usize);
+    let query = Query::parse(
+        "User::\"u\"",
+        "Action::\"read\"",
+        "Doc::\"d\"",
+        Some(&serde_json::json!({ "blob": big }).to_string()),
+    )
+    .unwrap();
+    let (_, decision) = decision(0);
+    log.record(ToLog {
+        decision_id: "big",
+        seq: 1,
+        hash: Hash::ZERO,
+        query: &query,
+        described: &[],
+        decision: &decision,
+    })
+    .unwrap();
+    log.close();
+    let records = verified_records(&dir);
+    assert!(records[0].request.is_none());
+    let omitted = records[0].request_omitted.as_deref().unwrap();
+    assert!(omitted.contains("over the limit"), "{omitted}");
+    assert_eq!(
+        records[0].request_digest,
+        decision_log::request_digest(&query, &[])
+    );
 }

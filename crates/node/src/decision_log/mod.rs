@@ -8,9 +8,14 @@ mod segments;
 mod verify;
 mod writer;
 
-pub use record::{Checkpoint, DecisionRecord, DroppedRecord, Line, record_hash, request_digest};
-pub use verify::{Broken, Verified, verify};
-pub use writer::{DecisionLog, LogConfig, Logged, WhenFull, logged};
+pub use record::{
+    Checkpoint, DecisionRecord, DroppedRecord, Line, record_hash, request_digest, request_json,
+};
+pub use verify::{Broken, Expected, Verified, verify};
+pub use writer::{
+    DecisionLog, LogConfig, MAX_LOGGED_REQUEST_BYTES, MAX_QUEUED_REQUEST_BYTES, SignedHead, ToLog,
+    Unlogged, WhenFull,
+};
 
 /// The node's log key in its data directory: created at first start.
 pub const LOG_KEY_FILE: &str = "log.key";

@@ -9,9 +9,10 @@
 //! own key, how many records came before it and the last one's hash.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use stele_ledger::hash::tagged_sha256;
 use stele_ledger::{Hash, PublicKey, SecretKey, Signature};
+use stele_policy::{Described, Query};
 
 const RECORD_TAG: &str = "stele/decision-log/record/v1";
 const CHECKPOINT_TAG: &str = "stele/decision-log/checkpoint/v1";
@@ -41,6 +42,10 @@ pub struct DecisionRecord {
     /// The request itself, when the node logs full requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Value>,
+    /// Why the request is not here although the node logs full requests
+    /// (too large): the digest still binds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_omitted: Option<String>,
     /// `allow` or `deny`.
     pub decision: String,
     pub reasons: Vec<String>,
@@ -94,17 +99,42 @@ pub fn record_hash(line: &[u8]) -> Hash {
 }
 
 /// The digest of a request: principal, action and resource in Cedar's form
-/// (`User::"alice"`) and the context JSON, each followed by a newline
-/// (Cedar's form of an entity escapes newlines, and compact JSON has none).
-pub fn request_digest(principal: &str, action: &str, resource: &str, context: &Value) -> Hash {
-    let context = context.to_string();
-    let mut body =
-        String::with_capacity(principal.len() + action.len() + resource.len() + context.len() + 4);
-    for part in [principal, action, resource, &context] {
-        body.push_str(part);
-        body.push('\n');
+/// (`User::"alice"`), the context JSON, then for each entity the request
+/// described (AuthZEN `properties`) its uid and its attributes' JSON, each
+/// followed by a newline (Cedar's form of an entity escapes newlines, and
+/// compact JSON has none).
+pub fn request_digest(query: &Query, described: &[Described]) -> Hash {
+    use std::fmt::Write;
+    let mut body = String::with_capacity(256);
+    let mut part = |text: &dyn std::fmt::Display| {
+        writeln!(body, "{text}").expect("writing to a String cannot fail");
+    };
+    part(&query.principal);
+    part(&query.action);
+    part(&query.resource);
+    part(&query.context);
+    for entity in described {
+        part(&entity.uid);
+        part(&serde_json::to_string(&entity.attributes).expect("JSON maps serialize"));
     }
     tagged_sha256(REQUEST_TAG, body.as_bytes())
+}
+
+/// The whole request, as `--decision-log-requests` logs it.
+pub fn request_json(query: &Query, described: &[Described]) -> Value {
+    let mut request = json!({
+        "principal": query.principal.to_string(),
+        "action": query.action.to_string(),
+        "resource": query.resource.to_string(),
+        "context": query.context,
+    });
+    if !described.is_empty() {
+        request["entities"] = described
+            .iter()
+            .map(|entity| json!({"uid": entity.uid.to_string(), "attrs": entity.attributes}))
+            .collect();
+    }
+    request
 }
 
 fn checkpoint_hash(count: u64, head_hash: &Hash, time_ms: u64, sample_every: u64) -> Hash {

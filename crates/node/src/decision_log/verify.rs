@@ -5,8 +5,14 @@
 //! equal to its hash. Every checkpoint must be signed by the node's key and
 //! name exactly the records before it. A change, deletion, reordering or
 //! truncation of a record breaks one of these at the first record it
-//! touches, which is the one named. Records after the last checkpoint are
-//! chained but not yet signed; they are reported, not trusted.
+//! touches, which is the one named.
+//!
+//! What a copy cannot show by itself is what was cut from its ends: whole
+//! records after the last checkpoint, whole segments at the start or the
+//! end. So by default a copy must start at record 0 and end with a
+//! checkpoint, and an auditor who knows a later checkpoint of the node
+//! (`cluster status`, `/metrics`) states it ([`Expected::count`]): the
+//! copy must reach it.
 
 use std::path::Path;
 
@@ -33,6 +39,24 @@ pub struct Verified {
     pub signed: u64,
     /// One decision in this many was logged, per the last checkpoint.
     pub sample_every: u64,
+    /// The hash of the last record.
+    pub head: Hash,
+}
+
+/// What the auditor requires of a copy, beyond its own consistency.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// The copy holds at least this many records: a checkpoint the node
+    /// published since.
+    pub count: Option<u64>,
+    /// ...and record `count - 1` has this hash (that checkpoint's head).
+    pub head: Option<Hash>,
+    /// Accept a copy without its oldest segments, from the first record it
+    /// holds (whose link to the removed ones is then taken on trust).
+    pub allow_pruned: bool,
+    /// Accept records after the last checkpoint (a copy of a running or
+    /// crashed node's log): chained, but not signed.
+    pub allow_unsigned: bool,
 }
 
 /// Where verification failed: the file, the line, the record, and why.
@@ -60,11 +84,13 @@ impl std::fmt::Display for Broken {
     }
 }
 
-/// Verifies the whole log in `dir` against the node's key; `found` sees
-/// every decision record, in order, once it has been checked.
+/// Verifies the whole log in `dir` against the node's key and what the
+/// auditor `expected`; `found` sees every decision record, in order, once
+/// it has been checked.
 pub fn verify(
     dir: &Path,
     key: &PublicKey,
+    expected: &Expected,
     mut found: impl FnMut(&DecisionRecord),
 ) -> Result<Verified, Broken> {
     let broken = |file: &str, line: usize, reason: String| Broken {
@@ -92,11 +118,16 @@ pub fn verify(
         checkpoints: 0,
         signed: 0,
         sample_every: 1,
+        head: Hash::ZERO,
     };
     let mut prev = Hash::ZERO;
     // Where the last record is, to name it when the next line shows it
     // was changed.
     let mut previous: Option<Broken> = None;
+    // The first record after the last checkpoint, if any.
+    let mut first_unsigned: Option<Broken> = None;
+    // The hash of the record the auditor expects to end at.
+    let mut expected_head_found: Option<Hash> = None;
     for (first_index, path) in &files {
         let file = path.file_name().map_or_else(
             || path.display().to_string(),
@@ -153,6 +184,7 @@ pub fn verify(
                     }
                     verified.checkpoints += 1;
                     verified.signed = checkpoint.count;
+                    first_unsigned = None;
                     verified.sample_every = checkpoint.sample_every;
                 }
                 Line::Decision(_) | Line::Dropped(_) => {
@@ -187,6 +219,12 @@ pub fn verify(
                     }
                     prev = record_hash(text);
                     previous = Some(named(String::new()));
+                    if first_unsigned.is_none() {
+                        first_unsigned = previous.clone();
+                    }
+                    if expected.count == Some(index + 1) {
+                        expected_head_found = Some(prev);
+                    }
                     verified.records += 1;
                     verified.next_index += 1;
                     match &parsed {
@@ -202,12 +240,67 @@ pub fn verify(
             }
         }
     }
+    verified.head = prev;
+    let whole = dir.display().to_string();
     if verified.checkpoints == 0 {
         return Err(broken(
-            &dir.display().to_string(),
+            &whole,
             0,
             "no signed checkpoint: nothing in this log is proven".into(),
         ));
+    }
+    if verified.first_index != 0 && !expected.allow_pruned {
+        let (_, first) = &files[0];
+        return Err(broken(
+            &first
+                .file_name()
+                .map_or(whole.clone(), |n| n.to_string_lossy().into_owned()),
+            1,
+            format!(
+                "the copy starts at record {}: records 0 to {} are not in it (segments removed from the start); pass --allow-pruned to verify from where it starts",
+                verified.first_index,
+                verified.first_index - 1
+            ),
+        ));
+    }
+    if let Some(count) = expected.count
+        && verified.next_index < count
+    {
+        return Err(broken(
+            &whole,
+            0,
+            format!(
+                "the copy ends after record {} but the node signed {count} records: records {} to {} were cut from its end",
+                verified.next_index as i128 - 1,
+                verified.next_index,
+                count - 1
+            ),
+        ));
+    }
+    if let (Some(count), Some(head)) = (expected.count, expected.head)
+        && count > 0
+        && expected_head_found != Some(head)
+    {
+        return Err(broken(
+            &whole,
+            0,
+            format!(
+                "record {} is not the one the node signed (head {}): the log was rewritten",
+                count - 1,
+                head.short()
+            ),
+        ));
+    }
+    if let Some(unsigned) = first_unsigned
+        && !expected.allow_unsigned
+    {
+        return Err(Broken {
+            reason: format!(
+                "this record and the {} after it follow the last signed checkpoint: nothing proves them, or that none were cut after them; pass --allow-unsigned to accept them (a running node signs at least every 5 s, and on stopping)",
+                verified.next_index - verified.signed - 1
+            ),
+            ..unsigned
+        });
     }
     Ok(verified)
 }

@@ -5,17 +5,19 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::Value;
 use stele_ledger::{Hash, PublicKey, SecretKey};
-use stele_policy::{Decision, Outcome, Query};
+use stele_policy::{Decision, Described, Outcome, Query};
 
-use super::record::{Checkpoint, DecisionRecord, DroppedRecord, Line, record_hash, request_digest};
+use super::record::{
+    Checkpoint, DecisionRecord, DroppedRecord, Line, record_hash, request_digest, request_json,
+};
 use super::segments::{segment_name, segments};
 
 /// What the node does when the queue is full.
@@ -59,17 +61,75 @@ impl LogConfig {
     }
 }
 
-/// A decision as the decision path hands it over: everything the record
-/// needs, nothing computed yet.
-pub struct Logged {
-    pub decision_id: String,
-    pub time_ms: u64,
+/// A decision to log, as the decision path has it.
+pub struct ToLog<'a> {
+    pub decision_id: &'a str,
+    /// The version that made it.
     pub seq: u64,
     pub hash: Hash,
-    pub query: Query,
-    pub outcome: Outcome,
-    pub reasons: Vec<String>,
-    pub errors: Vec<String>,
+    pub query: &'a Query,
+    /// The entities the request described (AuthZEN `properties`).
+    pub described: &'a [Described],
+    pub decision: &'a Decision,
+}
+
+/// A decision as it waits in the queue: its digest taken, nothing that
+/// grows with the request kept unless full requests are logged (and then
+/// within [`MAX_LOGGED_REQUEST_BYTES`] and [`MAX_QUEUED_REQUEST_BYTES`]).
+struct Logged {
+    decision_id: String,
+    time_ms: u64,
+    seq: u64,
+    hash: Hash,
+    request_digest: Hash,
+    /// The whole request and its size in bytes.
+    request: Option<(Value, u64)>,
+    request_omitted: Option<String>,
+    outcome: Outcome,
+    reasons: Vec<String>,
+    errors: Vec<String>,
+}
+
+/// The log will not take this decision, so the node must not answer it:
+/// the log cannot be written, or the node is stopping. (With
+/// `--decision-log-when-full drop` the decision is answered and counted
+/// as dropped instead.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unlogged(pub String);
+
+/// The most bytes of one request logged whole; a larger one is logged by
+/// its digest, with a note saying so.
+pub const MAX_LOGGED_REQUEST_BYTES: u64 = 64 * 1024;
+/// The most bytes of whole requests waiting in the queue at once.
+pub const MAX_QUEUED_REQUEST_BYTES: u64 = 64 << 20;
+/// Set in [`Shared::depth`] once [`DecisionLog::close`] began: nothing is
+/// queued after it.
+const CLOSED: u64 = 1 << 63;
+
+/// The last checkpoint the node signed: the record count it covers and the
+/// hash of the last of those records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedHead {
+    pub count: u64,
+    pub head: Hash,
+}
+
+/// What the decision path and the writer thread share.
+#[derive(Default)]
+struct Shared {
+    /// Decisions queued or being queued, with [`CLOSED`] set once the log
+    /// is closing.
+    depth: AtomicU64,
+    /// Decisions dropped since the writer last recorded them.
+    dropped: AtomicU64,
+    /// Bytes of whole requests in the queue.
+    request_bytes: AtomicU64,
+    /// Why the writer stopped, when it failed.
+    failure: OnceLock<String>,
+    /// Decisions answered and then lost when the writer failed (taken from
+    /// the queue or waiting in it, never written).
+    lost: AtomicU64,
+    signed: Mutex<Option<SignedHead>>,
 }
 
 /// The decision path's handle on the log.
@@ -77,13 +137,10 @@ pub struct DecisionLog {
     queue: SyncSender<Logged>,
     when_full: WhenFull,
     sample_every: u64,
+    full_requests: bool,
     sampled: AtomicU64,
-    /// Decisions in the queue.
-    depth: Arc<AtomicU64>,
-    /// Decisions dropped since the writer last recorded them.
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     dropped_total: AtomicU64,
-    stop: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     key: PublicKey,
 }
@@ -94,23 +151,23 @@ impl DecisionLog {
     pub fn open(config: LogConfig, key: SecretKey, node: u64) -> Result<DecisionLog, String> {
         fs::create_dir_all(&config.dir)
             .map_err(|e| format!("decision log {}: {e}", config.dir.display()))?;
-        let (next_index, prev) = resume(&config.dir)?;
+        let resumed = resume(&config.dir)?;
         let (queue, receiver) = sync_channel(config.queue);
-        let depth = Arc::new(AtomicU64::new(0));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            signed: Mutex::new(resumed.signed),
+            ..Shared::default()
+        });
         let public = key.public_key();
         let mut writer = Writer {
             config: config.clone(),
             node,
             key,
             receiver,
-            depth: depth.clone(),
-            dropped: dropped.clone(),
-            stop: stop.clone(),
-            next_index,
-            prev,
+            shared: shared.clone(),
+            next_index: resumed.next_index,
+            prev: resumed.prev,
             signed_count: None,
+            in_hand: 0,
             file: None,
             file_bytes: 0,
             last_checkpoint: Instant::now(),
@@ -123,11 +180,10 @@ impl DecisionLog {
             queue,
             when_full: config.when_full,
             sample_every: config.sample_every.max(1),
+            full_requests: config.full_requests,
             sampled: AtomicU64::new(0),
-            depth,
-            dropped,
+            shared,
             dropped_total: AtomicU64::new(0),
-            stop,
             writer: Mutex::new(Some(handle)),
             key: public,
         })
@@ -138,54 +194,214 @@ impl DecisionLog {
         self.key
     }
 
-    /// Hands one decision to the writer (or drops it, counted, when the
-    /// queue is full and the node was told to drop).
-    pub fn record(&self, logged: Logged) {
+    /// Hands one decision to the writer. When the log cannot take it (its
+    /// writer failed, the node is stopping, or the queue is full and the
+    /// node was told to drop), the decision is dropped and counted with
+    /// `--decision-log-when-full drop`, and refused otherwise: a node that
+    /// logs never answers a decision it did not log.
+    pub fn record(&self, decision: ToLog<'_>) -> Result<(), Unlogged> {
         if self.sample_every > 1
             && !self
                 .sampled
                 .fetch_add(1, Ordering::Relaxed)
                 .is_multiple_of(self.sample_every)
         {
-            return;
+            return Ok(());
         }
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        let sent = match self.when_full {
-            WhenFull::Block => self.queue.send(logged).map_err(|_| ()),
-            WhenFull::Drop => match self.queue.try_send(logged) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(()),
-            },
+        if let Some(failure) = self.failure() {
+            return self.unlogged(failure);
+        }
+        let logged = self.logged(decision);
+        let request_bytes = logged.request.as_ref().map_or(0, |(_, bytes)| *bytes);
+        let undo = |shared: &Shared| {
+            shared.depth.fetch_sub(1, Ordering::AcqRel);
+            shared
+                .request_bytes
+                .fetch_sub(request_bytes, Ordering::AcqRel);
+        };
+        // A decision the log does not take is counted (or refused) before
+        // `depth` lets go of it, so the writer cannot finish in between.
+        if self.shared.depth.fetch_add(1, Ordering::AcqRel) & CLOSED != 0 {
+            let answer = self.unlogged("the decision log is closed: the node is stopping".into());
+            undo(&self.shared);
+            return answer;
+        }
+        let sent = match self.queue.try_send(logged) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(logged)) if self.when_full == WhenFull::Block => {
+                blocking(|| self.queue.send(logged).is_ok())
+                    .then_some(())
+                    .ok_or(())
+            }
+            Err(TrySendError::Full(_)) => Err(()),
+            Err(TrySendError::Disconnected(_)) => {
+                let _ = (self.shared.failure).set("its writer stopped".into());
+                Err(())
+            }
         };
         if sent.is_err() {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            self.dropped_total.fetch_add(1, Ordering::Relaxed);
+            let why = self
+                .failure()
+                .unwrap_or_else(|| "the decision log's queue is full".into());
+            let answer = self.unlogged(why);
+            undo(&self.shared);
+            return answer;
+        }
+        Ok(())
+    }
+
+    /// Why the log cannot be written, once its writer has failed.
+    fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .get()
+            .map(|why| format!("the decision log cannot be written: {why}"))
+    }
+
+    /// A decision the log did not take: answered and counted when the node
+    /// drops, refused when it blocks.
+    fn unlogged(&self, why: String) -> Result<(), Unlogged> {
+        match self.when_full {
+            WhenFull::Drop => {
+                self.shared.dropped.fetch_add(1, Ordering::AcqRel);
+                self.dropped_total.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            WhenFull::Block => Err(Unlogged(why)),
         }
     }
 
+    /// The queued form of a decision: its request digested, and kept whole
+    /// only when full requests are logged and it fits the limits.
+    fn logged(&self, decision: ToLog<'_>) -> Logged {
+        let mut request = None;
+        let mut request_omitted = None;
+        if self.full_requests {
+            let whole = request_json(decision.query, decision.described);
+            let bytes = json_len(&whole);
+            if bytes > MAX_LOGGED_REQUEST_BYTES {
+                request_omitted = Some(format!(
+                    "{bytes} bytes, over the limit of {MAX_LOGGED_REQUEST_BYTES} for one logged request"
+                ));
+            } else if self.shared.request_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes
+                > MAX_QUEUED_REQUEST_BYTES
+            {
+                self.shared.request_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                request_omitted = Some(format!(
+                    "the log's queue held {MAX_QUEUED_REQUEST_BYTES} bytes of whole requests"
+                ));
+            } else {
+                request = Some((whole, bytes));
+            }
+        }
+        Logged {
+            decision_id: decision.decision_id.to_string(),
+            time_ms: now_ms(),
+            seq: decision.seq,
+            hash: decision.hash,
+            request_digest: request_digest(decision.query, decision.described),
+            request,
+            request_omitted,
+            outcome: decision.decision.decision,
+            reasons: decision.decision.reasons.clone(),
+            errors: decision.decision.errors.clone(),
+        }
+    }
+
+    /// True when decisions are refused because the log cannot be written
+    /// (its writer failed and the node does not drop).
+    pub fn refuses(&self) -> Option<String> {
+        match self.when_full {
+            WhenFull::Block => self.failure(),
+            WhenFull::Drop => None,
+        }
+    }
+
+    /// Why the writer stopped, when it failed.
+    pub fn failed(&self) -> Option<&str> {
+        self.shared.failure.get().map(String::as_str)
+    }
+
     pub fn queue_depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+        self.shared.depth.load(Ordering::Relaxed) & !CLOSED
     }
 
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total.load(Ordering::Relaxed)
     }
 
-    /// Writes what is queued, signs a last checkpoint and stops the writer.
+    /// Decisions answered and then lost because the writer failed.
+    pub fn lost_total(&self) -> u64 {
+        self.shared.lost.load(Ordering::Relaxed)
+    }
+
+    /// The last checkpoint signed (or found when the log was opened).
+    pub fn signed(&self) -> Option<SignedHead> {
+        *self.shared.signed.lock().expect("signed head lock")
+    }
+
+    /// Stops taking decisions, writes what is queued (and a record of any
+    /// dropped), signs a last checkpoint and stops the writer.
     pub fn close(&self) {
-        self.stop.store(true, Ordering::Release);
+        self.shared.depth.fetch_or(CLOSED, Ordering::AcqRel);
         let handle = self.writer.lock().expect("log handle lock").take();
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        let late = self.shared.dropped.load(Ordering::Acquire);
+        if late > 0 {
+            tracing::warn!(
+                "{late} decisions answered after the decision log closed are not in it (--decision-log-when-full drop)"
+            );
+        }
     }
 }
 
-/// The next index and the last record's hash of the log in `dir`. A torn
-/// last line (a crash mid-write) is cut off; a last segment left without
-/// any record is removed.
-fn resume(dir: &Path) -> Result<(u64, Hash), String> {
+/// Runs a blocking call from the decision path without stalling the
+/// runtime's other tasks: on a multi-threaded runtime's worker, the worker
+/// hands its tasks to another thread first.
+fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
+}
+
+/// The length of `value` as JSON text, counted without building the text.
+fn json_len(value: &Value) -> u64 {
+    struct Counter(u64);
+    impl Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_or(u64::MAX, |()| counter.0)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where an existing log ends: the next index, the last record's hash,
+/// and the last checkpoint after it.
+struct Resumed {
+    next_index: u64,
+    prev: Hash,
+    signed: Option<SignedHead>,
+}
+
+/// Where the log in `dir` ends. A torn last line (a crash mid-write) is
+/// cut off; a last segment left without any record is removed.
+fn resume(dir: &Path) -> Result<Resumed, String> {
     let mut all = segments(dir)?;
     let mut last_segment = true;
     while let Some((_, path)) = all.pop() {
@@ -197,11 +413,15 @@ fn resume(dir: &Path) -> Result<(u64, Hash), String> {
         }
         last_segment = false;
     }
-    Ok((0, Hash::ZERO))
+    Ok(Resumed {
+        next_index: 0,
+        prev: Hash::ZERO,
+        signed: None,
+    })
 }
 
-/// The next index and hash after the segment's last record, if it has one.
-fn last_record(path: &Path, cut_torn: bool) -> Result<Option<(u64, Hash)>, String> {
+/// Where the segment's records end, if it has any.
+fn last_record(path: &Path, cut_torn: bool) -> Result<Option<Resumed>, String> {
     let failed = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut file = OpenOptions::new()
         .read(true)
@@ -209,7 +429,7 @@ fn last_record(path: &Path, cut_torn: bool) -> Result<Option<(u64, Hash)>, Strin
         .open(path)
         .map_err(failed)?;
     let mut whole = 0u64;
-    let mut last = None;
+    let mut last: Option<Resumed> = None;
     let mut reader = BufReader::new(&mut file);
     let mut line = Vec::new();
     loop {
@@ -222,8 +442,23 @@ fn last_record(path: &Path, cut_torn: bool) -> Result<Option<(u64, Hash)>, Strin
         let text = &line[..line.len() - 1];
         let parsed: Line = serde_json::from_slice(text)
             .map_err(|e| format!("{}: a line is not a log record: {e}", path.display()))?;
-        if let Some((index, _)) = parsed.chained() {
-            last = Some((index + 1, record_hash(text)));
+        match (parsed, &mut last) {
+            (Line::Checkpoint(checkpoint), Some(resumed)) => {
+                resumed.signed = Some(SignedHead {
+                    count: checkpoint.count,
+                    head: checkpoint.head_hash,
+                });
+            }
+            (Line::Checkpoint(_), None) => {}
+            (record, _) => {
+                let (index, _) = record.chained().expect("a record");
+                let signed = last.as_ref().and_then(|resumed| resumed.signed);
+                last = Some(Resumed {
+                    next_index: index + 1,
+                    prev: record_hash(text),
+                    signed,
+                });
+            }
         }
     }
     drop(reader);
@@ -243,13 +478,13 @@ struct Writer {
     node: u64,
     key: SecretKey,
     receiver: Receiver<Logged>,
-    depth: Arc<AtomicU64>,
-    dropped: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     next_index: u64,
     prev: Hash,
     /// The count the last checkpoint signed.
     signed_count: Option<u64>,
+    /// Decisions taken from the queue and not yet flushed to the file.
+    in_hand: u64,
     file: Option<BufWriter<File>>,
     file_bytes: u64,
     last_checkpoint: Instant,
@@ -262,33 +497,86 @@ const POLL: Duration = Duration::from_millis(5);
 
 impl Writer {
     fn run(&mut self) {
-        if let Err(error) = self.serve() {
-            // The log cannot be written: say so loudly; decisions go on
-            // (the queue fills, then blocks or drops as configured).
-            tracing::error!("decision log stopped: {error}");
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
+        let error = match served {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(panic) => format!(
+                "its writer panicked: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            ),
+        };
+        // Said loudly, and kept: from now on the node refuses decisions
+        // (or, told to drop, answers them unlogged and counts them).
+        tracing::error!("the decision log cannot be written, decisions are refused: {error}");
+        let _ = self.shared.failure.set(error);
+        self.discard_until_closed();
+    }
+
+    /// After a failure: what was taken and not written is counted as lost,
+    /// and what still arrives (a sender that looked before the failure) too,
+    /// until the log is closed.
+    fn discard_until_closed(&mut self) {
+        let mut lost = std::mem::take(&mut self.in_hand);
+        loop {
+            while let Ok(logged) = self.receiver.try_recv() {
+                if let Some((_, bytes)) = logged.request {
+                    self.shared.request_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                }
+                self.shared.depth.fetch_sub(1, Ordering::AcqRel);
+                lost += 1;
+            }
+            if lost > 0 {
+                tracing::error!(
+                    "{lost} decisions answered before the decision log failed are not in it"
+                );
+                self.shared.lost.fetch_add(lost, Ordering::AcqRel);
+                lost = 0;
+            }
+            if self.shared.depth.load(Ordering::Acquire) == CLOSED {
+                return;
+            }
+            std::thread::sleep(POLL);
         }
     }
 
     fn serve(&mut self) -> Result<(), String> {
         loop {
+            let depth = self.shared.depth.load(Ordering::Acquire);
+            let closing = depth & CLOSED != 0;
+            // Closed with nothing queued or in flight, seen before the drops
+            // are collected below: a drop is counted before it leaves
+            // `depth`, so every drop of a decision taken before closing is
+            // in that count. Drops after closing are only warned about, so
+            // a stream of them cannot hold the node from stopping.
+            let settled = depth == CLOSED;
             // Polled, not waited on: a sender never has to wake this thread
             // (a syscall on the decision path).
             let mut batch: Vec<Logged> = Vec::new();
+            let mut disconnected = false;
             while batch.len() < BATCH {
                 match self.receiver.try_recv() {
                     Ok(logged) => batch.push(logged),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        self.stop.store(true, Ordering::Release);
+                        disconnected = true;
                         break;
                     }
                 }
             }
-            if batch.is_empty() && !self.stop.load(Ordering::Acquire) {
+            let idle = batch.is_empty();
+            self.in_hand += batch.len() as u64;
+            if idle && !closing && !disconnected {
                 std::thread::sleep(POLL);
             }
-            self.depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-            let dropped = self.dropped.swap(0, Ordering::AcqRel);
+            self.shared
+                .depth
+                .fetch_sub(batch.len() as u64, Ordering::AcqRel);
+            let dropped = self.shared.dropped.swap(0, Ordering::AcqRel);
             if dropped > 0 {
                 self.append_dropped(dropped)?;
             }
@@ -300,38 +588,28 @@ impl Writer {
                 }
             }
             self.flush()?;
+            self.in_hand = 0;
+            let finished = disconnected || settled;
             let unsigned = self.next_index - self.signed_count.unwrap_or(0);
-            let stopping = self.stop.load(Ordering::Acquire);
             let due = unsigned >= self.config.checkpoint_every
                 || (unsigned > 0
                     && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval);
-            if due || (stopping && self.signed_count != Some(self.next_index)) {
+            if due || (finished && self.signed_count != Some(self.next_index)) {
                 self.checkpoint()?;
             }
-            if stopping && self.depth.load(Ordering::Acquire) == 0 {
+            if finished {
                 return Ok(());
+            }
+            if closing && idle {
+                std::thread::yield_now();
             }
         }
     }
 
-    fn now_ms() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
     fn append_decision(&mut self, logged: Logged) -> Result<(), String> {
-        let principal = logged.query.principal.to_string();
-        let action = logged.query.action.to_string();
-        let resource = logged.query.resource.to_string();
-        let digest = request_digest(&principal, &action, &resource, &logged.query.context);
-        let request = self.config.full_requests.then(|| {
-            json!({
-                "principal": principal,
-                "action": action,
-                "resource": resource,
-                "context": logged.query.context,
-            })
+        let request = logged.request.map(|(request, bytes)| {
+            self.shared.request_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            request
         });
         let record = DecisionRecord {
             index: self.next_index,
@@ -340,8 +618,9 @@ impl Writer {
             node: self.node,
             seq: logged.seq,
             hash: logged.hash,
-            request_digest: digest,
+            request_digest: logged.request_digest,
             request,
+            request_omitted: logged.request_omitted,
             decision: match logged.outcome {
                 Outcome::Allow => "allow",
                 Outcome::Deny => "deny",
@@ -358,12 +637,11 @@ impl Writer {
         let record = DroppedRecord {
             index: self.next_index,
             count,
-            time_ms: Self::now_ms(),
+            time_ms: now_ms(),
             prev: self.prev,
         };
         self.append_record(&Line::Dropped(record))
     }
-
     fn append_record(&mut self, line: &Line) -> Result<(), String> {
         let text = line.encode();
         self.prev = record_hash(text.as_bytes());
@@ -376,7 +654,7 @@ impl Writer {
             &self.key,
             self.next_index,
             self.prev,
-            Self::now_ms(),
+            now_ms(),
             self.config.sample_every.max(1),
         );
         self.write_line(&Line::Checkpoint(checkpoint).encode(), None)?;
@@ -388,6 +666,10 @@ impl Writer {
         }
         self.signed_count = Some(self.next_index);
         self.last_checkpoint = Instant::now();
+        *self.shared.signed.lock().expect("signed head lock") = Some(SignedHead {
+            count: self.next_index,
+            head: self.prev,
+        });
         Ok(())
     }
 
@@ -430,25 +712,5 @@ impl Writer {
                 .map_err(|e| format!("writing the decision log: {e}"))?;
         }
         Ok(())
-    }
-}
-
-/// What a decision hands the log.
-pub fn logged(
-    decision_id: &str,
-    seq: u64,
-    hash: Hash,
-    query: Query,
-    decision: &Decision,
-) -> Logged {
-    Logged {
-        decision_id: decision_id.to_string(),
-        time_ms: Writer::now_ms(),
-        seq,
-        hash,
-        query,
-        outcome: decision.decision,
-        reasons: decision.reasons.clone(),
-        errors: decision.errors.clone(),
     }
 }
