@@ -75,6 +75,15 @@ fn decisions_are_traced_to_their_version_from_a_verified_log() {
         metrics.contains("stele_decision_log_dropped_total 0"),
         "{metrics}"
     );
+    // Each decision counted once, as the log holds it once.
+    let counted = |outcome: &str| -> u64 {
+        let name = format!("stele_decisions_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name.as_str())?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(counted("allow") + counted("deny"), 2, "{metrics}");
 
     // The node publishes what it signed: the count and head an auditor
     // holds a copy to (a checkpoint comes within 5 s of a decision).

@@ -169,14 +169,21 @@ fn summary(dir: &Path, verified: &Verified) -> serde_json::Value {
         "head": verified.head,
         "unsigned": verified.next_index - verified.signed,
         "sample_every": verified.sample_every,
+        "torn_tail": verified.torn_tail,
     })
 }
 
 fn unsigned_note(verified: &Verified) -> String {
-    match verified.next_index - verified.signed {
+    let unsigned = match verified.next_index - verified.signed {
         0 => String::new(),
         n => format!("; {n} records after it are chained but not yet signed"),
-    }
+    };
+    let torn = if verified.torn_tail {
+        "; the newest segment ends in a line being written when copied (not counted)"
+    } else {
+        ""
+    };
+    format!("{unsigned}{torn}")
 }
 
 fn sampled_note(verified: &Verified) -> String {

@@ -71,7 +71,12 @@ impl DecisionService {
     /// Waits, up to the bound, until this node serves `min` or later. The
     /// served seq never decreases, so a snapshot loaded afterwards is new
     /// enough. `deadline` is how long the caller said it would wait.
-    pub(crate) async fn reach(&self, min: u64, deadline: Option<Duration>) -> Result<(), Status> {
+    pub(crate) async fn reach(
+        &self,
+        min: u64,
+        deadline: Option<Duration>,
+        decisions: u64,
+    ) -> Result<(), Status> {
         let reached = |head: &Option<Head>| head.is_some_and(|h| h.seq >= min);
         let mut watch = self.published.watch_served();
         if reached(&watch.borrow_and_update()) {
@@ -86,7 +91,7 @@ impl DecisionService {
             Ok(Ok(_)) => Ok(()),
             _ => {
                 let own = self.published.served().as_ref().map_or(0, |s| s.head.seq);
-                self.metrics.refused(1);
+                self.metrics.refused(decisions);
                 Err(behind_min_version(own, min))
             }
         }
@@ -137,7 +142,10 @@ impl DecisionService {
         let took = started.elapsed();
         let decision_id = self.decision_id();
         self.log(served, &decision_id, query, described, &decision)
-            .map_err(Undecided::Unlogged)?;
+            .map_err(|status| {
+                self.metrics.refused(1);
+                Undecided::Unlogged(status)
+            })?;
         self.metrics.decided(decision.decision, took);
         Ok((decision, decision_id))
     }
@@ -271,7 +279,7 @@ impl DecisionRpc for DecisionService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         if let Some(min) = request.get_ref().min_version {
-            self.reach(min, client_deadline(&request)).await?;
+            self.reach(min, client_deadline(&request), 1).await?;
         }
         let served = self.published.served();
         let (served, stale) = self.current(&served, 1)?;
@@ -296,7 +304,9 @@ impl DecisionRpc for DecisionService {
             ));
         }
         if let Some(min) = batch.min_version {
-            self.reach(min, client_deadline(&request)).await?;
+            let decisions = batch.requests.len() as u64;
+            self.reach(min, client_deadline(&request), decisions)
+                .await?;
         }
         let served = self.published.served();
         let (served, stale) = self.current(&served, batch.requests.len() as u64)?;

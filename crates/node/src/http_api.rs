@@ -9,6 +9,7 @@
 //! in time (`Stele-Min-Version`) gets 412.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -137,8 +138,9 @@ impl HttpApi {
         self.node.id()
     }
 
-    /// Waits for the version the caller named in `Stele-Min-Version`.
-    async fn reach_min_version(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// Waits for the version the caller named in `Stele-Min-Version`;
+    /// `decisions` are counted as refused when it does not come.
+    async fn reach_min_version(&self, headers: &HeaderMap, decisions: u64) -> Result<(), ApiError> {
         let Some(value) = headers.get(MIN_VERSION_HEADER) else {
             return Ok(());
         };
@@ -152,7 +154,7 @@ impl HttpApi {
                 ))
             })?;
         self.decisions
-            .reach(min, None)
+            .reach(min, None, decisions)
             .await
             .map_err(|status| ApiError {
                 status: StatusCode::PRECONDITION_FAILED,
@@ -268,7 +270,7 @@ async fn evaluation(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let evaluation: EvaluationJson = parse(body)?;
-    api.reach_min_version(&headers).await?;
+    api.reach_min_version(&headers, 1).await?;
     Ok(json_response(StatusCode::OK, &api.answer(&evaluation)?))
 }
 
@@ -283,7 +285,8 @@ async fn evaluations(
         options,
     } = parse(body)?;
     let items = evaluations.unwrap_or_default();
-    api.reach_min_version(&headers).await?;
+    api.reach_min_version(&headers, items.len().max(1) as u64)
+        .await?;
     // Without `evaluations`, the request is a single evaluation (the spec's
     // backward-compatible form), and so is its answer.
     if items.is_empty() {
@@ -431,11 +434,16 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
     let served = node.published.served();
     let raft = node.raft.metrics().borrow().clone();
     // openraft 0.9's metrics leave the commit index out; its state has it.
-    let raft_commit_index = node
-        .raft
-        .with_raft_state(|state| state.committed.map_or(0, |id| id.index))
-        .await
-        .ok();
+    // Asked of Raft's core, which may be busy or stuck: a scrape does not
+    // wait for it long.
+    let raft_commit_index = tokio::time::timeout(
+        Duration::from_secs(1),
+        node.raft
+            .with_raft_state(|state| state.committed.map_or(0, |id| id.index)),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok);
     let gauges = Gauges {
         node_id: node.id(),
         served: served.as_ref().map(|s| (s.head.seq, s.hash_hex.clone())),

@@ -75,7 +75,7 @@ impl Metrics {
             &mut out,
             "stele_decisions_total",
             "counter",
-            "Decisions by outcome: allow and deny were evaluated; invalid could not be (bad input); refused were not answered (no policy, stale, behind the requested version).",
+            "Decisions by outcome: allow and deny were evaluated; invalid could not be (bad input); refused were not answered (no policy, stale, behind the requested version, decision log unavailable).",
         );
         for (outcome, counter) in [
             ("allow", &self.allowed),

@@ -238,6 +238,31 @@ fn a_truncated_record_is_named() {
 }
 
 #[test]
+fn a_copy_taken_mid_write_verifies_with_allow_unsigned_without_its_torn_line() {
+    let (_root, dir) = written(40);
+    let (path, lines) = lines(&dir).into_iter().last().unwrap();
+    // The newest segment as a copy taken while its last record was being
+    // written: everything after that record's first 20 bytes is missing.
+    let record = lines
+        .iter()
+        .rposition(|line| line.contains(r#""kind":"decision""#))
+        .unwrap();
+    let mut text = lines[..record].join("\n");
+    text.push('\n');
+    text.push_str(&lines[record][..20]);
+    std::fs::write(&path, text).unwrap();
+    let broken = verify(&dir, &key().public_key()).unwrap_err();
+    assert!(broken.reason.contains("cut short"), "{broken}");
+    let expected = Expected {
+        allow_unsigned: true,
+        ..Expected::default()
+    };
+    let verified = verify_expecting(&dir, &key().public_key(), &expected).unwrap();
+    assert!(verified.torn_tail);
+    assert_eq!(verified.records, 39, "{verified:?}");
+}
+
+#[test]
 fn a_forged_checkpoint_is_refused() {
     let (_root, dir) = written(20);
     let (path, lines) = lines(&dir).into_iter().last().unwrap();

@@ -168,6 +168,7 @@ impl DecisionLog {
             prev: resumed.prev,
             signed_count: None,
             in_hand: 0,
+            unflushed: 0,
             file: None,
             file_bytes: 0,
             last_checkpoint: Instant::now(),
@@ -351,7 +352,7 @@ impl DecisionLog {
         let late = self.shared.dropped.load(Ordering::Acquire);
         if late > 0 {
             tracing::warn!(
-                "{late} decisions answered after the decision log closed are not in it (--decision-log-when-full drop)"
+                "{late} decisions answered unlogged (--decision-log-when-full drop) are not in the log: they came after it closed or failed"
             );
         }
     }
@@ -483,8 +484,12 @@ struct Writer {
     prev: Hash,
     /// The count the last checkpoint signed.
     signed_count: Option<u64>,
-    /// Decisions taken from the queue and not yet flushed to the file.
+    /// Decisions taken from the queue and not yet flushed to the file
+    /// (some may be, when the buffer filled: counted lost if the log
+    /// fails, the safe side of the count).
     in_hand: u64,
+    /// Of those, the ones appended to the buffer since the last flush.
+    unflushed: u64,
     file: Option<BufWriter<File>>,
     file_bytes: u64,
     last_checkpoint: Instant,
@@ -523,12 +528,22 @@ impl Writer {
     fn discard_until_closed(&mut self) {
         let mut lost = std::mem::take(&mut self.in_hand);
         loop {
-            while let Ok(logged) = self.receiver.try_recv() {
-                if let Some((_, bytes)) = logged.request {
-                    self.shared.request_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            let mut disconnected = false;
+            loop {
+                match self.receiver.try_recv() {
+                    Ok(logged) => {
+                        if let Some((_, bytes)) = logged.request {
+                            self.shared.request_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                        }
+                        self.shared.depth.fetch_sub(1, Ordering::AcqRel);
+                        lost += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
                 }
-                self.shared.depth.fetch_sub(1, Ordering::AcqRel);
-                lost += 1;
             }
             if lost > 0 {
                 tracing::error!(
@@ -537,7 +552,7 @@ impl Writer {
                 self.shared.lost.fetch_add(lost, Ordering::AcqRel);
                 lost = 0;
             }
-            if self.shared.depth.load(Ordering::Acquire) == CLOSED {
+            if disconnected || self.shared.depth.load(Ordering::Acquire) == CLOSED {
                 return;
             }
             std::thread::sleep(POLL);
@@ -588,7 +603,7 @@ impl Writer {
                 }
             }
             self.flush()?;
-            self.in_hand = 0;
+            debug_assert_eq!(self.in_hand, 0, "a flushed batch leaves nothing in hand");
             let finished = disconnected || settled;
             let unsigned = self.next_index - self.signed_count.unwrap_or(0);
             let due = unsigned >= self.config.checkpoint_every
@@ -630,7 +645,9 @@ impl Writer {
             errors: logged.errors,
             prev: self.prev,
         };
-        self.append_record(&Line::Decision(record))
+        self.append_record(&Line::Decision(record))?;
+        self.unflushed += 1;
+        Ok(())
     }
 
     fn append_dropped(&mut self, count: u64) -> Result<(), String> {
@@ -696,11 +713,19 @@ impl Writer {
             Some((_, path)) if !rotate => path,
             _ => self.config.dir.join(segment_name(index)),
         };
+        let created = !path.exists();
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        if created {
+            // The new segment's name must outlive a power loss, with the
+            // checkpoints it will hold.
+            File::open(&self.config.dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| format!("syncing {}: {e}", self.config.dir.display()))?;
+        }
         self.file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.file = Some(BufWriter::with_capacity(1 << 20, file));
         Ok(())
@@ -711,6 +736,8 @@ impl Writer {
             file.flush()
                 .map_err(|e| format!("writing the decision log: {e}"))?;
         }
+        self.in_hand = self.in_hand.saturating_sub(self.unflushed);
+        self.unflushed = 0;
         Ok(())
     }
 }
