@@ -367,19 +367,19 @@ fn batches_take_defaults_and_stop_as_their_semantic_says() {
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.body.contains("defaults copied"), "{}", reply.body);
     // The same evaluations, each with its own small context, are fine.
-    amplified["evaluations"] = (0..100)
-        .map(|_| json!({"context": base["context"]}))
-        .collect::<Vec<_>>()
-        .into();
+    let own_contexts = || -> Value {
+        (0..100)
+            .map(|_| json!({"context": base["context"]}))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    amplified["evaluations"] = own_contexts();
     let reply = post(&http, EVALUATIONS, &amplified);
     assert_eq!(reply.status, 200, "{}", reply.body);
     // A default action name is copied too.
     let mut named = ssh("erin");
     named["action"]["name"] = json!("x".repeat(1 << 20));
-    named["evaluations"] = (0..100)
-        .map(|_| json!({"context": base["context"]}))
-        .collect::<Vec<_>>()
-        .into();
+    named["evaluations"] = own_contexts();
     let reply = post(&http, EVALUATIONS, &named);
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.body.contains("defaults copied"), "{}", reply.body);

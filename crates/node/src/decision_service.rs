@@ -24,12 +24,25 @@ use crate::freshness::Freshness;
 use crate::limits::MAX_BATCH_REQUESTS;
 use crate::metrics::Metrics;
 
-/// Why a query got no decision.
+/// Why a query got no decision. Each API answers these its own way.
 pub(crate) enum Undecided {
+    /// The node does not decide now: no policy yet, stale, or behind the
+    /// version asked for. A refusal, counted as such.
+    Refused(Status),
     /// It cannot be evaluated: a bad request.
     Invalid(String),
-    /// The decision log would not take it: the node must not answer it.
+    /// The decision log would not take it: the node must not answer it,
+    /// and the caller should ask another node.
     Unlogged(Status),
+}
+
+impl From<Undecided> for Status {
+    fn from(undecided: Undecided) -> Status {
+        match undecided {
+            Undecided::Refused(status) | Undecided::Unlogged(status) => status,
+            Undecided::Invalid(why) => Status::invalid_argument(why),
+        }
+    }
 }
 
 pub struct DecisionService {
@@ -104,18 +117,19 @@ impl DecisionService {
         &self,
         served: &'a Option<Arc<Served>>,
         decisions: u64,
-    ) -> Result<(&'a Served, Option<Status>), Status> {
-        let refuse = |status: Status| {
+    ) -> Result<(&'a Served, Option<Status>), Undecided> {
+        let refused = |status: Status| {
             self.metrics.refused(decisions);
-            status
+            Undecided::Refused(status)
         };
-        let served = served.as_deref().ok_or_else(|| refuse(no_policy()))?;
+        let served = served.as_deref().ok_or_else(|| refused(no_policy()))?;
         if let Some(why) = self.log.as_ref().and_then(|log| log.refuses()) {
-            return Err(refuse(unlogged(&why)));
+            self.metrics.refused(decisions);
+            return Err(Undecided::Unlogged(unlogged(&why)));
         }
         match self.freshness.check() {
             Ok(()) => Ok((served, None)),
-            Err(why) if self.on_stale == OnStale::Fail => Err(refuse(stale(why, served.head.seq))),
+            Err(why) if self.on_stale == OnStale::Fail => Err(refused(stale(why, served.head.seq))),
             Err(why) => Ok((served, Some(stale(why, served.head.seq)))),
         }
     }
@@ -142,10 +156,7 @@ impl DecisionService {
         let took = started.elapsed();
         let decision_id = self.decision_id();
         self.log(served, &decision_id, query, described, &decision)
-            .map_err(|status| {
-                self.metrics.refused(1);
-                Undecided::Unlogged(status)
-            })?;
+            .map_err(Undecided::Unlogged)?;
         self.metrics.decided(decision.decision, took);
         Ok((decision, decision_id))
     }
@@ -159,12 +170,7 @@ impl DecisionService {
         let query = to_query(request)
             .inspect_err(|_| self.metrics.invalid())
             .map_err(Status::invalid_argument)?;
-        let (decision, decision_id) =
-            self.decide_logged(served, &query, &[])
-                .map_err(|undecided| match undecided {
-                    Undecided::Invalid(why) => Status::invalid_argument(why),
-                    Undecided::Unlogged(status) => status,
-                })?;
+        let (decision, decision_id) = self.decide_logged(served, &query, &[])?;
         Ok(self.answer(served, stale_now, decision, decision_id))
     }
 

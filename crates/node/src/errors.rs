@@ -81,13 +81,6 @@ pub fn unlogged(why: &str) -> Status {
     )
 }
 
-/// True for [`unlogged`]'s refusal.
-pub fn is_unlogged(status: &Status) -> bool {
-    status
-        .get_details_error_info()
-        .is_some_and(|info| info.reason == "DECISION_LOG_UNAVAILABLE")
-}
-
 pub fn no_policy() -> Status {
     with_reason(
         Code::Unavailable,

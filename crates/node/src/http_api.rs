@@ -29,8 +29,7 @@ use crate::authzen::{
     refused_json,
 };
 use crate::decision_service::{DecisionService, Undecided};
-use crate::errors::is_unlogged;
-use crate::limits::{MAX_BATCH_REQUESTS, MAX_EXPANDED_BATCH_BYTES, MAX_HTTP_BODY_BYTES};
+use crate::limits::{MAX_BATCH_REQUESTS, MAX_EXPANDED_BATCH_BYTES, MAX_HTTP_BODY_BYTES, json_len};
 use crate::metrics::{Gauges, LogGauges};
 use crate::state::NodeState;
 
@@ -89,14 +88,6 @@ impl ApiError {
             message: message.into(),
         }
     }
-}
-
-/// Why the node gives no decision: an AuthZEN answer of `decision: false`
-/// with the reason (no policy yet, stale), or a 503 (the decision log
-/// cannot take decisions: not a denial, a node to avoid).
-enum NotDeciding {
-    Answer(Value),
-    Unavailable(ApiError),
 }
 
 impl IntoResponse for ApiError {
@@ -162,60 +153,50 @@ impl HttpApi {
             })
     }
 
-    /// The snapshot to answer from, or the answer of a node that will not
-    /// decide: no policy, stale (over HTTP always refused, whatever
-    /// `--on-stale` says: an AuthZEN caller reads `decision` only), or a
-    /// decision log that cannot be written. `decisions` are counted as
-    /// refused when it will not.
+    /// The snapshot to answer from. Stale is refused over HTTP whatever
+    /// `--on-stale` says: an AuthZEN caller reads `decision` only.
+    /// `decisions` are counted as refused when the node will not decide.
     fn current<'a>(
         &self,
         served: &'a Option<Arc<Served>>,
         decisions: u64,
-    ) -> Result<&'a Served, NotDeciding> {
-        match self.decisions.current(served, decisions) {
-            Ok((served, None)) => Ok(served),
-            Ok((_, Some(stale))) => {
+    ) -> Result<&'a Served, Undecided> {
+        match self.decisions.current(served, decisions)? {
+            (served, None) => Ok(served),
+            (_, Some(stale)) => {
                 self.decisions.metrics.refused(decisions);
-                Err(NotDeciding::Answer(refused_json(
-                    stale.message(),
-                    self.node_id(),
-                )))
+                Err(Undecided::Refused(stale))
             }
-            Err(status) if is_unlogged(&status) => Err(NotDeciding::Unavailable(
-                ApiError::unavailable(status.message()),
-            )),
-            Err(status) => Err(NotDeciding::Answer(refused_json(
-                status.message(),
-                self.node_id(),
-            ))),
         }
     }
 
-    /// The answer to one evaluation, or the answer of a node that will not
-    /// decide.
+    /// How AuthZEN answers an evaluation the node did not decide: a
+    /// refusal is `decision: false` with the reason; a bad request is 400;
+    /// a decision log that cannot take it is 503 (not a denial: a node to
+    /// avoid).
+    fn undecided(&self, undecided: Undecided) -> Result<Value, ApiError> {
+        match undecided {
+            Undecided::Refused(status) => Ok(refused_json(status.message(), self.node_id())),
+            Undecided::Invalid(why) => Err(ApiError::bad_request(why)),
+            Undecided::Unlogged(status) => Err(ApiError::unavailable(status.message())),
+        }
+    }
+
+    /// The answer to one evaluation.
     fn answer(&self, evaluation: &EvaluationJson) -> Result<Value, ApiError> {
         let served = self.decisions.published.served();
-        match self.current(&served, 1) {
-            Ok(served) => self.decide(evaluation, served),
-            Err(NotDeciding::Answer(refused)) => Ok(refused),
-            Err(NotDeciding::Unavailable(error)) => Err(error),
-        }
+        self.current(&served, 1)
+            .and_then(|served| self.decide(evaluation, served))
+            .or_else(|undecided| self.undecided(undecided))
     }
 
-    /// One evaluation against `served`: its answer, 400 when it cannot be
-    /// evaluated, or 503 when the decision log would not take it.
-    fn decide(&self, evaluation: &EvaluationJson, served: &Served) -> Result<Value, ApiError> {
+    /// One evaluation against `served`.
+    fn decide(&self, evaluation: &EvaluationJson, served: &Served) -> Result<Value, Undecided> {
         let (query, described) = evaluation.to_query().map_err(|e| {
             self.decisions.metrics.invalid();
-            ApiError::bad_request(e.0)
+            Undecided::Invalid(e.0)
         })?;
-        let (decision, decision_id) = self
-            .decisions
-            .decide_logged(served, &query, &described)
-            .map_err(|undecided| match undecided {
-                Undecided::Invalid(why) => ApiError::bad_request(why),
-                Undecided::Unlogged(status) => ApiError::unavailable(status.message()),
-            })?;
+        let (decision, decision_id) = self.decisions.decide_logged(served, &query, &described)?;
         Ok(decision_json(
             served,
             &decision,
@@ -240,17 +221,16 @@ impl HttpApi {
         };
         let served = match self.current(&served, refused_count as u64) {
             Ok(served) => served,
-            Err(NotDeciding::Answer(refused)) => return Ok(vec![refused; refused_count]),
-            Err(NotDeciding::Unavailable(error)) => return Err(error),
+            Err(undecided) => return Ok(vec![self.undecided(undecided)?; refused_count]),
         };
         let mut results = Vec::with_capacity(items.len());
         for item in items {
             let result = match self.decide(&item.or(defaults), served) {
                 Ok(answer) => answer,
-                Err(error) if error.status == StatusCode::SERVICE_UNAVAILABLE => {
-                    refused_json(&error.message, self.node_id())
+                Err(Undecided::Invalid(why)) => invalid_json(&why),
+                Err(Undecided::Refused(status) | Undecided::Unlogged(status)) => {
+                    refused_json(status.message(), self.node_id())
                 }
-                Err(error) => invalid_json(&error.message),
             };
             let allowed = result["decision"] == Value::Bool(true);
             results.push(result);
@@ -285,13 +265,13 @@ async fn evaluations(
         options,
     } = parse(body)?;
     let items = evaluations.unwrap_or_default();
-    api.reach_min_version(&headers, items.len().max(1) as u64)
-        .await?;
     // Without `evaluations`, the request is a single evaluation (the spec's
     // backward-compatible form), and so is its answer.
     if items.is_empty() {
+        api.reach_min_version(&headers, 1).await?;
         return Ok(json_response(StatusCode::OK, &api.answer(&defaults)?));
     }
+    // A batch too large is refused before the node waits for any version.
     if items.len() > MAX_BATCH_REQUESTS {
         return Err(ApiError::bad_request(format!(
             "{} evaluations in one request, over the limit of {MAX_BATCH_REQUESTS}",
@@ -305,6 +285,7 @@ async fn evaluations(
             items.len()
         )));
     }
+    api.reach_min_version(&headers, items.len() as u64).await?;
     // Up to 10,000 evaluations: Cedar runs off the runtime's workers, so a
     // batch never holds up single decisions.
     let semantic = options.evaluations_semantic;
@@ -323,14 +304,13 @@ async fn evaluations(
 /// The bytes of the batch's defaults that its evaluations copy: each field
 /// an evaluation leaves out is the default's, counted once per evaluation.
 fn expanded_bytes(defaults: &EvaluationJson, items: &[EvaluationJson]) -> usize {
-    let json_len = |map: &serde_json::Map<String, Value>| {
-        serde_json::to_string(map).map_or(usize::MAX, |text| text.len())
-    };
+    let map_len =
+        |map: &serde_json::Map<String, Value>| usize::try_from(json_len(map)).unwrap_or(usize::MAX);
     let entity_len = |entity: &Option<EntityJson>| {
         entity.as_ref().map_or(0, |e| {
             e.type_name.as_ref().map_or(0, String::len)
                 + e.id.as_ref().map_or(0, String::len)
-                + e.properties.as_ref().map_or(0, json_len)
+                + e.properties.as_ref().map_or(0, map_len)
         })
     };
     let subject = entity_len(&defaults.subject);
@@ -339,7 +319,7 @@ fn expanded_bytes(defaults: &EvaluationJson, items: &[EvaluationJson]) -> usize 
         .as_ref()
         .map_or(0, |a| a.name.as_ref().map_or(0, String::len));
     let resource = entity_len(&defaults.resource);
-    let context = defaults.context.as_ref().map_or(0, json_len);
+    let context = defaults.context.as_ref().map_or(0, map_len);
     items
         .iter()
         .map(|item| {
@@ -392,40 +372,37 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: serving a policy version it can show is current, and able to log
-/// its decisions.
+/// `/readyz`: 200 when [`readiness`] says ready, 503 otherwise.
 async fn readyz(State(api): State<HttpApi>) -> (StatusCode, String) {
-    if let Some(why) = api.decisions.log.as_ref().and_then(|log| log.refuses()) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
-        );
-    }
-    let served = api.node.published.served();
-    let Some(served) = served.as_deref() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no policy version yet\n".into(),
-        );
-    };
-    match api.node.freshness.check() {
-        Ok(()) => (
-            StatusCode::OK,
-            format!(
-                "ready: serving seq {} ({})\n",
-                served.head.seq, served.hash_hex
-            ),
-        ),
+    match readiness(&api.node) {
+        Ok(ready) => (StatusCode::OK, format!("ready: {ready}\n")),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: serving seq {} but cannot show it is current (last evidence {}, bound {:?})\n",
-                served.head.seq,
-                why.age
-                    .map_or("never".to_string(), |age| format!("{age:?} ago")),
-                why.max_staleness
-            ),
+            format!("not ready: {why}\n"),
         ),
+    }
+}
+
+/// Ready: serving a policy version it can show is current, and able to log
+/// its decisions. What it serves, or why it is not ready.
+fn readiness(node: &NodeState) -> Result<String, String> {
+    if let Some(why) = node.decision_log_refuses() {
+        return Err(why);
+    }
+    let served = node.published.served();
+    let served = served.as_deref().ok_or("no policy version yet")?;
+    match node.freshness.check() {
+        Ok(()) => Ok(format!(
+            "serving seq {} ({})",
+            served.head.seq, served.hash_hex
+        )),
+        Err(why) => Err(format!(
+            "serving seq {} but cannot show it is current (last evidence {}, bound {:?})",
+            served.head.seq,
+            why.age
+                .map_or("never".to_string(), |age| format!("{age:?} ago")),
+            why.max_staleness
+        )),
     }
 }
 
@@ -449,12 +426,7 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
         served: served.as_ref().map(|s| (s.head.seq, s.hash_hex.clone())),
         staleness: node.freshness.age(),
         max_staleness: node.config.max_staleness,
-        ready: served.is_some()
-            && node.freshness.check().is_ok()
-            && node
-                .decision_log
-                .as_ref()
-                .is_none_or(|log| log.refuses().is_none()),
+        ready: readiness(node).is_ok(),
         raft_term: raft.current_term,
         raft_leader: raft.current_leader,
         raft_is_leader: raft.state == ServerState::Leader,

@@ -176,6 +176,10 @@ impl Gauges {
             family(out, name, "gauge", help);
             writeln!(out, "{name} {value}").expect("String");
         };
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            family(out, name, "counter", help);
+            writeln!(out, "{name} {value}").expect("String");
+        };
         gauge(
             out,
             "stele_node_id",
@@ -276,20 +280,18 @@ impl Gauges {
                 "Decisions waiting to be written to the decision log.",
                 log.queue_depth.to_string(),
             );
-            family(
+            counter(
                 out,
                 "stele_decision_log_dropped_total",
-                "counter",
                 "Decisions answered but not logged (--decision-log-when-full drop); the log records each gap.",
+                log.dropped,
             );
-            writeln!(out, "stele_decision_log_dropped_total {}", log.dropped).expect("String");
-            family(
+            counter(
                 out,
                 "stele_decision_log_lost_total",
-                "counter",
-                "Decisions answered and then lost when the decision log's writer failed (at most what its queue held).",
+                "Decisions answered and then lost when the decision log's writer failed: taken from its queue and not known to be written.",
+                log.lost,
             );
-            writeln!(out, "stele_decision_log_lost_total {}", log.lost).expect("String");
             gauge(
                 out,
                 "stele_decision_log_failed",

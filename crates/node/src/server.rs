@@ -252,11 +252,9 @@ fn spawn_health_watch(
         loop {
             tick.tick().await;
             let current = node.freshness.check().is_ok() || node.config.on_stale == OnStale::Serve;
-            let logging = node
-                .decision_log
-                .as_ref()
-                .is_none_or(|log| log.refuses().is_none());
-            let serving = current && logging && node.published.served().is_some();
+            let serving = current
+                && node.decision_log_refuses().is_none()
+                && node.published.served().is_some();
             if last == Some(serving) {
                 continue;
             }

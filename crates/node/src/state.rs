@@ -60,6 +60,12 @@ impl NodeState {
         self.config.id
     }
 
+    /// Why the node refuses decisions because its decision log cannot be
+    /// written, if it does.
+    pub fn decision_log_refuses(&self) -> Option<String> {
+        self.decision_log.as_ref().and_then(|log| log.refuses())
+    }
+
     /// This node when it leads; otherwise the leader, if one is known and
     /// the request was not forwarded already.
     pub fn route<T>(&self, request: &tonic::Request<T>) -> Result<Route, Status> {

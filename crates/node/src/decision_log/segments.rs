@@ -11,10 +11,11 @@ pub fn segment_name(first_index: u64) -> String {
 
 /// The segments in `dir`, in order, with the index each name gives.
 pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let unreadable = |e: std::io::Error| format!("reading the directory {}: {e}", dir.display());
+    let entries = std::fs::read_dir(dir).map_err(unreadable)?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entry = entry.map_err(unreadable)?;
         let name = entry.file_name();
         let Some(index) = name
             .to_str()

@@ -19,6 +19,7 @@ use super::record::{
     Checkpoint, DecisionRecord, DroppedRecord, Line, record_hash, request_digest, request_json,
 };
 use super::segments::{segment_name, segments};
+use crate::limits::json_len;
 
 /// What the node does when the queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -370,22 +371,6 @@ fn blocking<T>(call: impl FnOnce() -> T) -> T {
     }
 }
 
-/// The length of `value` as JSON text, counted without building the text.
-fn json_len(value: &Value) -> u64 {
-    struct Counter(u64);
-    impl Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len() as u64;
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value).map_or(u64::MAX, |()| counter.0)
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -718,7 +703,7 @@ impl Writer {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| format!("opening the segment {}: {e}", path.display()))?;
         if created {
             // The new segment's name must outlive a power loss, with the
             // checkpoints it will hold.
