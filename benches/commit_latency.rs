@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, free_port};
 use stele_client::Client;
-use stele_ledger::{BundleFiles, Hash, Head, Header, Kind, Proposal, SecretKey, TrustSet, Version};
-use stele_proto::v1::{HeadRequest, ProposeRequest, WatchHeadRequest};
+use stele_ledger::{
+    Authorship, BundleFiles, Head, Header, Kind, Proposal, SecretKey, TrustSet, Version,
+};
 use tokio_stream::StreamExt;
 
 struct Processes(Vec<Child>);
@@ -74,19 +75,14 @@ fn signed(
     keys: &[SecretKey],
     trust: &TrustSet,
 ) -> Version {
-    let header = Header {
-        seq: head.map_or(1, |h| h.seq + 1),
-        parent_hash: head.map_or(Hash::ZERO, |h| h.hash),
-        bundle_digest: bundle.digest(),
-        kind: if head.is_none() {
-            Kind::Genesis
-        } else {
-            Kind::Update
-        },
+    let by = Authorship {
         message: "bench".into(),
         author: "bench".into(),
         created_at: 0,
-        trust: head.is_none().then(|| trust.clone()),
+    };
+    let header = match head {
+        None => Header::genesis(bundle.digest(), trust.clone(), by),
+        Some(head) => Header::after(head, bundle.digest(), Kind::Update, by),
     };
     let mut version = Version::unsigned(header);
     version.sign(&keys[0]);
@@ -108,14 +104,7 @@ async fn stele(rounds: usize) {
     let base = support::example();
     let mut watches = Vec::new();
     for client in &clients {
-        watches.push(
-            client
-                .ledger()
-                .watch_head(WatchHeadRequest {})
-                .await
-                .unwrap()
-                .into_inner(),
-        );
+        watches.push(client.watch_head().await.unwrap());
     }
     let mut head: Option<Head> = None;
     let (mut commit, mut propagation, mut after_commit) = (Vec::new(), Vec::new(), Vec::new());
@@ -124,18 +113,11 @@ async fn stele(rounds: usize) {
         let version = signed(head, &bundle, &keys, &trust);
         let seq = version.seq();
         let hash = version.hash();
-        let proposal = Proposal { version, bundle }.encode().into_bytes();
+        let proposal = Proposal { version, bundle };
         let sent = Instant::now();
-        let reply = proposer
-            .ledger()
-            .propose(proposer.request(ProposeRequest {
-                proposal,
-                commit_only: true,
-            }))
-            .await
-            .unwrap();
+        let reply = proposer.submit(&proposal, true).await.unwrap();
         let acknowledged = sent.elapsed();
-        assert_eq!(reply.into_inner().seq, Some(seq));
+        assert_eq!(reply.seq, Some(seq));
         for watch in &mut watches {
             loop {
                 let update = watch.next().await.unwrap().unwrap();
@@ -153,17 +135,8 @@ async fn stele(rounds: usize) {
             after_commit.push(everywhere.saturating_sub(acknowledged));
         }
     }
-    let final_head = clients[2]
-        .ledger()
-        .head(clients[2].request(HeadRequest {
-            linearizable: false,
-        }))
-        .await
-        .unwrap();
-    assert_eq!(
-        final_head.into_inner().served.unwrap().seq,
-        rounds as u64 + 1
-    );
+    let final_head = clients[2].served().await.unwrap();
+    assert_eq!(final_head.unwrap().seq, rounds as u64 + 1);
     report("stele commit (propose -> committed)", commit);
     report("stele propagation (propose -> all 3 serve)", propagation);
     report("stele propagation (committed -> all 3 serve)", after_commit);

@@ -118,20 +118,12 @@ fn compile(c: &mut Criterion) {
 /// The example's scenario requests, as the node receives them: entity
 /// references and a context object.
 fn example_requests() -> Vec<(EntityRef, EntityRef, EntityRef, serde_json::Value)> {
-    let entity = |uid: &cedar_policy::EntityUid| EntityRef {
-        type_name: uid.type_name().to_string(),
-        id: uid.id().unescaped().to_string(),
-    };
     scenario_queries(&support::example())
         .unwrap()
         .iter()
         .map(|q| {
-            (
-                entity(&q.principal),
-                entity(&q.action),
-                entity(&q.resource),
-                q.context.clone(),
-            )
+            let [principal, action, resource] = q.entity_refs();
+            (principal, action, resource, q.context().clone())
         })
         .collect()
 }

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use stele_ledger::{
-    BundleFiles, Hash, Header, Kind, Ledger, SecretKey, TrustSet, Version, export, structural_only,
+    Authorship, BundleFiles, Hash, Header, Kind, Ledger, SecretKey, TrustSet, Version, export,
+    structural_only,
 };
 use stele_policy::check_ledger_bundles;
 use support::{example, raw_cedar_load};
@@ -52,20 +53,14 @@ fn build_ledger(count: u64) -> String {
     let mut ledger = Ledger::new();
     for seq in 1..=count {
         let bundle = variant(&base, seq);
-        let head = ledger.head();
-        let header = Header {
-            seq,
-            parent_hash: head.map_or(Hash::ZERO, |h| h.hash),
-            bundle_digest: bundle.digest(),
-            kind: if seq == 1 {
-                Kind::Genesis
-            } else {
-                Kind::Update
-            },
+        let by = Authorship {
             message: format!("version {seq}"),
             author: "bench".into(),
             created_at: 1_764_000_000 + seq,
-            trust: (seq == 1).then(|| trust.clone()),
+        };
+        let header = match ledger.head() {
+            None => Header::genesis(bundle.digest(), trust.clone(), by),
+            Some(head) => Header::after(head, bundle.digest(), Kind::Update, by),
         };
         let mut version = Version::unsigned(header);
         version.sign(&keys[(seq % 3) as usize]);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use stele_ledger::{PublicKey, SecretKey};
 
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 
 /// Largest key file we read, in bytes.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
@@ -27,7 +27,7 @@ fn read_to_limit(path: &Path, file: File, limit_bytes: u64) -> Result<Vec<u8>> {
         .map_err(|e| Failure::io(path, e))?;
     if bytes.len() as u64 > limit_bytes {
         return Err(Failure::new(
-            "over_size_limit",
+            Code::Reason(stele_ledger::Reason::OverSizeLimit),
             format!(
                 "{}: larger than the limit of {limit_bytes} bytes",
                 path.display()
@@ -61,7 +61,7 @@ pub fn refuse_existing(path: &Path) -> Result<()> {
 
 fn already_exists(path: &Path) -> Failure {
     Failure::new(
-        "exists",
+        Code::Exists,
         format!("{} already exists; not overwriting it", path.display()),
     )
 }
@@ -137,7 +137,7 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey> {
     let text = String::from_utf8_lossy(&bytes);
     PublicKey::from_key_file(&text).map_err(|e| {
         Failure::new(
-            "bad_key",
+            Code::BadKey,
             format!("{}: not an approver public key: {e}", path.display()),
         )
     })
@@ -156,7 +156,7 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey> {
     }
     let text = String::from_utf8_lossy(&bytes);
     SecretKey::from_key_file(&text)
-        .map_err(|e| Failure::new("bad_key", format!("{}: {e}", path.display())))
+        .map_err(|e| Failure::new(Code::BadKey, format!("{}: {e}", path.display())))
 }
 
 pub fn load_public_keys(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {

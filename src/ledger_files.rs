@@ -1,12 +1,11 @@
 //! Loading and saving ledger and proposal files for the offline commands.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use stele_ledger::limits::MAX_BUNDLE_BYTES;
 use stele_ledger::{Ledger, Proposal, export, structural_only};
 
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::files::read_limited;
 
 /// Largest ledger file read, in bytes: a ledger is held in memory while it
@@ -42,7 +41,7 @@ pub fn load_proposal(path: &Path) -> Result<Proposal> {
 pub fn decode_proposal(path: &Path, bytes: &[u8]) -> Result<Proposal> {
     Proposal::decode(bytes).map_err(|e| {
         Failure::new(
-            "bad_proposal",
+            Code::Reason(stele_ledger::Reason::BadProposal),
             format!("{}: not a valid proposal file: {e}", path.display()),
         )
     })
@@ -56,10 +55,8 @@ pub fn author_or_default(author: Option<String>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Now, in Unix seconds: the proposer's claim in `created_at`.
+/// Now, in Unix seconds (the system clock a node runs on): the proposer's
+/// claim in `created_at`.
 pub fn now_unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    stele_node::system_clock()() / 1000
 }

@@ -535,18 +535,17 @@ fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
         let client =
             stele_client::Client::new(&cluster.nodes[0].addr, Duration::from_secs(5)).unwrap();
         client
-            .ledger()
-            .propose(client.request(stele_proto::v1::ProposeRequest {
+            .propose(stele_proto::v1::ProposeRequest {
                 proposal: b"{not a proposal".to_vec(),
                 commit_only: false,
-            }))
+            })
             .await
     });
-    let status = raw.unwrap_err();
+    let error = raw.unwrap_err();
     assert_eq!(
-        stele_client::reason(&status).as_deref(),
-        Some("bad_proposal"),
-        "{status:?}"
+        error.reason(),
+        Some(stele_client::Reason::BadProposal),
+        "{error:?}"
     );
     // The node keeps serving, and the ledger is what it was.
     cluster.run(&check_args()).ok();

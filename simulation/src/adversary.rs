@@ -192,14 +192,9 @@ async fn rotation_not_co_signed(load: &mut Workload) {
 /// another chain.
 async fn forged_snapshot(load: &mut Workload) {
     let (victim, client) = load.any_client();
-    let Ok(status) = client
-        .admin()
-        .status(client.request(StatusRequest { local_only: true }))
-        .await
-    else {
+    let Ok(status) = client.status(StatusRequest { local_only: true }).await else {
         return;
     };
-    let status = status.into_inner();
     let (Some(leader), Some(held)) = (
         status.leader,
         status
@@ -282,10 +277,11 @@ async fn forged_snapshot(load: &mut Workload) {
         header_json: serde_json::to_vec(&(vote, meta)).expect("serializes"),
         data,
     };
+    // The Raft transport is no client's to offer: the forger dials it.
     let mut raft = RaftClient::new(crate::net::channel(client.endpoint()).expect("an address"));
-    let reply = raft
-        .install_snapshot(client.request(futures::stream::iter([chunk])))
-        .await;
+    let mut offer = tonic::Request::new(futures::stream::iter([chunk]));
+    offer.set_timeout(client.timeout());
+    let reply = raft.install_snapshot(offer).await;
     let result = match reply {
         Ok(reply) if reply.get_ref().error.is_empty() => {
             load.history.violation(

@@ -11,7 +11,7 @@ use stele_policy::{Query, Snapshot};
 
 use crate::faults::SPIKE_LATENCY_MAX_MS;
 use crate::history::{Answer, History};
-use crate::host::MAX_STALENESS;
+use crate::host::{BootLog, MAX_STALENESS};
 
 /// Allowance on top of `max_staleness`: one heartbeat interval (DESIGN.md,
 /// invariant 6) plus a message each way at the highest simulated latency
@@ -34,6 +34,8 @@ fn violation(invariant: &'static str, detail: String) -> Violation {
 pub struct Final {
     pub chains: BTreeMap<u64, Vec<Version>>,
     pub bundles: HashMap<Hash, BundleFiles>,
+    /// Each node's decision logs, one per boot.
+    pub decision_logs: BTreeMap<u64, Vec<BootLog>>,
 }
 
 pub fn check(history: &History, ended: &Final) -> Vec<Violation> {
@@ -43,12 +45,86 @@ pub fn check(history: &History, ended: &Final) -> Vec<Violation> {
     acknowledged_everywhere(history, ended, &mut found);
     monotonic_serving(history, &mut found);
     provenance(history, &reference, ended, &mut found);
+    every_answer_logged(history, ended, &mut found);
     no_adversarial_version(history, ended, &reference, &mut found);
     bounded_staleness(history, &mut found);
     if let Some(stuck) = &history.stuck {
         found.push(violation("liveness", stuck.clone()));
     }
     found
+}
+
+/// Invariant 5, as the decision log proves it: every node's log verifies
+/// (chained records, checkpoints signed by its key), and every decision a
+/// node answered is in it, with the version, outcome and reasons it was
+/// answered with.
+fn every_answer_logged(history: &History, ended: &Final, found: &mut Vec<Violation>) {
+    const LOGGED: &str = "5 provenance (decision log)";
+    for (node, boots) in &ended.decision_logs {
+        let mut records = HashMap::new();
+        for boot in boots {
+            match &boot.verified {
+                Ok(logged) => records.extend(logged.iter().map(|r| (r.decision_id.as_str(), r))),
+                Err(broken) => found.push(violation(
+                    LOGGED,
+                    format!(
+                        "node {node}'s decision log {} does not verify: {broken}",
+                        boot.dir.display()
+                    ),
+                )),
+            }
+        }
+        let answered = history.decisions.iter().filter(|d| d.node == *node);
+        let mut served = 0;
+        let mut wrong = Vec::new();
+        for decision in answered {
+            let Answer::Served {
+                seq,
+                hash,
+                decision_id,
+                allow,
+                reasons,
+                errors,
+            } = &decision.answer
+            else {
+                continue;
+            };
+            served += 1;
+            let record = records.get(decision_id.as_str());
+            let as_answered = record.is_some_and(|record| {
+                record.seq == *seq
+                    && record.hash.to_hex() == *hash
+                    && record.decision == if *allow { "allow" } else { "deny" }
+                    && record.reasons == *reasons
+                    && record.errors == *errors
+            });
+            if !as_answered {
+                let logged = record.map_or("not in its log".to_string(), |r| {
+                    format!(
+                        "logged as seq {} ({}) {}",
+                        r.seq,
+                        r.hash.short(),
+                        r.decision
+                    )
+                });
+                wrong.push(format!(
+                    "decision {decision_id} answered at {} ms from seq {seq} ({}) {}: {logged}",
+                    decision.at_ms,
+                    &hash[..hash.len().min(12)],
+                    if *allow { "allow" } else { "deny" },
+                ));
+            }
+        }
+        if let Some(first) = wrong.first() {
+            found.push(violation(
+                LOGGED,
+                format!(
+                    "node {node}: {} of the {served} decisions it answered are not in its log as answered; the first: {first}",
+                    wrong.len()
+                ),
+            ));
+        }
+    }
 }
 
 /// Invariant 1: every node's ledger is a prefix of one chain, and that chain
@@ -152,6 +228,7 @@ fn provenance(history: &History, reference: &[Version], ended: &Final, found: &m
             allow,
             reasons,
             errors,
+            ..
         } = &decision.answer
         else {
             continue;

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use rand::Rng;
 use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
-use stele_ledger::{BundleFiles, Hash, Header, Kind, Proposal, SecretKey, TrustSet, Version};
+use stele_ledger::{
+    Authorship, BundleFiles, Hash, Head, Header, Kind, SecretKey, TrustSet, Version,
+};
 
 use crate::history::Probe;
 
@@ -90,12 +92,7 @@ pub fn probe(rng: &mut StdRng) -> Probe {
     }
 }
 
-/// The proposal file bytes for a version and its bundle.
-pub fn proposal(version: &Version, bundle: &BundleFiles) -> Vec<u8> {
-    Proposal::encode_parts(version, bundle).into_bytes()
-}
-
-/// An unsigned version following `parent`.
+/// An unsigned version following `parent` (a genesis without one).
 pub fn header(
     parent: Option<(u64, Hash)>,
     bundle: &BundleFiles,
@@ -103,16 +100,26 @@ pub fn header(
     trust: Option<TrustSet>,
     note: &str,
 ) -> Version {
-    Version::unsigned(Header {
-        seq: parent.map_or(1, |(seq, _)| seq + 1),
-        parent_hash: parent.map_or(Hash::ZERO, |(_, hash)| hash),
-        bundle_digest: bundle.digest(),
-        kind,
+    let by = Authorship {
         message: note.into(),
         author: "stele-sim".into(),
         created_at: 0,
-        trust,
-    })
+    };
+    let header = match (parent, trust) {
+        (None, trust) => {
+            debug_assert_eq!(kind, Kind::Genesis, "only a genesis has no parent");
+            let trust = trust.expect("a genesis declares its trust set");
+            Header::genesis(bundle.digest(), trust, by)
+        }
+        (Some((seq, hash)), trust) => {
+            let header = Header::after(Head { seq, hash }, bundle.digest(), kind, by);
+            match trust {
+                Some(trust) => header.declaring(trust),
+                None => header,
+            }
+        }
+    };
+    Version::unsigned(header)
 }
 
 pub fn signed(mut version: Version, keys: &[SecretKey]) -> Version {

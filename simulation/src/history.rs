@@ -30,6 +30,8 @@ pub enum Answer {
     Served {
         seq: u64,
         hash: String,
+        /// The id the node gave the decision (its log record's).
+        decision_id: String,
         allow: bool,
         reasons: Vec<String>,
         errors: Vec<String>,

@@ -4,13 +4,15 @@
 //! "disk").
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::ServerState;
-use stele_node::{Node, NodeConfig, WallClock};
+use stele_audit::{DecisionLog, LOG_KEY_FILE, LogConfig};
+use stele_ledger::WallClock;
+use stele_node::{Node, NodeConfig};
 use stele_store::mem::{MemBackend, MemLogStore};
 use stele_store::{Backend, LogId, Vote};
 
@@ -31,6 +33,13 @@ pub struct Disk {
     pub log: MemLogStore,
     pub backend: MemBackend,
     pub power_lost: Arc<AtomicBool>,
+    /// The node's decision logs, one per boot (on the real disk, under the
+    /// run's directory), kept open past a crash so that everything the node
+    /// answered is written by the time the run ends.
+    pub decision_logs: Arc<Mutex<Vec<Arc<DecisionLog>>>>,
+    /// The latest simulated time this node's clock was read at, for the
+    /// log's writer thread, which runs outside the simulated host.
+    seen_ms: Arc<AtomicU64>,
 }
 
 impl Default for Disk {
@@ -40,7 +49,53 @@ impl Default for Disk {
             log: MemLogStore::syncing(backend.clone()),
             backend,
             power_lost: Arc::default(),
+            decision_logs: Arc::default(),
+            seen_ms: Arc::default(),
         }
+    }
+}
+
+/// One boot's decision log as the run left it: where it is, and its
+/// records, or where it does not verify.
+pub struct BootLog {
+    pub dir: PathBuf,
+    pub verified: Result<Vec<stele_audit::DecisionRecord>, stele_audit::Broken>,
+}
+
+impl Disk {
+    /// Closes every decision log this node kept (each writes what it holds
+    /// and signs a last checkpoint), and verifies each against `key`.
+    pub fn close_decision_logs(&self, key: &stele_ledger::PublicKey) -> Vec<BootLog> {
+        let held =
+            std::mem::take(&mut *self.decision_logs.lock().unwrap_or_else(|e| e.into_inner()));
+        held.into_iter()
+            .map(|log| {
+                log.close();
+                let mut records = Vec::new();
+                let verified = stele_audit::verify(log.dir(), key, &Default::default(), |record| {
+                    records.push(record.clone())
+                })
+                .map(|_| records);
+                BootLog {
+                    dir: log.dir().to_path_buf(),
+                    verified,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Where a run keeps its nodes' decision logs, and the seed their keys
+/// come from.
+#[derive(Clone)]
+pub struct LogDir {
+    pub root: Arc<PathBuf>,
+    pub seed: u64,
+}
+
+impl LogDir {
+    fn node(&self, id: u64) -> PathBuf {
+        self.root.join(format!("node{id}"))
     }
 }
 
@@ -102,10 +157,10 @@ impl Observed {
     }
 }
 
-pub fn config(id: u64) -> NodeConfig {
+pub fn config(id: u64, data_dir: PathBuf) -> NodeConfig {
     let mut config = NodeConfig::new(
         id,
-        PathBuf::new(),
+        data_dir,
         format!("0.0.0.0:{}", net::PORT)
             .parse()
             .expect("an address"),
@@ -119,12 +174,47 @@ pub fn config(id: u64) -> NodeConfig {
     config
 }
 
-fn clock() -> WallClock {
-    Arc::new(|| EPOCH_MS + crate::history::now_ms())
+/// The node's wall clock: simulated time. Read outside a simulated host (by
+/// the decision log's writer thread), it gives the latest time the node saw.
+fn clock(seen_ms: Arc<AtomicU64>) -> WallClock {
+    Arc::new(move || {
+        if let Some(elapsed) = turmoil::sim_elapsed() {
+            seen_ms.fetch_max(elapsed.as_millis() as u64, Ordering::Relaxed);
+        }
+        EPOCH_MS + seen_ms.load(Ordering::Relaxed)
+    })
+}
+
+/// Node `id`'s decision log key, from the seed (never from the OS: a run
+/// reproduces from its seed).
+pub fn log_key(seed: u64, id: u64) -> stele_ledger::SecretKey {
+    use sha2::Digest;
+    stele_ledger::SecretKey::from_seed(
+        sha2::Sha256::digest(format!("stele-sim log key {seed} {id}")).into(),
+    )
+}
+
+/// A new boot's decision log settings: its own directory (the previous
+/// boot's writer may still be writing its own), the key in place.
+fn decision_log(dir: &Path, seed: u64, id: u64, boot: usize) -> std::io::Result<LogConfig> {
+    std::fs::create_dir_all(dir)?;
+    let key = dir.join(LOG_KEY_FILE);
+    if !key.exists() {
+        std::fs::write(&key, log_key(seed, id).to_key_file())?;
+    }
+    let mut log = LogConfig::new(dir.join(format!("boot{boot}")));
+    log.checkpoint_interval = Duration::from_secs(3600);
+    Ok(log)
 }
 
 /// Runs node `id` until the simulation stops or crashes its host.
-pub async fn run(id: u64, disk: Disk, observed: Observed, history: Shared) -> turmoil::Result {
+pub async fn run(
+    id: u64,
+    disk: Disk,
+    observed: Observed,
+    history: Shared,
+    logs: LogDir,
+) -> turmoil::Result {
     observed.forget(id);
     if disk.power_lost.swap(false, Ordering::AcqRel) {
         let held = |disk: &Disk| {
@@ -139,14 +229,23 @@ pub async fn run(id: u64, disk: Disk, observed: Observed, history: Shared) -> tu
             held(&disk)
         ));
     }
+    let data_dir = logs.node(id);
+    let mut config = config(id, data_dir.clone());
+    let boot = disk.decision_logs.lock().map_or(0, |held| held.len());
+    config.decision_log = Some(decision_log(&data_dir, logs.seed, id, boot)?);
     let node = Node::start(
-        config(id),
+        config,
         disk.log.clone(),
         Arc::new(disk.backend.clone()),
         net::dial(),
-        clock(),
+        clock(disk.seen_ms.clone()),
     )
     .await?;
+    if let Some(log) = node.state.decisions.log()
+        && let Ok(mut held) = disk.decision_logs.lock()
+    {
+        held.push(log.clone());
+    }
     let mut metrics = node.state.raft.metrics();
     tokio::spawn(async move {
         while metrics.changed().await.is_ok() {

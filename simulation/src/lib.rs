@@ -6,7 +6,12 @@
 //! fixes everything: the workload, the attacks, the faults, Raft's election
 //! timeouts and the network's delays; the run's trace hashes to a digest
 //! that the same seed reproduces. After the faults heal, the checkers test
-//! DESIGN.md's invariants against the nodes' ledgers and what clients saw.
+//! DESIGN.md's invariants against the nodes' ledgers, their decision logs
+//! and what clients saw.
+//!
+//! What it does not do: replace the product's parts with stand-ins (only
+//! the network, the disks and time are simulated), or run without the
+//! simulation build's cfgs (`scripts/sim`), where no run would reproduce.
 
 pub mod adversary;
 pub mod checkers;
@@ -28,7 +33,7 @@ use stele_store::Backend;
 use crate::checkers::{Final, Violation};
 use crate::faults::{Faults, LATENCY};
 use crate::history::Shared;
-use crate::host::{Disk, Observed};
+use crate::host::{Disk, LogDir, Observed};
 use crate::workload::{CONVERGE_BOUND, Workload};
 
 /// One simulation's parameters.
@@ -130,10 +135,23 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     let history = Shared::default();
     let observed = Observed::default();
     let disks: BTreeMap<u64, Disk> = (1..=config.nodes).map(|id| (id, Disk::default())).collect();
+    let log_root =
+        tempfile::tempdir().map_err(|e| format!("a directory for decision logs: {e}"))?;
+    let logs = LogDir {
+        root: Arc::new(log_root.path().to_path_buf()),
+        seed,
+    };
     for (&id, disk) in &disks {
         let (disk, observed, history) = (disk.clone(), observed.clone(), history.clone());
+        let logs = logs.clone();
         sim.host(net::host(id), move || {
-            host::run(id, disk.clone(), observed.clone(), history.clone())
+            host::run(
+                id,
+                disk.clone(),
+                observed.clone(),
+                history.clone(),
+                logs.clone(),
+            )
         });
     }
     let done = Arc::new(AtomicBool::new(false));
@@ -177,7 +195,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     }
     let simulated_ms = sim.elapsed().as_millis() as u64;
     drop(sim);
-    let ended = collect(&disks)?;
+    let ended = collect(seed, &disks)?;
     let mut history = std::mem::take(&mut *history.lock());
     for (node, chain) in &ended.chains {
         let head = chain.last().map_or("none".into(), |v| {
@@ -208,11 +226,17 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
     })
 }
 
-/// Reads every node's ledger and bundles off its disk.
-fn collect(disks: &BTreeMap<u64, Disk>) -> Result<Final, String> {
+/// Reads every node's ledger and bundles off its disk, and closes and
+/// verifies its decision logs.
+fn collect(seed: u64, disks: &BTreeMap<u64, Disk>) -> Result<Final, String> {
     let mut chains = BTreeMap::new();
     let mut bundles = HashMap::new();
+    let mut decision_logs = BTreeMap::new();
     for (&id, disk) in disks {
+        decision_logs.insert(
+            id,
+            disk.close_decision_logs(&host::log_key(seed, id).public_key()),
+        );
         let stored = disk
             .backend
             .load()
@@ -225,5 +249,9 @@ fn collect(disks: &BTreeMap<u64, Disk>) -> Result<Final, String> {
         }
         chains.insert(id, stored.versions);
     }
-    Ok(Final { chains, bundles })
+    Ok(Final {
+        chains,
+        bundles,
+        decision_logs,
+    })
 }

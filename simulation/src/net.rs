@@ -74,7 +74,7 @@ pub async fn incoming() -> io::Result<impl Stream<Item = io::Result<SimStream>>>
 
 /// A lazily connecting channel to `addr` over the simulated network. Must be
 /// called inside a simulated host (the channel's worker runs there).
-pub fn channel(addr: &str) -> Result<Channel, String> {
+pub fn channel(addr: &str) -> Result<Channel, stele_node::dial::BadAddress> {
     let endpoint = stele_node::dial::endpoint(addr)?;
     Ok(
         endpoint.connect_with_connector_lazy(tower::service_fn(|uri: Uri| async move {

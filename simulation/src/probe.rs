@@ -9,6 +9,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use stele_client::Client;
+use stele_ledger::Reason;
 use stele_proto::v1::{CheckRequest, EntityRef, Outcome};
 
 use crate::fixtures;
@@ -33,25 +34,21 @@ pub fn request(probe: &Probe) -> CheckRequest {
 
 /// Asks `node` one question.
 pub async fn ask(client: &Client, probe: &Probe) -> Answer {
-    match client
-        .decision()
-        .check(client.request(request(probe)))
-        .await
-    {
+    match client.check(request(probe)).await {
         Ok(reply) => {
-            let reply = reply.into_inner();
             let Some(version) = reply.version else {
                 return Answer::Failed;
             };
             Answer::Served {
                 seq: version.seq,
                 hash: version.hash,
+                decision_id: reply.decision_id,
                 allow: reply.decision == Outcome::Allow as i32,
                 reasons: reply.reasons,
                 errors: reply.errors,
             }
         }
-        Err(status) if stele_client::reason(&status).as_deref() == Some("STALE") => Answer::Stale,
+        Err(error) if error.reason() == Some(Reason::Stale) => Answer::Stale,
         Err(_) => Answer::Failed,
     }
 }
@@ -70,7 +67,7 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed ^ (node << 32) ^ 0x9e37_79b9);
             let client =
-                Client::from_channel(&net::addr(node), net::channel(&net::addr(node))?, CALL_TIMEOUT);
+                Client::from_channel(&net::addr(node), net::channel(&net::addr(node)).map_err(|e| e.to_string())?, CALL_TIMEOUT);
             let mut served_before: Option<u64> = None;
             while !done.load(Ordering::Acquire) {
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(50..150))).await;

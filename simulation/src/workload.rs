@@ -12,15 +12,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use stele_client::Client;
-use stele_ledger::{BundleFiles, Hash, Kind, Version};
-use stele_proto::v1::admin_client::AdminClient;
+use stele_ledger::{BundleFiles, Hash, Kind, Proposal, Reason, Version};
 use stele_proto::v1::change_membership_request::Change;
 use stele_proto::v1::{
     AddLearnerRequest, Approval as WireApproval, ApproveRequest, ChangeMembershipRequest,
-    HeadRequest, InitRequest, Member, MembershipResponse, ProposalState, ProposeRequest,
-    StatusRequest,
+    InitRequest, Member, ProposalState, ProposalStatus, StatusRequest,
 };
-use tonic::transport::Channel;
 
 use crate::adversary;
 use crate::fixtures::{self, Book, Keys};
@@ -39,21 +36,19 @@ pub async fn send(
     version: &Version,
     bundle: &BundleFiles,
     commit_only: bool,
-) -> Result<tonic::Response<stele_proto::v1::ProposalStatus>, tonic::Status> {
-    client
-        .ledger()
-        .propose(client.request(ProposeRequest {
-            proposal: fixtures::proposal(version, bundle),
-            commit_only,
-        }))
-        .await
+) -> Result<ProposalStatus, stele_client::Error> {
+    let proposal = Proposal {
+        version: version.clone(),
+        bundle: bundle.clone(),
+    };
+    client.submit(&proposal, commit_only).await
 }
 
 /// How a write ended, as far as the client can tell.
 pub enum Outcome {
     Committed(u64),
     Pending,
-    Refused(String),
+    Refused(Reason),
     Unknown,
 }
 
@@ -107,7 +102,11 @@ impl Workload {
             let addr = net::addr(id);
             clients.push((
                 id,
-                Client::from_channel(&addr, net::channel(&addr)?, CALL_TIMEOUT),
+                Client::from_channel(
+                    &addr,
+                    net::channel(&addr).map_err(|e| e.to_string())?,
+                    CALL_TIMEOUT,
+                ),
             ));
         }
         let mut membership = Vec::new();
@@ -149,11 +148,10 @@ impl Workload {
     async fn leader(&mut self) -> Option<u64> {
         let (_, client) = self.any_client();
         let status = client
-            .admin()
-            .status(client.request(StatusRequest { local_only: true }))
+            .status(StatusRequest { local_only: true })
             .await
             .ok()?;
-        status.into_inner().leader
+        status.leader
     }
 
     pub async fn run(mut self, done: Arc<AtomicBool>) -> turmoil::Result {
@@ -191,20 +189,18 @@ impl Workload {
                 addr: net::addr(id),
             })
             .collect();
-        let admin = self.admin(1);
         loop {
-            let mut admin = admin.clone();
-            let reply = admin
-                .init(self.request(
-                    1,
-                    InitRequest {
-                        members: members.clone(),
-                    },
-                ))
-                .await;
-            match reply {
+            let request = InitRequest {
+                members: members.clone(),
+            };
+            match self.client(1).init(request).await {
                 Ok(_) => break,
-                Err(status) if status.code() == tonic::Code::AlreadyExists => break,
+                Err(error)
+                    if error.status().map(tonic::Status::code)
+                        == Some(tonic::Code::AlreadyExists) =>
+                {
+                    break;
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
@@ -228,16 +224,8 @@ impl Workload {
         }
     }
 
-    fn request<T>(&self, node: u64, message: T) -> tonic::Request<T> {
-        self.client(node).request(message)
-    }
-
     pub fn client(&self, node: u64) -> &Client {
         &self.clients[(node - 1) as usize].1
-    }
-
-    fn admin(&self, node: u64) -> AdminClient<Channel> {
-        self.client(node).admin()
     }
 
     /// `count` distinct approvers of the trust set in force, at random.
@@ -266,26 +254,23 @@ impl Workload {
     pub fn outcome(
         &mut self,
         hash: Hash,
-        reply: Result<tonic::Response<stele_proto::v1::ProposalStatus>, tonic::Status>,
+        reply: Result<ProposalStatus, stele_client::Error>,
     ) -> Outcome {
         match reply {
-            Ok(status) => {
-                let status = status.into_inner();
-                match (status.state(), status.seq) {
-                    (ProposalState::Committed | ProposalState::AlreadyCommitted, Some(seq)) => {
-                        self.history.lock().commits.push(Commit {
-                            at_ms: now_ms(),
-                            seq,
-                            hash,
-                        });
-                        self.book.advance_to(hash);
-                        Outcome::Committed(seq)
-                    }
-                    (ProposalState::Pending, _) => Outcome::Pending,
-                    _ => Outcome::Unknown,
+            Ok(status) => match (status.state(), status.seq) {
+                (ProposalState::Committed | ProposalState::AlreadyCommitted, Some(seq)) => {
+                    self.history.lock().commits.push(Commit {
+                        at_ms: now_ms(),
+                        seq,
+                        hash,
+                    });
+                    self.book.advance_to(hash);
+                    Outcome::Committed(seq)
                 }
-            }
-            Err(status) => match stele_client::reason(&status) {
+                (ProposalState::Pending, _) => Outcome::Pending,
+                _ => Outcome::Unknown,
+            },
+            Err(error) => match error.reason() {
                 Some(reason) => Outcome::Refused(reason),
                 None => Outcome::Unknown,
             },
@@ -296,15 +281,8 @@ impl Workload {
     pub async fn resync(&mut self) {
         for _ in 0..self.clients.len() {
             let (_, client) = self.any_client();
-            let reply = client
-                .ledger()
-                .head(client.request(HeadRequest { linearizable: true }))
-                .await;
-            if let Ok(reply) = reply
-                && let Some(head) = reply.into_inner().head
-                && let Ok(hash) = head.hash.parse::<Hash>()
-            {
-                self.book.advance_to(hash);
+            if let Ok(Some(head)) = client.cluster_head().await {
+                self.book.advance_to(head.hash);
                 return;
             }
         }
@@ -365,14 +343,13 @@ impl Workload {
     ) -> Outcome {
         let (_, client) = self.any_client();
         let reply = client
-            .ledger()
-            .approve(client.request(ApproveRequest {
+            .approve(ApproveRequest {
                 proposal_id: hash.to_hex(),
                 approvals: vec![WireApproval {
                     key: key.public_key().to_hex(),
                     signature: signature.to_hex(),
                 }],
-            }))
+            })
             .await;
         self.outcome(hash, reply)
     }
@@ -420,45 +397,43 @@ impl Workload {
             return;
         };
         let client = self.client(node).clone();
-        let mut admin = client.admin();
-        let reply: Result<tonic::Response<MembershipResponse>, tonic::Status> = match step {
+        let reply = match step {
             Step::AddLearner(id) => {
-                admin
-                    .add_learner(client.request(AddLearnerRequest {
+                client
+                    .add_learner(AddLearnerRequest {
                         member: Some(Member {
                             id,
                             addr: net::addr(id),
                         }),
-                    }))
+                    })
                     .await
             }
             Step::Promote(id) => {
-                admin
-                    .change_membership(client.request(ChangeMembershipRequest {
+                client
+                    .change_membership(ChangeMembershipRequest {
                         change: Some(Change::Promote(id)),
-                    }))
+                    })
                     .await
             }
             Step::RemoveAVoter => {
                 let id = self.voting[self.rng.gen_range(0..self.voting.len())];
-                admin
-                    .change_membership(client.request(ChangeMembershipRequest {
+                client
+                    .change_membership(ChangeMembershipRequest {
                         change: Some(Change::Remove(id)),
-                    }))
+                    })
                     .await
             }
         };
         let label = match &reply {
             Ok(reply) => {
                 self.membership.remove(0);
-                let reply = reply.get_ref();
                 let voters: Vec<u64> = reply.voters.iter().map(|m| m.id).collect();
                 self.members = voters.clone();
                 self.members.extend(reply.learners.iter().map(|m| m.id));
                 self.voting = voters.clone();
                 format!("ok voters={voters:?}")
             }
-            Err(status) => format!("failed {:?}", status.code()),
+            Err(error) => format!("failed {:?}", code_of(error)),
         };
         self.history
             .event(format!("membership {step:?} at node={node}: {label}"));
@@ -500,18 +475,9 @@ impl Workload {
         let mut lagging: BTreeSet<u64> = members.iter().copied().collect();
         while !lagging.is_empty() && now_ms() < healed + CONVERGE_BOUND.as_millis() as u64 {
             for id in lagging.clone() {
-                let client = self.client(id).clone();
-                let reply = client
-                    .ledger()
-                    .head(client.request(HeadRequest {
-                        linearizable: false,
-                    }))
-                    .await;
-                if let Ok(reply) = reply
-                    && reply
-                        .into_inner()
-                        .served
-                        .is_some_and(|served| served.seq >= seq)
+                let served = self.client(id).served().await;
+                if let Ok(Some(served)) = served
+                    && served.seq >= seq
                 {
                     lagging.remove(&id);
                 }
@@ -531,16 +497,21 @@ impl Workload {
     /// The cluster's members, as `node` reports them.
     async fn members(&mut self, node: u64) -> Vec<u64> {
         for _ in 0..50 {
-            let client = self.client(node).clone();
-            if let Ok(reply) = client
-                .admin()
-                .status(client.request(StatusRequest { local_only: false }))
-                .await
-            {
-                return reply.into_inner().members.iter().map(|m| m.id).collect();
+            let status = self
+                .client(node)
+                .status(StatusRequest { local_only: false });
+            if let Ok(reply) = status.await {
+                return reply.members.iter().map(|m| m.id).collect();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.members.clone()
     }
+}
+
+/// The gRPC code a failed call ended with, as the trace names it.
+pub fn code_of(error: &stele_client::Error) -> tonic::Code {
+    error
+        .status()
+        .map_or(tonic::Code::Unknown, tonic::Status::code)
 }

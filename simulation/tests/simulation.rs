@@ -133,6 +133,11 @@ mod defects {
     }
 
     #[test]
+    fn log_wrong_version_is_found() {
+        found_within("log-wrong-version", "5 provenance (decision log)", 2);
+    }
+
+    #[test]
     fn an_unknown_defect_is_refused_by_name() {
         let error = super::run(&super::config(0, 20, Some("no-such-bug")))
             .err()

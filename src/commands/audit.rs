@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use serde_json::json;
+use stele_audit::{DecisionRecord, Expected, Verified, verify};
 use stele_ledger::PublicKey;
-use stele_node::decision_log::{DecisionRecord, Expected, Verified, verify};
 
 use crate::cli::{AuditCommand, ExpectArgs};
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::files::load_public_key;
 use crate::output::Output;
 
@@ -20,27 +20,7 @@ pub fn run(out: Output, command: AuditCommand) -> Result<()> {
         } => {
             let key = node_key_arg(&node_key)?;
             let verified = checked(&dir, &key, &expected(&expect)?, |_| {})?;
-            out.result(&summary(&dir, &verified), || {
-                format!(
-                    "ok: {} records{} ({} decisions, {} dropped) in {} segments, ending at head {}; {} checkpoints signed by {}, the last covering records before {}{}{}",
-                    verified.records,
-                    match verified.first_index {
-                        0 => String::new(),
-                        first => format!(
-                            " from record {first} (older segments are not in this copy)"
-                        ),
-                    },
-                    verified.decisions,
-                    verified.dropped,
-                    verified.segments,
-                    verified.head,
-                    verified.checkpoints,
-                    key.to_hex(),
-                    verified.signed,
-                    unsigned_note(&verified),
-                    sampled_note(&verified),
-                )
-            });
+            out.result(&summary(&dir, &verified), || verified_text(&verified, &key));
             Ok(())
         }
         AuditCommand::Show {
@@ -58,7 +38,7 @@ pub fn run(out: Output, command: AuditCommand) -> Result<()> {
             })?;
             let Some(record) = found else {
                 return Err(Failure::new(
-                    "not_found",
+                    Code::NotFound,
                     format!(
                         "no decision {decision_id:?} in {} ({} decisions, verified{})",
                         dir.display(),
@@ -69,41 +49,63 @@ pub fn run(out: Output, command: AuditCommand) -> Result<()> {
             };
             let signed = record.index < verified.signed;
             let value = json!({"record": record, "signed": signed});
-            out.result(&value, || {
-                let mut text = format!(
-                    "decision {} by node {} at {} ms: {}\n  version: seq {} ({})\n  reasons: {}\n",
-                    record.decision_id,
-                    record.node,
-                    record.time_ms,
-                    record.decision,
-                    record.seq,
-                    record.hash,
-                    if record.reasons.is_empty() {
-                        "none".to_string()
-                    } else {
-                        record.reasons.join(", ")
-                    },
-                );
-                if !record.errors.is_empty() {
-                    text.push_str(&format!("  errors: {}\n", record.errors.join("; ")));
-                }
-                text.push_str(&format!("  request digest: {}\n", record.request_digest));
-                if let Some(request) = &record.request {
-                    text.push_str(&format!("  request: {request}\n"));
-                }
-                if let Some(omitted) = &record.request_omitted {
-                    text.push_str(&format!("  request not logged whole: {omitted}\n"));
-                }
-                text.push_str(if signed {
-                    "  covered by a checkpoint signed by the node's key"
-                } else {
-                    "  chained, but after the last signed checkpoint: not yet proven"
-                });
-                text
-            });
+            out.result(&value, || record_text(&record, signed));
             Ok(())
         }
     }
+}
+
+fn verified_text(verified: &Verified, key: &PublicKey) -> String {
+    format!(
+        "ok: {} records{} ({} decisions, {} dropped) in {} segments, ending at head {}; {} checkpoints signed by {}, the last covering records before {}{}{}",
+        verified.records,
+        match verified.first_index {
+            0 => String::new(),
+            first => format!(" from record {first} (older segments are not in this copy)"),
+        },
+        verified.decisions,
+        verified.dropped,
+        verified.segments,
+        verified.head,
+        verified.checkpoints,
+        key.to_hex(),
+        verified.signed,
+        unsigned_note(verified),
+        sampled_note(verified),
+    )
+}
+
+fn record_text(record: &DecisionRecord, signed: bool) -> String {
+    let mut text = format!(
+        "decision {} by node {} at {} ms: {}\n  version: seq {} ({})\n  reasons: {}\n",
+        record.decision_id,
+        record.node,
+        record.time_ms,
+        record.decision,
+        record.seq,
+        record.hash,
+        if record.reasons.is_empty() {
+            "none".to_string()
+        } else {
+            record.reasons.join(", ")
+        },
+    );
+    if !record.errors.is_empty() {
+        text.push_str(&format!("  errors: {}\n", record.errors.join("; ")));
+    }
+    text.push_str(&format!("  request digest: {}\n", record.request_digest));
+    if let Some(request) = &record.request {
+        text.push_str(&format!("  request: {request}\n"));
+    }
+    if let Some(omitted) = &record.request_omitted {
+        text.push_str(&format!("  request not logged whole: {omitted}\n"));
+    }
+    text.push_str(if signed {
+        "  covered by a checkpoint signed by the node's key"
+    } else {
+        "  chained, but after the last signed checkpoint: not yet proven"
+    });
+    text
 }
 
 /// The key as hex, or a file holding it (a `.pub` key file or bare hex).
@@ -148,7 +150,7 @@ fn checked(
 ) -> Result<Verified> {
     verify(dir, key, expected, found).map_err(|broken| {
         Failure::new(
-            "log_invalid",
+            Code::LogInvalid,
             format!("the decision log does not verify: {broken}"),
         )
     })

@@ -9,17 +9,15 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use serde_json::json;
 use stele_client::Client;
+use stele_node::check_wire::check_request;
 use stele_policy::synthetic;
 use stele_policy::{Query, scenario_queries};
-use stele_proto::v1::decision_client::DecisionClient;
 use stele_proto::v1::{CheckBatchRequest, CheckRequest, CheckResponse, check_result};
-use tonic::transport::Channel;
 
-use super::check::check_request;
 use super::load_http::{HttpCaller, Item, batch_body, evaluation_body};
 use crate::cli::{BenchBundleArgs, BenchCheckArgs, BenchCommand};
 use crate::example_bundle;
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::files::{create_new, refuse_existing};
 use crate::output::Output;
 use crate::remote::{block_on, connect};
@@ -115,7 +113,7 @@ fn check(out: Output, args: BenchCheckArgs) -> Result<()> {
     // One call first, so that a wrong endpoint or bundle is named at once.
     block_on(async {
         let refused =
-            |message| Failure::new("unavailable", format!("{}: {message}", target(&args)));
+            |message| Failure::new(Code::Unavailable, format!("{}: {message}", target(&args)));
         let first = callers[0].call(&requests, &[0]).await.map_err(refused)?;
         match first.into_iter().next() {
             Some(Err(message)) => Err(refused(message)),
@@ -154,7 +152,7 @@ fn check(out: Output, args: BenchCheckArgs) -> Result<()> {
             tallies.push(
                 worker
                     .await
-                    .map_err(|e| Failure::new("internal", e.to_string()))?,
+                    .map_err(|e| Failure::new(Code::Internal, e.to_string()))?,
             );
         }
         Ok(tallies)
@@ -166,10 +164,7 @@ fn check(out: Output, args: BenchCheckArgs) -> Result<()> {
 /// Where the load goes: the node's gRPC Decision service, or its HTTP
 /// AuthZEN API.
 enum Caller {
-    Grpc {
-        client: Client,
-        decision: DecisionClient<Channel>,
-    },
+    Grpc(Client),
     Http {
         caller: HttpCaller,
         bodies: Arc<Vec<Bytes>>,
@@ -186,7 +181,7 @@ async fn callers(args: &BenchCheckArgs, requests: &[CheckRequest]) -> Result<Vec
             for _ in 0..args.concurrency {
                 let caller = HttpCaller::connect(addr, args.remote.timeout)
                     .await
-                    .map_err(|e| Failure::new("unavailable", e))?;
+                    .map_err(|e| Failure::new(Code::Unavailable, e))?;
                 callers.push(Caller::Http {
                     caller,
                     bodies: bodies.clone(),
@@ -200,13 +195,7 @@ async fn callers(args: &BenchCheckArgs, requests: &[CheckRequest]) -> Result<Vec
                 .map(|_| connect(&args.remote.endpoint, args.remote.timeout))
                 .collect::<Result<_>>()?;
             Ok((0..args.concurrency)
-                .map(|worker| {
-                    let client = clients[worker % connections].clone();
-                    Caller::Grpc {
-                        decision: client.decision(),
-                        client,
-                    }
-                })
+                .map(|worker| Caller::Grpc(clients[worker % connections].clone()))
                 .collect())
         }
     }
@@ -235,25 +224,18 @@ impl Caller {
         picked: &[usize],
     ) -> std::result::Result<Vec<Item>, String> {
         match self {
-            Caller::Grpc { client, decision } if picked.len() == 1 => {
-                let request = client.request(requests[picked[0]].clone());
-                let reply = decision
-                    .check(request)
-                    .await
-                    .map_err(|s| s.message().to_string())?;
-                Ok(vec![grpc_item(&reply.into_inner())])
+            Caller::Grpc(client) if picked.len() == 1 => {
+                let request = requests[picked[0]].clone();
+                let reply = client.check(request).await.map_err(|e| e.message())?;
+                Ok(vec![grpc_item(&reply)])
             }
-            Caller::Grpc { client, decision } => {
+            Caller::Grpc(client) => {
                 let call = CheckBatchRequest {
                     requests: picked.iter().map(|&i| requests[i].clone()).collect(),
                     min_version: None,
                 };
-                let reply = decision
-                    .check_batch(client.request(call))
-                    .await
-                    .map_err(|s| s.message().to_string())?;
+                let reply = client.check_batch(call).await.map_err(|e| e.message())?;
                 Ok(reply
-                    .into_inner()
                     .results
                     .into_iter()
                     .map(|result| match result.result {

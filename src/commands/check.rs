@@ -1,17 +1,17 @@
 //! `stele check --bundle`: offline evaluation.
 
-use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde_json::json;
+use stele_node::check_wire::check_request;
 use stele_policy::{Decision, Outcome, Query, Snapshot, load_dir};
-use stele_proto::v1::{CheckRequest, CheckResponse, EntityRef};
+use stele_proto::v1::CheckResponse;
 
 use crate::cli::CheckArgs;
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::output::Output;
-use crate::remote::{block_on, connect, failure};
+use crate::remote::{call, connect};
 
 /// Longest request line, in bytes.
 const MAX_REQUEST_LINE_BYTES: usize = 1024 * 1024;
@@ -34,7 +34,7 @@ fn flag_query(args: &CheckArgs) -> Result<Query> {
         args.resource.as_deref().unwrap_or_default(),
         args.context.as_deref(),
     )
-    .map_err(|e| Failure::new("invalid_request", e.to_string()))
+    .map_err(|e| Failure::new(Code::InvalidRequest, e.to_string()))
 }
 
 fn offline(out: Output, bundle: &Path, args: &CheckArgs) -> Result<()> {
@@ -46,7 +46,7 @@ fn offline(out: Output, bundle: &Path, args: &CheckArgs) -> Result<()> {
             |query| {
                 let decision = snapshot
                     .evaluate(&query)
-                    .map_err(|e| Failure::new("invalid_request", e.to_string()))?;
+                    .map_err(|e| Failure::new(Code::InvalidRequest, e.to_string()))?;
                 Ok(serde_json::to_value(&decision).expect("decisions serialize"))
             },
             describe_json,
@@ -55,7 +55,7 @@ fn offline(out: Output, bundle: &Path, args: &CheckArgs) -> Result<()> {
             let query = flag_query(args)?;
             let decision = snapshot
                 .evaluate(&query)
-                .map_err(|e| Failure::new("invalid_request", e.to_string()))?;
+                .map_err(|e| Failure::new(Code::InvalidRequest, e.to_string()))?;
             out.result(&decision, || describe(&decision));
             Ok(())
         }
@@ -88,7 +88,7 @@ fn for_each_request(
             continue;
         }
         total += 1;
-        let invalid = |message: String| Failure::new("invalid_request", message);
+        let invalid = |message: String| Failure::new(Code::InvalidRequest, message);
         let result = if !fits {
             Err(invalid(format!(
                 "request is over the limit of {MAX_REQUEST_LINE_BYTES} bytes"
@@ -103,15 +103,15 @@ fn for_each_request(
             Ok(value) => out.result(&value, || describe_answer(&value)),
             Err(failure) => {
                 failed += 1;
-                first_code.get_or_insert(failure.code.clone());
+                first_code.get_or_insert(failure.code);
                 let message = format!("line {number}: {}", failure.message);
                 out.result(
-                    &json!({ "error": message, "code": failure.code.as_ref() }),
+                    &json!({ "error": message, "code": failure.code.name() }),
                     || format!("error: {message}"),
                 );
                 // A node that does not answer will not answer the next line
                 // either: stop rather than wait out every deadline.
-                if matches!(failure.code.as_ref(), "timeout" | "unavailable") {
+                if matches!(failure.code, Code::Timeout | Code::Unavailable) {
                     return Err(Failure::new(
                         failure.code,
                         format!("stopped at line {number}: the node does not answer"),
@@ -125,7 +125,7 @@ fn for_each_request(
         // The first failure's code: `stale` when the node could not answer,
         // `invalid_request` for a bad line.
         return Err(Failure::new(
-            first_code.unwrap_or(Cow::Borrowed("invalid_request")),
+            first_code.unwrap_or(Code::InvalidRequest),
             format!("{failed} of {total} request(s) could not be evaluated"),
         )
         .told_by_results());
@@ -195,15 +195,7 @@ fn describe_json(value: &serde_json::Value) -> String {
 fn remote(out: Output, endpoint: &str, args: &CheckArgs) -> Result<()> {
     let client = connect(endpoint, args.timeout)?;
     let ask = |query: Query| -> Result<serde_json::Value> {
-        let request = check_request(&query, args.min_version);
-        let reply = block_on(async {
-            client
-                .decision()
-                .check(client.request(request))
-                .await
-                .map_err(|s| failure(&client, s))
-        })?
-        .into_inner();
+        let reply = call(client.check(check_request(&query, args.min_version)))?;
         Ok(decision_json(&reply))
     };
     match &args.requests {
@@ -213,24 +205,6 @@ fn remote(out: Output, endpoint: &str, args: &CheckArgs) -> Result<()> {
             out.result(&value, || describe_json(&value));
             Ok(())
         }
-    }
-}
-
-/// A query as the Decision service's request.
-pub(super) fn check_request(query: &Query, min_version: Option<u64>) -> CheckRequest {
-    CheckRequest {
-        principal: Some(entity(&query.principal)),
-        action: Some(entity(&query.action)),
-        resource: Some(entity(&query.resource)),
-        context_json: query.context.to_string(),
-        min_version,
-    }
-}
-
-fn entity(uid: &cedar_policy::EntityUid) -> EntityRef {
-    EntityRef {
-        r#type: uid.type_name().to_string(),
-        id: uid.id().unescaped().to_string(),
     }
 }
 

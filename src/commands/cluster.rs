@@ -3,14 +3,14 @@
 use serde_json::json;
 use stele_node::members::{check_member, check_members};
 use stele_proto::v1::{
-    AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MembershipResponse,
-    StatusRequest, change_membership_request,
+    AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MemberStatus,
+    MembershipResponse, StatusRequest, StatusResponse, change_membership_request,
 };
 
-use crate::cli::ClusterCommand;
+use crate::cli::{ClusterCommand, Remote};
 use crate::failure::{Failure, Result};
 use crate::output::Output;
-use crate::remote::{block_on, client, connect, failure};
+use crate::remote::{call, client, connect};
 
 pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
     match command {
@@ -24,99 +24,26 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                 .map(|m| parse_member(m))
                 .collect::<Result<Vec<_>>>()?;
             check_members(members.iter().map(|m| (m.id, m.addr.as_str())))
-                .map_err(Failure::usage)?;
+                .map_err(|e| Failure::usage(e.to_string()))?;
             let endpoint = endpoint.unwrap_or_else(|| members[0].addr.clone());
             let client = connect(&endpoint, timeout)?;
-            let reply = block_on(async {
-                client
-                    .admin()
-                    .init(client.request(InitRequest { members }))
-                    .await
-                    .map_err(|s| failure(&client, s))
-            })?;
-            print_membership(out, &reply.into_inner(), "initialized");
+            let reply = call(client.init(InitRequest { members }))?;
+            print_membership(out, &reply, "initialized");
             Ok(())
         }
         ClusterCommand::Status { remote } => {
             let client = client(&remote)?;
-            let status = block_on(async {
-                client
-                    .admin()
-                    .status(client.request(StatusRequest { local_only: false }))
-                    .await
-                    .map_err(|s| failure(&client, s))
-            })?
-            .into_inner();
-            let members: Vec<_> = status
-                .members
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.id,
-                        "addr": m.addr,
-                        "role": m.role,
-                        "voter": m.voter,
-                        "applied_seq": m.applied_seq,
-                        "stale": m.stale,
-                        "log_key": (!m.log_key.is_empty()).then_some(&m.log_key),
-                        "log_signed_count": m.log_signed_count,
-                        "log_signed_head": (!m.log_signed_head.is_empty()).then_some(&m.log_signed_head),
-                        "log_error": (!m.log_error.is_empty()).then_some(&m.log_error),
-                    })
-                })
-                .collect();
-            let value = json!({ "leader": status.leader, "term": status.term, "members": members });
-            out.result(&value, || {
-                let mut text = format!(
-                    "leader: {}   term: {}\n",
-                    status.leader.map_or("none".into(), |l| l.to_string()),
-                    status.term
-                );
-                for m in &status.members {
-                    text.push_str(&format!(
-                        "  node {:<3} {:<22} {:<12} {:<7} seq {:<6} {:<6} log key {}\n",
-                        m.id,
-                        m.addr,
-                        m.role,
-                        if m.voter { "voter" } else { "learner" },
-                        m.applied_seq.map_or("-".into(), |s| s.to_string()),
-                        if m.stale { "STALE" } else { "fresh" },
-                        if m.log_key.is_empty() {
-                            "-"
-                        } else {
-                            &m.log_key
-                        },
-                    ));
-                    if let Some(count) = m.log_signed_count {
-                        text.push_str(&format!(
-                            "           log signed: {count} records, head {}\n",
-                            m.log_signed_head
-                        ));
-                    }
-                    if !m.log_error.is_empty() {
-                        text.push_str(&format!(
-                            "           LOG FAILED (decisions refused): {}\n",
-                            m.log_error
-                        ));
-                    }
-                }
-                text.trim_end().to_string()
-            });
+            let status = call(client.status(StatusRequest { local_only: false }))?;
+            out.result(&status_json(&status), || status_text(&status));
             Ok(())
         }
         ClusterCommand::AddLearner { member, remote } => {
             let member = parse_member(&member)?;
             let client = client(&remote)?;
-            let reply = block_on(async {
-                client
-                    .admin()
-                    .add_learner(client.request(AddLearnerRequest {
-                        member: Some(member),
-                    }))
-                    .await
-                    .map_err(|s| failure(&client, s))
-            })?;
-            print_membership(out, &reply.into_inner(), "learner added");
+            let reply = call(client.add_learner(AddLearnerRequest {
+                member: Some(member),
+            }))?;
+            print_membership(out, &reply, "learner added");
             Ok(())
         }
         ClusterCommand::Promote { id, remote } => change(
@@ -134,23 +61,82 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
     }
 }
 
+fn status_json(status: &StatusResponse) -> serde_json::Value {
+    let present = |text: &String| (!text.is_empty()).then(|| text.clone());
+    let members: Vec<_> = status
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "addr": m.addr,
+                "role": m.role,
+                "voter": m.voter,
+                "applied_seq": m.applied_seq,
+                "stale": m.stale,
+                "log_key": present(&m.log_key),
+                "log_signed_count": m.log_signed_count,
+                "log_signed_head": present(&m.log_signed_head),
+                "log_error": present(&m.log_error),
+            })
+        })
+        .collect();
+    json!({ "leader": status.leader, "term": status.term, "members": members })
+}
+
+fn status_text(status: &StatusResponse) -> String {
+    let mut text = format!(
+        "leader: {}   term: {}\n",
+        status.leader.map_or("none".into(), |l| l.to_string()),
+        status.term
+    );
+    for member in &status.members {
+        text.push_str(&member_text(member));
+    }
+    text.trim_end().to_string()
+}
+
+fn member_text(m: &MemberStatus) -> String {
+    let mut text = format!(
+        "  node {:<3} {:<22} {:<12} {:<7} seq {:<6} {:<6} log key {}\n",
+        m.id,
+        m.addr,
+        m.role,
+        if m.voter { "voter" } else { "learner" },
+        m.applied_seq.map_or("-".into(), |s| s.to_string()),
+        if m.stale { "STALE" } else { "fresh" },
+        if m.log_key.is_empty() {
+            "-"
+        } else {
+            &m.log_key
+        },
+    );
+    if let Some(count) = m.log_signed_count {
+        text.push_str(&format!(
+            "           log signed: {count} records, head {}\n",
+            m.log_signed_head
+        ));
+    }
+    if !m.log_error.is_empty() {
+        text.push_str(&format!(
+            "           LOG FAILED (decisions refused): {}\n",
+            m.log_error
+        ));
+    }
+    text
+}
+
 fn change(
     out: Output,
-    remote: &crate::cli::Remote,
+    remote: &Remote,
     change: change_membership_request::Change,
     what: &str,
 ) -> Result<()> {
     let client = client(remote)?;
-    let reply = block_on(async {
-        client
-            .admin()
-            .change_membership(client.request(ChangeMembershipRequest {
-                change: Some(change),
-            }))
-            .await
-            .map_err(|s| failure(&client, s))
-    })?;
-    print_membership(out, &reply.into_inner(), what);
+    let reply = call(client.change_membership(ChangeMembershipRequest {
+        change: Some(change),
+    }))?;
+    print_membership(out, &reply, what);
     Ok(())
 }
 
@@ -162,7 +148,7 @@ fn parse_member(text: &str) -> Result<Member> {
         id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
             Failure::usage(format!("{text:?}: the id must be a positive integer"))
         })?;
-    check_member(id, addr).map_err(Failure::usage)?;
+    check_member(id, addr).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(Member {
         id,
         addr: addr.to_string(),

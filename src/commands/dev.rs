@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stele_client::Client;
 use stele_ledger::{Proposal, SecretKey, TrustSet};
-use stele_proto::v1::{HeadRequest, InitRequest, Member, ProposeRequest, StatusRequest};
+use stele_proto::v1::{InitRequest, Member, StatusRequest};
 
 use super::keygen::{public_path, write_key_pair};
 use super::ledger::{genesis_header, signed};
 use super::node::shutdown_signal;
 use crate::cli::{About, DevArgs};
 use crate::example_bundle::zero_trust;
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::files::load_secret_key;
 use crate::output::Output;
-use crate::remote::{block_on, connect, failure};
+use crate::remote::{block_on, connect};
 
 const NODES: u64 = 3;
 /// Node i serves HTTP at --base-port + this + i.
@@ -60,7 +60,7 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
     let keys = approver_keys(&dir)?;
     write_example(&dir.join("bundle"))?;
     let exe = std::env::current_exe()
-        .map_err(|e| Failure::new("io", format!("cannot find the stele binary: {e}")))?;
+        .map_err(|e| Failure::new(Code::Io, format!("cannot find the stele binary: {e}")))?;
     let addrs: Vec<String> = (0..NODES)
         .map(|i| format!("127.0.0.1:{}", args.base_port as u64 + i))
         .collect();
@@ -159,7 +159,7 @@ fn spawn_node(
         .stdout(log)
         .stderr(log_err)
         .spawn()
-        .map_err(|e| Failure::new("io", format!("cannot start node {id}: {e}")))
+        .map_err(|e| Failure::new(Code::Io, format!("cannot start node {id}: {e}")))
 }
 
 /// Polls `attempt` every 100 ms until it gives a value, for up to a minute.
@@ -174,7 +174,7 @@ async fn poll_until<T>(
         }
         if Instant::now() > deadline {
             return Err(Failure::new(
-                "timeout",
+                Code::Timeout,
                 format!(
                     "{what} within {}",
                     humantime::format_duration(STARTUP_TIMEOUT)
@@ -193,7 +193,7 @@ async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &P
             let tail = fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
             return Err(Failure::new(
-                "node_exited",
+                Code::NodeExited,
                 format!(
                     "node {} exited ({status}); the end of {}:\n{}",
                     index + 1,
@@ -202,10 +202,7 @@ async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &P
                 ),
             ));
         }
-        let ask = client
-            .admin()
-            .status(client.request(StatusRequest { local_only: true }))
-            .await;
+        let ask = client.status(StatusRequest { local_only: true }).await;
         Ok(ask.is_ok().then_some(()))
     })
     .await
@@ -222,24 +219,16 @@ async fn bootstrap(client: &Client, addrs: &[String]) -> Result<()> {
             addr: addr.clone(),
         })
         .collect();
-    if let Err(status) = client
-        .admin()
-        .init(client.request(InitRequest { members }))
-        .await
-        && status.code() != tonic::Code::AlreadyExists
+    if let Err(error) = client.init(InitRequest { members }).await
+        && error.status().map(tonic::Status::code) != Some(tonic::Code::AlreadyExists)
     {
-        return Err(failure(client, status));
+        return Err(error.into());
     }
     poll_until(
         "no leader was elected (if DIR was created with another --base-port, use that one or a new --dir)",
         async || {
-            let status = client
-                .admin()
-                .status(client.request(StatusRequest { local_only: true }))
-                .await;
-            Ok(status
-                .is_ok_and(|s| s.into_inner().leader.is_some())
-                .then_some(()))
+            let status = client.status(StatusRequest { local_only: true }).await;
+            Ok(status.is_ok_and(|s| s.leader.is_some()).then_some(()))
         },
     )
     .await
@@ -251,18 +240,18 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
     // are busy loading a large ledger): wait out "no leader" answers.
     let head = poll_until(
         "no leader stayed long enough to read the ledger",
-        async || match client
-            .ledger()
-            .head(client.request(HeadRequest { linearizable: true }))
-            .await
-        {
-            Ok(reply) => Ok(Some(reply.into_inner())),
-            Err(status) if status.code() == tonic::Code::Unavailable => Ok(None),
-            Err(status) => Err(failure(client, status)),
+        async || match client.cluster_head().await {
+            Ok(head) => Ok(Some(head)),
+            Err(error)
+                if error.status().map(tonic::Status::code) == Some(tonic::Code::Unavailable) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
         },
     )
     .await?;
-    if head.head.is_some() {
+    if head.is_some() {
         return Ok(());
     }
     let secrets: Vec<SecretKey> = keys
@@ -277,15 +266,7 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
         author: Some("stele dev".into()),
     };
     let version = signed(genesis_header(&bundle, trust, &about), &secrets[..2]);
-    let proposal = Proposal { version, bundle }.encode().into_bytes();
-    client
-        .ledger()
-        .propose(client.request(ProposeRequest {
-            proposal,
-            commit_only: true,
-        }))
-        .await
-        .map_err(|s| failure(client, s))?;
+    client.submit(&Proposal { version, bundle }, true).await?;
     Ok(())
 }
 
@@ -294,13 +275,7 @@ async fn wait_all_serving(clients: &[Client]) -> Result<(u64, String)> {
     poll_until("the nodes did not all serve the genesis", async || {
         let mut served = Vec::new();
         for client in clients {
-            let reply = client
-                .ledger()
-                .head(client.request(HeadRequest {
-                    linearizable: false,
-                }))
-                .await;
-            served.push(reply.ok().and_then(|r| r.into_inner().served));
+            served.push(client.served().await.ok().flatten());
         }
         Ok(match served.first() {
             Some(Some(first))
@@ -308,7 +283,7 @@ async fn wait_all_serving(clients: &[Client]) -> Result<(u64, String)> {
                     .iter()
                     .all(|s| s.as_ref().is_some_and(|s| s.seq == first.seq)) =>
             {
-                Some((first.seq, first.hash.clone()))
+                Some((first.seq, first.hash.to_hex()))
             }
             _ => None,
         })

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use stele_ledger::{PublicKey, SecretKey};
 
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::files::create_new;
 use crate::output::Output;
 
@@ -43,14 +43,14 @@ pub fn write_key_pair(secret_path: &Path) -> Result<(PathBuf, PublicKey)> {
     for path in [secret_path, public_path.as_path()] {
         if path.exists() {
             return Err(Failure::new(
-                "exists",
+                Code::Exists,
                 format!("{} already exists; not overwriting a key", path.display()),
             ));
         }
     }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
-        .map_err(|e| Failure::new("io", format!("no randomness from the OS: {e}")))?;
+        .map_err(|e| Failure::new(Code::Io, format!("no randomness from the OS: {e}")))?;
     let secret = SecretKey::from_seed(seed);
     let public = secret.public_key();
     create_new(secret_path, secret.to_key_file().as_bytes(), 0o600)?;

@@ -4,14 +4,14 @@ use std::path::Path;
 
 use serde_json::json;
 use stele_ledger::{
-    Admitted, BundleFiles, Hash, Head, Header, Kind, Ledger, LedgerFileError, Rejection, SecretKey,
-    TrustSet, Version, export, structural_only,
+    Admitted, Authorship, BundleFiles, Hash, Head, Header, Kind, Ledger, LedgerFileError,
+    Rejection, SecretKey, TrustSet, Version, export, structural_only,
 };
 use stele_policy::{admission_check, check_ledger_bundles, load_dir};
 
 use super::describe::{bundle_files_json, version_json, version_line, version_text};
 use crate::cli::{About, LedgerCommand};
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::files::{create_new, load_public_keys, load_secret_keys, read_limited, update_locked};
 use crate::ledger_files::{
     MAX_LEDGER_FILE_BYTES, author_or_default, decode_ledger, load_ledger, load_proposal,
@@ -109,7 +109,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             let chain = load_ledger(&ledger)?;
             let version = chain.version(seq).ok_or_else(|| {
                 Failure::new(
-                    "not_found",
+                    Code::NotFound,
                     format!(
                         "{}: no version {seq} (head is {})",
                         ledger.display(),
@@ -131,18 +131,18 @@ pub fn trust_set(approvers: &[std::path::PathBuf], threshold: Option<u32>) -> Re
     TrustSet::new(keys, threshold).map_err(|e| Failure::usage(format!("trust set: {e}")))
 }
 
-/// The header of a genesis version declaring `trust`.
-pub fn genesis_header(files: &BundleFiles, trust: TrustSet, about: &About) -> Header {
-    Header {
-        seq: 1,
-        parent_hash: Hash::ZERO,
-        bundle_digest: files.digest(),
-        kind: Kind::Genesis,
+/// What `about` says, signed now.
+fn authorship(about: &About) -> Authorship {
+    Authorship {
         message: about.message.clone(),
         author: author_or_default(about.author.clone()),
         created_at: now_unix_seconds(),
-        trust: Some(trust),
     }
+}
+
+/// The header of a genesis version declaring `trust`.
+pub fn genesis_header(files: &BundleFiles, trust: TrustSet, about: &About) -> Header {
+    Header::genesis(files.digest(), trust, authorship(about))
 }
 
 /// The bundle a rollback to `to_seq` must carry.
@@ -161,7 +161,7 @@ pub fn head_bundle(chain: &Ledger) -> Result<BundleFiles> {
         .head()
         .and_then(|head| chain.bundle_at(head.seq))
         .cloned()
-        .ok_or_else(|| Failure::new("empty_ledger", "the ledger has no genesis yet"))
+        .ok_or_else(|| Failure::new(Code::EmptyLedger, "the ledger has no genesis yet"))
 }
 
 /// The header of the next version on `chain`'s head.
@@ -173,22 +173,13 @@ pub fn next_header(
 ) -> Result<Header> {
     let head = chain
         .head()
-        .ok_or_else(|| Failure::new("empty_ledger", "the ledger has no genesis yet"))?;
+        .ok_or_else(|| Failure::new(Code::EmptyLedger, "the ledger has no genesis yet"))?;
     Ok(header_on(head, files, kind, about))
 }
 
 /// The header of a version whose parent is `head`, created now.
 pub fn header_on(head: Head, files: &BundleFiles, kind: Kind, about: &About) -> Header {
-    Header {
-        seq: head.seq + 1,
-        parent_hash: head.hash,
-        bundle_digest: files.digest(),
-        kind,
-        message: about.message.clone(),
-        author: author_or_default(about.author.clone()),
-        created_at: now_unix_seconds(),
-        trust: None,
-    }
+    Header::after(head, files.digest(), kind, authorship(about))
 }
 
 fn sign_all(version: &mut Version, keys: &[SecretKey]) {
@@ -206,7 +197,7 @@ pub fn signed(header: Header, keys: &[SecretKey]) -> Version {
 fn create(out: Output, path: &Path, version: Version, files: BundleFiles) -> Result<()> {
     if path.exists() {
         return Err(Failure::new(
-            "exists",
+            Code::Exists,
             format!(
                 "{} already exists; a ledger is never overwritten",
                 path.display()
@@ -285,7 +276,7 @@ fn verify(out: Output, path: &Path, genesis: Option<&str>, contains: &[String]) 
         .map_err(|error| named(error.into()))?;
     let Some(head) = ledger.head() else {
         return Err(named(Failure::new(
-            "empty_ledger",
+            Code::EmptyLedger,
             "the ledger holds no version, not even a genesis",
         )));
     };
@@ -293,7 +284,7 @@ fn verify(out: Output, path: &Path, genesis: Option<&str>, contains: &[String]) 
         if ledger.state().seq_of(hash).is_none() {
             return Err(named(
                 Failure::new(
-                    "missing_version",
+                    Code::MissingVersion,
                     format!(
                         "version {hash} is not in the ledger (head is seq {}): it was cut short or replaced",
                         head.seq

@@ -1,11 +1,11 @@
 //! `stele node`: run one node until SIGTERM or Ctrl-C.
 
-use stele_node::decision_log::{LogConfig, WhenFull};
+use stele_audit::{LogConfig, WhenFull};
 use stele_node::{NodeConfig, OnStale};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{NodeArgs, OnStaleArg, WhenFullArg};
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 
 /// Stack size of the node's threads: admission compiles Cedar, whose parser
 /// recurses; every node must reach the same verdict, not overflow on a
@@ -29,10 +29,10 @@ pub fn run(args: NodeArgs) -> Result<()> {
         .enable_all()
         .thread_stack_size(NODE_THREAD_STACK_BYTES)
         .build()
-        .map_err(|e| Failure::new("io", format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Failure::new(Code::Io, format!("cannot start the async runtime: {e}")))?;
     runtime
         .block_on(stele_node::run(config, shutdown_signal()))
-        .map_err(|e| Failure::new("node", e.to_string()))?;
+        .map_err(|e| Failure::new(Code::Node, e.to_string()))?;
     tracing::info!("node stopped");
     Ok(())
 }
@@ -104,7 +104,9 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
             "--listen HOST:PORT is required (in flags or the config file)",
         ));
     }
-    config.validate().map_err(Failure::usage)?;
+    config
+        .validate()
+        .map_err(|e| Failure::usage(e.to_string()))?;
     Ok(config)
 }
 

@@ -217,7 +217,7 @@ fn admission_preview(chain: &Ledger, proposal: &Proposal) -> (Value, String) {
             format!("already committed at seq {seq}"),
         ),
         Err(rejection) => (
-            json!({ "status": "not_admissible", "reason": rejection.code(), "message": rejection.to_string() }),
+            json!({ "status": "not_admissible", "reason": rejection.reason().code(), "message": rejection.to_string() }),
             format!("not admissible yet: {rejection}"),
         ),
     }

@@ -6,18 +6,15 @@ use serde_json::json;
 use stele_client::Client;
 use stele_ledger::{BundleFiles, Hash, Head, Kind, Proposal, Version};
 use stele_policy::load_dir;
-use stele_proto::v1::{
-    ApproveRequest, GetProposalRequest, HeadRequest, ProposalStatus, ProposeRequest,
-};
+use stele_proto::v1::{ApproveRequest, ProposalStatus};
 
 use super::ledger::{genesis_header, header_on, signed, trust_set};
-use super::reads::fetch;
 use crate::cli::{About, ApproveArgs, GenesisArgs, ProposeArgs, RollbackArgs, SubmitArgs};
-use crate::failure::{Failure, Result};
+use crate::failure::{Code, Failure, Result};
 use crate::files::load_secret_keys;
 use crate::ledger_files::load_proposal;
 use crate::output::Output;
-use crate::remote::{block_on, client, failure, retrying_write};
+use crate::remote::{call, client, retrying_write};
 
 pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
     let files = load_dir(&args.bundle)?;
@@ -47,7 +44,7 @@ pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
     let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
-    let (_, files) = fetch(&client, args.to)?;
+    let (_, files) = call(client.version(args.to))?;
     let version = signed(
         header_on(
             head,
@@ -73,33 +70,9 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
         .map_err(|e| Failure::usage(format!("{:?} is not a proposal id: {e}", args.proposal_id)))?;
     let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
-    // Fetch what is being approved and check it is what the id names: the
+    // Fetch what is being approved, checked to be what the id names: the
     // signature is over the hash, and the hash covers every byte.
-    let reply = block_on(async {
-        client
-            .ledger()
-            .get_proposal(client.request(GetProposalRequest {
-                proposal_id: id.to_hex(),
-            }))
-            .await
-            .map_err(|s| failure(&client, s))
-    })?
-    .into_inner();
-    let proposal = Proposal::decode(&reply.proposal).map_err(|e| {
-        Failure::new(
-            "node_error",
-            format!("the node sent a proposal that does not decode: {e}"),
-        )
-    })?;
-    if proposal.version.hash() != id {
-        return Err(Failure::new(
-            "node_error",
-            format!(
-                "the node sent proposal {} when asked for {id}; not signing",
-                proposal.version.hash()
-            ),
-        ));
-    }
+    let proposal = call(client.proposal(&id))?;
     eprintln!(
         "approving seq {} ({}): {:?} by {}",
         proposal.version.seq(),
@@ -115,43 +88,23 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
         })
         .collect();
     let status = retrying_write(|| {
-        block_on(async {
-            client
-                .ledger()
-                .approve(client.request(ApproveRequest {
-                    proposal_id: id.to_hex(),
-                    approvals: approvals.clone(),
-                }))
-                .await
-                .map_err(|s| failure(&client, s))
+        client.approve(ApproveRequest {
+            proposal_id: id.to_hex(),
+            approvals: approvals.clone(),
         })
     })?;
-    print_status(out, &status.into_inner());
+    print_status(out, &status);
     Ok(())
 }
 
 /// The head, read through the leader: a new version's parent must be the
 /// cluster's head, not a lagging node's.
 fn head(client: &Client) -> Result<Head> {
-    let reply = block_on(async {
-        client
-            .ledger()
-            .head(client.request(HeadRequest { linearizable: true }))
-            .await
-            .map_err(|s| failure(client, s))
-    })?
-    .into_inner();
-    let head = reply.head.ok_or_else(|| {
+    call(client.cluster_head())?.ok_or_else(|| {
         Failure::new(
-            "empty_ledger",
+            Code::EmptyLedger,
             "the cluster has no genesis yet; run `stele genesis` first",
         )
-    })?;
-    Ok(Head {
-        seq: head.seq,
-        hash: head.hash.parse().map_err(|e| {
-            Failure::new("node_error", format!("the node sent a bad head hash: {e}"))
-        })?,
     })
 }
 
@@ -162,20 +115,8 @@ fn send_new(out: Output, client: &Client, version: Version, bundle: BundleFiles)
 }
 
 fn send(out: Output, client: &Client, proposal: Proposal, commit_only: bool) -> Result<()> {
-    let request = ProposeRequest {
-        proposal: proposal.encode().into_bytes(),
-        commit_only,
-    };
-    let status = retrying_write(|| {
-        block_on(async {
-            client
-                .ledger()
-                .propose(client.request(request.clone()))
-                .await
-                .map_err(|s| failure(client, s))
-        })
-    })?;
-    print_status(out, &status.into_inner());
+    let status = retrying_write(|| client.submit(&proposal, commit_only))?;
+    print_status(out, &status);
     Ok(())
 }
 

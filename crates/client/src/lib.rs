@@ -1,20 +1,41 @@
 //! # stele-client
 //!
-//! Talking to one stele node: a lazily connected channel, a deadline on every
-//! call (a frozen node makes a call fail, never hang), and the typed reason
-//! a node attaches to its errors (`STALE`, `BEHIND_MIN_VERSION`,
-//! `stale_parent`, …). It depends on the generated API only: no RocksDB, no
-//! openraft.
+//! Talking to one stele node: one typed method per operation (decisions,
+//! ledger reads and writes, administration), a lazily connected channel, a
+//! deadline on every call (a frozen node makes a call fail, never hang),
+//! and errors that say what happened: the node's typed [`Reason`], a
+//! timeout, or a node that could not be reached. The `stele` command, the
+//! node's forwarding to its leader, `stele dev` and the simulator all call
+//! nodes through it.
+//!
+//! It depends on the generated API and the ledger only: no RocksDB, no
+//! openraft. It pins one endpoint and never fails over silently.
+
+mod error;
 
 use std::time::Duration;
 
+pub use error::{DOMAIN, Error};
+pub use stele_ledger::Reason;
+use stele_ledger::{BundleFiles, Head, Proposal, Version};
+use stele_proto::MAX_API_MESSAGE_BYTES;
 use stele_proto::v1::admin_client::AdminClient;
 use stele_proto::v1::decision_client::DecisionClient;
 use stele_proto::v1::ledger_client::LedgerClient;
+use stele_proto::v1::{
+    AddLearnerRequest, ApproveRequest, ChangeMembershipRequest, CheckBatchRequest,
+    CheckBatchResponse, CheckRequest, CheckResponse, ExportRequest, GetProposalRequest,
+    GetVersionRequest, HeadRequest, HeadResponse, InitRequest, ListProposalsRequest,
+    ListProposalsResponse, ListVersionsRequest, ListVersionsResponse, MembershipResponse,
+    ProposalReply, ProposalStatus, ProposeRequest, StatusRequest, StatusResponse, VersionRef,
+    WatchHeadRequest,
+};
+use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
-use tonic_types::StatusExt;
 
-use stele_proto::MAX_API_MESSAGE_BYTES;
+/// gRPC metadata key marking a request a node already forwarded: the
+/// receiver handles it itself or fails, so a request never loops.
+pub const FORWARDED: &str = "x-stele-forwarded";
 
 /// A connection to one node, pinned: no silent failover.
 #[derive(Clone)]
@@ -22,37 +43,56 @@ pub struct Client {
     endpoint: String,
     channel: Channel,
     timeout: Duration,
+    /// Calls carry [`FORWARDED`]: this is a node forwarding to its leader.
+    forwarded: bool,
 }
 
 impl Client {
     /// `endpoint` is `host:port` or `http://host:port`. Nothing is sent until
     /// the first call.
-    pub fn new(endpoint: &str, timeout: Duration) -> Result<Client, String> {
+    pub fn new(endpoint: &str, timeout: Duration) -> Result<Client, Error> {
         let url = if endpoint.contains("://") {
             endpoint.to_string()
         } else {
             format!("http://{endpoint}")
         };
         let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| {
-                format!("{endpoint:?} is not an endpoint (host:port or http://host:port): {e}")
+            .map_err(|e| Error::Endpoint {
+                endpoint: endpoint.to_string(),
+                why: e.to_string(),
             })?
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .tcp_nodelay(true)
             .connect_lazy();
-        Ok(Client {
-            endpoint: url,
-            channel,
-            timeout,
-        })
+        Ok(Client::from_channel(&url, channel, timeout))
     }
 
-    /// A client over a channel opened elsewhere (a simulated network, say).
+    /// A client over a channel opened elsewhere (a node's peer channel, a
+    /// simulated network).
     pub fn from_channel(endpoint: &str, channel: Channel, timeout: Duration) -> Client {
         Client {
             endpoint: endpoint.to_string(),
             channel,
             timeout,
+            forwarded: false,
+        }
+    }
+
+    /// The same connection, with another deadline for each call.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// This connection as a node forwarding a caller's request uses it:
+    /// each call is marked as forwarded and waits as long as the caller
+    /// said it would (`timeout`).
+    pub fn forwarding(&self, timeout: Duration) -> Client {
+        Client {
+            forwarded: true,
+            ..self.with_timeout(timeout)
         }
     }
 
@@ -64,49 +104,253 @@ impl Client {
         self.timeout
     }
 
-    /// A request with this client's deadline.
-    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// A request with this client's deadline (and forwarding mark).
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.timeout);
+        if self.forwarded {
+            request
+                .metadata_mut()
+                .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        }
         request
     }
 
-    pub fn decision(&self) -> DecisionClient<Channel> {
+    fn failed(&self) -> impl FnOnce(tonic::Status) -> Error + '_ {
+        |status| Error::from_status(&self.endpoint, self.timeout, status)
+    }
+
+    fn decision(&self) -> DecisionClient<Channel> {
         DecisionClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_API_MESSAGE_BYTES)
     }
 
-    pub fn ledger(&self) -> LedgerClient<Channel> {
+    fn ledger(&self) -> LedgerClient<Channel> {
         LedgerClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_API_MESSAGE_BYTES)
     }
 
-    pub fn admin(&self) -> AdminClient<Channel> {
+    fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel.clone())
     }
-}
 
-/// The typed reason a node gave for an error, when it gave one.
-pub fn reason(status: &tonic::Status) -> Option<String> {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|info| info.reason.clone())
-}
+    // Decisions.
 
-/// Whether the call ran out of its deadline (tonic reports its own
-/// client-side deadline as `Cancelled`, "Timeout expired").
-pub fn timed_out(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::DeadlineExceeded
-        || (status.code() == tonic::Code::Cancelled && status.message().contains("Timeout expired"))
-}
+    pub async fn check(&self, request: CheckRequest) -> Result<CheckResponse, Error> {
+        let reply = self.decision().check(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
 
-/// A metadata field of the error's typed detail.
-pub fn detail(status: &tonic::Status, key: &str) -> Option<String> {
-    status
-        .get_error_details()
-        .error_info()
-        .and_then(|info| info.metadata.get(key).cloned())
+    pub async fn check_batch(
+        &self,
+        request: CheckBatchRequest,
+    ) -> Result<CheckBatchResponse, Error> {
+        let reply = self.decision().check_batch(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    // Ledger writes (any node: followers forward them to the leader).
+
+    pub async fn propose(&self, request: ProposeRequest) -> Result<ProposalStatus, Error> {
+        let reply = self.ledger().propose(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    /// Sends a proposal: committed at once with enough signatures, held
+    /// pending with fewer (unless `commit_only`).
+    pub async fn submit(
+        &self,
+        proposal: &Proposal,
+        commit_only: bool,
+    ) -> Result<ProposalStatus, Error> {
+        self.propose(ProposeRequest {
+            proposal: proposal.encode().into_bytes(),
+            commit_only,
+        })
+        .await
+    }
+
+    pub async fn approve(&self, request: ApproveRequest) -> Result<ProposalStatus, Error> {
+        let reply = self.ledger().approve(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    // Ledger reads.
+
+    pub async fn get_proposal(&self, request: GetProposalRequest) -> Result<ProposalReply, Error> {
+        let reply = self.ledger().get_proposal(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    /// The pending proposal `id`, decoded and checked to be the one asked
+    /// for: its hash covers every byte, so what is signed is what was read.
+    pub async fn proposal(&self, id: &stele_ledger::Hash) -> Result<Proposal, Error> {
+        let reply = self
+            .get_proposal(GetProposalRequest {
+                proposal_id: id.to_hex(),
+            })
+            .await?;
+        let proposal = Proposal::decode(&reply.proposal)
+            .map_err(|e| self.malformed("a proposal", e.to_string()))?;
+        if proposal.version.hash() != *id {
+            return Err(self.malformed(
+                "another proposal",
+                format!("{} when asked for {id}", proposal.version.hash()),
+            ));
+        }
+        Ok(proposal)
+    }
+
+    pub async fn list_proposals(&self) -> Result<ListProposalsResponse, Error> {
+        let reply = self
+            .ledger()
+            .list_proposals(self.request(ListProposalsRequest {}))
+            .await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    pub async fn head(&self, request: HeadRequest) -> Result<HeadResponse, Error> {
+        let reply = self.ledger().head(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    /// The cluster's head, read through the leader (a new version's parent
+    /// must be the cluster's head, not a lagging node's); `None` before the
+    /// genesis.
+    pub async fn cluster_head(&self) -> Result<Option<Head>, Error> {
+        let reply = self.head(HeadRequest { linearizable: true }).await?;
+        reply
+            .head
+            .as_ref()
+            .map(|head| self.head_of(head))
+            .transpose()
+    }
+
+    /// The version this node serves decisions from, by its own state.
+    pub async fn served(&self) -> Result<Option<Head>, Error> {
+        let reply = self
+            .head(HeadRequest {
+                linearizable: false,
+            })
+            .await?;
+        reply
+            .served
+            .as_ref()
+            .map(|head| self.head_of(head))
+            .transpose()
+    }
+
+    fn head_of(&self, head: &VersionRef) -> Result<Head, Error> {
+        Ok(Head {
+            seq: head.seq,
+            hash: head.hash.parse().map_err(|e: stele_ledger::HexError| {
+                self.malformed("a head hash", e.to_string())
+            })?,
+        })
+    }
+
+    pub async fn get_version(
+        &self,
+        request: GetVersionRequest,
+    ) -> Result<(Version, Option<BundleFiles>), Error> {
+        let reply = self.ledger().get_version(self.request(request)).await;
+        let reply = reply.map_err(self.failed())?.into_inner();
+        let version = serde_json::from_slice(&reply.version)
+            .map_err(|e| self.malformed("a version", e.to_string()))?;
+        let bundle = match reply.bundle {
+            Some(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| self.malformed("a bundle", e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok((version, bundle))
+    }
+
+    /// Version `seq` and its bundle.
+    pub async fn version(&self, seq: u64) -> Result<(Version, BundleFiles), Error> {
+        let (version, bundle) = self
+            .get_version(GetVersionRequest {
+                seq,
+                with_bundle: true,
+            })
+            .await?;
+        let bundle =
+            bundle.ok_or_else(|| self.malformed("a version", "without its bundle".into()))?;
+        Ok((version, bundle))
+    }
+
+    pub async fn list_versions(&self, request: ListVersionsRequest) -> Result<Vec<Version>, Error> {
+        let reply = self.ledger().list_versions(self.request(request)).await;
+        let ListVersionsResponse { versions } = reply.map_err(self.failed())?.into_inner();
+        versions
+            .iter()
+            .map(|bytes| {
+                serde_json::from_slice(bytes)
+                    .map_err(|e| self.malformed("a version", e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The heads this node serves, as they change: the current one first.
+    /// A watch has no deadline; it lasts as long as the caller reads it.
+    pub async fn watch_head(&self) -> Result<tonic::Streaming<HeadResponse>, Error> {
+        let mut request = tonic::Request::new(WatchHeadRequest {});
+        if self.forwarded {
+            request
+                .metadata_mut()
+                .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        }
+        let reply = self.ledger().watch_head(request).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    /// The node's whole ledger, as a ledger file's bytes.
+    pub async fn export(&self) -> Result<Vec<u8>, Error> {
+        let reply = self.ledger().export(self.request(ExportRequest {})).await;
+        let mut stream = reply.map_err(self.failed())?.into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend(chunk.map_err(self.failed())?.data);
+        }
+        Ok(bytes)
+    }
+
+    // Administration.
+
+    pub async fn status(&self, request: StatusRequest) -> Result<StatusResponse, Error> {
+        let reply = self.admin().status(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    pub async fn init(&self, request: InitRequest) -> Result<MembershipResponse, Error> {
+        let reply = self.admin().init(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    pub async fn add_learner(
+        &self,
+        request: AddLearnerRequest,
+    ) -> Result<MembershipResponse, Error> {
+        let reply = self.admin().add_learner(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    pub async fn change_membership(
+        &self,
+        request: ChangeMembershipRequest,
+    ) -> Result<MembershipResponse, Error> {
+        let reply = self.admin().change_membership(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    fn malformed(&self, what: &'static str, why: String) -> Error {
+        Error::Malformed {
+            endpoint: self.endpoint.clone(),
+            what,
+            why,
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
+use stele_reason::Reason;
 use thiserror::Error;
 
 use crate::bundle::BundleFiles;
@@ -25,11 +26,19 @@ pub struct Head {
 /// its schema and passes its own scenarios. The policy crate provides it; it
 /// must be deterministic.
 pub trait BundleCheck {
-    fn check(&self, bundle: &BundleFiles) -> Result<(), String>;
+    /// Why a bundle fails; its message becomes the `bundle_invalid`
+    /// rejection's.
+    type Error: std::fmt::Display;
+    fn check(&self, bundle: &BundleFiles) -> Result<(), Self::Error>;
 }
 
-impl<F: Fn(&BundleFiles) -> Result<(), String>> BundleCheck for F {
-    fn check(&self, bundle: &BundleFiles) -> Result<(), String> {
+impl<F, E> BundleCheck for F
+where
+    F: Fn(&BundleFiles) -> Result<(), E>,
+    E: std::fmt::Display,
+{
+    type Error = E;
+    fn check(&self, bundle: &BundleFiles) -> Result<(), E> {
         self(bundle)
     }
 }
@@ -104,22 +113,22 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// A stable snake_case name for scripts and JSON output.
-    pub fn code(&self) -> &'static str {
+    /// The stable reason, for machines (its message is for people).
+    pub fn reason(&self) -> Reason {
         match self {
-            Rejection::OverSizeLimit { .. } => "over_size_limit",
-            Rejection::Malformed { .. } => "malformed",
-            Rejection::StaleParent { .. } => "stale_parent",
-            Rejection::Gap { .. } => "gap",
-            Rejection::GenesisMismatch { .. } => "genesis_mismatch",
-            Rejection::UnknownKey { .. } => "unknown_key",
-            Rejection::BadSignature { .. } => "bad_signature",
-            Rejection::BelowThreshold { .. } => "below_threshold",
-            Rejection::DigestMismatch { .. } => "digest_mismatch",
-            Rejection::BundleInvalid { .. } => "bundle_invalid",
-            Rejection::RollbackTargetMissing { .. } => "rollback_target_missing",
-            Rejection::RollbackDigestDiffers { .. } => "rollback_digest_differs",
-            Rejection::RotationNotCoSigned { .. } => "rotation_not_co_signed",
+            Rejection::OverSizeLimit { .. } => Reason::OverSizeLimit,
+            Rejection::Malformed { .. } => Reason::Malformed,
+            Rejection::StaleParent { .. } => Reason::StaleParent,
+            Rejection::Gap { .. } => Reason::Gap,
+            Rejection::GenesisMismatch { .. } => Reason::GenesisMismatch,
+            Rejection::UnknownKey { .. } => Reason::UnknownKey,
+            Rejection::BadSignature { .. } => Reason::BadSignature,
+            Rejection::BelowThreshold { .. } => Reason::BelowThreshold,
+            Rejection::DigestMismatch { .. } => Reason::DigestMismatch,
+            Rejection::BundleInvalid { .. } => Reason::BundleInvalid,
+            Rejection::RollbackTargetMissing { .. } => Reason::RollbackTargetMissing,
+            Rejection::RollbackDigestDiffers { .. } => Reason::RollbackDigestDiffers,
+            Rejection::RotationNotCoSigned { .. } => Reason::RotationNotCoSigned,
         }
     }
 }
@@ -217,7 +226,9 @@ impl ChainState {
         }
         bundle_check
             .check(bundle)
-            .map_err(|message| Rejection::BundleInvalid { message })?;
+            .map_err(|error| Rejection::BundleInvalid {
+                message: error.to_string(),
+            })?;
         Ok(Review::Valid {
             seq: header.seq,
             hash,

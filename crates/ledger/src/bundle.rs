@@ -5,12 +5,42 @@ use std::collections::BTreeMap;
 
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
+use thiserror::Error;
 
 use crate::hash::{Hash, tagged_sha256};
 use crate::limits::{MAX_BUNDLE_BYTES, MAX_BUNDLE_FILES, MAX_BUNDLE_PATH_BYTES};
 
 /// Domain tag of a bundle digest (docs/FORMAT.md, "Bundle digest").
 pub const BUNDLE_TAG: &str = "stele/bundle/v1";
+
+/// A file that cannot be part of a bundle, or a bundle over its limits.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum BundleFilesError {
+    #[error("{path:?}: a bundle path must be 1 to {MAX_BUNDLE_PATH_BYTES} bytes")]
+    PathLength { path: String },
+    #[error("{path:?}: a bundle path may not contain backslashes or control characters")]
+    PathCharacters { path: String },
+    #[error("{path:?}: a bundle path must be relative with no empty, `.` or `..` parts")]
+    PathParts { path: String },
+    #[error("{path}: appears twice in the bundle")]
+    Duplicate { path: String },
+    #[error("a bundle holds at most {MAX_BUNDLE_FILES} files (size limit)")]
+    TooManyFiles,
+    #[error("a bundle holds at most {MAX_BUNDLE_BYTES} bytes of content (size limit)")]
+    TooManyBytes,
+    #[error("bundle files must be sorted by path, each path once")]
+    Unsorted,
+}
+
+impl BundleFilesError {
+    /// Over a size limit, rather than malformed.
+    pub fn is_size_limit(&self) -> bool {
+        matches!(
+            self,
+            BundleFilesError::TooManyFiles | BundleFilesError::TooManyBytes
+        )
+    }
+}
 
 /// The files of a bundle: relative `/`-separated paths to UTF-8 contents,
 /// sorted by path bytes.
@@ -46,10 +76,10 @@ impl Serialize for BundleFiles {
 }
 
 impl TryFrom<Vec<BundleFile>> for BundleFiles {
-    type Error = String;
+    type Error = BundleFilesError;
     fn try_from(files: Vec<BundleFile>) -> Result<Self, Self::Error> {
         if !files.windows(2).all(|pair| pair[0].path < pair[1].path) {
-            return Err("bundle files must be sorted by path, each path once".into());
+            return Err(BundleFilesError::Unsorted);
         }
         let mut bundle = BundleFiles::default();
         for file in files {
@@ -61,20 +91,16 @@ impl TryFrom<Vec<BundleFile>> for BundleFiles {
 
 impl BundleFiles {
     /// Adds one file, checking its path and the bundle's size limits.
-    pub fn insert(&mut self, path: String, content: String) -> Result<(), String> {
+    pub fn insert(&mut self, path: String, content: String) -> Result<(), BundleFilesError> {
         check_path(&path)?;
         if self.files.contains_key(&path) {
-            return Err(format!("{path}: appears twice in the bundle"));
+            return Err(BundleFilesError::Duplicate { path });
         }
         if self.files.len() + 1 > MAX_BUNDLE_FILES {
-            return Err(format!(
-                "a bundle holds at most {MAX_BUNDLE_FILES} files (size limit)"
-            ));
+            return Err(BundleFilesError::TooManyFiles);
         }
         if self.total_bytes() + content.len() > MAX_BUNDLE_BYTES {
-            return Err(format!(
-                "a bundle holds at most {MAX_BUNDLE_BYTES} bytes of content (size limit)"
-            ));
+            return Err(BundleFilesError::TooManyBytes);
         }
         self.files.insert(path, content);
         Ok(())
@@ -117,24 +143,19 @@ impl BundleFiles {
 
 /// A bundle path is relative, `/`-separated, with no empty, `.` or `..`
 /// component, so it can never name a file outside the bundle.
-fn check_path(path: &str) -> Result<(), String> {
+fn check_path(path: &str) -> Result<(), BundleFilesError> {
+    let path_owned = || path.to_string();
     if path.is_empty() || path.len() > MAX_BUNDLE_PATH_BYTES {
-        return Err(format!(
-            "{path:?}: a bundle path must be 1 to {MAX_BUNDLE_PATH_BYTES} bytes"
-        ));
+        return Err(BundleFilesError::PathLength { path: path_owned() });
     }
     if path.contains('\\') || path.chars().any(char::is_control) {
-        return Err(format!(
-            "{path:?}: a bundle path may not contain backslashes or control characters"
-        ));
+        return Err(BundleFilesError::PathCharacters { path: path_owned() });
     }
     if path
         .split('/')
         .any(|part| part.is_empty() || part == "." || part == "..")
     {
-        return Err(format!(
-            "{path:?}: a bundle path must be relative with no empty, `.` or `..` parts"
-        ));
+        return Err(BundleFilesError::PathParts { path: path_owned() });
     }
     Ok(())
 }
@@ -183,11 +204,9 @@ mod tests {
         let mut b = BundleFiles::default();
         let big = "x".repeat(MAX_BUNDLE_BYTES);
         b.insert("a.cedar".into(), big).unwrap();
-        assert!(
-            b.insert("b.cedar".into(), "y".into())
-                .unwrap_err()
-                .contains("size limit")
-        );
+        let error = b.insert("b.cedar".into(), "y".into()).unwrap_err();
+        assert_eq!(error, BundleFilesError::TooManyBytes);
+        assert!(error.is_size_limit() && error.to_string().contains("size limit"));
     }
 
     #[test]

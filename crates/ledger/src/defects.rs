@@ -20,14 +20,19 @@ pub enum Defect {
     /// A node installs any verified snapshot, even one that does not extend
     /// its chain (invariant 4: no rollback by snapshot).
     SnapshotRegress,
+    /// The decision log records a decision under the version before the one
+    /// that made it (invariant 5: the record names the version that made
+    /// the decision).
+    LogWrongVersion,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 4] = [
+    pub const ALL: [Defect; 5] = [
         Defect::SkipParentCheck,
         Defect::DoubleCountSigner,
         Defect::ServeStale,
         Defect::SnapshotRegress,
+        Defect::LogWrongVersion,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +41,7 @@ impl Defect {
             Defect::DoubleCountSigner => "double-count-signer",
             Defect::ServeStale => "serve-stale",
             Defect::SnapshotRegress => "snapshot-regress",
+            Defect::LogWrongVersion => "log-wrong-version",
         }
     }
 

@@ -8,6 +8,7 @@
 //! so a ledger has exactly one encoding.
 
 use serde::{Deserialize, Serialize};
+use stele_reason::Reason;
 use thiserror::Error;
 
 use crate::admission::BundleCheck;
@@ -72,11 +73,12 @@ impl LedgerFileError {
         }
     }
 
-    /// A stable snake_case name: `format` or the admission rejection's code.
-    pub fn code(&self) -> &'static str {
+    /// The admission rejection's reason; `None` for a file that does not
+    /// decode (a format error).
+    pub fn reason(&self) -> Option<Reason> {
         match self {
-            LedgerFileError::Format(_) => "format",
-            LedgerFileError::Chain(error) => error.rejection.code(),
+            LedgerFileError::Format(_) => None,
+            LedgerFileError::Chain(error) => Some(error.rejection.reason()),
         }
     }
 }
@@ -158,7 +160,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entries, FormatError> {
         last_line = line;
         let seq = entries.versions.len() as u64 + 1;
         let fail = |reason: String| FormatError { line, seq, reason };
-        match strict_json::decode::<Record>(text).map_err(fail)? {
+        match strict_json::decode::<Record>(text).map_err(|e| fail(e.to_string()))? {
             Record::Bundle(record) => {
                 if pending.is_some() {
                     return Err(fail("two bundle records in a row".into()));

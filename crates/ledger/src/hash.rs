@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
+use thiserror::Error;
 
 /// A SHA-256 digest: a version hash, a bundle digest or a file digest.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -47,26 +48,34 @@ pub fn tagged_sha256(tag: &str, body: &[u8]) -> Hash {
     Hash(hasher.finalize().into())
 }
 
+/// Text that is not the lowercase hex of a fixed number of bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum HexError {
+    #[error("expected {expected} lowercase hex digits, got {actual} characters")]
+    Length { expected: usize, actual: usize },
+    #[error("{0:?} is not a lowercase hex digit")]
+    Digit(char),
+}
+
 /// Parses exactly `N` bytes of lowercase hex. Uppercase is refused so that
 /// every value has a single spelling (DESIGN.md, "Tamper evidence").
-pub fn parse_lower_hex<const N: usize>(text: &str) -> Result<[u8; N], String> {
+pub fn parse_lower_hex<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     if text.len() != N * 2 {
-        return Err(format!(
-            "expected {} lowercase hex digits, got {} characters",
-            N * 2,
-            text.len()
-        ));
+        return Err(HexError::Length {
+            expected: N * 2,
+            actual: text.len(),
+        });
     }
     if let Some(bad) = text.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
-        return Err(format!("{bad:?} is not a lowercase hex digit"));
+        return Err(HexError::Digit(bad));
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).map_err(|e| e.to_string())?;
+    hex::decode_to_slice(text, &mut out).expect("checked: 2N lowercase hex digits");
     Ok(out)
 }
 
 impl FromStr for Hash {
-    type Err = String;
+    type Err = HexError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         parse_lower_hex::<32>(text).map(Hash)
     }

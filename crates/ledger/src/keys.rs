@@ -5,8 +5,9 @@ use std::str::FromStr;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use thiserror::Error;
 
-use crate::hash::{Hash, parse_lower_hex};
+use crate::hash::{Hash, HexError, parse_lower_hex};
 
 /// Domain tag of the message an approver signs: `tag ‖ 0x00 ‖ version hash`.
 pub const APPROVAL_TAG: &str = "stele/approve/v1";
@@ -15,6 +16,23 @@ pub const APPROVAL_TAG: &str = "stele/approve/v1";
 /// secret key from being mistaken for a public one (or pasted as one).
 const SECRET_KEY_PREFIX: &str = "stele-secret-key:";
 
+/// A key, or a key file, that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Hex(#[from] HexError),
+    #[error("not a valid ed25519 public key")]
+    NotAPoint,
+    #[error("a weak (small-order) ed25519 public key is not allowed")]
+    Weak,
+    #[error("this is a secret key file; give the matching .pub file")]
+    SecretKeyFile,
+    #[error(
+        "not a stele secret key file (it must start with {SECRET_KEY_PREFIX:?}); create one with `stele keygen`"
+    )]
+    NotASecretKeyFile,
+}
+
 /// An approver's ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey([u8; 32]);
@@ -22,11 +40,10 @@ pub struct PublicKey([u8; 32]);
 impl PublicKey {
     /// Accepts only a valid curve point that is not of small order: a weak key
     /// could "verify" signatures it never made.
-    pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, String> {
-        let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| "not a valid ed25519 public key".to_string())?;
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)?;
         if key.is_weak() {
-            return Err("a weak (small-order) ed25519 public key is not allowed".into());
+            return Err(KeyError::Weak);
         }
         Ok(PublicKey(bytes))
     }
@@ -41,10 +58,10 @@ impl PublicKey {
 
     /// Parses the contents of a `.pub` file: the hex key, optionally followed
     /// by a newline.
-    pub fn from_key_file(text: &str) -> Result<PublicKey, String> {
+    pub fn from_key_file(text: &str) -> Result<PublicKey, KeyError> {
         let text = text.trim();
         if text.starts_with(SECRET_KEY_PREFIX) {
-            return Err("this is a secret key file; give the matching .pub file".into());
+            return Err(KeyError::SecretKeyFile);
         }
         text.parse()
     }
@@ -67,7 +84,7 @@ impl PublicKey {
 }
 
 impl FromStr for PublicKey {
-    type Err = String;
+    type Err = KeyError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         PublicKey::from_bytes(parse_lower_hex::<32>(text)?)
     }
@@ -102,13 +119,10 @@ impl SecretKey {
         Signature(self.0.sign(&approval_message(hash)).to_bytes())
     }
 
-    pub fn from_key_file(text: &str) -> Result<SecretKey, String> {
+    pub fn from_key_file(text: &str) -> Result<SecretKey, KeyError> {
         let text = text.trim();
         let Some(seed_hex) = text.strip_prefix(SECRET_KEY_PREFIX) else {
-            return Err(format!(
-                "not a stele secret key file (it must start with {SECRET_KEY_PREFIX:?}); \
-                 create one with `stele keygen`"
-            ));
+            return Err(KeyError::NotASecretKeyFile);
         };
         Ok(SecretKey::from_seed(parse_lower_hex::<32>(seed_hex)?))
     }
@@ -135,7 +149,7 @@ impl Signature {
 }
 
 impl FromStr for Signature {
-    type Err = String;
+    type Err = HexError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         parse_lower_hex::<64>(text).map(Signature)
     }

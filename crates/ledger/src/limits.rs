@@ -16,3 +16,20 @@ pub const MAX_BUNDLE_PATH_BYTES: usize = 256;
 /// Largest bundle, all file contents together, in bytes. Sized for bundles of
 /// 100,000 simple policies.
 pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The length of `value` as compact JSON, counted without building the
+/// text: how a request is weighed against a limit.
+pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_or(u64::MAX, |()| counter.0)
+}

@@ -3,9 +3,11 @@
 //! it (docs/FORMAT.md, "Proposal file").
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::bundle::BundleFiles;
-use crate::strict_json;
+use crate::hash::Hash;
+use crate::strict_json::{self, StrictJsonError};
 use crate::version::Version;
 
 const PROPOSAL_FORMAT: &str = "stele-proposal";
@@ -25,6 +27,21 @@ struct ProposalFileRef<'a> {
     format_version: u32,
     version: &'a Version,
     bundle: &'a BundleFiles,
+}
+
+/// Bytes that are not a proposal file.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ProposalError {
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    #[error("a proposal file is one line ending with a newline (truncated?)")]
+    Truncated,
+    #[error("{0}")]
+    Json(#[from] StrictJsonError),
+    #[error("not a stele proposal file (format {format:?} version {format_version})")]
+    NotAProposal { format: String, format_version: u32 },
+    #[error("the bundle in the file digests to {actual}, but the header declares {declared}")]
+    DigestMismatch { actual: Hash, declared: Hash },
 }
 
 /// A version and its bundle.
@@ -56,24 +73,22 @@ impl Proposal {
     }
 
     /// Decodes a proposal file; its bundle must match the header's digest.
-    pub fn decode(bytes: &[u8]) -> Result<Proposal, String> {
-        let text = std::str::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())?;
-        let line = text
-            .strip_suffix('\n')
-            .ok_or("a proposal file is one line ending with a newline (truncated?)")?;
+    pub fn decode(bytes: &[u8]) -> Result<Proposal, ProposalError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ProposalError::NotUtf8)?;
+        let line = text.strip_suffix('\n').ok_or(ProposalError::Truncated)?;
         let file: ProposalFile = strict_json::decode(line)?;
         if file.format != PROPOSAL_FORMAT || file.format_version != 1 {
-            return Err(format!(
-                "not a stele proposal file (format {:?} version {})",
-                file.format, file.format_version
-            ));
+            return Err(ProposalError::NotAProposal {
+                format: file.format,
+                format_version: file.format_version,
+            });
         }
         let actual = file.bundle.digest();
         if actual != file.version.header.bundle_digest {
-            return Err(format!(
-                "the bundle in the file digests to {actual}, but the header declares {}",
-                file.version.header.bundle_digest
-            ));
+            return Err(ProposalError::DigestMismatch {
+                actual,
+                declared: file.version.header.bundle_digest,
+            });
         }
         Ok(Proposal {
             version: file.version,

@@ -5,15 +5,23 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use thiserror::Error;
 
-pub(crate) fn decode<T: DeserializeOwned + Serialize>(text: &str) -> Result<T, String> {
-    let value: T = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let canonical = encode(&value);
-    if canonical != text {
-        return Err(
-            "not in canonical form (spacing, field order, escapes or number spelling differ)"
-                .into(),
-        );
+/// A document that is not one of stele's, or not in its canonical spelling.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum StrictJsonError {
+    /// It does not decode (serde_json's message).
+    #[error("{0}")]
+    Decode(String),
+    #[error("not in canonical form (spacing, field order, escapes or number spelling differ)")]
+    NotCanonical,
+}
+
+pub(crate) fn decode<T: DeserializeOwned + Serialize>(text: &str) -> Result<T, StrictJsonError> {
+    let value: T =
+        serde_json::from_str(text).map_err(|e| StrictJsonError::Decode(e.to_string()))?;
+    if encode(&value) != text {
+        return Err(StrictJsonError::NotCanonical);
     }
     Ok(value)
 }

@@ -3,9 +3,25 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::keys::PublicKey;
 use crate::limits::MAX_TRUST_KEYS;
+
+/// Keys and a threshold that do not make a trust set.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum TrustSetError {
+    #[error("a key appears more than once in the trust set")]
+    DuplicateKey,
+    #[error("a trust set needs at least one approver key")]
+    Empty,
+    #[error("a trust set holds at most {MAX_TRUST_KEYS} keys, got {count}")]
+    TooManyKeys { count: usize },
+    #[error("threshold must be between 1 and the number of keys ({keys}), got {threshold}")]
+    Threshold { threshold: u32, keys: usize },
+    #[error("trust set keys must be sorted ascending and distinct")]
+    Unsorted,
+}
 
 /// The approvers whose signatures count, and the threshold M. Keys are kept
 /// sorted and distinct, so a trust set has exactly one encoding.
@@ -24,10 +40,10 @@ struct TrustSetFields {
 }
 
 impl TryFrom<TrustSetFields> for TrustSet {
-    type Error = String;
+    type Error = TrustSetError;
     fn try_from(fields: TrustSetFields) -> Result<Self, Self::Error> {
         if !fields.keys.windows(2).all(|pair| pair[0] < pair[1]) {
-            return Err("trust set keys must be sorted ascending and distinct".into());
+            return Err(TrustSetError::Unsorted);
         }
         TrustSet::new(fields.keys, fields.threshold)
     }
@@ -36,25 +52,22 @@ impl TryFrom<TrustSetFields> for TrustSet {
 impl TrustSet {
     /// Builds a trust set from any order of keys. Duplicates, an empty set, a
     /// threshold of 0 or above the number of keys are errors.
-    pub fn new(keys: Vec<PublicKey>, threshold: u32) -> Result<TrustSet, String> {
+    pub fn new(keys: Vec<PublicKey>, threshold: u32) -> Result<TrustSet, TrustSetError> {
         let distinct: BTreeSet<PublicKey> = keys.iter().copied().collect();
         if distinct.len() != keys.len() {
-            return Err("a key appears more than once in the trust set".into());
+            return Err(TrustSetError::DuplicateKey);
         }
         if keys.is_empty() {
-            return Err("a trust set needs at least one approver key".into());
+            return Err(TrustSetError::Empty);
         }
         if keys.len() > MAX_TRUST_KEYS {
-            return Err(format!(
-                "a trust set holds at most {MAX_TRUST_KEYS} keys, got {}",
-                keys.len()
-            ));
+            return Err(TrustSetError::TooManyKeys { count: keys.len() });
         }
         if threshold == 0 || threshold as usize > keys.len() {
-            return Err(format!(
-                "threshold must be between 1 and the number of keys ({}), got {threshold}",
-                keys.len()
-            ));
+            return Err(TrustSetError::Threshold {
+                threshold,
+                keys: keys.len(),
+            });
         }
         Ok(TrustSet {
             threshold,

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admission::Head;
 use crate::hash::{Hash, tagged_sha256};
 use crate::keys::{Approval, PublicKey, SecretKey};
 use crate::trust::TrustSet;
@@ -80,7 +81,53 @@ pub struct Header {
     pub trust: Option<TrustSet>,
 }
 
+/// The proposer's own words on a version: what it is for, who wrote it,
+/// and when (Unix seconds, a claim: never trusted for ordering or expiry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authorship {
+    pub message: String,
+    pub author: String,
+    pub created_at: u64,
+}
+
 impl Header {
+    /// The first version: seq 1, no parent, declaring the first trust set.
+    pub fn genesis(bundle_digest: Hash, trust: TrustSet, by: Authorship) -> Header {
+        Header {
+            seq: 1,
+            parent_hash: Hash::ZERO,
+            bundle_digest,
+            kind: Kind::Genesis,
+            message: by.message,
+            author: by.author,
+            created_at: by.created_at,
+            trust: Some(trust),
+        }
+    }
+
+    /// The version after `head`: the next seq, `head` as its parent. A
+    /// rotation also needs [`Header::declaring`] its new trust set.
+    pub fn after(head: Head, bundle_digest: Hash, kind: Kind, by: Authorship) -> Header {
+        Header {
+            seq: head.seq + 1,
+            parent_hash: head.hash,
+            bundle_digest,
+            kind,
+            message: by.message,
+            author: by.author,
+            created_at: by.created_at,
+            trust: None,
+        }
+    }
+
+    /// This header, declaring `trust` (a genesis or a rotation does).
+    pub fn declaring(self, trust: TrustSet) -> Header {
+        Header {
+            trust: Some(trust),
+            ..self
+        }
+    }
+
     /// The canonical, byte-exact encoding hashed into the version hash
     /// (docs/FORMAT.md, "Version header").
     pub fn canonical_bytes(&self) -> Vec<u8> {

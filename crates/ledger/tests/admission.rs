@@ -394,7 +394,7 @@ fn rejection_codes_are_stable_snake_case() {
         expected: 2,
         seq: 3,
     };
-    assert_eq!(rejection.code(), "gap");
+    assert_eq!(rejection.reason(), stele_ledger::Reason::Gap);
     assert_eq!(
         rejection.to_string(),
         "seq 3 does not follow the head: the next seq is 2"

@@ -74,7 +74,7 @@ fn a_respelled_record_is_not_canonical() {
     let text = export::encode(&chain(1));
     let spaced = text.replacen("\"seq\":1", "\"seq\": 1", 1);
     let error = read(spaced.as_bytes()).unwrap_err();
-    assert_eq!((error.code(), error.seq()), ("format", 1));
+    assert_eq!((error.reason(), error.seq()), (None, 1));
     assert!(error.to_string().contains("canonical"), "{error}");
 }
 
@@ -97,7 +97,7 @@ fn the_first_bad_seq_is_named() {
     entries.versions[2].header.message = "edited after signing".into();
     let error = Ledger::verify(Ledger::new(), entries, &structural_only).unwrap_err();
     assert_eq!(error.seq, 3);
-    assert_eq!(error.rejection.code(), "bad_signature");
+    assert_eq!(error.rejection.reason(), stele_ledger::Reason::BadSignature);
 }
 
 /// One step of a random chain.

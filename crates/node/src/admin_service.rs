@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use stele_proto::v1::admin_client::AdminClient;
 use stele_proto::v1::admin_server::Admin as AdminRpc;
 use stele_proto::v1::{
     AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MemberStatus,
@@ -15,7 +14,7 @@ use stele_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::members::{check_member, check_members};
-use crate::state::{NodeState, Route, forward_failed, forwarded};
+use crate::state::NodeState;
 
 /// How long `Status` waits for each other member.
 const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(800);
@@ -35,10 +34,6 @@ fn role(state: ServerState) -> &'static str {
 }
 
 impl AdminService {
-    fn admin(&self, addr: &str) -> Result<AdminClient<tonic::transport::Channel>, Status> {
-        Ok(AdminClient::new(self.node.channel(addr)?))
-    }
-
     fn membership(&self) -> MembershipResponse {
         let metrics = self.node.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
@@ -60,7 +55,7 @@ impl AdminService {
 
     fn own_status(&self) -> MemberStatus {
         let metrics = self.node.raft.metrics().borrow().clone();
-        let log = self.node.decision_log.as_deref();
+        let log = self.node.decisions.log().map(|log| &**log);
         let signed = log.and_then(|log| log.signed());
         MemberStatus {
             id: self.node.id(),
@@ -116,7 +111,7 @@ impl AdminRpc for AdminService {
                 .map(|(id, node)| (*id, node.addr.clone()))
                 .collect();
             let asks = others.into_iter().map(|(id, addr)| {
-                let client = self.admin(&addr);
+                let client = self.node.peer(&addr);
                 let voter = voters.contains(&id);
                 async move {
                     let unreachable = MemberStatus {
@@ -131,14 +126,12 @@ impl AdminRpc for AdminService {
                         log_signed_head: String::new(),
                         log_error: String::new(),
                     };
-                    let Ok(mut client) = client else {
+                    let Ok(client) = client else {
                         return unreachable;
                     };
-                    let mut ask = Request::new(StatusRequest { local_only: true });
-                    ask.set_timeout(PEER_STATUS_TIMEOUT);
-                    match client.status(ask).await {
+                    let ask = StatusRequest { local_only: true };
+                    match client.with_timeout(PEER_STATUS_TIMEOUT).status(ask).await {
                         Ok(reply) => reply
-                            .into_inner()
                             .members
                             .into_iter()
                             .next()
@@ -165,7 +158,7 @@ impl AdminRpc for AdminService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let members = request.into_inner().members;
         check_members(members.iter().map(|m| (m.id, m.addr.as_str())))
-            .map_err(Status::invalid_argument)?;
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let members: BTreeMap<u64, BasicNode> = members
             .into_iter()
             .map(|m| (m.id, BasicNode { addr: m.addr }))
@@ -200,15 +193,39 @@ impl AdminRpc for AdminService {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
-        if let Route::Leader { id, addr } = self.node.route(&request)? {
-            return (self.admin(&addr)?.add_learner(forwarded(request)).await)
-                .map_err(forward_failed(id, &addr));
-        }
+        self.node
+            .forward_or_serve(
+                request,
+                |leader, request| async move { leader.add_learner(request).await },
+                |request| self.add_learner_here(request.into_inner()),
+            )
+            .await
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<ChangeMembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        self.node
+            .forward_or_serve(
+                request,
+                |leader, request| async move { leader.change_membership(request).await },
+                |request| self.change_membership_here(request.into_inner()),
+            )
+            .await
+    }
+}
+
+impl AdminService {
+    async fn add_learner_here(
+        &self,
+        request: AddLearnerRequest,
+    ) -> Result<Response<MembershipResponse>, Status> {
         let member = request
-            .into_inner()
             .member
             .ok_or_else(|| Status::invalid_argument("the learner's id and address are missing"))?;
-        check_member(member.id, &member.addr).map_err(Status::invalid_argument)?;
+        check_member(member.id, &member.addr)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.node
             .raft
             .add_learner(member.id, BasicNode { addr: member.addr }, true)
@@ -217,17 +234,10 @@ impl AdminRpc for AdminService {
         Ok(Response::new(self.membership()))
     }
 
-    async fn change_membership(
+    async fn change_membership_here(
         &self,
-        request: Request<ChangeMembershipRequest>,
+        request: ChangeMembershipRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
-        if let Route::Leader { id, addr } = self.node.route(&request)? {
-            return (self
-                .admin(&addr)?
-                .change_membership(forwarded(request))
-                .await)
-                .map_err(forward_failed(id, &addr));
-        }
         let voters: BTreeSet<u64> = self
             .node
             .raft
@@ -237,7 +247,7 @@ impl AdminRpc for AdminService {
             .membership()
             .voter_ids()
             .collect();
-        match request.into_inner().change {
+        match request.change {
             Some(change_membership_request::Change::Promote(id)) => {
                 self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
                     .await

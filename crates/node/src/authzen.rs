@@ -14,8 +14,8 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use stele_policy::{Decision, Described, EntityRef, Outcome, Query, QueryError};
-use stele_store::Served;
+use stele_decision::{Decided, Question};
+use stele_policy::{Described, EntityRef, Outcome, Query, QueryError};
 
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct EntityJson {
@@ -76,7 +76,7 @@ impl EvaluationJson {
 
     /// The Cedar query, and the entities it describes. Errors name the
     /// missing or wrong field.
-    pub fn to_query(&self) -> Result<(Query, Vec<Described>), QueryError> {
+    pub fn to_question(&self) -> Result<Question, QueryError> {
         let entity = |role: &str, entity: &Option<EntityJson>| {
             let entity = entity
                 .as_ref()
@@ -116,22 +116,19 @@ impl EvaluationJson {
                 }
             }
         }
-        Ok((query, described))
+        Ok(Question { query, described })
     }
 }
 
-/// `{"decision": …, "context": {"version", "reasons", "errors", "decision_id", …}}`.
-pub fn decision_json(
-    served: &Served,
-    decision: &Decision,
-    decision_id: String,
-    node_id: u64,
-) -> Value {
+/// `{"decision": …, "context": {"version", "reasons", "errors", "decision_id", …}}`,
+/// for a decision made by version `(seq, hash)`.
+pub fn decision_json((seq, hash): (u64, &str), decided: &Decided, node_id: u64) -> Value {
+    let decision = &decided.decision;
     let context = json!({
-        "version": {"seq": served.head.seq, "hash": served.hash_hex},
+        "version": {"seq": seq, "hash": hash},
         "reasons": decision.reasons,
         "errors": decision.errors,
-        "decision_id": decision_id,
+        "decision_id": decided.decision_id,
         "node_id": node_id,
     });
     json!({"decision": decision.decision == Outcome::Allow, "context": context})
@@ -159,21 +156,21 @@ mod tests {
 
     #[test]
     fn maps_subject_action_resource_and_context_to_cedar() {
-        let (query, described) = evaluation(json!({
+        let Question { query, described } = evaluation(json!({
             "subject": {"type": "User", "id": "alice", "properties": {"level": 3}},
             "action": {"name": "read", "properties": {"ignored": true}},
             "resource": {"type": "Doc", "id": "d1"},
             "context": {"ip": "10.0.0.1"},
             "unknown_field": "ignored",
         }))
-        .to_query()
+        .to_question()
         .unwrap();
-        assert_eq!(query.principal.to_string(), r#"User::"alice""#);
-        assert_eq!(query.action.to_string(), r#"Action::"read""#);
-        assert_eq!(query.resource.to_string(), r#"Doc::"d1""#);
-        assert_eq!(query.context, json!({"ip": "10.0.0.1"}));
+        assert_eq!(query.principal().to_string(), r#"User::"alice""#);
+        assert_eq!(query.action().to_string(), r#"Action::"read""#);
+        assert_eq!(query.resource().to_string(), r#"Doc::"d1""#);
+        assert_eq!(query.context(), &json!({"ip": "10.0.0.1"}));
         assert_eq!(described.len(), 1);
-        assert_eq!(described[0].uid.to_string(), r#"User::"alice""#);
+        assert_eq!(described[0].uid().to_string(), r#"User::"alice""#);
         assert_eq!(described[0].attributes["level"], 3);
     }
 
@@ -197,7 +194,7 @@ mod tests {
                 "resource.id is missing",
             ),
         ] {
-            let error = evaluation(json).to_query().unwrap_err();
+            let error = evaluation(json).to_question().err().unwrap();
             assert_eq!(error.0, missing);
         }
     }
@@ -222,11 +219,11 @@ mod tests {
             .evaluations
             .unwrap()
             .into_iter()
-            .map(|e| e.or(&batch.defaults).to_query().unwrap().0)
+            .map(|e| e.or(&batch.defaults).to_question().unwrap().query)
             .collect();
-        assert_eq!(queries[0].principal.to_string(), r#"User::"alice""#);
-        assert_eq!(queries[1].principal.to_string(), r#"User::"bob""#);
-        assert_eq!(queries[1].action.to_string(), r#"Action::"read""#);
+        assert_eq!(queries[0].principal().to_string(), r#"User::"alice""#);
+        assert_eq!(queries[1].principal().to_string(), r#"User::"bob""#);
+        assert_eq!(queries[1].action().to_string(), r#"Action::"read""#);
     }
 
     #[test]

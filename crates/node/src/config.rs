@@ -6,19 +6,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use stele_audit::{LogConfig, WhenFull};
+pub use stele_decision::OnStale;
 use stele_ledger::Hash;
+use thiserror::Error;
 
-use crate::decision_log::{LogConfig, WhenFull};
-
-/// What a node does when it cannot show it is current.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnStale {
-    /// Answer with an explicit STALE error (the safe default).
-    #[default]
-    Fail,
-    /// Answer anyway, flagging the decision `stale: true`.
-    Serve,
+/// Settings that cannot be used: a file that does not parse, a value out
+/// of range, settings that do not fit together.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// The TOML file does not parse, or names an unknown key.
+    #[error("{0}")]
+    File(String),
+    /// One setting's value, named as the file names it.
+    #[error("{key} = {value:?}: {why}")]
+    Value {
+        key: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 #[derive(Clone, Debug)]
@@ -72,11 +80,10 @@ impl NodeConfig {
     }
 
     /// Applies a TOML file's settings (any subset of [`FileConfig`]).
-    pub fn apply_file(&mut self, text: &str) -> Result<(), String> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        let duration = |text: &str, key: &str| {
-            humantime::parse_duration(text).map_err(|e| format!("{key} = {text:?}: {e}"))
-        };
+    pub fn apply_file(&mut self, text: &str) -> Result<(), ConfigError> {
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError::File(e.to_string()))?;
+        let duration = |text: &str, key| humantime::parse_duration(text).map_err(bad(key, text));
         if let Some(v) = file.id {
             self.id = v;
         }
@@ -84,13 +91,13 @@ impl NodeConfig {
             self.data_dir = v;
         }
         if let Some(v) = file.listen {
-            self.listen = v.parse().map_err(|e| format!("listen = {v:?}: {e}"))?;
+            self.listen = v.parse().map_err(bad("listen", &v))?;
         }
         if let Some(v) = file.advertise {
             self.advertise = Some(v);
         }
         if let Some(v) = file.http {
-            self.http = Some(v.parse().map_err(|e| format!("http = {v:?}: {e}"))?);
+            self.http = Some(v.parse().map_err(bad("http", &v))?);
         }
         if let Some(v) = file.max_staleness {
             self.max_staleness = duration(&v, "max_staleness")?;
@@ -111,7 +118,7 @@ impl NodeConfig {
             self.snapshot_every = v;
         }
         if let Some(v) = file.genesis {
-            self.genesis = Some(v.parse().map_err(|e| format!("genesis = {v:?}: {e}"))?);
+            self.genesis = Some(v.parse().map_err(bad("genesis", &v))?);
         }
         if let Some(log) = file.decision_log {
             self.apply_decision_log(log)?;
@@ -119,7 +126,7 @@ impl NodeConfig {
         Ok(())
     }
 
-    fn apply_decision_log(&mut self, file: DecisionLogFile) -> Result<(), String> {
+    fn apply_decision_log(&mut self, file: DecisionLogFile) -> Result<(), ConfigError> {
         if file.enabled == Some(false) {
             if file.dir.is_some()
                 || file.every.is_some()
@@ -127,10 +134,10 @@ impl NodeConfig {
                 || file.requests.is_some()
                 || file.segment_bytes.is_some()
             {
-                return Err(
+                return Err(ConfigError::Invalid(
                     "[decision_log] sets enabled = false and other settings: drop one or the other"
                         .into(),
-                );
+                ));
             }
             self.decision_log = None;
             return Ok(());
@@ -144,7 +151,9 @@ impl NodeConfig {
         }
         if let Some(v) = file.every {
             if v == 0 {
-                return Err("[decision_log] every = 0: log one decision in N, N at least 1".into());
+                return Err(ConfigError::Invalid(
+                    "[decision_log] every = 0: log one decision in N, N at least 1".into(),
+                ));
             }
             log.sample_every = v;
         }
@@ -156,9 +165,9 @@ impl NodeConfig {
         }
         if let Some(v) = file.segment_bytes {
             if v < MIN_SEGMENT_BYTES {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "[decision_log] segment_bytes = {v}: at least {MIN_SEGMENT_BYTES}"
-                ));
+                )));
             }
             log.segment_bytes = v;
         }
@@ -180,25 +189,38 @@ impl NodeConfig {
     }
 
     /// Checks the settings fit together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid(why));
         if self.id == 0 {
-            return Err("node ids start at 1".into());
+            return invalid("node ids start at 1".into());
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.election_timeout_min
         {
-            return Err("the heartbeat interval must be shorter than the election timeout".into());
+            return invalid(
+                "the heartbeat interval must be shorter than the election timeout".into(),
+            );
         }
         if self.max_staleness <= self.heartbeat_interval * 2 {
-            return Err(format!(
+            return invalid(format!(
                 "max staleness ({}) must be well above the heartbeat interval ({})",
                 humantime::format_duration(self.max_staleness),
                 humantime::format_duration(self.heartbeat_interval)
             ));
         }
         if self.snapshot_every == 0 {
-            return Err("snapshot_every must be at least 1".into());
+            return invalid("snapshot_every must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// A setting `key = value` that does not parse.
+fn bad<E: std::fmt::Display>(key: &'static str, value: &str) -> impl FnOnce(E) -> ConfigError {
+    let value = value.to_string();
+    move |e| ConfigError::Value {
+        key,
+        value,
+        why: e.to_string(),
     }
 }
 

@@ -1,117 +1,129 @@
 //! gRPC errors with typed details (google.rpc.ErrorInfo, domain
 //! `stele.dev`): clients branch on the reason, people read the message.
+//! Each reason's gRPC code is chosen here, in one `match`.
 
 use std::collections::HashMap;
 
+use stele_client::DOMAIN;
+use stele_decision::Undecided;
+use stele_ledger::Reason;
 use stele_store::Refusal;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::freshness::Stale;
-
-pub const DOMAIN: &str = "stele.dev";
-
-pub fn with_reason(
-    code: Code,
-    reason: &str,
-    message: String,
-    metadata: HashMap<String, String>,
-) -> Status {
-    Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_error_info(reason, DOMAIN, metadata),
-    )
-}
-
-/// The node cannot show it is current: fail closed.
-pub fn stale(why: Stale, served_seq: u64) -> Status {
-    let age = match why.age {
-        Some(age) => format!(
-            "its last evidence of being current is {} old",
-            humantime::format_duration(round(age))
-        ),
-        None => "it has never heard from a leader with a quorum".into(),
-    };
-    let mut metadata = HashMap::from([
-        ("served_seq".to_string(), served_seq.to_string()),
-        (
-            "max_staleness_ms".to_string(),
-            why.max_staleness.as_millis().to_string(),
-        ),
-    ]);
-    if let Some(age) = why.age {
-        metadata.insert("staleness_ms".into(), age.as_millis().to_string());
+/// The gRPC code a refusal for `reason` carries.
+pub fn code(reason: Reason) -> Code {
+    match reason {
+        Reason::StaleParent
+        | Reason::Gap
+        | Reason::UnknownProposal
+        | Reason::RollbackTargetMissing
+        | Reason::BehindMinVersion => Code::FailedPrecondition,
+        Reason::TooManyPending => Code::ResourceExhausted,
+        Reason::NoLeader | Reason::NoPolicy | Reason::Stale | Reason::DecisionLogUnavailable => {
+            Code::Unavailable
+        }
+        Reason::OverSizeLimit
+        | Reason::Malformed
+        | Reason::GenesisMismatch
+        | Reason::UnknownKey
+        | Reason::BadSignature
+        | Reason::BelowThreshold
+        | Reason::DigestMismatch
+        | Reason::BundleInvalid
+        | Reason::RollbackDigestDiffers
+        | Reason::RotationNotCoSigned
+        | Reason::BadProposal
+        | Reason::BadApproval => Code::InvalidArgument,
     }
-    with_reason(
-        Code::Unavailable,
-        "STALE",
-        format!(
-            "STALE: this node cannot show it serves current policy ({age}; the bound is {}); ask another node",
-            humantime::format_duration(why.max_staleness)
-        ),
-        metadata,
-    )
 }
 
-fn round(d: std::time::Duration) -> std::time::Duration {
-    std::time::Duration::from_millis(d.as_millis() as u64)
-}
-
-pub fn behind_min_version(own: u64, min: u64) -> Status {
-    with_reason(
-        Code::FailedPrecondition,
-        "BEHIND_MIN_VERSION",
-        format!("this node serves seq {own}, behind the requested min_version {min}"),
-        HashMap::from([
-            ("served_seq".to_string(), own.to_string()),
-            ("min_version".to_string(), min.to_string()),
-        ]),
-    )
-}
-
-/// The decision log cannot take the decision (its writer failed, or the
-/// node is stopping): a node that logs does not answer unlogged.
-pub fn unlogged(why: &str) -> Status {
-    with_reason(
-        Code::Unavailable,
-        "DECISION_LOG_UNAVAILABLE",
-        format!("{why}; this node refuses decisions it cannot log (ask another node)"),
-        HashMap::new(),
-    )
-}
-
-pub fn no_policy() -> Status {
-    with_reason(
-        Code::Unavailable,
-        "NO_POLICY",
-        "this node has no policy version yet (the cluster has no genesis, or the node has not caught up)".into(),
-        HashMap::new(),
+/// A refusal for `reason`: its code, the reason as typed detail, and the
+/// message for people.
+pub fn with_reason(reason: Reason, message: String, metadata: HashMap<String, String>) -> Status {
+    Status::with_error_details(
+        code(reason),
+        message,
+        ErrorDetails::with_error_info(reason.as_str(), DOMAIN, metadata),
     )
 }
 
 /// A state-machine refusal (an admission rejection and the like).
 pub fn refused(refusal: &Refusal) -> Status {
-    let code = match refusal.code.as_str() {
-        "stale_parent" | "gap" | "unknown_proposal" | "rollback_target_missing" => {
-            Code::FailedPrecondition
-        }
-        "too_many_pending" => Code::ResourceExhausted,
-        _ => Code::InvalidArgument,
-    };
     with_reason(
-        code,
-        &refusal.code,
-        format!("rejected ({}): {}", refusal.code, refusal.message),
+        refusal.reason,
+        format!(
+            "rejected ({}): {}",
+            refusal.reason.as_str(),
+            refusal.message
+        ),
         HashMap::new(),
     )
 }
 
+/// A write this node could not read (a proposal or approval that does
+/// not decode).
+pub fn unreadable(reason: Reason, message: impl Into<String>) -> Status {
+    refused(&Refusal::new(reason, message))
+}
+
 pub fn no_leader() -> Status {
     with_reason(
-        Code::Unavailable,
-        "NO_LEADER",
+        Reason::NoLeader,
         "no leader is known right now (an election may be under way); retry shortly".into(),
         HashMap::new(),
     )
+}
+
+/// Why the decision path made no decision, as gRPC says it: a refusal with
+/// its reason and the numbers a client acts on, or INVALID_ARGUMENT.
+pub fn undecided(undecided: &Undecided) -> Status {
+    let Some(reason) = undecided.reason() else {
+        return Status::invalid_argument(undecided.to_string());
+    };
+    let metadata = match undecided {
+        Undecided::Stale { stale, served_seq } => {
+            let mut metadata = HashMap::from([
+                ("served_seq".to_string(), served_seq.to_string()),
+                (
+                    "max_staleness_ms".to_string(),
+                    stale.max_staleness.as_millis().to_string(),
+                ),
+            ]);
+            if let Some(age) = stale.age {
+                metadata.insert("staleness_ms".into(), age.as_millis().to_string());
+            }
+            metadata
+        }
+        Undecided::BehindMinVersion {
+            served_seq,
+            min_version,
+        } => HashMap::from([
+            ("served_seq".to_string(), served_seq.to_string()),
+            ("min_version".to_string(), min_version.to_string()),
+        ]),
+        Undecided::NoPolicy | Undecided::Unlogged(_) | Undecided::Invalid(_) => HashMap::new(),
+    };
+    with_reason(reason, undecided.to_string(), metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_the_code_clients_expect() {
+        assert_eq!(code(Reason::Stale), Code::Unavailable);
+        assert_eq!(code(Reason::BehindMinVersion), Code::FailedPrecondition);
+        assert_eq!(code(Reason::StaleParent), Code::FailedPrecondition);
+        assert_eq!(code(Reason::TooManyPending), Code::ResourceExhausted);
+        assert_eq!(code(Reason::BelowThreshold), Code::InvalidArgument);
+        let status = refused(&Refusal::new(Reason::Gap, "seq 5 does not follow"));
+        assert_eq!(status.message(), "rejected (gap): seq 5 does not follow");
+        let info = status.get_error_details().error_info().unwrap().clone();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("gap", DOMAIN)
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The node's HTTP API (`stele node --http HOST:PORT`): AuthZEN 1.0
 //! evaluations, its discovery document, health, readiness and Prometheus
-//! metrics. Decisions go through the same path as gRPC's `Check`
-//! ([`DecisionService`]): one snapshot load, the freshness check, Cedar.
+//! metrics. Decisions go through the decision path, as gRPC's `Check` does;
+//! this adapter parses, asks, and maps the answer.
 //!
 //! Errors are JSON, `{"error": {"status": N, "message": "…"}}`. A node
 //! that cannot show it is current answers `decision: false` with the
@@ -22,14 +22,15 @@ use axum::routing::{get, post};
 use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use stele_store::Served;
+use stele_decision::{Decided, DecisionPath, Session, StaleAnswers, Undecided};
+use stele_ledger::limits::json_len;
+use stele_policy::Outcome;
 
 use crate::authzen::{
     EntityJson, EvaluationJson, EvaluationsJson, Semantic, decision_json, invalid_json,
     refused_json,
 };
-use crate::decision_service::{DecisionService, Undecided};
-use crate::limits::{MAX_BATCH_REQUESTS, MAX_EXPANDED_BATCH_BYTES, MAX_HTTP_BODY_BYTES, json_len};
+use crate::limits::{MAX_BATCH_REQUESTS, MAX_EXPANDED_BATCH_BYTES, MAX_HTTP_BODY_BYTES};
 use crate::metrics::{Gauges, LogGauges};
 use crate::state::NodeState;
 
@@ -40,10 +41,9 @@ const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 struct HttpApi {
     node: Arc<NodeState>,
-    decisions: Arc<DecisionService>,
 }
 
-pub fn router(node: Arc<NodeState>, decisions: Arc<DecisionService>) -> Router {
+pub fn router(node: Arc<NodeState>) -> Router {
     Router::new()
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
@@ -54,7 +54,7 @@ pub fn router(node: Arc<NodeState>, decisions: Arc<DecisionService>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))
         .layer(middleware::from_fn(echo_request_id))
-        .with_state(HttpApi { node, decisions })
+        .with_state(HttpApi { node })
 }
 
 /// The spec's `X-Request-ID`: whatever the caller sent comes back.
@@ -125,8 +125,8 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
 }
 
 impl HttpApi {
-    fn node_id(&self) -> u64 {
-        self.node.id()
+    fn decisions(&self) -> &DecisionPath {
+        &self.node.decisions
     }
 
     /// Waits for the version the caller named in `Stele-Min-Version`;
@@ -144,95 +144,90 @@ impl HttpApi {
                     "Stele-Min-Version must be a version seq (a whole number), not {value:?}"
                 ))
             })?;
-        self.decisions
+        self.decisions()
             .reach(min, None, decisions)
             .await
-            .map_err(|status| ApiError {
+            .map_err(|why| ApiError {
                 status: StatusCode::PRECONDITION_FAILED,
-                message: status.message().to_string(),
+                message: why.to_string(),
             })
     }
 
-    /// The snapshot to answer from. Stale is refused over HTTP whatever
-    /// `--on-stale` says: an AuthZEN caller reads `decision` only.
-    /// `decisions` are counted as refused when the node will not decide.
-    fn current<'a>(
+    /// A session for `decisions` answers. Stale is refused over HTTP
+    /// whatever `--on-stale` says: an AuthZEN caller reads `decision` only.
+    fn session(&self, decisions: u64) -> Result<Session<'_>, Undecided> {
+        self.decisions().session(decisions, StaleAnswers::Refused)
+    }
+
+    /// One evaluation, answered from `session`.
+    fn decide(
         &self,
-        served: &'a Option<Arc<Served>>,
-        decisions: u64,
-    ) -> Result<&'a Served, Undecided> {
-        match self.decisions.current(served, decisions)? {
-            (served, None) => Ok(served),
-            (_, Some(stale)) => {
-                self.decisions.metrics.refused(decisions);
-                Err(Undecided::Refused(stale))
+        session: &Session<'_>,
+        evaluation: &EvaluationJson,
+    ) -> Result<Value, Undecided> {
+        let decided: Decided = session.decide(evaluation.to_question())?;
+        Ok(decision_json(session.version(), &decided, self.node.id()))
+    }
+
+    /// The answer to one evaluation asked alone.
+    fn answer(&self, evaluation: &EvaluationJson) -> Result<Value, ApiError> {
+        self.session(1)
+            .and_then(|session| self.decide(&session, evaluation))
+            .or_else(|why| self.undecided_alone(why))
+    }
+
+    /// How AuthZEN answers an evaluation asked alone that the node did not
+    /// decide: a refusal is `decision: false` with the reason; a bad
+    /// request is 400; a decision log that cannot take it is 503 (not a
+    /// denial: a node to avoid).
+    fn undecided_alone(&self, why: Undecided) -> Result<Value, ApiError> {
+        match why {
+            Undecided::Invalid(_) => Err(ApiError::bad_request(why.to_string())),
+            Undecided::Unlogged(_) => Err(ApiError::unavailable(why.to_string())),
+            Undecided::NoPolicy | Undecided::Stale { .. } | Undecided::BehindMinVersion { .. } => {
+                Ok(refused_json(&why.to_string(), self.node.id()))
             }
         }
     }
 
-    /// How AuthZEN answers an evaluation the node did not decide: a
-    /// refusal is `decision: false` with the reason; a bad request is 400;
-    /// a decision log that cannot take it is 503 (not a denial: a node to
-    /// avoid).
-    fn undecided(&self, undecided: Undecided) -> Result<Value, ApiError> {
-        match undecided {
-            Undecided::Refused(status) => Ok(refused_json(status.message(), self.node_id())),
-            Undecided::Invalid(why) => Err(ApiError::bad_request(why)),
-            Undecided::Unlogged(status) => Err(ApiError::unavailable(status.message())),
+    /// How an evaluation in a batch that the node did not decide is
+    /// answered: a bad one with the spec's error shape; one the node would
+    /// not decide (the decision log stopped taking decisions mid-batch,
+    /// say) `decision: false` with the reason.
+    fn undecided_in_batch(&self, why: Undecided) -> Value {
+        match why {
+            Undecided::Invalid(_) => invalid_json(&why.to_string()),
+            Undecided::Unlogged(_)
+            | Undecided::NoPolicy
+            | Undecided::Stale { .. }
+            | Undecided::BehindMinVersion { .. } => refused_json(&why.to_string(), self.node.id()),
         }
     }
 
-    /// The answer to one evaluation.
-    fn answer(&self, evaluation: &EvaluationJson) -> Result<Value, ApiError> {
-        let served = self.decisions.published.served();
-        self.current(&served, 1)
-            .and_then(|served| self.decide(evaluation, served))
-            .or_else(|undecided| self.undecided(undecided))
-    }
-
-    /// One evaluation against `served`.
-    fn decide(&self, evaluation: &EvaluationJson, served: &Served) -> Result<Value, Undecided> {
-        let (query, described) = evaluation.to_query().map_err(|e| {
-            self.decisions.metrics.invalid();
-            Undecided::Invalid(e.0)
-        })?;
-        let (decision, decision_id) = self.decisions.decide_logged(served, &query, &described)?;
-        Ok(decision_json(
-            served,
-            &decision,
-            decision_id,
-            self.node_id(),
-        ))
-    }
-
-    /// A batch, in order, stopping where `semantic` says. An evaluation
-    /// the decision log would not take (the node began stopping during the
-    /// batch) is answered `decision: false` with the reason.
+    /// A batch, in order, stopping where `semantic` says.
     fn decide_all(
         &self,
         defaults: &EvaluationJson,
         items: Vec<EvaluationJson>,
         semantic: Semantic,
     ) -> Result<Vec<Value>, ApiError> {
-        let served = self.decisions.published.served();
         let refused_count = match semantic {
             Semantic::DenyOnFirstDeny => 1,
             _ => items.len(),
         };
-        let served = match self.current(&served, refused_count as u64) {
-            Ok(served) => served,
-            Err(undecided) => return Ok(vec![self.undecided(undecided)?; refused_count]),
+        let session = match self.session(refused_count as u64) {
+            Ok(session) => session,
+            Err(why) => return Ok(vec![self.undecided_alone(why)?; refused_count]),
         };
         let mut results = Vec::with_capacity(items.len());
         for item in items {
-            let result = match self.decide(&item.or(defaults), served) {
-                Ok(answer) => answer,
-                Err(Undecided::Invalid(why)) => invalid_json(&why),
-                Err(Undecided::Refused(status) | Undecided::Unlogged(status)) => {
-                    refused_json(status.message(), self.node_id())
-                }
+            let (allowed, result) = match session.decide(item.or(defaults).to_question()) {
+                Ok(decided) => (
+                    decided.decision.decision == Outcome::Allow,
+                    decision_json(session.version(), &decided, self.node.id()),
+                ),
+                Err(why) => (false, self.undecided_in_batch(why)),
             };
-            let allowed = result["decision"] == Value::Bool(true);
             results.push(result);
             match semantic {
                 Semantic::DenyOnFirstDeny if !allowed => break,
@@ -372,9 +367,10 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `/readyz`: 200 when [`readiness`] says ready, 503 otherwise.
+/// `/readyz`: 200 when the node would decide for an AuthZEN caller now,
+/// 503 otherwise, saying why.
 async fn readyz(State(api): State<HttpApi>) -> (StatusCode, String) {
-    match readiness(&api.node) {
+    match api.decisions().readiness(StaleAnswers::Refused) {
         Ok(ready) => (StatusCode::OK, format!("ready: {ready}\n")),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -383,31 +379,9 @@ async fn readyz(State(api): State<HttpApi>) -> (StatusCode, String) {
     }
 }
 
-/// Ready: serving a policy version it can show is current, and able to log
-/// its decisions. What it serves, or why it is not ready.
-fn readiness(node: &NodeState) -> Result<String, String> {
-    if let Some(why) = node.decision_log_refuses() {
-        return Err(why);
-    }
-    let served = node.published.served();
-    let served = served.as_deref().ok_or("no policy version yet")?;
-    match node.freshness.check() {
-        Ok(()) => Ok(format!(
-            "serving seq {} ({})",
-            served.head.seq, served.hash_hex
-        )),
-        Err(why) => Err(format!(
-            "serving seq {} but cannot show it is current (last evidence {}, bound {:?})",
-            served.head.seq,
-            why.age
-                .map_or("never".to_string(), |age| format!("{age:?} ago")),
-            why.max_staleness
-        )),
-    }
-}
-
 async fn metrics(State(api): State<HttpApi>) -> Response {
     let node = &api.node;
+    let decisions = api.decisions();
     let served = node.published.served();
     let raft = node.raft.metrics().borrow().clone();
     // openraft 0.9's metrics leave the commit index out; its state has it.
@@ -424,16 +398,16 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
     let gauges = Gauges {
         node_id: node.id(),
         served: served.as_ref().map(|s| (s.head.seq, s.hash_hex.clone())),
-        staleness: node.freshness.age(),
+        staleness: decisions.freshness().age(),
         max_staleness: node.config.max_staleness,
-        ready: readiness(node).is_ok(),
+        ready: decisions.readiness(StaleAnswers::Refused).is_ok(),
         raft_term: raft.current_term,
         raft_leader: raft.current_leader,
         raft_is_leader: raft.state == ServerState::Leader,
         raft_last_log_index: raft.last_log_index.unwrap_or(0),
         raft_commit_index,
         raft_applied_index: raft.last_applied.map_or(0, |id| id.index),
-        log: node.decision_log.as_ref().map(|log| LogGauges {
+        log: decisions.log().map(|log| LogGauges {
             queue_depth: log.queue_depth(),
             dropped: log.dropped_total(),
             lost: log.lost_total(),
@@ -446,7 +420,7 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        node.metrics.render(&gauges),
+        node.metrics.render(&decisions.counters().read(), &gauges),
     )
         .into_response()
 }

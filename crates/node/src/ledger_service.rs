@@ -5,8 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use stele_ledger::{Approval, Hash, Proposal, export};
-use stele_proto::v1::ledger_client::LedgerClient;
+use stele_ledger::{Approval, Hash, Proposal, Reason, export};
 use stele_proto::v1::ledger_server::Ledger as LedgerRpc;
 use stele_proto::v1::{
     ApproveRequest, ExportChunk, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
@@ -19,8 +18,8 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
-use crate::limits::MAX_API_MESSAGE_BYTES;
-use crate::state::{NodeState, Route, forward_failed, forwarded};
+use crate::errors::unreadable;
+use crate::state::{NodeState, Route, WriteError};
 
 /// Most versions in one ListVersions answer.
 const MAX_LIST: u32 = 1000;
@@ -45,22 +44,23 @@ pub fn to_proto(status: &ProposalStatus) -> ProtoStatus {
     }
 }
 
-/// A write's verdict as metrics label it: the proposal's state, or the
-/// reason it was refused.
-fn verdict(written: &Result<Applied, Status>) -> String {
-    use tonic_types::StatusExt;
+/// A write's verdict as metrics label it: the proposal's state, or why it
+/// was not written.
+fn verdict(written: &Result<Applied, WriteError>) -> &'static str {
     match written {
         Ok(Applied::Accepted(status)) => match status.state {
             ProposalState::Pending => "pending",
             ProposalState::Committed => "committed",
             ProposalState::AlreadyCommitted => "already_committed",
-        }
-        .to_string(),
-        Ok(_) => "unexpected".to_string(),
-        Err(status) => status.get_details_error_info().map_or_else(
-            || format!("{:?}", status.code()).to_lowercase(),
-            |info| info.reason,
-        ),
+        },
+        Ok(_) => "unexpected",
+        Err(WriteError::Refused(refusal)) => refusal.reason.as_str(),
+        Err(WriteError::Check(_) | WriteError::Raft(_)) => "internal",
+        Err(
+            WriteError::LeadershipUnconfirmed(_)
+            | WriteError::NotWritten
+            | WriteError::OutcomeUnknown(_),
+        ) => "unavailable",
     }
 }
 
@@ -78,25 +78,66 @@ fn parse_id(text: &str) -> Result<Hash, Status> {
 }
 
 impl LedgerService {
-    fn leader(&self, addr: &str) -> Result<LedgerClient<tonic::transport::Channel>, Status> {
-        Ok(LedgerClient::new(self.node.channel(addr)?)
-            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_API_MESSAGE_BYTES))
-    }
-
     async fn write(&self, command: Command) -> Result<Response<ProtoStatus>, Status> {
         let entry = Entry {
             time_ms: (self.node.clock)(),
             command,
         };
         let written = self.node.write(entry).await;
-        self.node.metrics.proposal(&verdict(&written));
+        self.node.metrics.proposal(verdict(&written));
         match written? {
             Applied::Accepted(status) => Ok(Response::new(to_proto(&status))),
             other => Err(Status::internal(format!(
                 "unexpected answer from the state machine: {other:?}"
             ))),
         }
+    }
+
+    async fn propose_here(&self, request: ProposeRequest) -> Result<Response<ProtoStatus>, Status> {
+        let ProposeRequest {
+            proposal,
+            commit_only,
+        } = request;
+        let proposal = Proposal::decode(&proposal)
+            .map_err(|e| unreadable(Reason::BadProposal, format!("not a valid proposal: {e}")))?;
+        self.write(Command::Propose {
+            proposal,
+            commit_only,
+            pending_ttl_ms: self.node.config.pending_ttl.as_millis() as u64,
+        })
+        .await
+    }
+
+    async fn approve_here(&self, request: ApproveRequest) -> Result<Response<ProtoStatus>, Status> {
+        let ApproveRequest {
+            proposal_id,
+            approvals,
+        } = request;
+        let proposal_id = parse_id(&proposal_id)?;
+        let bad = |why: String| unreadable(Reason::BadApproval, why);
+        let approvals = approvals
+            .iter()
+            .map(|a| {
+                Ok(Approval {
+                    key: a
+                        .key
+                        .parse()
+                        .map_err(|e| bad(format!("key {:?}: {e}", a.key)))?,
+                    signature: a
+                        .signature
+                        .parse()
+                        .map_err(|e| bad(format!("signature: {e}")))?,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        if approvals.is_empty() {
+            return Err(bad("an approval needs at least one signature".into()));
+        }
+        self.write(Command::Approve {
+            proposal_id,
+            approvals,
+        })
+        .await
     }
 
     fn head_response(&self) -> HeadResponse {
@@ -122,59 +163,26 @@ impl LedgerRpc for LedgerService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProtoStatus>, Status> {
-        if let Route::Leader { id, addr } = self.node.route(&request)? {
-            return (self.leader(&addr)?.propose(forwarded(request)).await)
-                .map_err(forward_failed(id, &addr));
-        }
-        let ProposeRequest {
-            proposal,
-            commit_only,
-        } = request.into_inner();
-        let proposal = Proposal::decode(&proposal).map_err(|e| {
-            NodeState::refusal("bad_proposal", format!("not a valid proposal: {e}"))
-        })?;
-        self.write(Command::Propose {
-            proposal,
-            commit_only,
-            pending_ttl_ms: self.node.config.pending_ttl.as_millis() as u64,
-        })
-        .await
+        self.node
+            .forward_or_serve(
+                request,
+                |leader, request| async move { leader.propose(request).await },
+                |request| self.propose_here(request.into_inner()),
+            )
+            .await
     }
 
     async fn approve(
         &self,
         request: Request<ApproveRequest>,
     ) -> Result<Response<ProtoStatus>, Status> {
-        if let Route::Leader { id, addr } = self.node.route(&request)? {
-            return (self.leader(&addr)?.approve(forwarded(request)).await)
-                .map_err(forward_failed(id, &addr));
-        }
-        let ApproveRequest {
-            proposal_id,
-            approvals,
-        } = request.into_inner();
-        let proposal_id = parse_id(&proposal_id)?;
-        let approvals = approvals
-            .iter()
-            .map(|a| {
-                Ok(Approval {
-                    key: a.key.parse().map_err(|e| format!("key {:?}: {e}", a.key))?,
-                    signature: a.signature.parse().map_err(|e| format!("signature: {e}"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| NodeState::refusal("bad_approval", e))?;
-        if approvals.is_empty() {
-            return Err(NodeState::refusal(
-                "bad_approval",
-                "an approval needs at least one signature",
-            ));
-        }
-        self.write(Command::Approve {
-            proposal_id,
-            approvals,
-        })
-        .await
+        self.node
+            .forward_or_serve(
+                request,
+                |leader, request| async move { leader.approve(request).await },
+                |request| self.approve_here(request.into_inner()),
+            )
+            .await
     }
 
     async fn get_proposal(
@@ -186,9 +194,12 @@ impl LedgerRpc for LedgerService {
         let Some(held) = machine.pending_proposal(&id) else {
             // A follower may not have applied a proposal made a moment ago
             // at another node: the leader has, before it answered.
-            if let Ok(Route::Leader { id: leader, addr }) = self.node.route(&request) {
-                return (self.leader(&addr)?.get_proposal(forwarded(request)).await)
-                    .map_err(forward_failed(leader, &addr));
+            if let Ok(Route::Leader(leader)) = self.node.route(&request) {
+                return leader
+                    .forward(request, |leader, request| async move {
+                        leader.get_proposal(request).await
+                    })
+                    .await;
             }
             return Err(Status::not_found(format!(
                 "no pending proposal {id} (it may have committed, expired or been refused)"
@@ -213,20 +224,21 @@ impl LedgerRpc for LedgerService {
     }
 
     async fn head(&self, request: Request<HeadRequest>) -> Result<Response<HeadResponse>, Status> {
-        if request.get_ref().linearizable {
-            match self.node.route(&request)? {
-                Route::Leader { id, addr } => {
-                    return (self.leader(&addr)?.head(forwarded(request)).await)
-                        .map_err(forward_failed(id, &addr));
-                }
-                Route::Here => {
+        if !request.get_ref().linearizable {
+            return Ok(Response::new(self.head_response()));
+        }
+        self.node
+            .forward_or_serve(
+                request,
+                |leader, request| async move { leader.head(request).await },
+                |_| async {
                     self.node.raft.ensure_linearizable().await.map_err(|e| {
                         Status::unavailable(format!("cannot confirm leadership: {e}"))
                     })?;
-                }
-            }
-        }
-        Ok(Response::new(self.head_response()))
+                    Ok(Response::new(self.head_response()))
+                },
+            )
+            .await
     }
 
     async fn get_version(

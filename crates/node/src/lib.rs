@@ -1,10 +1,14 @@
 //! # stele-node
 //!
-//! A stele node: openraft wired to the store, Raft RPCs over tonic, and the
-//! public services: decisions from the node's own compiled snapshot (one
-//! atomic load, no lock, no Raft round trip), ledger writes through the
-//! leader (followers forward them), reads from local state, membership, and
-//! the freshness bound that makes a cut-off node fail closed.
+//! A stele node: openraft wired to the store, the Raft transport over
+//! tonic (and the freshness evidence it carries), and the adapters that put
+//! the node on the network: gRPC `Decision`, `Ledger` and `Admin`, AuthZEN
+//! and metrics over HTTP, health. Writes go through the leader (followers
+//! forward them with the client crate); reads come from local state.
+//!
+//! What it does not do itself: decide (the decision path, stele-decision,
+//! does; the adapters here parse and map), or define the decision log
+//! (stele-audit).
 
 // The deliberate defects of simulation builds must never reach a node that
 // stores on RocksDB, that is, the product.
@@ -15,12 +19,11 @@ compile_error!(
 
 mod admin_service;
 mod authzen;
+pub mod check_wire;
 pub mod config;
-pub mod decision_log;
 mod decision_service;
 pub mod dial;
 mod errors;
-pub mod freshness;
 mod http_api;
 mod ledger_service;
 pub mod limits;
@@ -31,9 +34,8 @@ mod raft_service;
 mod server;
 mod state;
 
-pub use config::{NodeConfig, OnStale};
-pub use errors::DOMAIN;
+pub use config::{ConfigError, NodeConfig, OnStale};
 #[cfg(feature = "rocksdb")]
 pub use server::run;
 pub use server::{Node, NodeError};
-pub use state::{FORWARDED, NodeState, WallClock, system_clock};
+pub use state::{FORWARDED, NodeState, system_clock};

@@ -23,20 +23,3 @@ pub const MAX_HTTP_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// has copied the batch's defaults it leaves out (subject, resource,
 /// context): a small body must not become gigabytes of requests.
 pub const MAX_EXPANDED_BATCH_BYTES: usize = 4 * MAX_HTTP_BODY_BYTES;
-
-/// The length of `value` as compact JSON, counted without building the
-/// text: how a request is weighed against these limits.
-pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
-    struct Counter(u64);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len() as u64;
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value).map_or(u64::MAX, |()| counter.0)
-}

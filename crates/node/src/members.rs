@@ -4,13 +4,36 @@
 
 use std::collections::BTreeSet;
 
+use thiserror::Error;
+
+/// A member or a membership that must not reach Raft.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum MemberError {
+    #[error("member {id}={addr}: {why}")]
+    Member {
+        id: u64,
+        addr: String,
+        why: &'static str,
+    },
+    #[error("node id {0} is given twice")]
+    DuplicateId(u64),
+    #[error("address {0} is given twice")]
+    DuplicateAddress(String),
+}
+
 /// A member: an id from 1, and an address `HOST:PORT` (no scheme; nodes
 /// dial `http://HOST:PORT`).
-pub fn check_member(id: u64, addr: &str) -> Result<(), String> {
+pub fn check_member(id: u64, addr: &str) -> Result<(), MemberError> {
+    let bad = |why: &'static str| {
+        Err(MemberError::Member {
+            id,
+            addr: addr.to_string(),
+            why,
+        })
+    };
     if id == 0 {
-        return Err(format!("member {id}={addr}: node ids start at 1"));
+        return bad("node ids start at 1");
     }
-    let bad = |why: &str| Err(format!("member {id}={addr}: {why}"));
     if addr.contains("://") {
         return bad("give HOST:PORT, without a scheme");
     }
@@ -27,16 +50,18 @@ pub fn check_member(id: u64, addr: &str) -> Result<(), String> {
 }
 
 /// A whole membership: every member valid, no id or address twice.
-pub fn check_members<'a>(members: impl IntoIterator<Item = (u64, &'a str)>) -> Result<(), String> {
+pub fn check_members<'a>(
+    members: impl IntoIterator<Item = (u64, &'a str)>,
+) -> Result<(), MemberError> {
     let mut ids = BTreeSet::new();
     let mut addrs = BTreeSet::new();
     for (id, addr) in members {
         check_member(id, addr)?;
         if !ids.insert(id) {
-            return Err(format!("node id {id} is given twice"));
+            return Err(MemberError::DuplicateId(id));
         }
         if !addrs.insert(addr) {
-            return Err(format!("address {addr} is given twice"));
+            return Err(MemberError::DuplicateAddress(addr.to_string()));
         }
     }
     Ok(())

@@ -1,122 +1,34 @@
-//! A node's counters, and their Prometheus text form (`GET /metrics`).
-//!
-//! Counters are plain atomics bumped on the decision path (a few relaxed
-//! adds per decision); everything else is read when scraped.
+//! A node's metrics in Prometheus text form (`GET /metrics`): the decision
+//! path's counters, the proposals this node decided, and gauges read from
+//! the node's state when scraped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use stele_policy::Outcome;
+use stele_audit::SignedHead;
+use stele_decision::{Counted, LATENCY_BUCKETS};
 
-use crate::decision_log::SignedHead;
-
-/// Upper bounds of the decision latency buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 12] = [
-    5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 10e-3, 50e-3, 250e-3,
-];
-
+/// What the node counts beside the decision path: proposals and approvals
+/// it decided as leader, by verdict.
 #[derive(Default)]
 pub struct Metrics {
-    allowed: AtomicU64,
-    denied: AtomicU64,
-    /// Requests that could not be evaluated (bad input).
-    invalid: AtomicU64,
-    /// Calls refused whole: no policy, stale, behind a minimum version.
-    refused: AtomicU64,
-    /// Per bucket of `LATENCY_BUCKETS`, then the overflow bucket.
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    latency_sum_nanos: AtomicU64,
-    /// Proposals and approvals this node decided, by verdict.
-    proposals: Mutex<BTreeMap<String, u64>>,
+    proposals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
-    /// One evaluated decision and how long evaluating it took.
-    pub fn decided(&self, outcome: Outcome, took: Duration) {
-        match outcome {
-            Outcome::Allow => &self.allowed,
-            Outcome::Deny => &self.denied,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        let seconds = took.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_nanos.fetch_add(
-            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-
-    pub fn invalid(&self) {
-        self.invalid.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn refused(&self, decisions: u64) {
-        self.refused.fetch_add(decisions, Ordering::Relaxed);
-    }
-
-    pub fn proposal(&self, verdict: &str) {
+    /// One write decided: its proposal state, or the reason it was refused.
+    pub fn proposal(&self, verdict: &'static str) {
         let mut proposals = self.proposals.lock().expect("metrics lock");
-        *proposals.entry(verdict.to_string()).or_default() += 1;
+        *proposals.entry(verdict).or_default() += 1;
     }
 
-    /// The counters in Prometheus text exposition format, followed by the
-    /// gauges the caller read at scrape time.
-    pub fn render(&self, gauges: &Gauges) -> String {
+    /// Everything, in Prometheus text exposition format: the decision
+    /// counters, the proposals, then the gauges read at scrape time.
+    pub fn render(&self, decisions: &Counted, gauges: &Gauges) -> String {
         let mut out = String::new();
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        family(
-            &mut out,
-            "stele_decisions_total",
-            "counter",
-            "Decisions by outcome: allow and deny were evaluated; invalid could not be (bad input); refused were not answered (no policy, stale, behind the requested version, decision log unavailable).",
-        );
-        for (outcome, counter) in [
-            ("allow", &self.allowed),
-            ("deny", &self.denied),
-            ("invalid", &self.invalid),
-            ("refused", &self.refused),
-        ] {
-            sample(
-                &mut out,
-                "stele_decisions_total",
-                &[("outcome", outcome)],
-                load(counter),
-            );
-        }
-        family(
-            &mut out,
-            "stele_decision_duration_seconds",
-            "histogram",
-            "Time to evaluate one decision against the served snapshot.",
-        );
-        let mut cumulative = 0;
-        for (bound, counter) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += load(counter);
-            let le = bound.to_string();
-            sample(
-                &mut out,
-                "stele_decision_duration_seconds_bucket",
-                &[("le", &le)],
-                cumulative,
-            );
-        }
-        cumulative += load(&self.latency_buckets[LATENCY_BUCKETS.len()]);
-        sample(
-            &mut out,
-            "stele_decision_duration_seconds_bucket",
-            &[("le", "+Inf")],
-            cumulative,
-        );
-        let sum = load(&self.latency_sum_nanos) as f64 / 1e9;
-        writeln!(out, "stele_decision_duration_seconds_sum {sum}").expect("String");
-        writeln!(out, "stele_decision_duration_seconds_count {cumulative}").expect("String");
+        render_decisions(&mut out, decisions);
         family(
             &mut out,
             "stele_proposals_total",
@@ -134,6 +46,50 @@ impl Metrics {
         gauges.render(&mut out);
         out
     }
+}
+
+fn render_decisions(out: &mut String, counted: &Counted) {
+    family(
+        out,
+        "stele_decisions_total",
+        "counter",
+        "Decisions by outcome: allow and deny were evaluated; invalid could not be (bad input); refused were not answered (no policy, stale, behind the requested version, decision log unavailable).",
+    );
+    for (outcome, count) in [
+        ("allow", counted.allowed),
+        ("deny", counted.denied),
+        ("invalid", counted.invalid),
+        ("refused", counted.refused),
+    ] {
+        sample(out, "stele_decisions_total", &[("outcome", outcome)], count);
+    }
+    family(
+        out,
+        "stele_decision_duration_seconds",
+        "histogram",
+        "Time to evaluate one decision against the served snapshot.",
+    );
+    let mut cumulative = 0;
+    for (bound, count) in LATENCY_BUCKETS.iter().zip(&counted.latency_buckets) {
+        cumulative += count;
+        let le = bound.to_string();
+        sample(
+            out,
+            "stele_decision_duration_seconds_bucket",
+            &[("le", &le)],
+            cumulative,
+        );
+    }
+    cumulative += counted.latency_buckets[LATENCY_BUCKETS.len()];
+    sample(
+        out,
+        "stele_decision_duration_seconds_bucket",
+        &[("le", "+Inf")],
+        cumulative,
+    );
+    let sum = counted.latency_sum.as_secs_f64();
+    writeln!(out, "stele_decision_duration_seconds_sum {sum}").expect("String");
+    writeln!(out, "stele_decision_duration_seconds_count {cumulative}").expect("String");
 }
 
 /// What a scrape reads from the node's state rather than from counters.
@@ -170,28 +126,25 @@ pub struct LogGauges {
     pub signed: Option<SignedHead>,
 }
 
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, "gauge", help);
+    writeln!(out, "{name} {value}").expect("String");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
+    writeln!(out, "{name} {value}").expect("String");
+}
+
 impl Gauges {
     fn render(&self, out: &mut String) {
-        let gauge = |out: &mut String, name: &str, help: &str, value: String| {
-            family(out, name, "gauge", help);
-            writeln!(out, "{name} {value}").expect("String");
-        };
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            family(out, name, "counter", help);
-            writeln!(out, "{name} {value}").expect("String");
-        };
-        gauge(
-            out,
-            "stele_node_id",
-            "This node's id.",
-            self.node_id.to_string(),
-        );
+        gauge(out, "stele_node_id", "This node's id.", self.node_id);
         if let Some((seq, hash)) = &self.served {
             gauge(
                 out,
                 "stele_served_seq",
                 "The seq of the policy version this node answers from.",
-                seq.to_string(),
+                seq,
             );
             family(
                 out,
@@ -206,6 +159,14 @@ impl Gauges {
                 1,
             );
         }
+        self.render_freshness(out);
+        self.render_raft(out);
+        if let Some(log) = &self.log {
+            log.render(out);
+        }
+    }
+
+    fn render_freshness(&self, out: &mut String) {
         let staleness = self
             .staleness
             .map_or("+Inf".to_string(), |age| age.as_secs_f64().to_string());
@@ -219,105 +180,104 @@ impl Gauges {
             out,
             "stele_max_staleness_seconds",
             "The staleness bound beyond which this node refuses decisions (or flags them, with --on-stale serve).",
-            self.max_staleness.as_secs_f64().to_string(),
+            self.max_staleness.as_secs_f64(),
         );
         gauge(
             out,
             "stele_ready",
             "1 when this node serves a current policy version.",
-            u8::from(self.ready).to_string(),
+            u8::from(self.ready),
         );
-        gauge(
-            out,
-            "stele_raft_term",
-            "The Raft term.",
-            self.raft_term.to_string(),
-        );
+    }
+
+    fn render_raft(&self, out: &mut String) {
+        gauge(out, "stele_raft_term", "The Raft term.", self.raft_term);
         gauge(
             out,
             "stele_raft_leader_id",
             "The leader this node knows of (0: none).",
-            self.raft_leader.unwrap_or(0).to_string(),
+            self.raft_leader.unwrap_or(0),
         );
         gauge(
             out,
             "stele_raft_is_leader",
             "1 while this node leads.",
-            u8::from(self.raft_is_leader).to_string(),
+            u8::from(self.raft_is_leader),
         );
         gauge(
             out,
             "stele_raft_last_log_index",
             "The index of the last entry in this node's Raft log.",
-            self.raft_last_log_index.to_string(),
+            self.raft_last_log_index,
         );
         gauge(
             out,
             "stele_raft_applied_index",
             "The index of the last entry this node applied.",
-            self.raft_applied_index.to_string(),
+            self.raft_applied_index,
         );
         if let Some(commit_index) = self.raft_commit_index {
             gauge(
                 out,
                 "stele_raft_commit_index",
                 "The index of the last entry this node knows to be committed.",
-                commit_index.to_string(),
+                commit_index,
             );
             gauge(
                 out,
                 "stele_raft_apply_lag",
                 "Committed entries this node has not applied yet.",
-                commit_index
-                    .saturating_sub(self.raft_applied_index)
-                    .to_string(),
+                commit_index.saturating_sub(self.raft_applied_index),
             );
         }
-        if let Some(log) = &self.log {
+    }
+}
+
+impl LogGauges {
+    fn render(&self, out: &mut String) {
+        gauge(
+            out,
+            "stele_decision_log_queue_depth",
+            "Decisions waiting to be written to the decision log.",
+            self.queue_depth,
+        );
+        counter(
+            out,
+            "stele_decision_log_dropped_total",
+            "Decisions answered but not logged (--decision-log-when-full drop); the log records each gap.",
+            self.dropped,
+        );
+        counter(
+            out,
+            "stele_decision_log_lost_total",
+            "Decisions answered and then lost when the decision log's writer failed: taken from its queue and not known to be written.",
+            self.lost,
+        );
+        gauge(
+            out,
+            "stele_decision_log_failed",
+            "1 when the decision log cannot be written: the node refuses decisions (or, told to drop, answers them unlogged).",
+            u8::from(self.failed),
+        );
+        if let Some(signed) = self.signed {
             gauge(
                 out,
-                "stele_decision_log_queue_depth",
-                "Decisions waiting to be written to the decision log.",
-                log.queue_depth.to_string(),
+                "stele_decision_log_signed_count",
+                "Records covered by the last checkpoint the node signed (stele audit verify --expect-count).",
+                signed.count,
             );
-            counter(
+            family(
                 out,
-                "stele_decision_log_dropped_total",
-                "Decisions answered but not logged (--decision-log-when-full drop); the log records each gap.",
-                log.dropped,
+                "stele_decision_log_signed_head",
+                "gauge",
+                "Always 1; its label is the hash of the last record the last checkpoint covers (--expect-head).",
             );
-            counter(
+            sample(
                 out,
-                "stele_decision_log_lost_total",
-                "Decisions answered and then lost when the decision log's writer failed: taken from its queue and not known to be written.",
-                log.lost,
+                "stele_decision_log_signed_head",
+                &[("hash", &signed.head.to_string())],
+                1,
             );
-            gauge(
-                out,
-                "stele_decision_log_failed",
-                "1 when the decision log cannot be written: the node refuses decisions (or, told to drop, answers them unlogged).",
-                u8::from(log.failed).to_string(),
-            );
-            if let Some(signed) = log.signed {
-                gauge(
-                    out,
-                    "stele_decision_log_signed_count",
-                    "Records covered by the last checkpoint the node signed (stele audit verify --expect-count).",
-                    signed.count.to_string(),
-                );
-                family(
-                    out,
-                    "stele_decision_log_signed_head",
-                    "gauge",
-                    "Always 1; its label is the hash of the last record the last checkpoint covers (--expect-head).",
-                );
-                sample(
-                    out,
-                    "stele_decision_log_signed_head",
-                    &[("hash", &signed.head.to_string())],
-                    1,
-                );
-            }
         }
     }
 }
@@ -379,16 +339,23 @@ mod tests {
 
     #[test]
     fn decisions_fill_the_histogram_cumulatively() {
+        let mut buckets = [0; LATENCY_BUCKETS.len() + 1];
+        buckets[0] = 1; // 3 µs
+        buckets[3] = 1; // 30 µs
+        buckets[LATENCY_BUCKETS.len()] = 1; // 1 s
+        let counted = Counted {
+            allowed: 1,
+            denied: 2,
+            invalid: 1,
+            refused: 5,
+            latency_buckets: buckets,
+            latency_sum: Duration::from_micros(1_000_033),
+        };
         let metrics = Metrics::default();
-        metrics.decided(Outcome::Allow, Duration::from_micros(3));
-        metrics.decided(Outcome::Deny, Duration::from_micros(30));
-        metrics.decided(Outcome::Deny, Duration::from_secs(1));
-        metrics.invalid();
-        metrics.refused(5);
         metrics.proposal("committed");
         metrics.proposal("stale_parent");
         metrics.proposal("committed");
-        let text = metrics.render(&gauges());
+        let text = metrics.render(&counted, &gauges());
         for line in [
             "stele_decisions_total{outcome=\"allow\"} 1",
             "stele_decisions_total{outcome=\"deny\"} 2",

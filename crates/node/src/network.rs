@@ -28,8 +28,8 @@ use stele_store::{Command, Entry, NodeId, Snapshot, TypeConfig, Vote};
 use tonic::transport::Channel;
 
 use crate::dial::Dial;
-use crate::freshness::Freshness;
 use crate::limits::{MAX_RAFT_MESSAGE_BYTES, RAFT_BATCH_BYTES, SNAPSHOT_CHUNK_BYTES};
+use stele_decision::Freshness;
 
 /// Opens clients to peers.
 pub struct Network {
@@ -59,7 +59,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Peer {
     target: NodeId,
     addr: String,
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<RaftClient<Channel>, crate::dial::BadAddress>,
     freshness: Arc<Freshness>,
 }
 

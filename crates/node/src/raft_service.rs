@@ -14,8 +14,8 @@ use stele_store::{NodeId, Published, Raft, SnapshotMeta, TypeConfig, Vote, snaps
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::freshness::Freshness;
 use crate::limits::MAX_SNAPSHOT_BYTES;
+use stele_decision::Freshness;
 
 pub struct RaftService {
     pub raft: Raft,
@@ -110,7 +110,7 @@ impl RaftRpc for RaftService {
         let checked = stele_store::offload(move || {
             let state = snapshot::decode(&bytes, pinned)?;
             snapshot::verify_for(local.chain(), &state)?;
-            Ok::<_, String>(bytes)
+            Ok::<_, stele_store::SnapshotError>(bytes)
         })
         .await
         .map_err(|e| Status::internal(format!("snapshot check failed: {e}")))?;

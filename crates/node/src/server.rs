@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
 use openraft::{ServerState, SnapshotPolicy};
+use stele_audit::{DecisionLog, LogError};
+use stele_decision::{DecisionPath, Freshness, Settings, StaleAnswers};
+use stele_ledger::WallClock;
 use stele_proto::v1::admin_server::AdminServer;
 use stele_proto::v1::decision_server::DecisionServer;
 use stele_proto::v1::ledger_server::LedgerServer;
@@ -16,17 +19,15 @@ use tokio_stream::Stream;
 use tonic_health::ServingStatus;
 
 use crate::admin_service::AdminService;
-use crate::config::{NodeConfig, OnStale};
-use crate::decision_log::DecisionLog;
+use crate::config::{ConfigError, NodeConfig};
 use crate::decision_service::DecisionService;
 use crate::dial::Dial;
-use crate::freshness::Freshness;
 use crate::ledger_service::LedgerService;
 use crate::limits::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES};
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::raft_service::RaftService;
-use crate::state::{NodeState, WallClock};
+use crate::state::NodeState;
 
 /// How long a stopping node waits for open calls and streams.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -38,7 +39,11 @@ const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Debug, Error)]
 pub enum NodeError {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    #[error("invalid configuration: {0}")]
+    RaftConfig(String),
+    #[error("the decision log: {0}")]
+    DecisionLog(#[from] LogError),
     #[error("{0}")]
     Open(#[from] stele_store::OpenError),
     #[error("storage: {0}")]
@@ -54,8 +59,6 @@ pub enum NodeError {
 /// A started node: its shared state, ready to serve.
 pub struct Node {
     pub state: Arc<NodeState>,
-    /// The decision path, shared by the gRPC and HTTP APIs.
-    decisions: Arc<DecisionService>,
 }
 
 impl Node {
@@ -72,7 +75,7 @@ impl Node {
         L: RaftLogStorage<TypeConfig>,
         B: Backend,
     {
-        config.validate().map_err(NodeError::Config)?;
+        config.validate()?;
         let published = Published::new();
         let state_machine =
             PolicyStateMachine::open(backend.clone(), published.clone(), config.genesis)?;
@@ -94,7 +97,7 @@ impl Node {
             ..Default::default()
         }
         .validate()
-        .map_err(|e| NodeError::Config(e.to_string()))?;
+        .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
         let network = Network {
             dial: dial.clone(),
             freshness: freshness.clone(),
@@ -109,54 +112,38 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         spawn_quorum_watch(&raft, freshness.clone());
-        let metrics = Arc::new(Metrics::default());
-        let decision_log = match &config.decision_log {
-            Some(log_config) => {
-                let mut log_config = log_config.clone();
-                if log_config.dir.as_os_str().is_empty() {
-                    log_config.dir = config.data_dir.join("decisions");
-                }
-                let key =
-                    crate::decision_log::node_key(&config.data_dir).map_err(NodeError::Config)?;
-                let log = DecisionLog::open(log_config.clone(), key, config.id)
-                    .map_err(NodeError::Config)?;
-                tracing::info!(
-                    dir = %log_config.dir.display(),
-                    key = %log.public_key(),
-                    "decision log on"
-                );
-                Some(Arc::new(log))
-            }
-            None => None,
+        let decision_log = open_decision_log(&config, &clock)?;
+        let settings = Settings {
+            node_id: config.id,
+            on_stale: config.on_stale,
+            min_version_wait: config.min_version_wait,
+            boot_id: rand::Rng::r#gen(&mut stele_store::ThreadRng),
         };
-        let decisions = Arc::new(DecisionService::new(
-            &config,
+        let decisions = Arc::new(DecisionPath::new(
+            settings,
             published.clone(),
             freshness.clone(),
-            rand::Rng::r#gen(&mut stele_store::ThreadRng),
-            metrics.clone(),
-            decision_log.clone(),
+            decision_log,
         ));
         Ok(Node {
-            decisions,
             state: Arc::new(NodeState {
                 config,
                 raft,
                 published,
                 bundles: backend,
                 freshness,
+                decisions,
                 dial,
                 clock,
-                channels: Default::default(),
-                metrics,
-                decision_log,
+                peers: Default::default(),
+                metrics: Arc::new(Metrics::default()),
             }),
         })
     }
 
     /// The HTTP API (AuthZEN, health, metrics), to serve beside [`Node::serve`].
     pub fn http_router(&self) -> axum::Router {
-        crate::http_api::router(self.state.clone(), self.decisions.clone())
+        crate::http_api::router(self.state.clone())
     }
 
     /// Serves the API and the Raft transport on `incoming` until `shutdown`
@@ -176,10 +163,7 @@ impl Node {
             + 'static,
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Node {
-            state: node,
-            decisions,
-        } = self;
+        let Node { state: node } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         let health_watch = spawn_health_watch(health, node.clone());
         let reflection = tonic_reflection::server::Builder::configure()
@@ -207,9 +191,11 @@ impl Node {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
-                DecisionServer::from_arc(decisions)
-                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
+                DecisionServer::new(DecisionService {
+                    decisions: node.decisions.clone(),
+                })
+                .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
             )
             .add_service(
                 LedgerServer::new(LedgerService { node: node.clone() })
@@ -240,8 +226,9 @@ impl Node {
 }
 
 /// `grpc.health.v1`: the node and its Decision service are SERVING only
-/// while it would answer a decision: it has a policy, and it is not stale
-/// (or the operator chose `--on-stale serve`).
+/// while it would answer a gRPC decision (the decision path's readiness:
+/// a policy, a decision log that takes decisions, and freshness, unless the
+/// operator chose `--on-stale serve`).
 fn spawn_health_watch(
     health: tonic_health::server::HealthReporter,
     node: Arc<NodeState>,
@@ -251,10 +238,7 @@ fn spawn_health_watch(
         let mut tick = tokio::time::interval(HEALTH_INTERVAL);
         loop {
             tick.tick().await;
-            let current = node.freshness.check().is_ok() || node.config.on_stale == OnStale::Serve;
-            let serving = current
-                && node.decision_log_refuses().is_none()
-                && node.published.served().is_some();
+            let serving = node.decisions.readiness(StaleAnswers::Flagged).is_ok();
             if last == Some(serving) {
                 continue;
             }
@@ -273,6 +257,31 @@ fn spawn_health_watch(
                 .await;
         }
     })
+}
+
+/// The decision log, when the configuration keeps one: in `DATA/decisions`
+/// unless told otherwise, signed with the node's own key, stamped by the
+/// node's clock.
+fn open_decision_log(
+    config: &NodeConfig,
+    clock: &WallClock,
+) -> Result<Option<Arc<DecisionLog>>, NodeError> {
+    let Some(log_config) = &config.decision_log else {
+        return Ok(None);
+    };
+    let mut log_config = log_config.clone();
+    if log_config.dir.as_os_str().is_empty() {
+        log_config.dir = config.data_dir.join("decisions");
+    }
+    log_config.blocking = stele_decision::block_in_place;
+    let key = stele_audit::node_key(&config.data_dir)?;
+    let log = DecisionLog::open(log_config.clone(), key, config.id, clock.clone())?;
+    tracing::info!(
+        dir = %log_config.dir.display(),
+        key = %log.public_key(),
+        "decision log on"
+    );
+    Ok(Some(Arc::new(log)))
 }
 
 /// Feeds freshness from openraft's metrics: how far the state machine has
@@ -358,7 +367,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         })
     });
-    let decision_log = node.state.decision_log.clone();
+    let decision_log = node.state.decisions.log().cloned();
     let signalled = async {
         shutdown.await;
         let _ = stop.send(true);

@@ -1,23 +1,27 @@
-//! What every service of a node shares, and routing writes to the leader.
+//! What every service of a node shares: its state, the one clock, the
+//! connections to its peers, writes through Raft, and the one way a call
+//! is either served here or forwarded to the leader.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::ServerState;
+use stele_client::Client;
+use stele_decision::{DecisionPath, Freshness};
+use stele_ledger::WallClock;
 use stele_store::{BundleSource, Published, Raft, Refusal, Request, Response};
-use tonic::transport::Channel;
+use thiserror::Error;
 use tonic::{Code, Status};
 
 use crate::config::NodeConfig;
 use crate::dial::Dial;
 use crate::errors::{no_leader, refused};
-use crate::freshness::Freshness;
 use crate::metrics::Metrics;
 
-/// Leader time for log entries, Unix milliseconds. A simulation supplies its
-/// own clock.
-pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+pub use stele_client::FORWARDED;
 
+/// The system's wall clock, Unix milliseconds: the one a node runs on.
 pub fn system_clock() -> WallClock {
     Arc::new(|| {
         std::time::SystemTime::now()
@@ -26,44 +30,75 @@ pub fn system_clock() -> WallClock {
     })
 }
 
-/// gRPC metadata key marking a request a follower already forwarded: the
-/// receiver handles it itself or fails, so a request never loops.
-pub const FORWARDED: &str = "x-stele-forwarded";
-
 pub struct NodeState {
     pub config: NodeConfig,
     pub raft: Raft,
     pub published: Arc<Published>,
     pub bundles: Arc<dyn BundleSource>,
     pub freshness: Arc<Freshness>,
+    /// The decision path, shared by every API that decides.
+    pub decisions: Arc<DecisionPath>,
     pub dial: Dial,
+    /// Leader time for log entries; the decision log's clock too.
     pub clock: WallClock,
-    /// One channel (one HTTP/2 connection) per peer address, reused by
+    /// One client (one HTTP/2 connection) per peer address, reused by
     /// every forwarded write and status call.
-    pub channels: Mutex<HashMap<String, Channel>>,
+    pub peers: Mutex<HashMap<String, Client>>,
     pub metrics: Arc<Metrics>,
-    /// The decision log, when the node keeps one.
-    pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
 }
 
-/// The deadline of a forwarded write whose caller set none.
-const FORWARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// The deadline of a forwarded call whose caller set none.
+const FORWARD_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Where a write goes.
+/// Where a call goes.
 pub enum Route {
     Here,
-    Leader { id: u64, addr: String },
+    Leader(Leader),
+}
+
+/// The leader, as a follower reaches it.
+pub struct Leader {
+    pub id: u64,
+    pub client: Client,
+}
+
+/// Why a write through Raft failed.
+#[derive(Debug, Error)]
+pub enum WriteError {
+    /// The state machine refused it (on the trial run or when applied).
+    #[error("{}", .0.message)]
+    Refused(Refusal),
+    #[error("this node could not confirm its leadership ({0}); retry")]
+    LeadershipUnconfirmed(String),
+    #[error("checking the command failed: {0}")]
+    Check(String),
+    #[error(
+        "this node stopped leading before the write reached the log; nothing was written: retry"
+    )]
+    NotWritten,
+    #[error(
+        "leadership changed while writing ({0}); the outcome is unknown: resubmit the same version (it is idempotent)"
+    )]
+    OutcomeUnknown(String),
+    #[error("Raft failed: {0}")]
+    Raft(String),
+}
+
+impl From<WriteError> for Status {
+    fn from(error: WriteError) -> Status {
+        match &error {
+            WriteError::Refused(refusal) => refused(refusal),
+            WriteError::Check(_) | WriteError::Raft(_) => Status::internal(error.to_string()),
+            WriteError::LeadershipUnconfirmed(_)
+            | WriteError::NotWritten
+            | WriteError::OutcomeUnknown(_) => Status::unavailable(error.to_string()),
+        }
+    }
 }
 
 impl NodeState {
     pub fn id(&self) -> u64 {
         self.config.id
-    }
-
-    /// Why the node refuses decisions because its decision log cannot be
-    /// written, if it does.
-    pub fn decision_log_refuses(&self) -> Option<String> {
-        self.decision_log.as_ref().and_then(|log| log.refuses())
     }
 
     /// This node when it leads; otherwise the leader, if one is known and
@@ -84,35 +119,57 @@ impl NodeState {
             .get_node(&id)
             .map(|node| node.addr.clone())
             .ok_or_else(no_leader)?;
-        Ok(Route::Leader { id, addr })
+        drop(metrics);
+        Ok(Route::Leader(Leader {
+            id,
+            client: self.peer(&addr)?,
+        }))
     }
 
-    /// The channel to the peer at `addr`.
-    pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
+    /// Serves `request` here when this node leads, or forwards it to the
+    /// leader with `forward` and returns the leader's answer.
+    pub async fn forward_or_serve<T, R, F, S>(
+        &self,
+        request: tonic::Request<T>,
+        forward: impl FnOnce(Client, T) -> F,
+        serve: impl FnOnce(tonic::Request<T>) -> S,
+    ) -> Result<tonic::Response<R>, Status>
+    where
+        F: Future<Output = Result<R, stele_client::Error>>,
+        S: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        match self.route(&request)? {
+            Route::Here => serve(request).await,
+            Route::Leader(leader) => leader.forward(request, forward).await,
+        }
+    }
+
+    /// The client for the peer at `addr`.
+    pub fn peer(&self, addr: &str) -> Result<Client, Status> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = peers.get(addr) {
+            return Ok(client.clone());
         }
         let channel = (self.dial)(addr).map_err(|e| {
             Status::unavailable(format!("the member address {addr:?} is not usable: {e}"))
         })?;
-        channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        let client = Client::from_channel(addr, channel, FORWARD_DEADLINE);
+        peers.insert(addr.to_string(), client.clone());
+        Ok(client)
     }
 
     /// Replicates a command through Raft (this node leads), after checking it
     /// against a copy of the current state so that a refused command is
     /// answered without touching the log. The state machine checks it again
     /// when it applies, with the same code.
-    pub async fn write(&self, request: Request) -> Result<Response, Status> {
+    pub async fn write(&self, request: Request) -> Result<Response, WriteError> {
         // The check below reads the state machine: first let it apply all
         // that earlier leaders committed, so that a resubmitted version is
         // recognised as already committed rather than refused.
-        self.raft.ensure_linearizable().await.map_err(|e| {
-            Status::unavailable(format!(
-                "this node could not confirm its leadership ({e}); retry"
-            ))
-        })?;
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| WriteError::LeadershipUnconfirmed(e.to_string()))?;
         let machine = self.published.machine();
         let trial = request.clone();
         let verdict = stele_store::offload(move || {
@@ -120,67 +177,88 @@ impl NodeState {
             copy.apply(trial, &mut Vec::new())
         })
         .await
-        .map_err(|e| Status::internal(format!("checking the command failed: {e}")))?;
+        .map_err(|e| WriteError::Check(e.to_string()))?;
         if let Response::Refused(refusal) = verdict {
-            return Err(refused(&refusal));
+            return Err(WriteError::Refused(refusal));
         }
         match self.raft.client_write(request).await {
             Ok(written) => match written.data {
-                Response::Refused(refusal) => Err(refused(&refusal)),
+                Response::Refused(refusal) => Err(WriteError::Refused(refusal)),
                 response => Ok(response),
             },
             Err(openraft::error::RaftError::APIError(
                 openraft::error::ClientWriteError::ForwardToLeader(_),
-            )) => Err(Status::unavailable(
-                "this node stopped leading before the write reached the log; nothing was written: retry",
-            )),
-            Err(openraft::error::RaftError::APIError(error)) => Err(Status::unavailable(format!(
-                "leadership changed while writing ({error}); the outcome is unknown: resubmit the same version (it is idempotent)"
-            ))),
-            Err(error) => Err(Status::internal(format!("Raft failed: {error}"))),
-        }
-    }
-
-    pub fn refusal(code: &str, message: impl Into<String>) -> Status {
-        refused(&Refusal::new(code, message))
-    }
-}
-
-/// A forwarded call's failure: the leader's own answers pass through as
-/// they are; a failure to reach it says that the call was forwarded, where.
-pub fn forward_failed(id: u64, addr: &str) -> impl FnOnce(Status) -> Status + '_ {
-    move |status| {
-        let transport = status.details().is_empty()
-            && matches!(
-                status.code(),
-                Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-            );
-        if transport {
-            Status::new(
-                status.code(),
-                format!(
-                    "forwarding to the leader (node {id} at {addr}): {}",
-                    status.message()
-                ),
-            )
-        } else {
-            status
+            )) => Err(WriteError::NotWritten),
+            Err(openraft::error::RaftError::APIError(error)) => {
+                Err(WriteError::OutcomeUnknown(error.to_string()))
+            }
+            Err(error) => Err(WriteError::Raft(error.to_string())),
         }
     }
 }
 
-/// Copies a request for the leader, marked as forwarded, keeping the
-/// caller's deadline (or setting one: a forward never waits for ever).
-pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
-    let timeout = request.metadata().get("grpc-timeout").cloned();
-    let mut out = tonic::Request::new(request.into_inner());
-    out.metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    match timeout {
-        Some(timeout) => {
-            out.metadata_mut().insert("grpc-timeout", timeout);
+impl Leader {
+    /// Sends the caller's request on to the leader with `call`, keeping the
+    /// caller's deadline (a forward never waits for ever). The leader's own
+    /// answers pass through as they are; a failure to reach it says that
+    /// the call was forwarded, and where.
+    pub async fn forward<T, R, F>(
+        self,
+        request: tonic::Request<T>,
+        call: impl FnOnce(Client, T) -> F,
+    ) -> Result<tonic::Response<R>, Status>
+    where
+        F: Future<Output = Result<R, stele_client::Error>>,
+    {
+        let deadline = client_deadline(&request).unwrap_or(FORWARD_DEADLINE);
+        let client = self.client.forwarding(deadline);
+        let addr = client.endpoint().to_string();
+        match call(client, request.into_inner()).await {
+            Ok(reply) => Ok(tonic::Response::new(reply)),
+            Err(error) => Err(forward_failed(self.id, &addr, error)),
         }
-        None => out.set_timeout(FORWARD_DEADLINE),
     }
-    out
+}
+
+/// The deadline the caller set (gRPC's `grpc-timeout`), if any.
+pub(crate) fn client_deadline<T>(request: &tonic::Request<T>) -> Option<Duration> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+fn forward_failed(id: u64, addr: &str, error: stele_client::Error) -> Status {
+    let status = match error.into_status() {
+        Ok(status) => status,
+        Err(other) => {
+            return Status::unavailable(format!(
+                "forwarding to the leader (node {id} at {addr}): {other}"
+            ));
+        }
+    };
+    let transport = status.details().is_empty()
+        && matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+        );
+    if transport {
+        Status::new(
+            status.code(),
+            format!(
+                "forwarding to the leader (node {id} at {addr}): {}",
+                status.message()
+            ),
+        )
+    } else {
+        status
+    }
 }

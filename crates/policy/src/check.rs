@@ -43,10 +43,8 @@ pub fn checked_snapshot(bundle: &BundleFiles) -> Result<(Snapshot, ScenarioRepor
 }
 
 /// The admission check, as the ledger calls it.
-pub fn admission_check(bundle: &BundleFiles) -> Result<(), String> {
-    check_bundle(bundle)
-        .map(drop)
-        .map_err(|error| error.to_string())
+pub fn admission_check(bundle: &BundleFiles) -> Result<(), BundleError> {
+    check_bundle(bundle).map(drop)
 }
 
 /// Runs the admission check on every distinct bundle of the versions after
@@ -64,7 +62,7 @@ pub fn check_ledger_bundles(ledger: &Ledger, after_seq: u64) -> Result<(), Chain
     let todo: Vec<(Hash, &BundleFiles)> = distinct.into_iter().collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = todo.len().div_ceil(workers).max(1);
-    let verdicts: BTreeMap<Hash, Result<(), String>> = std::thread::scope(|scope| {
+    let verdicts: BTreeMap<Hash, Result<(), BundleError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = todo
             .chunks(chunk)
             .map(|part| {
@@ -84,11 +82,11 @@ pub fn check_ledger_bundles(ledger: &Ledger, after_seq: u64) -> Result<(), Chain
             .collect()
     });
     for version in ledger.versions().iter().filter(|v| v.seq() > after_seq) {
-        if let Err(message) = &verdicts[&version.header.bundle_digest] {
+        if let Err(error) = &verdicts[&version.header.bundle_digest] {
             return Err(ChainError {
                 seq: version.seq(),
                 rejection: Rejection::BundleInvalid {
-                    message: message.clone(),
+                    message: error.to_string(),
                 },
             });
         }

@@ -129,9 +129,10 @@ fn read_into(
         let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
         let content = String::from_utf8(bytes)
             .map_err(|_| BundleError::Layout(format!("{relative}: not valid UTF-8 text")))?;
-        bundle
-            .insert(relative, content)
-            .map_err(BundleError::Layout)?;
+        bundle.insert(relative, content).map_err(|e| match e {
+            e if e.is_size_limit() => BundleError::TooLarge(e.to_string()),
+            e => BundleError::Layout(e.to_string()),
+        })?;
     }
     Ok(())
 }

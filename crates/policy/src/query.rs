@@ -44,7 +44,7 @@ impl EntityRef {
 /// writes them (`{"__entity": …}`, `{"__extn": …}` or plain values).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Described {
-    pub uid: EntityUid,
+    pub(crate) uid: EntityUid,
     pub attributes: serde_json::Map<String, Value>,
 }
 
@@ -57,6 +57,11 @@ impl Described {
             uid: entity.to_uid("entity")?,
             attributes,
         })
+    }
+
+    /// The entity, in Cedar's form when printed (`User::"alice"`).
+    pub fn uid(&self) -> &impl std::fmt::Display {
+        &self.uid
     }
 
     /// Cedar's entity JSON, without parents.
@@ -118,11 +123,11 @@ struct QueryJson {
 /// A parsed query; it is checked against a schema when it is evaluated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Query {
-    pub principal: EntityUid,
-    pub action: EntityUid,
-    pub resource: EntityUid,
+    pub(crate) principal: EntityUid,
+    pub(crate) action: EntityUid,
+    pub(crate) resource: EntityUid,
     /// A JSON object (Cedar's context JSON form).
-    pub context: Value,
+    pub(crate) context: Value,
 }
 
 impl Query {
@@ -174,6 +179,33 @@ impl Query {
             resource.to_uid("resource")?,
             context.unwrap_or_else(|| Value::Object(Default::default())),
         )
+    }
+
+    /// The principal, in Cedar's form when printed (`User::"alice"`).
+    pub fn principal(&self) -> &impl std::fmt::Display {
+        &self.principal
+    }
+
+    pub fn action(&self) -> &impl std::fmt::Display {
+        &self.action
+    }
+
+    pub fn resource(&self) -> &impl std::fmt::Display {
+        &self.resource
+    }
+
+    /// The context: a JSON object.
+    pub fn context(&self) -> &Value {
+        &self.context
+    }
+
+    /// The principal, action and resource as `{type, id}` (the id
+    /// unescaped): how the API names them.
+    pub fn entity_refs(&self) -> [EntityRef; 3] {
+        [&self.principal, &self.action, &self.resource].map(|uid| EntityRef {
+            type_name: uid.type_name().to_string(),
+            id: uid.id().unescaped().to_string(),
+        })
     }
 
     fn new(

@@ -31,13 +31,18 @@ impl Shape {
     }
 }
 
+/// A shape name that is neither `rbac` nor `abac`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown shape {0:?}: use rbac or abac")]
+pub struct UnknownShape(pub String);
+
 impl std::str::FromStr for Shape {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Shape, String> {
+    type Err = UnknownShape;
+    fn from_str(text: &str) -> Result<Shape, UnknownShape> {
         match text {
             "rbac" => Ok(Shape::Rbac),
             "abac" => Ok(Shape::Abac),
-            other => Err(format!("unknown shape {other:?}: use rbac or abac")),
+            other => Err(UnknownShape(other.to_string())),
         }
     }
 }

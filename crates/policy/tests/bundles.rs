@@ -219,8 +219,11 @@ fn the_admission_check_runs_the_scenarios() {
         ),
     ]);
     let error = admission_check(&wrong).unwrap_err();
+    assert!(matches!(error, BundleError::Scenarios(_)), "{error}");
     assert!(
-        error.contains("tests/read.json query 1 (\"writes\"): expected Allow, got Deny"),
+        error
+            .to_string()
+            .contains("tests/read.json query 1 (\"writes\"): expected Allow, got Deny"),
         "{error}"
     );
     let typo = bundle(&[
@@ -230,7 +233,7 @@ fn the_admission_check_runs_the_scenarios() {
             r#"{"queries":[{"description":"x","principle":{"type":"User","id":"u"}}]}"#,
         ),
     ]);
-    let error = admission_check(&typo).unwrap_err();
+    let error = admission_check(&typo).unwrap_err().to_string();
     assert!(
         error.contains("tests/read.json:1:") && error.contains("principle"),
         "{error}"
@@ -259,8 +262,11 @@ fn scenarios_can_expect_evaluation_errors() {
     };
     assert_eq!(with_errors(r#"["overflow"]"#), Ok(()));
     let error = with_errors("[]").unwrap_err();
+    assert!(matches!(error, BundleError::Scenarios(_)), "{error}");
     assert!(
-        error.contains("expected errors in {}, got errors in {\"overflow\"}"),
+        error
+            .to_string()
+            .contains("expected errors in {}, got errors in {\"overflow\"}"),
         "{error}"
     );
 }

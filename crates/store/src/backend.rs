@@ -15,7 +15,7 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("refused a snapshot from the leader: {0}")]
-    BadSnapshot(String),
+    BadSnapshot(#[from] crate::snapshot::SnapshotError),
 }
 
 /// Everything the state machine keeps, as read at open.

@@ -1,7 +1,7 @@
 //! What Raft log entries carry, and what applying one answers.
 
 use serde::{Deserialize, Serialize};
-use stele_ledger::{Approval, Hash, Proposal, Rejection};
+use stele_ledger::{Approval, Hash, Proposal, Reason, Rejection};
 
 /// One state-machine command, stamped by the leader with its clock. Apply
 /// reads no clock of its own: `time_ms` is the only time it knows.
@@ -53,17 +53,17 @@ pub struct ProposalStatus {
     pub expires_at_ms: Option<u64>,
 }
 
-/// A refused command: a stable code and a message for people.
+/// A refused command: a stable reason and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
-    pub code: String,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl Refusal {
-    pub fn new(code: &str, message: impl Into<String>) -> Refusal {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Refusal {
         Refusal {
-            code: code.to_string(),
+            reason,
             message: message.into(),
         }
     }
@@ -71,7 +71,7 @@ impl Refusal {
 
 impl From<Rejection> for Refusal {
     fn from(rejection: Rejection) -> Refusal {
-        Refusal::new(rejection.code(), rejection.to_string())
+        Refusal::new(rejection.reason(), rejection.to_string())
     }
 }
 

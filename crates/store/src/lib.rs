@@ -10,6 +10,9 @@
 //!
 //! Two storages: RocksDB (feature `rocksdb`, the product) and memory (for
 //! simulation), with the same state machine over both.
+//!
+//! What it does not do: talk to the network, decide access (it publishes
+//! the compiled snapshot; the decision path reads it), or read a clock.
 
 mod backend;
 mod command;
@@ -26,7 +29,8 @@ mod types;
 pub use backend::{Backend, BundleSource, StoreError};
 pub use command::{Command, ProposalState, ProposalStatus, Refusal, Request, Response};
 pub use machine::{Change, MAX_PENDING, Machine, Pending};
-pub use published::{Published, Served};
+pub use published::{Published, Served, ServedGuard};
 pub use runtime::{SteleRuntime, ThreadRng, offload, seed_thread_rng};
+pub use snapshot::SnapshotError;
 pub use state_machine::{OpenError, PolicyStateMachine, SnapshotBuilder, verify_stored};
 pub use types::*;

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use stele_ledger::{
-    Approval, BundleFiles, ChainState, Hash, Head, Proposal, Rejection, Review, TrustSet, Version,
+    Approval, BundleFiles, ChainState, Hash, Head, Proposal, Reason, Rejection, Review, TrustSet,
+    Version,
 };
-use stele_policy::{Snapshot, checked_snapshot};
+use stele_policy::{BundleError, Snapshot, checked_snapshot};
 
 use crate::command::{Command, ProposalState, ProposalStatus, Refusal, Request, Response};
 
@@ -177,7 +178,7 @@ impl Machine {
                 }
                 let Some(held) = self.pending.get(&proposal_id).cloned() else {
                     return Response::Refused(Refusal::new(
-                        "unknown_proposal",
+                        Reason::UnknownProposal,
                         format!(
                             "no pending proposal {proposal_id}: it expired, was refused, was overtaken by another version, or never existed"
                         ),
@@ -260,7 +261,7 @@ impl Machine {
             (Some(_), Some(expires_at_ms)) => {
                 if !self.pending.contains_key(&id) && self.pending.len() >= MAX_PENDING {
                     return Response::Refused(Refusal::new(
-                        "too_many_pending",
+                        Reason::TooManyPending,
                         format!(
                             "{MAX_PENDING} proposals are already pending; approve some or let them expire first"
                         ),
@@ -325,7 +326,7 @@ impl Machine {
         digest: Hash,
         bundle: &BundleFiles,
         compiled: &RefCell<Option<Arc<Snapshot>>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BundleError> {
         let last_checked = || {
             self.last_checked
                 .lock()
@@ -337,7 +338,7 @@ impl Machine {
             *compiled.borrow_mut() = Some(snapshot.clone());
             return Ok(());
         }
-        let (snapshot, _) = checked_snapshot(bundle).map_err(|e| e.to_string())?;
+        let (snapshot, _) = checked_snapshot(bundle)?;
         let snapshot = Arc::new(snapshot);
         *last_checked() = Some((digest, snapshot.clone()));
         *compiled.borrow_mut() = Some(snapshot);

@@ -19,6 +19,7 @@ use stele_ledger::{BundleFiles, Hash, Version};
 
 use crate::backend::{Backend, Batch, Replacement, StoreError, Stored, replaces};
 use crate::machine::{Change, Pending};
+use crate::snapshot::SnapshotError;
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
 
 #[derive(Clone, Default)]
@@ -123,8 +124,9 @@ impl Backend for MemBackend {
         state.bundles.clear();
         for version in new.versions {
             let digest = version.header.bundle_digest;
-            let bundle = (new.bundles)(&digest)
-                .ok_or_else(|| StoreError::BadSnapshot(format!("it lacks bundle {digest}")))?;
+            let bundle = (new.bundles)(&digest).ok_or(StoreError::BadSnapshot(
+                SnapshotError::MissingBundle { digest },
+            ))?;
             state.bundles.insert(digest, bundle.clone());
         }
         state.versions = new.versions.to_vec();

@@ -29,6 +29,9 @@ impl Served {
     }
 }
 
+/// The served version as loaded: held by one reader, without a lock.
+pub type ServedGuard = Guard<Option<Arc<Served>>>;
+
 pub struct Published {
     machine: ArcSwap<Machine>,
     served: ArcSwapOption<Served>,
@@ -50,7 +53,7 @@ impl Published {
     }
 
     /// The snapshot decisions use now (the hot path: no lock, no refcount).
-    pub fn served(&self) -> Guard<Option<Arc<Served>>> {
+    pub fn served(&self) -> ServedGuard {
         self.served.load()
     }
 
@@ -65,7 +68,7 @@ impl Published {
 
     /// Starts serving `served`. The served seq never decreases (invariant 4):
     /// anything else is a bug in the caller, so it stops the node.
-    pub(crate) fn serve(&self, served: Served) {
+    pub fn serve(&self, served: Served) {
         let current = self.served.load().as_ref().map(|s| s.head);
         #[cfg(stele_sim)]
         let current = current.filter(|_| {

@@ -27,6 +27,7 @@ use stele_ledger::{BundleFiles, Hash, Version};
 
 use crate::backend::{Backend, Batch, Replacement, StoreError, Stored, replaces};
 use crate::machine::{Change, Pending};
+use crate::snapshot::SnapshotError;
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
 
 const CF_LOG: &str = "log";
@@ -262,8 +263,9 @@ impl Backend for RocksBackend {
         }
         for version in new.versions {
             let digest = version.header.bundle_digest;
-            let bundle = (new.bundles)(&digest)
-                .ok_or_else(|| StoreError::BadSnapshot(format!("it lacks bundle {digest}")))?;
+            let bundle = (new.bundles)(&digest).ok_or(StoreError::BadSnapshot(
+                SnapshotError::MissingBundle { digest },
+            ))?;
             self.put_version(&mut batch, version, bundle);
         }
         for held in new.pending {

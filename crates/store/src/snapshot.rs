@@ -7,8 +7,11 @@
 //! (docs/FORMAT.md), then one JSON line per pending proposal.
 
 use serde::{Deserialize, Serialize};
-use stele_ledger::{ChainState, Hash, Head, Ledger, Version, export, structural_only};
+use stele_ledger::{
+    ChainError, ChainState, Hash, Head, Ledger, LedgerFileError, Version, export, structural_only,
+};
 use stele_policy::check_ledger_bundles;
+use thiserror::Error;
 
 use crate::backend::StoreError;
 use crate::machine::{MAX_PENDING, Pending};
@@ -22,6 +25,38 @@ struct SnapshotHeader {
     format_version: u32,
     clock_ms: u64,
     ledger_bytes: u64,
+}
+
+/// Why a snapshot is refused: it does not decode, its chain does not
+/// verify, or it would not extend this node's chain.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum SnapshotError {
+    #[error("no snapshot header line")]
+    NoHeader,
+    #[error("snapshot header: {0}")]
+    Header(String),
+    #[error("not a stele snapshot (format {format:?} version {format_version})")]
+    NotASnapshot { format: String, format_version: u32 },
+    #[error("snapshot is shorter than its ledger")]
+    Truncated,
+    #[error("the snapshot's ledger does not verify: {0}")]
+    Ledger(LedgerFileError),
+    #[error("snapshot pending proposal: {0}")]
+    Pending(String),
+    #[error("{count} pending proposals, over the limit of {MAX_PENDING}")]
+    TooManyPending { count: usize },
+    #[error("the snapshot is empty but this node holds seq {ours}")]
+    Empty { ours: u64 },
+    #[error(
+        "the snapshot ends at seq {theirs} but this node already holds seq {ours}: it would move the node backwards"
+    )]
+    Backwards { theirs: u64, ours: u64 },
+    #[error("this node's seq {seq} ({hash}) is not in the snapshot: it belongs to another chain")]
+    OtherChain { seq: u64, hash: Hash },
+    #[error("the snapshot's {0}")]
+    Bundle(ChainError),
+    #[error("it lacks bundle {digest}")]
+    MissingBundle { digest: Hash },
 }
 
 /// A decoded snapshot.
@@ -57,41 +92,40 @@ pub fn encode<'a>(
 
 /// Decodes a snapshot and verifies its chain from genesis (hashes,
 /// signatures, thresholds, digests; bundles are checked by [`verify_for`]).
-pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotState, String> {
+pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotState, SnapshotError> {
     let newline = bytes
         .iter()
         .position(|b| *b == b'\n')
-        .ok_or("no snapshot header line")?;
-    let header: SnapshotHeader =
-        serde_json::from_slice(&bytes[..newline]).map_err(|e| format!("snapshot header: {e}"))?;
+        .ok_or(SnapshotError::NoHeader)?;
+    let header: SnapshotHeader = serde_json::from_slice(&bytes[..newline])
+        .map_err(|e| SnapshotError::Header(e.to_string()))?;
     if header.format != FORMAT || header.format_version != 1 {
-        return Err(format!(
-            "not a stele snapshot (format {:?} version {})",
-            header.format, header.format_version
-        ));
+        return Err(SnapshotError::NotASnapshot {
+            format: header.format,
+            format_version: header.format_version,
+        });
     }
     let rest = &bytes[newline + 1..];
     let ledger_bytes = usize::try_from(header.ledger_bytes)
         .ok()
         .filter(|n| *n <= rest.len())
-        .ok_or("snapshot is shorter than its ledger")?;
+        .ok_or(SnapshotError::Truncated)?;
     let start = pinned_genesis.map(Ledger::pinned_to).unwrap_or_default();
     let ledger = export::read(&rest[..ledger_bytes], start, &structural_only)
-        .map_err(|e| format!("the snapshot's ledger does not verify: {e}"))?;
+        .map_err(SnapshotError::Ledger)?;
     let mut pending = Vec::new();
     for line in rest[ledger_bytes..]
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
     {
         let held: Pending =
-            serde_json::from_slice(line).map_err(|e| format!("snapshot pending proposal: {e}"))?;
+            serde_json::from_slice(line).map_err(|e| SnapshotError::Pending(e.to_string()))?;
         pending.push(held);
     }
     if pending.len() > MAX_PENDING {
-        return Err(format!(
-            "{} pending proposals, over the limit of {MAX_PENDING}",
-            pending.len()
-        ));
+        return Err(SnapshotError::TooManyPending {
+            count: pending.len(),
+        });
     }
     Ok(SnapshotState {
         ledger,
@@ -103,15 +137,15 @@ pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotStat
 /// Whether a node whose chain is `local` may install `snapshot`: the
 /// snapshot must extend the local chain (see [`extends`]), and every bundle
 /// it adds must pass admission's bundle check.
-pub fn verify_for(local: &ChainState, snapshot: &SnapshotState) -> Result<(), String> {
+pub fn verify_for(local: &ChainState, snapshot: &SnapshotState) -> Result<(), SnapshotError> {
     extends(local, snapshot)?;
     let after = local.head().map_or(0, |h: Head| h.seq);
-    check_ledger_bundles(&snapshot.ledger, after).map_err(|e| format!("the snapshot's {e}"))
+    check_ledger_bundles(&snapshot.ledger, after).map_err(SnapshotError::Bundle)
 }
 
 /// Whether `snapshot` extends the chain `local`: it never moves the node
 /// backwards or onto another chain.
-pub fn extends(local: &ChainState, snapshot: &SnapshotState) -> Result<(), String> {
+pub fn extends(local: &ChainState, snapshot: &SnapshotState) -> Result<(), SnapshotError> {
     #[cfg(stele_sim)]
     if stele_ledger::defects::active(stele_ledger::defects::Defect::SnapshotRegress) {
         return Ok(());
@@ -119,22 +153,19 @@ pub fn extends(local: &ChainState, snapshot: &SnapshotState) -> Result<(), Strin
     let theirs = snapshot.ledger.head();
     if let Some(ours) = local.head() {
         let Some(theirs) = theirs else {
-            return Err(format!(
-                "the snapshot is empty but this node holds seq {}",
-                ours.seq
-            ));
+            return Err(SnapshotError::Empty { ours: ours.seq });
         };
         if theirs.seq < ours.seq {
-            return Err(format!(
-                "the snapshot ends at seq {} but this node already holds seq {}: it would move the node backwards",
-                theirs.seq, ours.seq
-            ));
+            return Err(SnapshotError::Backwards {
+                theirs: theirs.seq,
+                ours: ours.seq,
+            });
         }
         if snapshot.ledger.state().seq_of(&ours.hash) != Some(ours.seq) {
-            return Err(format!(
-                "this node's seq {} ({}) is not in the snapshot: it belongs to another chain",
-                ours.seq, ours.hash
-            ));
+            return Err(SnapshotError::OtherChain {
+                seq: ours.seq,
+                hash: ours.hash,
+            });
         }
     }
     Ok(())

@@ -207,7 +207,7 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
         data: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let bytes = data.into_inner();
-        let refused = |why| read_error(StoreError::BadSnapshot(why));
+        let refused = |why: snapshot::SnapshotError| read_error(StoreError::BadSnapshot(why));
         let state = snapshot::decode(&bytes, self.pinned_genesis).map_err(refused)?;
         snapshot::extends(self.machine.chain(), &state).map_err(refused)?;
         let ledger = &state.ledger;

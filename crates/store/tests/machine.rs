@@ -93,9 +93,9 @@ fn state(response: &Response) -> ProposalState {
     }
 }
 
-fn refusal(response: &Response) -> &str {
+fn refusal(response: &Response) -> &'static str {
     match response {
-        Response::Refused(refusal) => &refusal.code,
+        Response::Refused(refusal) => refusal.reason.as_str(),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

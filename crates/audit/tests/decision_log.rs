@@ -1,15 +1,17 @@
 //! The decision log as written by a node, and verified offline: any change,
 //! deletion, reordering or truncation of a record is found and named.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use stele_ledger::{Hash, PublicKey, SecretKey};
-use stele_node::decision_log::{
-    self, Broken, DecisionLog, DecisionRecord, Expected, LogConfig, ToLog, Unlogged, Verified,
-    WhenFull,
+use serde_json::{Map, Value, json};
+use stele_audit::{
+    self as audit, Break, Broken, CheckpointFault, DecisionLog, DecisionRecord, Expected,
+    LogConfig, LoggedRequest, Segment, SegmentFile, ToLog, Unlogged, Verified, WhenFull,
 };
-use stele_policy::{Decision, Outcome, Query};
+use stele_ledger::{Hash, PublicKey, SecretKey, WallClock};
 
 fn config(dir: &Path) -> LogConfig {
     let mut config = LogConfig::new(dir.to_path_buf());
@@ -19,38 +21,71 @@ fn config(dir: &Path) -> LogConfig {
     config
 }
 
-/// Decision `n`: its query and answer.
-fn decision(n: u64) -> (Query, Decision) {
-    let query = Query::parse(
-        &format!("User::\"u{n}\""),
-        "Action::\"read\"",
-        "Doc::\"d\"",
-        Some(r#"{"ip": "10.0.0.1"}"#),
-    )
-    .unwrap();
-    let allowed = n.is_multiple_of(3);
-    let decision = Decision {
-        decision: if allowed {
-            Outcome::Allow
-        } else {
-            Outcome::Deny
-        },
-        reasons: if allowed { vec!["p1".into()] } else { vec![] },
-        errors: vec![],
-    };
-    (query, decision)
+/// A request as a decision path hands it to the log: entities already in
+/// Cedar's printed form.
+struct Request {
+    principal: String,
+    action: String,
+    resource: String,
+    context: Value,
+    described: Vec<(String, Map<String, Value>)>,
+}
+
+impl LoggedRequest for Request {
+    fn principal(&self) -> &dyn Display {
+        &self.principal
+    }
+    fn action(&self) -> &dyn Display {
+        &self.action
+    }
+    fn resource(&self) -> &dyn Display {
+        &self.resource
+    }
+    fn context(&self) -> &Value {
+        &self.context
+    }
+    fn described(&self) -> usize {
+        self.described.len()
+    }
+    fn entity(&self, n: usize) -> (&dyn Display, &Map<String, Value>) {
+        let (uid, attributes) = &self.described[n];
+        (uid, attributes)
+    }
+}
+
+fn request(principal: &str, context: Value) -> Request {
+    Request {
+        principal: principal.into(),
+        action: "Action::\"read\"".into(),
+        resource: "Doc::\"d\"".into(),
+        context,
+        described: Vec::new(),
+    }
+}
+
+/// The clock the log stamps with: a fixed time, so records are the same
+/// from run to run.
+fn clock() -> WallClock {
+    Arc::new(|| 1_767_225_600_000)
+}
+
+fn open(config: LogConfig) -> DecisionLog {
+    DecisionLog::open(config, key(), 1, clock()).unwrap()
 }
 
 /// Hands decision `n` to the log.
 fn record(log: &DecisionLog, n: u64) -> Result<(), Unlogged> {
-    let (query, decision) = decision(n);
+    let request = request(&format!("User::\"u{n}\""), json!({"ip": "10.0.0.1"}));
+    let allowed = n.is_multiple_of(3);
+    let reasons = if allowed { vec!["p1".into()] } else { vec![] };
     log.record(ToLog {
         decision_id: &format!("1-test-{n}"),
         seq: 1 + n / 20,
         hash: Hash::of_bytes(&(n / 20).to_be_bytes()),
-        query: &query,
-        described: &[],
-        decision: &decision,
+        request: &request,
+        allowed,
+        reasons: &reasons,
+        errors: &[],
     })
 }
 
@@ -60,13 +95,13 @@ fn verify(dir: &Path, key: &PublicKey) -> Result<Verified, Broken> {
 }
 
 fn verify_expecting(dir: &Path, key: &PublicKey, expected: &Expected) -> Result<Verified, Broken> {
-    decision_log::verify(dir, key, expected, |_| {})
+    audit::verify(dir, key, expected, |_| {})
 }
 
 /// The decision records of a log that verifies, in order.
 fn verified_records(dir: &Path) -> Vec<DecisionRecord> {
     let mut records = Vec::new();
-    decision_log::verify(dir, &key().public_key(), &Expected::default(), |r| {
+    audit::verify(dir, &key().public_key(), &Expected::default(), |r| {
         records.push(r.clone())
     })
     .unwrap();
@@ -93,7 +128,7 @@ fn written_with(
     let dir = root.path().join("decisions");
     let mut config = config(&dir);
     tune(&mut config);
-    let log = DecisionLog::open(config, key(), 1).unwrap();
+    let log = open(config);
     for n in 0..count {
         record(&log, n).unwrap();
     }
@@ -153,7 +188,10 @@ fn a_copy_without_its_oldest_segments_verifies_from_where_it_starts() {
     let (oldest, _) = lines(&dir).into_iter().next().unwrap();
     std::fs::remove_file(oldest).unwrap();
     let broken = verify(&dir, &key().public_key()).unwrap_err();
-    assert!(broken.reason.contains("--allow-pruned"), "{broken}");
+    assert!(
+        matches!(broken.reason, Break::Pruned { first } if first > 0),
+        "{broken}"
+    );
     let pruned = Expected {
         allow_pruned: true,
         ..Expected::default()
@@ -169,7 +207,11 @@ fn a_copy_without_its_oldest_segments_verifies_from_where_it_starts() {
 fn another_key_does_not_verify_it() {
     let (_root, dir) = written(12);
     let broken = verify(&dir, &SecretKey::from_seed([8; 32]).public_key()).unwrap_err();
-    assert!(broken.reason.contains("signature"), "{broken}");
+    assert_eq!(
+        broken.reason,
+        Break::Checkpoint(CheckpointFault::Signature),
+        "{broken}"
+    );
 }
 
 #[test]
@@ -181,7 +223,8 @@ fn a_changed_record_is_named() {
     let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert_eq!(broken.index, Some(17), "{broken}");
     assert_eq!(broken.decision_id.as_deref(), Some("1-test-17"));
-    assert!(broken.reason.starts_with("changed"), "{broken}");
+    assert_eq!(broken.reason, Break::Changed { next: 18 }, "{broken}");
+    assert!(broken.to_string().contains("changed"), "{broken}");
 }
 
 #[test]
@@ -192,6 +235,7 @@ fn a_changed_last_record_is_named_by_the_checkpoint_after_it() {
     });
     let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert_eq!(broken.index, Some(19), "{broken}");
+    assert!(matches!(broken.reason, Break::ChangedBefore(_)), "{broken}");
 }
 
 #[test]
@@ -204,8 +248,10 @@ fn a_deleted_record_is_named() {
     // Named where the gap shows: at record 24, or at the checkpoint that
     // follows record 22 and counts 24.
     assert!(
-        broken.reason.contains("expected record 23")
-            || broken.reason.contains("record 23 is missing"),
+        matches!(
+            broken.reason,
+            Break::OutOfOrder { expected: 23, .. } | Break::MissingBefore { index: 23, .. }
+        ),
         "{broken}"
     );
 }
@@ -233,7 +279,7 @@ fn a_truncated_record_is_named() {
     text.push_str(&lines[lines.len() - 1][..20]);
     std::fs::write(&path, text).unwrap();
     let broken = verify(&dir, &key().public_key()).unwrap_err();
-    assert!(broken.reason.contains("cut short"), "{broken}");
+    assert_eq!(broken.reason, Break::TornLine, "{broken}");
     assert!(path.ends_with(&broken.file), "{broken}");
 }
 
@@ -252,7 +298,7 @@ fn a_copy_taken_mid_write_verifies_with_allow_unsigned_without_its_torn_line() {
     text.push_str(&lines[record][..20]);
     std::fs::write(&path, text).unwrap();
     let broken = verify(&dir, &key().public_key()).unwrap_err();
-    assert!(broken.reason.contains("cut short"), "{broken}");
+    assert_eq!(broken.reason, Break::TornLine, "{broken}");
     let expected = Expected {
         allow_unsigned: true,
         ..Expected::default()
@@ -272,7 +318,14 @@ fn a_forged_checkpoint_is_refused() {
         .collect();
     std::fs::write(&path, forged.join("\n") + "\n").unwrap();
     let broken = verify(&dir, &key().public_key()).unwrap_err();
-    assert!(broken.reason.contains("signature"), "{broken}");
+    assert!(
+        matches!(
+            broken.reason,
+            Break::Checkpoint(CheckpointFault::Signature)
+                | Break::ChangedBefore(CheckpointFault::Signature)
+        ),
+        "{broken}"
+    );
 }
 
 #[test]
@@ -283,7 +336,7 @@ fn a_reopened_log_continues_its_chain_and_cuts_a_torn_line() {
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("{\"kind\":\"decision\",\"index\":15,\"deci");
     std::fs::write(&path, text).unwrap();
-    let log = DecisionLog::open(config(&dir), key(), 1).unwrap();
+    let log = open(config(&dir));
     for n in 15..30 {
         record(&log, n).unwrap();
     }
@@ -329,8 +382,11 @@ fn a_copy_missing_its_newest_segment_fails_against_the_signed_count() {
     assert!(shorter.next_index < 95, "{shorter:?}");
     // ...but not against what the node signed.
     let broken = verify_expecting(&dir, &root_key, &signed).unwrap_err();
-    assert!(broken.reason.contains("cut from its end"), "{broken}");
-    assert!(broken.reason.contains("94"), "{broken}");
+    assert!(
+        matches!(broken.reason, Break::CutFromEnd { next, count: 95 } if next < 95),
+        "{broken}"
+    );
+    assert!(broken.to_string().contains("94"), "{broken}");
 }
 
 #[test]
@@ -341,7 +397,7 @@ fn a_rewritten_log_of_the_same_length_fails_against_the_signed_head() {
     // the key could write.
     let other = tempfile::tempdir().unwrap();
     let rewritten = other.path().join("decisions");
-    let log = DecisionLog::open(config(&rewritten), key(), 1).unwrap();
+    let log = open(config(&rewritten));
     for n in 100..120 {
         record(&log, n).unwrap();
     }
@@ -352,7 +408,10 @@ fn a_rewritten_log_of_the_same_length_fails_against_the_signed_head() {
         ..Expected::default()
     };
     let broken = verify_expecting(&rewritten, &key().public_key(), &signed).unwrap_err();
-    assert!(broken.reason.contains("rewritten"), "{broken}");
+    assert!(
+        matches!(broken.reason, Break::Rewritten { count: 20, .. }),
+        "{broken}"
+    );
 }
 
 #[test]
@@ -365,7 +424,7 @@ fn records_after_the_last_checkpoint_are_refused_unless_allowed() {
     std::fs::write(&path, last.join("\n") + "\n").unwrap();
     let broken = verify(&dir, &key().public_key()).unwrap_err();
     assert_eq!(broken.index, Some(10), "{broken}");
-    assert!(broken.reason.contains("--allow-unsigned"), "{broken}");
+    assert_eq!(broken.reason, Break::Unsigned { after: 9 }, "{broken}");
     let unsigned = Expected {
         allow_unsigned: true,
         ..Expected::default()
@@ -378,13 +437,13 @@ fn records_after_the_last_checkpoint_are_refused_unless_allowed() {
 fn a_closed_log_takes_no_more_decisions() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("decisions");
-    let log = DecisionLog::open(config(&dir), key(), 1).unwrap();
+    let log = open(config(&dir));
     record(&log, 0).unwrap();
     log.close();
     // Blocking (the default): the decision is refused, not answered
     // unlogged.
     let refused = record(&log, 1).unwrap_err();
-    assert!(refused.0.contains("closed"), "{refused:?}");
+    assert_eq!(refused, Unlogged::Closed);
     assert_eq!(verify(&dir, &key().public_key()).unwrap().records, 1);
 }
 
@@ -395,7 +454,7 @@ fn closing_under_load_writes_every_decision_it_took() {
     let mut config = config(&dir);
     config.queue = 64;
     config.segment_bytes = 1 << 20;
-    let log = std::sync::Arc::new(DecisionLog::open(config, key(), 1).unwrap());
+    let log = std::sync::Arc::new(open(config));
     let writers: Vec<_> = (0..4u64)
         .map(|t| {
             let log = log.clone();
@@ -435,7 +494,7 @@ fn every_decision_is_logged_or_counted_as_dropped() {
 fn a_writer_that_cannot_write_refuses_decisions() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("decisions");
-    let log = DecisionLog::open(config(&dir), key(), 1).unwrap();
+    let log = open(config(&dir));
     record(&log, 0).unwrap();
     // The directory becomes a file: the next segment cannot be created.
     std::fs::remove_dir_all(&dir).unwrap();
@@ -451,7 +510,7 @@ fn a_writer_that_cannot_write_refuses_decisions() {
         }
     }
     let refused = refused.expect("decisions are refused once the writer fails");
-    assert!(refused.0.contains("cannot be written"), "{refused:?}");
+    assert!(matches!(refused, Unlogged::Failed(_)), "{refused:?}");
     assert!(log.failed().is_some());
     assert!(log.refuses().is_some());
     log.close();
@@ -467,24 +526,22 @@ fn described_entities_are_in_the_digest_and_the_full_request() {
     let dir = root.path().join("decisions");
     let mut config = config(&dir);
     config.full_requests = true;
-    let log = DecisionLog::open(config, key(), 1).unwrap();
-    let (query, decision) = decision(0);
-    let alice = stele_policy::EntityRef {
-        type_name: "User".into(),
-        id: "u0".into(),
-    };
+    let log = open(config);
     let described = |level: i64| {
-        let attributes = serde_json::json!({"level": level});
-        vec![stele_policy::Described::new(&alice, attributes.as_object().unwrap().clone()).unwrap()]
+        let mut request = request("User::\"u0\"", json!({"ip": "10.0.0.1"}));
+        let attributes = json!({"level": level}).as_object().unwrap().clone();
+        request.described = vec![("User::\"u0\"".into(), attributes)];
+        request
     };
     for (n, level) in [(0, 1), (1, 9)] {
         log.record(ToLog {
             decision_id: &format!("d{n}"),
             seq: 1,
             hash: Hash::ZERO,
-            query: &query,
-            described: &described(level),
-            decision: &decision,
+            request: &described(level),
+            allowed: false,
+            reasons: &[],
+            errors: &[],
         })
         .unwrap();
     }
@@ -496,11 +553,44 @@ fn described_entities_are_in_the_digest_and_the_full_request() {
     );
     assert_eq!(
         records[1].request_digest,
-        decision_log::request_digest(&query, &described(9))
+        audit::request_digest(&described(9))
     );
     let request = records[1].request.as_ref().unwrap();
     assert_eq!(request["entities"][0]["attrs"]["level"], 9);
     assert_eq!(request["entities"][0]["uid"], "User::\"u0\"");
+}
+
+#[test]
+fn the_request_digest_is_the_documented_one() {
+    // docs/AUDIT.md: SHA-256 over the tag, a NUL, then each part and a
+    // newline.
+    let mut request = request("User::\"alice\"", json!({"ip": "10.0.0.1"}));
+    request.described = vec![(
+        "User::\"alice\"".into(),
+        json!({"level": 3}).as_object().unwrap().clone(),
+    )];
+    let body = "User::\"alice\"\nAction::\"read\"\nDoc::\"d\"\n{\"ip\":\"10.0.0.1\"}\nUser::\"alice\"\n{\"level\":3}\n";
+    let mut tagged = b"stele/decision-log/request/v1\0".to_vec();
+    tagged.extend_from_slice(body.as_bytes());
+    assert_eq!(audit::request_digest(&request), Hash::of_bytes(&tagged));
+}
+
+#[test]
+fn records_carry_the_time_of_the_clock_the_log_was_given() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("decisions");
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(5_000));
+    let clock: WallClock = {
+        let ticks = ticks.clone();
+        Arc::new(move || ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    };
+    let log = DecisionLog::open(config(&dir), key(), 1, clock).unwrap();
+    for n in 0..3 {
+        record(&log, n).unwrap();
+    }
+    log.close();
+    let times: Vec<u64> = verified_records(&dir).iter().map(|r| r.time_ms).collect();
+    assert_eq!(times, vec![5_000, 5_001, 5_002]);
 }
 
 #[test]
@@ -509,23 +599,17 @@ fn an_oversized_request_is_logged_by_its_digest_and_said_so() {
     let dir = root.path().join("decisions");
     let mut config = config(&dir);
     config.full_requests = true;
-    let log = DecisionLog::open(config, key(), 1).unwrap();
-    let big = "x".repeat(decision_log::MAX_LOGGED_REQUEST_BYTES as usize);
-    let query = Query::parse(
-        "User::\"u\"",
-        "Action::\"read\"",
-        "Doc::\"d\"",
-        Some(&serde_json::json!({ "blob": big }).to_string()),
-    )
-    .unwrap();
-    let (_, decision) = decision(0);
+    let log = open(config);
+    let big = "x".repeat(audit::MAX_LOGGED_REQUEST_BYTES as usize);
+    let query = request("User::\"u\"", json!({ "blob": big }));
     log.record(ToLog {
         decision_id: "big",
         seq: 1,
         hash: Hash::ZERO,
-        query: &query,
-        described: &[],
-        decision: &decision,
+        request: &query,
+        allowed: false,
+        reasons: &[],
+        errors: &[],
     })
     .unwrap();
     log.close();
@@ -533,8 +617,67 @@ fn an_oversized_request_is_logged_by_its_digest_and_said_so() {
     assert!(records[0].request.is_none());
     let omitted = records[0].request_omitted.as_deref().unwrap();
     assert!(omitted.contains("over the limit"), "{omitted}");
+    assert_eq!(records[0].request_digest, audit::request_digest(&query));
+}
+
+fn verify_in_memory(files: &[SegmentFile]) -> Result<Verified, Broken> {
+    let segments: Vec<Segment<'_>> = files.iter().map(SegmentFile::as_segment).collect();
+    audit::verify_segments(
+        "copy",
+        &segments,
+        &key().public_key(),
+        &Expected::default(),
+        |_| {},
+    )
+}
+
+#[test]
+fn the_verifier_reads_bytes_as_the_files_hold_them() {
+    let (_root, dir) = written(30);
+    let segments = audit::read_segments(&dir).unwrap();
     assert_eq!(
-        records[0].request_digest,
-        decision_log::request_digest(&query, &[])
+        verify_in_memory(&segments).unwrap(),
+        verify(&dir, &key().public_key()).unwrap()
     );
+    let none: Vec<SegmentFile> = Vec::new();
+    assert_eq!(
+        verify_in_memory(&none).unwrap_err().reason,
+        Break::NoSegments
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any one byte of a log changed to any other is found, wherever it
+    /// is: in a record, a checkpoint, a separator.
+    #[test]
+    fn any_changed_byte_is_found(at in 0.0f64..1.0, replacement in 0u8..=255) {
+        use std::sync::OnceLock;
+        static LOG: OnceLock<Vec<SegmentFile>> = OnceLock::new();
+        let log = LOG.get_or_init(|| {
+            let (_root, dir) = written(25);
+            audit::read_segments(&dir).unwrap()
+        });
+        let mut segments = log.clone();
+        let total: usize = segments.iter().map(|s| s.bytes.len()).sum();
+        let mut offset = ((total as f64) * at) as usize;
+        let bytes = &mut segments
+            .iter_mut()
+            .find(|segment| {
+                if offset < segment.bytes.len() {
+                    return true;
+                }
+                offset -= segment.bytes.len();
+                false
+            })
+            .unwrap()
+            .bytes;
+        proptest::prop_assume!(bytes[offset] != replacement);
+        bytes[offset] = replacement;
+        proptest::prop_assert!(
+            verify_in_memory(&segments).is_err(),
+            "byte {} changed to {:#04x} went unnoticed", offset, replacement
+        );
+    }
 }

@@ -8,11 +8,12 @@
 //! as written. A `checkpoint` line is not chained: it signs, with the node's
 //! own key, how many records came before it and the last one's hash.
 
+use std::fmt::Display;
+
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use stele_ledger::hash::tagged_sha256;
 use stele_ledger::{Hash, PublicKey, SecretKey, Signature};
-use stele_policy::{Described, Query};
 
 const RECORD_TAG: &str = "stele/decision-log/record/v1";
 const CHECKPOINT_TAG: &str = "stele/decision-log/checkpoint/v1";
@@ -98,43 +99,59 @@ pub fn record_hash(line: &[u8]) -> Hash {
     tagged_sha256(RECORD_TAG, line)
 }
 
+/// A request as the log sees it, whatever evaluated it: principal, action
+/// and resource as they print in Cedar's form (`User::"alice"`), the
+/// context, and the entities the request described (AuthZEN `properties`).
+pub trait LoggedRequest {
+    fn principal(&self) -> &dyn Display;
+    fn action(&self) -> &dyn Display;
+    fn resource(&self) -> &dyn Display;
+    fn context(&self) -> &Value;
+    /// How many entities the request described.
+    fn described(&self) -> usize;
+    /// Entity `n` of those: its uid and its attributes.
+    fn entity(&self, n: usize) -> (&dyn Display, &Map<String, Value>);
+}
+
 /// The digest of a request: principal, action and resource in Cedar's form
 /// (`User::"alice"`), the context JSON, then for each entity the request
-/// described (AuthZEN `properties`) its uid and its attributes' JSON, each
-/// followed by a newline (Cedar's form of an entity escapes newlines, and
-/// compact JSON has none).
-pub fn request_digest(query: &Query, described: &[Described]) -> Hash {
+/// described its uid and its attributes' JSON, each followed by a newline
+/// (Cedar's form of an entity escapes newlines, and compact JSON has none).
+pub fn request_digest(request: &dyn LoggedRequest) -> Hash {
     use std::fmt::Write;
     let mut body = String::with_capacity(256);
-    let mut part = |text: &dyn std::fmt::Display| {
+    let mut part = |text: &dyn Display| {
         writeln!(body, "{text}").expect("writing to a String cannot fail");
     };
-    part(&query.principal);
-    part(&query.action);
-    part(&query.resource);
-    part(&query.context);
-    for entity in described {
-        part(&entity.uid);
-        part(&serde_json::to_string(&entity.attributes).expect("JSON maps serialize"));
+    part(request.principal());
+    part(request.action());
+    part(request.resource());
+    part(request.context());
+    for n in 0..request.described() {
+        let (uid, attributes) = request.entity(n);
+        part(uid);
+        part(&serde_json::to_string(attributes).expect("JSON maps serialize"));
     }
     tagged_sha256(REQUEST_TAG, body.as_bytes())
 }
 
 /// The whole request, as `--decision-log-requests` logs it.
-pub fn request_json(query: &Query, described: &[Described]) -> Value {
-    let mut request = json!({
-        "principal": query.principal.to_string(),
-        "action": query.action.to_string(),
-        "resource": query.resource.to_string(),
-        "context": query.context,
+pub fn request_json(request: &dyn LoggedRequest) -> Value {
+    let mut json = json!({
+        "principal": request.principal().to_string(),
+        "action": request.action().to_string(),
+        "resource": request.resource().to_string(),
+        "context": request.context(),
     });
-    if !described.is_empty() {
-        request["entities"] = described
-            .iter()
-            .map(|entity| json!({"uid": entity.uid.to_string(), "attrs": entity.attributes}))
+    if request.described() > 0 {
+        json["entities"] = (0..request.described())
+            .map(|n| {
+                let (uid, attributes) = request.entity(n);
+                json!({"uid": uid.to_string(), "attrs": attributes})
+            })
             .collect();
     }
-    request
+    json
 }
 
 fn checkpoint_hash(count: u64, head_hash: &Hash, time_ms: u64, sample_every: u64) -> Hash {

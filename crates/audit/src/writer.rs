@@ -12,14 +12,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stele_ledger::{Hash, PublicKey, SecretKey};
-use stele_policy::{Decision, Described, Outcome, Query};
+use stele_ledger::limits::json_len;
+use stele_ledger::{Hash, PublicKey, SecretKey, WallClock};
 
-use super::record::{
-    Checkpoint, DecisionRecord, DroppedRecord, Line, record_hash, request_digest, request_json,
+use crate::error::{LogError, Unlogged};
+use crate::record::{
+    Checkpoint, DecisionRecord, DroppedRecord, Line, LoggedRequest, record_hash, request_digest,
+    request_json,
 };
-use super::segments::{segment_name, segments};
-use crate::limits::json_len;
+use crate::segments::{segment_name, segments};
 
 /// What the node does when the queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -31,6 +32,17 @@ pub enum WhenFull {
     /// The decision is answered and not logged; the log records how many
     /// were dropped.
     Drop,
+}
+
+/// How a caller that must wait for room in the queue waits: it runs the
+/// wait it is given. A caller on an async runtime's worker hands the
+/// worker's other tasks away first (tokio's `block_in_place`); this crate
+/// knows no runtime.
+pub type Blocking = fn(&mut dyn FnMut());
+
+/// Waits on the calling thread.
+fn wait_here(wait: &mut dyn FnMut()) {
+    wait()
 }
 
 #[derive(Clone, Debug)]
@@ -45,6 +57,8 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
+    /// How a decision waits for room when the queue is full (`block`).
+    pub blocking: Blocking,
 }
 
 impl LogConfig {
@@ -58,6 +72,7 @@ impl LogConfig {
             segment_bytes: 64 << 20,
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(5),
+            blocking: wait_here,
         }
     }
 }
@@ -68,10 +83,10 @@ pub struct ToLog<'a> {
     /// The version that made it.
     pub seq: u64,
     pub hash: Hash,
-    pub query: &'a Query,
-    /// The entities the request described (AuthZEN `properties`).
-    pub described: &'a [Described],
-    pub decision: &'a Decision,
+    pub request: &'a dyn LoggedRequest,
+    pub allowed: bool,
+    pub reasons: &'a [String],
+    pub errors: &'a [String],
 }
 
 /// A decision as it waits in the queue: its digest taken, nothing that
@@ -86,17 +101,10 @@ struct Logged {
     /// The whole request and its size in bytes.
     request: Option<(Value, u64)>,
     request_omitted: Option<String>,
-    outcome: Outcome,
+    allowed: bool,
     reasons: Vec<String>,
     errors: Vec<String>,
 }
-
-/// The log will not take this decision, so the node must not answer it:
-/// the log cannot be written, or the node is stopping. (With
-/// `--decision-log-when-full drop` the decision is answered and counted
-/// as dropped instead.)
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unlogged(pub String);
 
 /// The most bytes of one request logged whole; a larger one is logged by
 /// its digest, with a note saying so.
@@ -144,14 +152,22 @@ pub struct DecisionLog {
     dropped_total: AtomicU64,
     writer: Mutex<Option<JoinHandle<()>>>,
     key: PublicKey,
+    clock: WallClock,
+    blocking: Blocking,
+    dir: PathBuf,
 }
 
 impl DecisionLog {
     /// Opens (or creates) the log in `config.dir`, resuming its chain, and
-    /// starts the writer thread. `key` signs checkpoints.
-    pub fn open(config: LogConfig, key: SecretKey, node: u64) -> Result<DecisionLog, String> {
-        fs::create_dir_all(&config.dir)
-            .map_err(|e| format!("decision log {}: {e}", config.dir.display()))?;
+    /// starts the writer thread. `key` signs checkpoints; `clock` stamps
+    /// records and checkpoints.
+    pub fn open(
+        config: LogConfig,
+        key: SecretKey,
+        node: u64,
+        clock: WallClock,
+    ) -> Result<DecisionLog, LogError> {
+        fs::create_dir_all(&config.dir).map_err(LogError::io("decision log", &config.dir))?;
         let resumed = resume(&config.dir)?;
         let (queue, receiver) = sync_channel(config.queue);
         let shared = Arc::new(Shared {
@@ -173,11 +189,12 @@ impl DecisionLog {
             file: None,
             file_bytes: 0,
             last_checkpoint: Instant::now(),
+            clock: clock.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || writer.run())
-            .map_err(|e| format!("cannot start the decision log writer: {e}"))?;
+            .map_err(LogError::Spawn)?;
         Ok(DecisionLog {
             queue,
             when_full: config.when_full,
@@ -188,7 +205,15 @@ impl DecisionLog {
             dropped_total: AtomicU64::new(0),
             writer: Mutex::new(Some(handle)),
             key: public,
+            clock,
+            blocking: config.blocking,
+            dir: config.dir,
         })
+    }
+
+    /// Where the log's segments are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The key that verifies this log's checkpoints.
@@ -224,16 +249,19 @@ impl DecisionLog {
         // A decision the log does not take is counted (or refused) before
         // `depth` lets go of it, so the writer cannot finish in between.
         if self.shared.depth.fetch_add(1, Ordering::AcqRel) & CLOSED != 0 {
-            let answer = self.unlogged("the decision log is closed: the node is stopping".into());
+            let answer = self.unlogged(Unlogged::Closed);
             undo(&self.shared);
             return answer;
         }
         let sent = match self.queue.try_send(logged) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(logged)) if self.when_full == WhenFull::Block => {
-                blocking(|| self.queue.send(logged).is_ok())
-                    .then_some(())
-                    .ok_or(())
+                let mut logged = Some(logged);
+                let mut sent = false;
+                (self.blocking)(&mut || {
+                    sent = logged.take().is_some_and(|l| self.queue.send(l).is_ok());
+                });
+                sent.then_some(()).ok_or(())
             }
             Err(TrySendError::Full(_)) => Err(()),
             Err(TrySendError::Disconnected(_)) => {
@@ -242,9 +270,7 @@ impl DecisionLog {
             }
         };
         if sent.is_err() {
-            let why = self
-                .failure()
-                .unwrap_or_else(|| "the decision log's queue is full".into());
+            let why = self.failure().unwrap_or(Unlogged::Full);
             let answer = self.unlogged(why);
             undo(&self.shared);
             return answer;
@@ -253,23 +279,23 @@ impl DecisionLog {
     }
 
     /// Why the log cannot be written, once its writer has failed.
-    fn failure(&self) -> Option<String> {
+    fn failure(&self) -> Option<Unlogged> {
         self.shared
             .failure
             .get()
-            .map(|why| format!("the decision log cannot be written: {why}"))
+            .map(|why| Unlogged::Failed(why.clone()))
     }
 
     /// A decision the log did not take: answered and counted when the node
     /// drops, refused when it blocks.
-    fn unlogged(&self, why: String) -> Result<(), Unlogged> {
+    fn unlogged(&self, why: Unlogged) -> Result<(), Unlogged> {
         match self.when_full {
             WhenFull::Drop => {
                 self.shared.dropped.fetch_add(1, Ordering::AcqRel);
                 self.dropped_total.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            WhenFull::Block => Err(Unlogged(why)),
+            WhenFull::Block => Err(why),
         }
     }
 
@@ -279,7 +305,7 @@ impl DecisionLog {
         let mut request = None;
         let mut request_omitted = None;
         if self.full_requests {
-            let whole = request_json(decision.query, decision.described);
+            let whole = request_json(decision.request);
             let bytes = json_len(&whole);
             if bytes > MAX_LOGGED_REQUEST_BYTES {
                 request_omitted = Some(format!(
@@ -298,21 +324,21 @@ impl DecisionLog {
         }
         Logged {
             decision_id: decision.decision_id.to_string(),
-            time_ms: now_ms(),
+            time_ms: (self.clock)(),
             seq: decision.seq,
             hash: decision.hash,
-            request_digest: request_digest(decision.query, decision.described),
+            request_digest: request_digest(decision.request),
             request,
             request_omitted,
-            outcome: decision.decision.decision,
-            reasons: decision.decision.reasons.clone(),
-            errors: decision.decision.errors.clone(),
+            allowed: decision.allowed,
+            reasons: decision.reasons.to_vec(),
+            errors: decision.errors.to_vec(),
         }
     }
 
-    /// True when decisions are refused because the log cannot be written
-    /// (its writer failed and the node does not drop).
-    pub fn refuses(&self) -> Option<String> {
+    /// Why decisions are refused because the log cannot be written (its
+    /// writer failed and the node does not drop), when they are.
+    pub fn refuses(&self) -> Option<Unlogged> {
         match self.when_full {
             WhenFull::Block => self.failure(),
             WhenFull::Drop => None,
@@ -359,24 +385,6 @@ impl DecisionLog {
     }
 }
 
-/// Runs a blocking call from the decision path without stalling the
-/// runtime's other tasks: on a multi-threaded runtime's worker, the worker
-/// hands its tasks to another thread first.
-fn blocking<T>(call: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(call)
-        }
-        _ => call(),
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Where an existing log ends: the next index, the last record's hash,
 /// and the last checkpoint after it.
 struct Resumed {
@@ -387,7 +395,7 @@ struct Resumed {
 
 /// Where the log in `dir` ends. A torn last line (a crash mid-write) is
 /// cut off; a last segment left without any record is removed.
-fn resume(dir: &Path) -> Result<Resumed, String> {
+fn resume(dir: &Path) -> Result<Resumed, LogError> {
     let mut all = segments(dir)?;
     let mut last_segment = true;
     while let Some((_, path)) = all.pop() {
@@ -395,7 +403,7 @@ fn resume(dir: &Path) -> Result<Resumed, String> {
             return Ok(resumed);
         }
         if last_segment {
-            fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            fs::remove_file(&path).map_err(LogError::io("removing", &path))?;
         }
         last_segment = false;
     }
@@ -407,8 +415,8 @@ fn resume(dir: &Path) -> Result<Resumed, String> {
 }
 
 /// Where the segment's records end, if it has any.
-fn last_record(path: &Path, cut_torn: bool) -> Result<Option<Resumed>, String> {
-    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+fn last_record(path: &Path, cut_torn: bool) -> Result<Option<Resumed>, LogError> {
+    let failed = |e: std::io::Error| LogError::io("reading", path)(e);
     let mut file = OpenOptions::new()
         .read(true)
         .write(cut_torn)
@@ -426,8 +434,10 @@ fn last_record(path: &Path, cut_torn: bool) -> Result<Option<Resumed>, String> {
         }
         whole += read as u64;
         let text = &line[..line.len() - 1];
-        let parsed: Line = serde_json::from_slice(text)
-            .map_err(|e| format!("{}: a line is not a log record: {e}", path.display()))?;
+        let parsed: Line = serde_json::from_slice(text).map_err(|e| LogError::NotARecord {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
         match (parsed, &mut last) {
             (Line::Checkpoint(checkpoint), Some(resumed)) => {
                 resumed.signed = Some(SignedHead {
@@ -478,6 +488,7 @@ struct Writer {
     file: Option<BufWriter<File>>,
     file_bytes: u64,
     last_checkpoint: Instant,
+    clock: WallClock,
 }
 
 /// Most decisions written between flushes.
@@ -490,7 +501,7 @@ impl Writer {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve()));
         let error = match served {
             Ok(Ok(())) => return,
-            Ok(Err(error)) => error,
+            Ok(Err(error)) => error.to_string(),
             Err(panic) => format!(
                 "its writer panicked: {}",
                 panic
@@ -544,7 +555,7 @@ impl Writer {
         }
     }
 
-    fn serve(&mut self) -> Result<(), String> {
+    fn serve(&mut self) -> Result<(), LogError> {
         loop {
             let depth = self.shared.depth.load(Ordering::Acquire);
             let closing = depth & CLOSED != 0;
@@ -606,7 +617,7 @@ impl Writer {
         }
     }
 
-    fn append_decision(&mut self, logged: Logged) -> Result<(), String> {
+    fn append_decision(&mut self, logged: Logged) -> Result<(), LogError> {
         let request = logged.request.map(|(request, bytes)| {
             self.shared.request_bytes.fetch_sub(bytes, Ordering::AcqRel);
             request
@@ -621,11 +632,7 @@ impl Writer {
             request_digest: logged.request_digest,
             request,
             request_omitted: logged.request_omitted,
-            decision: match logged.outcome {
-                Outcome::Allow => "allow",
-                Outcome::Deny => "deny",
-            }
-            .into(),
+            decision: if logged.allowed { "allow" } else { "deny" }.into(),
             reasons: logged.reasons,
             errors: logged.errors,
             prev: self.prev,
@@ -635,36 +642,34 @@ impl Writer {
         Ok(())
     }
 
-    fn append_dropped(&mut self, count: u64) -> Result<(), String> {
+    fn append_dropped(&mut self, count: u64) -> Result<(), LogError> {
         let record = DroppedRecord {
             index: self.next_index,
             count,
-            time_ms: now_ms(),
+            time_ms: (self.clock)(),
             prev: self.prev,
         };
         self.append_record(&Line::Dropped(record))
     }
-    fn append_record(&mut self, line: &Line) -> Result<(), String> {
+    fn append_record(&mut self, line: &Line) -> Result<(), LogError> {
         let text = line.encode();
         self.prev = record_hash(text.as_bytes());
         self.next_index += 1;
         self.write_line(&text, Some(self.next_index - 1))
     }
 
-    fn checkpoint(&mut self) -> Result<(), String> {
+    fn checkpoint(&mut self) -> Result<(), LogError> {
         let checkpoint = Checkpoint::signed(
             &self.key,
             self.next_index,
             self.prev,
-            now_ms(),
+            (self.clock)(),
             self.config.sample_every.max(1),
         );
         self.write_line(&Line::Checkpoint(checkpoint).encode(), None)?;
         self.flush()?;
         if let Some(file) = &self.file {
-            file.get_ref()
-                .sync_data()
-                .map_err(|e| format!("syncing the decision log: {e}"))?;
+            file.get_ref().sync_data().map_err(LogError::Sync)?;
         }
         self.signed_count = Some(self.next_index);
         self.last_checkpoint = Instant::now();
@@ -678,7 +683,7 @@ impl Writer {
     /// Appends a line. Before a record (`index`), starts a new segment
     /// when the current one is full: every segment starts with a record and
     /// is named after its index.
-    fn write_line(&mut self, text: &str, index: Option<u64>) -> Result<(), String> {
+    fn write_line(&mut self, text: &str, index: Option<u64>) -> Result<(), LogError> {
         let full = self.file_bytes >= self.config.segment_bytes;
         if self.file.is_none() || (full && index.is_some()) {
             self.flush()?;
@@ -687,12 +692,12 @@ impl Writer {
         let file = self.file.as_mut().expect("a segment is open");
         file.write_all(text.as_bytes())
             .and_then(|()| file.write_all(b"\n"))
-            .map_err(|e| format!("writing the decision log: {e}"))?;
+            .map_err(LogError::Write)?;
         self.file_bytes += text.len() as u64 + 1;
         Ok(())
     }
 
-    fn open_segment(&mut self, index: u64, rotate: bool) -> Result<(), String> {
+    fn open_segment(&mut self, index: u64, rotate: bool) -> Result<(), LogError> {
         let existing = segments(&self.config.dir)?.pop();
         let path = match existing {
             Some((_, path)) if !rotate => path,
@@ -703,23 +708,22 @@ impl Writer {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| format!("opening the segment {}: {e}", path.display()))?;
+            .map_err(LogError::io("opening the segment", &path))?;
         if created {
             // The new segment's name must outlive a power loss, with the
             // checkpoints it will hold.
             File::open(&self.config.dir)
                 .and_then(|dir| dir.sync_all())
-                .map_err(|e| format!("syncing {}: {e}", self.config.dir.display()))?;
+                .map_err(LogError::io("syncing", &self.config.dir))?;
         }
         self.file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.file = Some(BufWriter::with_capacity(1 << 20, file));
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> Result<(), LogError> {
         if let Some(file) = &mut self.file {
-            file.flush()
-                .map_err(|e| format!("writing the decision log: {e}"))?;
+            file.flush().map_err(LogError::Write)?;
         }
         self.in_hand = self.in_hand.saturating_sub(self.unflushed);
         self.unflushed = 0;
