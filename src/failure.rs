@@ -203,7 +203,7 @@ impl From<stele_client::Error> for Failure {
                 tonic::Code::InvalidArgument => Code::InvalidArgument,
                 _ => Code::NodeError,
             },
-            Error::Malformed { .. } => Code::NodeError,
+            Error::WrongProposal { .. } | Error::Malformed { .. } => Code::NodeError,
         };
         let message = match &error {
             Error::TimedOut { .. } => format!("{error} (is the node frozen or unreachable?)"),

@@ -161,6 +161,17 @@ fn an_enforcement_point_gets_decisions_with_the_version_that_made_them() {
         "{}",
         ahead.body
     );
+    // A batch is answered from one version: not reached, the batch as a
+    // whole is 412.
+    let batch = json!({"evaluations": [ssh("erin"), ssh("erin")]});
+    let ahead = request(
+        &http,
+        "POST",
+        EVALUATIONS,
+        &[("Stele-Min-Version", "9")],
+        batch.to_string().as_bytes(),
+    );
+    assert_eq!(ahead.status, 412, "{}", ahead.body);
 
     // Discovery names the endpoints on the node's own address, whatever
     // Host the caller sent.

@@ -64,8 +64,11 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
         .map_err(Failure::from)
     };
     let extend = |chain: &Ledger, files: BundleFiles, kind: Kind, trust: Option<TrustSet>| {
-        let mut header = next_header(chain, &files, kind, &args.about)?;
-        header.trust = trust;
+        let header = next_header(chain, &files, kind, &args.about)?;
+        let header = match trust {
+            Some(trust) => header.declaring(trust),
+            None => header,
+        };
         Ok::<_, Failure>(Proposal {
             version: Version::unsigned(header),
             bundle: files,

@@ -72,7 +72,12 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
     let client = client(&args.remote)?;
     // Fetch what is being approved, checked to be what the id names: the
     // signature is over the hash, and the hash covers every byte.
-    let proposal = call(client.proposal(&id))?;
+    let proposal = call(client.proposal(&id)).map_err(|mut failure| {
+        if failure.code == Code::NodeError {
+            failure.message.push_str("; not signing");
+        }
+        failure
+    })?;
     eprintln!(
         "approving seq {} ({}): {:?} by {}",
         proposal.version.seq(),

@@ -27,6 +27,8 @@ pub enum LogError {
     Key { path: PathBuf, source: KeyError },
     #[error("cannot start the decision log writer: {0}")]
     Spawn(std::io::Error),
+    #[error("the decision log holds as many records as an index can count: start a new one")]
+    Exhausted,
 }
 
 impl LogError {

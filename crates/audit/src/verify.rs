@@ -129,6 +129,8 @@ pub enum Break {
     /// The record named was changed: the next one chains to another hash.
     #[error("changed: record {next} chains to a different hash for it")]
     Changed { next: u64 },
+    #[error("a record index past the last a log can hold (2^64 - 1)")]
+    IndexOverflow,
     #[error("no signed checkpoint: nothing in this log is proven")]
     NoCheckpoint,
     #[error(
@@ -168,39 +170,56 @@ impl std::fmt::Display for Broken {
 
 impl std::error::Error for Broken {}
 
-/// Verifies the whole log in `dir` (reading its segments) against the
-/// node's key and what the auditor `expected`: [`verify_segments`] over
-/// the files.
+/// Verifies the whole log in `dir` against the node's key and what the
+/// auditor `expected`, as [`verify_segments`] does, reading one segment at
+/// a time: a log of any length is checked in the memory of its largest
+/// segment.
 pub fn verify(
     dir: &Path,
     key: &PublicKey,
     expected: &Expected,
     found: impl FnMut(&DecisionRecord),
 ) -> Result<Verified, Broken> {
-    let files = read_segments(dir)?;
-    let segments: Vec<Segment<'_>> = files.iter().map(SegmentFile::as_segment).collect();
-    verify_segments(&dir.display().to_string(), &segments, key, expected, found)
+    let whole = dir.display().to_string();
+    let paths = segments(dir).map_err(|e| broken(&whole, 0, Break::Unreadable(e.to_string())))?;
+    let Some(first) = paths.first() else {
+        return Err(broken(&whole, 0, Break::NoSegments));
+    };
+    let first_name = file_name(&first.1);
+    let mut verifier = Verifier::new(key, expected, found, paths.len());
+    for (n, (first_index, path)) in paths.iter().enumerate() {
+        let file = read_segment(*first_index, path)?;
+        verifier.segment(&file.as_segment(), n + 1 == paths.len())?;
+    }
+    verifier.finish(&whole, &first_name)
 }
 
 /// The segments in `dir`, oldest first, read whole.
 pub fn read_segments(dir: &Path) -> Result<Vec<SegmentFile>, Broken> {
-    let unreadable = |file: &str, why: String| broken(file, 0, Break::Unreadable(why));
     let whole = dir.display().to_string();
-    let files = segments(dir).map_err(|e| unreadable(&whole, e.to_string()))?;
-    let mut read = Vec::with_capacity(files.len());
-    for (first_index, path) in files {
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let bytes = std::fs::read(&path).map_err(|e| unreadable(&name, e.to_string()))?;
-        read.push(SegmentFile {
-            first_index,
-            name,
-            bytes,
-        });
-    }
-    Ok(read)
+    let paths = segments(dir).map_err(|e| broken(&whole, 0, Break::Unreadable(e.to_string())))?;
+    paths
+        .iter()
+        .map(|(first_index, path)| read_segment(*first_index, path))
+        .collect()
+}
+
+fn read_segment(first_index: u64, path: &Path) -> Result<SegmentFile, Broken> {
+    let name = file_name(path);
+    let bytes =
+        std::fs::read(path).map_err(|e| broken(&name, 0, Break::Unreadable(e.to_string())))?;
+    Ok(SegmentFile {
+        first_index,
+        name,
+        bytes,
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Verifies a log given as its segments, oldest first (`whole` names the
@@ -373,6 +392,9 @@ impl<'a, F: FnMut(&DecisionRecord)> Verifier<'a, F> {
                 found: index,
             }));
         }
+        let Some(next_index) = index.checked_add(1) else {
+            return Err(at.broken(Break::IndexOverflow));
+        };
         if chained_to != self.prev {
             // The record before no longer hashes to what this one chains
             // to: it is the one changed (or this link is).
@@ -391,11 +413,11 @@ impl<'a, F: FnMut(&DecisionRecord)> Verifier<'a, F> {
             self.first_unsigned = Some(here.clone());
         }
         self.previous = Some(here);
-        if self.expected.count == Some(index + 1) {
+        if self.expected.count == Some(next_index) {
             self.expected_head_found = Some(self.prev);
         }
         self.verified.records += 1;
-        self.verified.next_index += 1;
+        self.verified.next_index = next_index;
         match at.parsed {
             Line::Decision(record) => {
                 self.verified.decisions += 1;

@@ -449,8 +449,12 @@ fn last_record(path: &Path, cut_torn: bool) -> Result<Option<Resumed>, LogError>
             (record, _) => {
                 let (index, _) = record.chained().expect("a record");
                 let signed = last.as_ref().and_then(|resumed| resumed.signed);
+                let next_index = index.checked_add(1).ok_or_else(|| LogError::NotARecord {
+                    path: path.to_path_buf(),
+                    why: format!("record index {index} is the last a log can hold"),
+                })?;
                 last = Some(Resumed {
-                    next_index: index + 1,
+                    next_index,
                     prev: record_hash(text),
                     signed,
                 });
@@ -652,10 +656,11 @@ impl Writer {
         self.append_record(&Line::Dropped(record))
     }
     fn append_record(&mut self, line: &Line) -> Result<(), LogError> {
+        let index = self.next_index;
         let text = line.encode();
         self.prev = record_hash(text.as_bytes());
-        self.next_index += 1;
-        self.write_line(&text, Some(self.next_index - 1))
+        self.next_index = index.checked_add(1).ok_or(LogError::Exhausted)?;
+        self.write_line(&text, Some(index))
     }
 
     fn checkpoint(&mut self) -> Result<(), LogError> {

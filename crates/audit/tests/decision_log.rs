@@ -318,14 +318,12 @@ fn a_forged_checkpoint_is_refused() {
         .collect();
     std::fs::write(&path, forged.join("\n") + "\n").unwrap();
     let broken = verify(&dir, &key().public_key()).unwrap_err();
-    assert!(
-        matches!(
-            broken.reason,
-            Break::Checkpoint(CheckpointFault::Signature)
-                | Break::ChangedBefore(CheckpointFault::Signature)
-        ),
+    assert_eq!(
+        broken.reason,
+        Break::Checkpoint(CheckpointFault::Signature),
         "{broken}"
     );
+    assert_eq!(broken.index, None, "the checkpoint is named, not a record");
 }
 
 #[test]
@@ -680,4 +678,17 @@ proptest::proptest! {
             "byte {} changed to {:#04x} went unnoticed", offset, replacement
         );
     }
+}
+
+#[test]
+fn a_record_at_the_last_index_is_refused_not_overflowed() {
+    let (_root, dir) = written(1);
+    let mut segments = audit::read_segments(&dir).unwrap();
+    let text = String::from_utf8(segments[0].bytes.clone()).unwrap();
+    segments[0].bytes = text
+        .replacen("\"index\":0,", &format!("\"index\":{},", u64::MAX), 1)
+        .into_bytes();
+    segments[0].first_index = u64::MAX;
+    let broken = verify_in_memory(&segments).unwrap_err();
+    assert_eq!(broken.reason, Break::IndexOverflow, "{broken}");
 }

@@ -37,6 +37,13 @@ pub enum Error {
         reason: Option<Reason>,
         status: tonic::Status,
     },
+    /// The node sent another proposal than the one asked for.
+    #[error("{endpoint}: the node sent proposal {sent} when asked for {asked}")]
+    WrongProposal {
+        endpoint: String,
+        asked: stele_ledger::Hash,
+        sent: stele_ledger::Hash,
+    },
     /// The node's answer does not decode.
     #[error("{endpoint}: the node sent {what} that does not decode: {why}")]
     Malformed {
@@ -86,7 +93,7 @@ impl Error {
             Error::TimedOut { status, .. }
             | Error::Unavailable { status, .. }
             | Error::Node { status, .. } => Some(status),
-            Error::Endpoint { .. } | Error::Malformed { .. } => None,
+            Error::Endpoint { .. } | Error::WrongProposal { .. } | Error::Malformed { .. } => None,
         }
     }
 

@@ -195,10 +195,11 @@ impl Client {
         let proposal = Proposal::decode(&reply.proposal)
             .map_err(|e| self.malformed("a proposal", e.to_string()))?;
         if proposal.version.hash() != *id {
-            return Err(self.malformed(
-                "another proposal",
-                format!("{} when asked for {id}", proposal.version.hash()),
-            ));
+            return Err(Error::WrongProposal {
+                endpoint: self.endpoint.clone(),
+                asked: *id,
+                sent: proposal.version.hash(),
+            });
         }
         Ok(proposal)
     }

@@ -25,5 +25,5 @@ pub use counters::{Counted, DecisionCounters, LATENCY_BUCKETS};
 pub use freshness::{Freshness, Stale};
 pub use logged::block_in_place;
 pub use outcome::{Decided, Question, Undecided};
-pub use path::{DecisionPath, OnStale, Session, Settings, StaleAnswers};
+pub use path::{Ask, DecisionPath, OnStale, Session, Settings, StaleAnswers};
 pub use readiness::{NotReady, Ready};

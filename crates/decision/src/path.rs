@@ -1,8 +1,8 @@
-//! The decision path: a caller first waits for the version it asked for
-//! ([`DecisionPath::reach`]), then opens a [`Session`] on the served
-//! snapshot (one atomic load; the node's freshness and its log decide
-//! whether it answers at all), then asks it questions. One batch is one
-//! session: every answer in it comes from the same version.
+//! The decision path: a call opens a [`Session`] ([`DecisionPath::open`]:
+//! wait for the version it asked for, then one atomic load of the served
+//! snapshot, where the node's freshness and its log decide whether it
+//! answers at all), then asks it its questions ([`Session::decide`]). One
+//! batch is one session: every answer in it comes from the same version.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,26 @@ pub enum OnStale {
 pub enum StaleAnswers {
     Flagged,
     Refused,
+}
+
+/// What a call asks of the path before its questions.
+#[derive(Clone, Copy, Debug)]
+pub struct Ask {
+    /// How many decisions the call asked for: counted as refused if the
+    /// node does not answer it.
+    pub decisions: u64,
+    /// Answer only from this version seq or a newer one.
+    pub min_version: Option<u64>,
+    /// How long the caller said it would wait.
+    pub deadline: Option<Duration>,
+    pub answers: StaleAnswers,
+}
+
+/// Why the node would not answer now, before any question.
+enum NotServing {
+    NoPolicy,
+    Unlogged(stele_audit::Unlogged),
+    Stale { served_seq: u64, stale: Stale },
 }
 
 /// The decision path's own settings.
@@ -98,6 +118,15 @@ impl DecisionPath {
         self.log.as_ref()
     }
 
+    /// A session for the call `ask` describes: [`DecisionPath::reach`] its
+    /// min version, then [`DecisionPath::session`].
+    pub async fn open(&self, ask: Ask) -> Result<Session<'_>, Undecided> {
+        if let Some(min_version) = ask.min_version {
+            self.reach(min_version, ask.deadline, ask.decisions).await?;
+        }
+        self.session(ask.decisions, ask.answers)
+    }
+
     /// Waits, up to the bound, until this node serves `min_version` or
     /// later; `deadline` is how long the caller said it would wait, and
     /// the answer comes before it, so the caller hears why. The served seq
@@ -136,21 +165,14 @@ impl DecisionPath {
     /// current (or serves stale on purpose, to a caller that can be told).
     /// `decisions` are counted as refused when it does not answer.
     pub fn session(&self, decisions: u64, answers: StaleAnswers) -> Result<Session<'_>, Undecided> {
-        let served = self.published.served();
-        let Some(current) = served.as_deref() else {
-            return Err(self.refuse(decisions, Undecided::NoPolicy));
-        };
-        if let Some(why) = self.log.as_ref().and_then(|log| log.refuses()) {
-            return Err(self.refuse(decisions, Undecided::Unlogged(why)));
-        }
-        let stale = match self.freshness.check() {
-            Ok(()) => None,
-            Err(stale) if self.serves_stale(answers) => Some(stale),
-            Err(stale) => {
-                let served_seq = current.head.seq;
-                return Err(self.refuse(decisions, Undecided::Stale { stale, served_seq }));
-            }
-        };
+        let (served, stale) = self.serving(answers).map_err(|why| {
+            let undecided = match why {
+                NotServing::NoPolicy => Undecided::NoPolicy,
+                NotServing::Unlogged(why) => Undecided::Unlogged(why),
+                NotServing::Stale { served_seq, stale } => Undecided::Stale { stale, served_seq },
+            };
+            self.refuse(decisions, undecided)
+        })?;
         Ok(Session {
             path: self,
             served,
@@ -159,22 +181,41 @@ impl DecisionPath {
     }
 
     /// Whether this node would decide now, for a caller whose answers are
-    /// `answers`: what `/readyz`, `/metrics` and gRPC health report.
+    /// `answers`: what `/readyz`, `/metrics` and gRPC health report. The
+    /// same checks as [`DecisionPath::session`], in the same order.
     pub fn readiness(&self, answers: StaleAnswers) -> Result<Ready, NotReady> {
-        if let Some(why) = self.log.as_ref().and_then(|log| log.refuses()) {
-            return Err(NotReady::Unlogged(why));
+        match self.serving(answers) {
+            Ok((served, _)) => {
+                let served = served.as_deref().expect("serving a version");
+                Ok(Ready {
+                    seq: served.head.seq,
+                    hash: served.hash_hex.clone(),
+                })
+            }
+            Err(NotServing::NoPolicy) => Err(NotReady::NoPolicy),
+            Err(NotServing::Unlogged(why)) => Err(NotReady::Unlogged(why)),
+            Err(NotServing::Stale { served_seq, stale }) => {
+                Err(NotReady::Stale { served_seq, stale })
+            }
         }
+    }
+
+    /// The served version, and why it is served stale if it is: whether
+    /// this node answers now. A policy first, then a log that takes
+    /// decisions, then freshness.
+    fn serving(&self, answers: StaleAnswers) -> Result<(ServedGuard, Option<Stale>), NotServing> {
         let served = self.published.served();
-        let served = served.as_deref().ok_or(NotReady::NoPolicy)?;
+        let Some(current) = served.as_deref() else {
+            return Err(NotServing::NoPolicy);
+        };
+        if let Some(why) = self.log.as_ref().and_then(|log| log.refuses()) {
+            return Err(NotServing::Unlogged(why));
+        }
+        let served_seq = current.head.seq;
         match self.freshness.check() {
-            Err(stale) if !self.serves_stale(answers) => Err(NotReady::Stale {
-                served_seq: served.head.seq,
-                stale,
-            }),
-            _ => Ok(Ready {
-                seq: served.head.seq,
-                hash: served.hash_hex.clone(),
-            }),
+            Ok(()) => Ok((served, None)),
+            Err(stale) if self.serves_stale(answers) => Ok((served, Some(stale))),
+            Err(stale) => Err(NotServing::Stale { served_seq, stale }),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stele_decision::{Decided, DecisionPath, Session, StaleAnswers, Undecided};
+use stele_decision::{Ask, Decided, DecisionPath, Session, StaleAnswers, Undecided};
 use stele_policy::Outcome;
 use stele_proto::v1::decision_server::Decision as DecisionRpc;
 use stele_proto::v1::{
@@ -51,22 +51,24 @@ impl DecisionService {
         Ok(answer(session, decided, self.decisions.node_id()))
     }
 
-    /// Waits for `min_version` (when asked), then opens a session for
-    /// `decisions` answers.
+    /// A session for `decisions` answers from `min_version` on, within the
+    /// caller's deadline.
     async fn session<T>(
         &self,
         request: &Request<T>,
         min_version: Option<u64>,
         decisions: u64,
     ) -> Result<Session<'_>, Status> {
-        if let Some(min) = min_version {
-            (self.decisions)
-                .reach(min, client_deadline(request), decisions)
-                .await
-                .map_err(|why| undecided(&why))?;
-        }
-        (self.decisions)
-            .session(decisions, StaleAnswers::Flagged)
+        let ask = Ask {
+            decisions,
+            min_version,
+            // Read only when there is a version to wait for.
+            deadline: min_version.and_then(|_| client_deadline(request)),
+            answers: StaleAnswers::Flagged,
+        };
+        self.decisions
+            .open(ask)
+            .await
             .map_err(|why| undecided(&why))
     }
 }

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use stele_decision::{Decided, DecisionPath, Session, StaleAnswers, Undecided};
+use stele_decision::{Ask, Decided, DecisionPath, Session, StaleAnswers, Undecided};
 use stele_ledger::limits::json_len;
 use stele_policy::Outcome;
 
@@ -79,15 +79,6 @@ impl ApiError {
             message: message.into(),
         }
     }
-
-    /// The node will not decide now, and the caller should ask another
-    /// node: its decision log cannot take decisions.
-    fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-        }
-    }
 }
 
 impl IntoResponse for ApiError {
@@ -129,30 +120,6 @@ impl HttpApi {
         &self.node.decisions
     }
 
-    /// Waits for the version the caller named in `Stele-Min-Version`;
-    /// `decisions` are counted as refused when it does not come.
-    async fn reach_min_version(&self, headers: &HeaderMap, decisions: u64) -> Result<(), ApiError> {
-        let Some(value) = headers.get(MIN_VERSION_HEADER) else {
-            return Ok(());
-        };
-        let min: u64 = value
-            .to_str()
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "Stele-Min-Version must be a version seq (a whole number), not {value:?}"
-                ))
-            })?;
-        self.decisions()
-            .reach(min, None, decisions)
-            .await
-            .map_err(|why| ApiError {
-                status: StatusCode::PRECONDITION_FAILED,
-                message: why.to_string(),
-            })
-    }
-
     /// A session for `decisions` answers. Stale is refused over HTTP
     /// whatever `--on-stale` says: an AuthZEN caller reads `decision` only.
     fn session(&self, decisions: u64) -> Result<Session<'_>, Undecided> {
@@ -169,22 +136,41 @@ impl HttpApi {
         Ok(decision_json(session.version(), &decided, self.node.id()))
     }
 
-    /// The answer to one evaluation asked alone.
-    fn answer(&self, evaluation: &EvaluationJson) -> Result<Value, ApiError> {
-        self.session(1)
-            .and_then(|session| self.decide(&session, evaluation))
-            .or_else(|why| self.undecided_alone(why))
+    /// The answer to one evaluation asked alone, from `min_version` on.
+    async fn answer(
+        &self,
+        evaluation: &EvaluationJson,
+        min_version: Option<u64>,
+    ) -> Result<Value, ApiError> {
+        let ask = Ask {
+            decisions: 1,
+            min_version,
+            deadline: None,
+            answers: StaleAnswers::Refused,
+        };
+        match self.decisions().open(ask).await {
+            Ok(session) => self
+                .decide(&session, evaluation)
+                .or_else(|why| self.undecided_alone(why)),
+            Err(why) => self.undecided_alone(why),
+        }
     }
 
-    /// How AuthZEN answers an evaluation asked alone that the node did not
-    /// decide: a refusal is `decision: false` with the reason; a bad
-    /// request is 400; a decision log that cannot take it is 503 (not a
-    /// denial: a node to avoid).
+    /// How AuthZEN answers an evaluation asked alone (or a batch as a
+    /// whole) that the node did not decide: a refusal is `decision: false`
+    /// with the reason; a version not reached in time is 412; a bad request
+    /// is 400; a decision log that cannot take it is 503 (not a denial: a
+    /// node to avoid).
     fn undecided_alone(&self, why: Undecided) -> Result<Value, ApiError> {
+        let error = |status: StatusCode| ApiError {
+            status,
+            message: why.to_string(),
+        };
         match why {
-            Undecided::Invalid(_) => Err(ApiError::bad_request(why.to_string())),
-            Undecided::Unlogged(_) => Err(ApiError::unavailable(why.to_string())),
-            Undecided::NoPolicy | Undecided::Stale { .. } | Undecided::BehindMinVersion { .. } => {
+            Undecided::Invalid(_) => Err(error(StatusCode::BAD_REQUEST)),
+            Undecided::Unlogged(_) => Err(error(StatusCode::SERVICE_UNAVAILABLE)),
+            Undecided::BehindMinVersion { .. } => Err(error(StatusCode::PRECONDITION_FAILED)),
+            Undecided::NoPolicy | Undecided::Stale { .. } => {
                 Ok(refused_json(&why.to_string(), self.node.id()))
             }
         }
@@ -239,14 +225,32 @@ impl HttpApi {
     }
 }
 
+/// The consistency token the caller sent (`Stele-Min-Version`), if any.
+fn min_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(MIN_VERSION_HEADER) else {
+        return Ok(None);
+    };
+    let min = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Stele-Min-Version must be a version seq (a whole number), not {value:?}"
+            ))
+        })?;
+    Ok(Some(min))
+}
+
 async fn evaluation(
     State(api): State<HttpApi>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let evaluation: EvaluationJson = parse(body)?;
-    api.reach_min_version(&headers, 1).await?;
-    Ok(json_response(StatusCode::OK, &api.answer(&evaluation)?))
+    let min_version = min_version(&headers)?;
+    let answer = api.answer(&evaluation, min_version).await?;
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 async fn evaluations(
@@ -263,8 +267,8 @@ async fn evaluations(
     // Without `evaluations`, the request is a single evaluation (the spec's
     // backward-compatible form), and so is its answer.
     if items.is_empty() {
-        api.reach_min_version(&headers, 1).await?;
-        return Ok(json_response(StatusCode::OK, &api.answer(&defaults)?));
+        let answer = api.answer(&defaults, min_version(&headers)?).await?;
+        return Ok(json_response(StatusCode::OK, &answer));
     }
     // A batch too large is refused before the node waits for any version.
     if items.len() > MAX_BATCH_REQUESTS {
@@ -280,7 +284,14 @@ async fn evaluations(
             items.len()
         )));
     }
-    api.reach_min_version(&headers, items.len() as u64).await?;
+    if let Some(min) = min_version(&headers)?
+        && let Err(why) = api.decisions().reach(min, None, items.len() as u64).await
+    {
+        // Not reached in time: the batch is answered as a whole (412).
+        return api
+            .undecided_alone(why)
+            .map(|value| json_response(StatusCode::OK, &value));
+    }
     // Up to 10,000 evaluations: Cedar runs off the runtime's workers, so a
     // batch never holds up single decisions.
     let semantic = options.evaluations_semantic;
@@ -382,7 +393,11 @@ async fn readyz(State(api): State<HttpApi>) -> (StatusCode, String) {
 async fn metrics(State(api): State<HttpApi>) -> Response {
     let node = &api.node;
     let decisions = api.decisions();
-    let served = node.published.served();
+    let served = node
+        .published
+        .served()
+        .as_ref()
+        .map(|s| (s.head.seq, s.hash_hex.clone()));
     let raft = node.raft.metrics().borrow().clone();
     // openraft 0.9's metrics leave the commit index out; its state has it.
     // Asked of Raft's core, which may be busy or stuck: a scrape does not
@@ -397,7 +412,7 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
     .and_then(Result::ok);
     let gauges = Gauges {
         node_id: node.id(),
-        served: served.as_ref().map(|s| (s.head.seq, s.hash_hex.clone())),
+        served,
         staleness: decisions.freshness().age(),
         max_staleness: node.config.max_staleness,
         ready: decisions.readiness(StaleAnswers::Refused).is_ok(),

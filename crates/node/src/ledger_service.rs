@@ -196,7 +196,7 @@ impl LedgerRpc for LedgerService {
             // at another node: the leader has, before it answered.
             if let Ok(Route::Leader(leader)) = self.node.route(&request) {
                 return leader
-                    .forward(request, |leader, request| async move {
+                    .forward(&self.node, request, |leader, request| async move {
                         leader.get_proposal(request).await
                     })
                     .await;

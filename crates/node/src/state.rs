@@ -56,10 +56,10 @@ pub enum Route {
     Leader(Leader),
 }
 
-/// The leader, as a follower reaches it.
+/// The leader, as a follower knows it.
 pub struct Leader {
     pub id: u64,
-    pub client: Client,
+    pub addr: String,
 }
 
 /// Why a write through Raft failed.
@@ -119,11 +119,7 @@ impl NodeState {
             .get_node(&id)
             .map(|node| node.addr.clone())
             .ok_or_else(no_leader)?;
-        drop(metrics);
-        Ok(Route::Leader(Leader {
-            id,
-            client: self.peer(&addr)?,
-        }))
+        Ok(Route::Leader(Leader { id, addr }))
     }
 
     /// Serves `request` here when this node leads, or forwards it to the
@@ -140,7 +136,7 @@ impl NodeState {
     {
         match self.route(&request)? {
             Route::Here => serve(request).await,
-            Route::Leader(leader) => leader.forward(request, forward).await,
+            Route::Leader(leader) => leader.forward(self, request, forward).await,
         }
     }
 
@@ -204,6 +200,7 @@ impl Leader {
     /// the call was forwarded, and where.
     pub async fn forward<T, R, F>(
         self,
+        node: &NodeState,
         request: tonic::Request<T>,
         call: impl FnOnce(Client, T) -> F,
     ) -> Result<tonic::Response<R>, Status>
@@ -211,11 +208,10 @@ impl Leader {
         F: Future<Output = Result<R, stele_client::Error>>,
     {
         let deadline = client_deadline(&request).unwrap_or(FORWARD_DEADLINE);
-        let client = self.client.forwarding(deadline);
-        let addr = client.endpoint().to_string();
+        let client = node.peer(&self.addr)?.forwarding(deadline);
         match call(client, request.into_inner()).await {
             Ok(reply) => Ok(tonic::Response::new(reply)),
-            Err(error) => Err(forward_failed(self.id, &addr, error)),
+            Err(error) => Err(forward_failed(self.id, &self.addr, error)),
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use stele_ledger::{BundleFiles, Hash, Header, Kind, Proposal, SecretKey, TrustSet, Version};
+use stele_ledger::{
+    BundleFiles, Hash, Header, Kind, Proposal, Reason, SecretKey, TrustSet, Version,
+};
 use stele_store::{Change, Command, Machine, ProposalState, Request, Response};
 
 fn key(n: u8) -> SecretKey {
@@ -93,9 +95,9 @@ fn state(response: &Response) -> ProposalState {
     }
 }
 
-fn refusal(response: &Response) -> &'static str {
+fn refusal(response: &Response) -> Reason {
     match response {
-        Response::Refused(refusal) => refusal.reason.as_str(),
+        Response::Refused(refusal) => refusal.reason,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -161,7 +163,7 @@ fn commit_only_refuses_rather_than_holding() {
     let v2 = version(&machine, &bundle, &[1]);
     assert_eq!(
         refusal(&apply(&mut machine, &propose(1, v2, bundle, true))),
-        "below_threshold"
+        Reason::BelowThreshold
     );
     assert_eq!(machine.pending().count(), 0);
     let unsigned = version(&machine, &variant(3), &[]);
@@ -170,7 +172,7 @@ fn commit_only_refuses_rather_than_holding() {
             &mut machine,
             &propose(1, unsigned, variant(3), false)
         )),
-        "below_threshold"
+        Reason::BelowThreshold
     );
     assert_eq!(
         machine.pending().count(),
@@ -193,7 +195,7 @@ fn a_commit_makes_other_pending_proposals_stale() {
     );
     assert_eq!(
         refusal(&apply(&mut machine, &approve(3, id, 3))),
-        "unknown_proposal"
+        Reason::UnknownProposal
     );
 }
 
@@ -211,7 +213,7 @@ fn pending_proposals_expire_by_leader_time_which_never_goes_back() {
     );
     assert_eq!(
         refusal(&apply(&mut machine, &approve(11_000, id, 3))),
-        "unknown_proposal"
+        Reason::UnknownProposal
     );
     assert_eq!(machine.head().unwrap().seq, 1);
 }
