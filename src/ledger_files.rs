@@ -8,9 +8,7 @@ use stele_ledger::{Ledger, Proposal, export, structural_only};
 use crate::failure::{Code, Failure, Result};
 use crate::files::read_limited;
 
-/// Largest ledger file read, in bytes: a ledger is held in memory while it
-/// is verified.
-pub const MAX_LEDGER_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+pub use stele_ledger::limits::MAX_LEDGER_FILE_BYTES;
 
 /// Largest proposal file read: a bundle plus its header and signatures.
 pub const MAX_PROPOSAL_FILE_BYTES: u64 = 2 * MAX_BUNDLE_BYTES as u64 + 1024 * 1024;

@@ -547,6 +547,47 @@ fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
         Some(stele_client::Reason::BadProposal),
         "{error:?}"
     );
+    // An approval of a pending proposal carrying 10,000 signatures (more
+    // than a version holds): refused before any key is read, and the
+    // proposal keeps the one signature it had.
+    cluster.variant("v3");
+    let pending = cluster
+        .run(&[
+            "--json", "propose", "--bundle", "v3", "-m", "v3", "--key", "a",
+        ])
+        .ok()
+        .json();
+    assert_eq!(pending["status"], "pending");
+    let id = pending["proposal_id"].as_str().unwrap().to_string();
+    let key_c = std::fs::read_to_string(cluster.path().join("c.pub")).unwrap();
+    let flood = stele_proto::v1::Approval {
+        key: key_c.trim().to_string(),
+        signature: "00".repeat(64),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (flooded, still) = runtime.block_on(async {
+        let client =
+            stele_client::Client::new(&cluster.nodes[1].addr, Duration::from_secs(10)).unwrap();
+        let flooded = client
+            .approve(stele_proto::v1::ApproveRequest {
+                proposal_id: id.clone(),
+                approvals: vec![flood; 10_000],
+            })
+            .await;
+        (flooded, client.list_proposals().await.unwrap())
+    });
+    let error = flooded.unwrap_err();
+    assert_eq!(
+        error.reason(),
+        Some(stele_client::Reason::OverSizeLimit),
+        "{error:?}"
+    );
+    let held: Vec<_> = still
+        .proposals
+        .iter()
+        .map(|p| (&p.proposal_id, p.signatures))
+        .collect();
+    assert_eq!(held, vec![(&id, 1)], "the pending proposal is as it was");
     // The node keeps serving, and the ledger is what it was.
     cluster.run(&check_args()).ok();
     for node in &cluster.nodes {

@@ -40,6 +40,8 @@ pub struct Disk {
     /// The latest simulated time this node's clock was read at, for the
     /// log's writer thread, which runs outside the simulated host.
     seen_ms: Arc<AtomicU64>,
+    /// How many times the node started on this disk.
+    boots: Arc<AtomicU64>,
 }
 
 impl Default for Disk {
@@ -51,6 +53,7 @@ impl Default for Disk {
             power_lost: Arc::default(),
             decision_logs: Arc::default(),
             seen_ms: Arc::default(),
+            boots: Arc::default(),
         }
     }
 }
@@ -196,7 +199,7 @@ pub fn log_key(seed: u64, id: u64) -> stele_ledger::SecretKey {
 
 /// A new boot's decision log settings: its own directory (the previous
 /// boot's writer may still be writing its own), the key in place.
-fn decision_log(dir: &Path, seed: u64, id: u64, boot: usize) -> std::io::Result<LogConfig> {
+fn decision_log(dir: &Path, seed: u64, id: u64, boot: u64) -> std::io::Result<LogConfig> {
     std::fs::create_dir_all(dir)?;
     let key = dir.join(LOG_KEY_FILE);
     if !key.exists() {
@@ -231,7 +234,7 @@ pub async fn run(
     }
     let data_dir = logs.node(id);
     let mut config = config(id, data_dir.clone());
-    let boot = disk.decision_logs.lock().map_or(0, |held| held.len());
+    let boot = disk.boots.fetch_add(1, Ordering::Relaxed);
     config.decision_log = Some(decision_log(&data_dir, logs.seed, id, boot)?);
     let node = Node::start(
         config,

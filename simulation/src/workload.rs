@@ -195,10 +195,7 @@ impl Workload {
             };
             match self.client(1).init(request).await {
                 Ok(_) => break,
-                Err(error)
-                    if error.status().map(tonic::Status::code)
-                        == Some(tonic::Code::AlreadyExists) =>
-                {
+                Err(error) if error.code() == Some(tonic::Code::AlreadyExists) => {
                     break;
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -433,7 +430,7 @@ impl Workload {
                 self.voting = voters.clone();
                 format!("ok voters={voters:?}")
             }
-            Err(error) => format!("failed {:?}", code_of(error)),
+            Err(error) => format!("failed {:?}", error.code().unwrap_or(tonic::Code::Unknown)),
         };
         self.history
             .event(format!("membership {step:?} at node={node}: {label}"));
@@ -507,11 +504,4 @@ impl Workload {
         }
         self.members.clone()
     }
-}
-
-/// The gRPC code a failed call ended with, as the trace names it.
-pub fn code_of(error: &stele_client::Error) -> tonic::Code {
-    error
-        .status()
-        .map_or(tonic::Code::Unknown, tonic::Status::code)
 }

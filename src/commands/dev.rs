@@ -220,7 +220,7 @@ async fn bootstrap(client: &Client, addrs: &[String]) -> Result<()> {
         })
         .collect();
     if let Err(error) = client.init(InitRequest { members }).await
-        && error.status().map(tonic::Status::code) != Some(tonic::Code::AlreadyExists)
+        && error.code() != Some(tonic::Code::AlreadyExists)
     {
         return Err(error.into());
     }
@@ -242,11 +242,7 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
         "no leader stayed long enough to read the ledger",
         async || match client.cluster_head().await {
             Ok(head) => Ok(Some(head)),
-            Err(error)
-                if error.status().map(tonic::Status::code) == Some(tonic::Code::Unavailable) =>
-            {
-                Ok(None)
-            }
+            Err(error) if error.code() == Some(tonic::Code::Unavailable) => Ok(None),
             Err(error) => Err(error.into()),
         },
     )

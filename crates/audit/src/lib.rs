@@ -27,8 +27,8 @@ pub use record::{
 };
 pub use segments::{Segment, SegmentFile, segment_name};
 pub use verify::{
-    Break, Broken, CheckpointFault, Disagreement, Expected, Verified, read_segments, verify,
-    verify_segments,
+    Break, Broken, CheckpointFault, Disagreement, Expected, MAX_LINE_BYTES, Verified,
+    read_segments, verify, verify_segments,
 };
 pub use writer::{
     Blocking, DecisionLog, LogConfig, MAX_LOGGED_REQUEST_BYTES, MAX_QUEUED_REQUEST_BYTES,

@@ -14,6 +14,8 @@
 //! (`cluster status`, `/metrics`) states it ([`Expected::count`]): the
 //! copy must reach it.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use stele_ledger::{Hash, PublicKey};
@@ -21,6 +23,11 @@ use thiserror::Error;
 
 use crate::record::{Checkpoint, DecisionRecord, Line, record_hash};
 use crate::segments::{Segment, SegmentFile, segments};
+
+/// The longest line a decision log holds. Records and checkpoints are far
+/// shorter (a request is logged whole only up to 64 KiB); a longer line is
+/// not one of the log's, and is refused rather than read whole.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// What a verified log holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +117,10 @@ pub enum Break {
     TornLine,
     #[error("not a decision log line: {0}")]
     NotALine(String),
+    #[error(
+        "a line over {MAX_LINE_BYTES} bytes: no record or checkpoint is that long, so this is not a decision log (or it was tampered with)"
+    )]
+    LineTooLong,
     /// A checkpoint that does not stand where it is, records around it
     /// being as they are.
     #[error("{0}")]
@@ -129,7 +140,9 @@ pub enum Break {
     /// The record named was changed: the next one chains to another hash.
     #[error("changed: record {next} chains to a different hash for it")]
     Changed { next: u64 },
-    #[error("a record index past the last a log can hold (2^64 - 1)")]
+    #[error(
+        "a record index past the last a log can hold (2^64 - 1): the log was tampered with or is not a stele decision log"
+    )]
     IndexOverflow,
     #[error("no signed checkpoint: nothing in this log is proven")]
     NoCheckpoint,
@@ -188,8 +201,7 @@ pub fn verify(
     let first_name = file_name(&first.1);
     let mut verifier = Verifier::new(key, expected, found, paths.len());
     for (n, (first_index, path)) in paths.iter().enumerate() {
-        let file = read_segment(*first_index, path)?;
-        verifier.segment(&file.as_segment(), n + 1 == paths.len())?;
+        verifier.segment_file(*first_index, path, n + 1 == paths.len())?;
     }
     verifier.finish(&whole, &first_name)
 }
@@ -296,44 +308,82 @@ impl<'a, F: FnMut(&DecisionRecord)> Verifier<'a, F> {
         }
     }
 
-    /// One segment's lines; a torn last line is allowed only in the newest
-    /// segment, and only with `allow_unsigned`.
+    /// One segment held in memory, line by line.
     fn segment(&mut self, segment: &Segment<'_>, newest: bool) -> Result<(), Broken> {
-        let mut bytes = segment.bytes;
-        if !bytes.is_empty() && bytes.last() != Some(&b'\n') {
-            if !(newest && self.expected.allow_unsigned) {
-                let line = bytes.iter().filter(|b| **b == b'\n').count() + 1;
-                return Err(broken(segment.name, line, Break::TornLine));
-            }
-            // The line the node was writing when the copy was taken: no
-            // record yet, like the unsigned ones before it.
-            let whole = bytes
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |at| at + 1);
-            bytes = &bytes[..whole];
-            self.verified.torn_tail = true;
-        }
-        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        let lines = body.split(|b| *b == b'\n').filter(|_| !body.is_empty());
-        let mut first_in_file = true;
-        for (n, text) in lines.enumerate() {
-            let parsed: Line = serde_json::from_slice(text)
-                .map_err(|e| broken(segment.name, n + 1, Break::NotALine(e.to_string())))?;
-            let at = Place {
-                file: segment.name,
-                line: n + 1,
-                parsed: &parsed,
+        let mut at = LineAt::new(segment.name, segment.first_index);
+        let mut rest = segment.bytes;
+        while !rest.is_empty() {
+            at.number += 1;
+            let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+                return self.torn(&at, rest.len(), newest);
             };
-            match &parsed {
-                Line::Checkpoint(checkpoint) => self.checkpoint(checkpoint, &at)?,
-                Line::Decision(_) | Line::Dropped(_) => {
-                    self.record(text, &at, first_in_file.then_some(segment.first_index))?;
-                    first_in_file = false;
-                }
-            }
+            self.line(&mut at, &rest[..end])?;
+            rest = &rest[end + 1..];
         }
         Ok(())
+    }
+
+    /// One segment file, read a line at a time: never more than
+    /// [`MAX_LINE_BYTES`] of it in memory.
+    fn segment_file(&mut self, first_index: u64, path: &Path, newest: bool) -> Result<(), Broken> {
+        let name = file_name(path);
+        let unreadable = |e: std::io::Error| broken(&name, 0, Break::Unreadable(e.to_string()));
+        let mut reader = BufReader::new(File::open(path).map_err(unreadable)?);
+        let mut at = LineAt::new(&name, first_index);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            let read = (&mut reader)
+                .take(limit)
+                .read_until(b'\n', &mut line)
+                .map_err(unreadable)?;
+            if read == 0 {
+                return Ok(());
+            }
+            at.number += 1;
+            if line.pop_if(|b| *b == b'\n').is_none() {
+                return self.torn(&at, line.len(), newest);
+            }
+            self.line(&mut at, &line)?;
+        }
+    }
+
+    /// A segment's last bytes, not ended by a newline. Allowed only at the
+    /// end of the newest segment, and only with `allow_unsigned`: the line
+    /// the node was writing when the copy was taken, no record yet, like
+    /// the unsigned ones before it.
+    fn torn(&mut self, at: &LineAt<'_>, bytes: usize, newest: bool) -> Result<(), Broken> {
+        if bytes > MAX_LINE_BYTES {
+            return Err(broken(at.file, at.number, Break::LineTooLong));
+        }
+        if !(newest && self.expected.allow_unsigned) {
+            return Err(broken(at.file, at.number, Break::TornLine));
+        }
+        self.verified.torn_tail = true;
+        Ok(())
+    }
+
+    /// One whole line (without its newline).
+    fn line(&mut self, at: &mut LineAt<'_>, text: &[u8]) -> Result<(), Broken> {
+        if text.len() > MAX_LINE_BYTES {
+            return Err(broken(at.file, at.number, Break::LineTooLong));
+        }
+        let parsed: Line = serde_json::from_slice(text)
+            .map_err(|e| broken(at.file, at.number, Break::NotALine(e.to_string())))?;
+        let place = Place {
+            file: at.file,
+            line: at.number,
+            parsed: &parsed,
+        };
+        match &parsed {
+            Line::Checkpoint(checkpoint) => self.checkpoint(checkpoint, &place),
+            Line::Decision(_) | Line::Dropped(_) => {
+                let named = (at.records_seen == 0).then_some(at.first_index);
+                at.records_seen += 1;
+                self.record(text, &place, named)
+            }
+        }
     }
 
     fn checkpoint(&mut self, checkpoint: &Checkpoint, at: &Place<'_>) -> Result<(), Broken> {
@@ -342,10 +392,9 @@ impl<'a, F: FnMut(&DecisionRecord)> Verifier<'a, F> {
             // A checkpoint the key did not sign is itself what is wrong. One
             // that was signed but no longer matches the records before it
             // names the last of them as changed, unless records went missing.
-            if fault == CheckpointFault::Signature {
-                return Err(at.broken(Break::Checkpoint(fault)));
-            }
+            let signed = fault != CheckpointFault::Signature;
             return Err(match &self.previous {
+                _ if !signed => at.broken(Break::Checkpoint(fault)),
                 Some(last) if checkpoint.count == records => Broken {
                     reason: Break::ChangedBefore(fault),
                     ..last.clone()
@@ -475,6 +524,26 @@ impl<'a, F: FnMut(&DecisionRecord)> Verifier<'a, F> {
             });
         }
         Ok(self.verified)
+    }
+}
+
+/// Where a segment is being read: its name, the index its name gives, the
+/// line number, and how many records came before in it.
+struct LineAt<'a> {
+    file: &'a str,
+    first_index: u64,
+    number: usize,
+    records_seen: u64,
+}
+
+impl<'a> LineAt<'a> {
+    fn new(file: &'a str, first_index: u64) -> LineAt<'a> {
+        LineAt {
+            file,
+            first_index,
+            number: 0,
+            records_seen: 0,
+        }
     }
 }
 

@@ -692,3 +692,31 @@ fn a_record_at_the_last_index_is_refused_not_overflowed() {
     let broken = verify_in_memory(&segments).unwrap_err();
     assert_eq!(broken.reason, Break::IndexOverflow, "{broken}");
 }
+
+#[test]
+fn a_line_longer_than_any_record_is_refused_without_reading_it_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("decisions");
+    std::fs::create_dir_all(&dir).unwrap();
+    let endless = vec![b'x'; audit::MAX_LINE_BYTES + 1];
+    std::fs::write(dir.join(audit::segment_name(0)), &endless).unwrap();
+    for allow_unsigned in [false, true] {
+        let expected = Expected {
+            allow_unsigned,
+            ..Expected::default()
+        };
+        let broken = verify_expecting(&dir, &key().public_key(), &expected).unwrap_err();
+        assert_eq!(broken.reason, Break::LineTooLong, "{broken}");
+        assert_eq!(broken.line, 1);
+    }
+    let in_memory = [SegmentFile {
+        first_index: 0,
+        name: audit::segment_name(0),
+        bytes: endless,
+    }];
+    assert_eq!(
+        verify_in_memory(&in_memory).unwrap_err().reason,
+        Break::LineTooLong,
+        "the same verdict from bytes in memory"
+    );
+}

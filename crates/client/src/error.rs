@@ -107,6 +107,11 @@ impl Error {
         }
     }
 
+    /// The gRPC code the call ended with, when it got that far.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(tonic::Status::code)
+    }
+
     /// What the node said, without the endpoint.
     pub fn message(&self) -> String {
         match self.status() {

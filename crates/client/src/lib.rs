@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use error::{DOMAIN, Error};
 pub use stele_ledger::Reason;
+use stele_ledger::limits::MAX_LEDGER_FILE_BYTES;
 use stele_ledger::{BundleFiles, Head, Proposal, Version};
 use stele_proto::MAX_API_MESSAGE_BYTES;
 use stele_proto::v1::admin_client::AdminClient;
@@ -106,8 +107,14 @@ impl Client {
 
     /// A request with this client's deadline (and forwarding mark).
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
+        let mut request = self.untimed(message);
         request.set_timeout(self.timeout);
+        request
+    }
+
+    /// A request without a deadline (a watch), with the forwarding mark.
+    fn untimed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
         if self.forwarded {
             request
                 .metadata_mut()
@@ -298,23 +305,31 @@ impl Client {
     /// The heads this node serves, as they change: the current one first.
     /// A watch has no deadline; it lasts as long as the caller reads it.
     pub async fn watch_head(&self) -> Result<tonic::Streaming<HeadResponse>, Error> {
-        let mut request = tonic::Request::new(WatchHeadRequest {});
-        if self.forwarded {
-            request
-                .metadata_mut()
-                .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-        }
-        let reply = self.ledger().watch_head(request).await;
+        let reply = self
+            .ledger()
+            .watch_head(self.untimed(WatchHeadRequest {}))
+            .await;
         Ok(reply.map_err(self.failed())?.into_inner())
     }
 
-    /// The node's whole ledger, as a ledger file's bytes.
+    /// The node's whole ledger, as a ledger file's bytes; a stream longer
+    /// than a ledger file may be (`MAX_LEDGER_FILE_BYTES`) is refused, not
+    /// held.
     pub async fn export(&self) -> Result<Vec<u8>, Error> {
         let reply = self.ledger().export(self.request(ExportRequest {})).await;
         let mut stream = reply.map_err(self.failed())?.into_inner();
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
-            bytes.extend(chunk.map_err(self.failed())?.data);
+            let data = chunk.map_err(self.failed())?.data;
+            if (bytes.len() + data.len()) as u64 > MAX_LEDGER_FILE_BYTES {
+                return Err(self.malformed(
+                    "a ledger",
+                    format!(
+                        "longer than the limit of {MAX_LEDGER_FILE_BYTES} bytes for a ledger file"
+                    ),
+                ));
+            }
+            bytes.extend(data);
         }
         Ok(bytes)
     }

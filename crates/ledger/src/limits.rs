@@ -16,6 +16,9 @@ pub const MAX_BUNDLE_PATH_BYTES: usize = 256;
 /// Largest bundle, all file contents together, in bytes. Sized for bundles of
 /// 100,000 simple policies.
 pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest ledger file read or exported, in bytes: a ledger is held in
+/// memory while it is verified.
+pub const MAX_LEDGER_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// The length of `value` as compact JSON, counted without building the
 /// text: how a request is weighed against a limit.

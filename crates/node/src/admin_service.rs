@@ -55,7 +55,7 @@ impl AdminService {
 
     fn own_status(&self) -> MemberStatus {
         let metrics = self.node.raft.metrics().borrow().clone();
-        let log = self.node.decisions.log().map(|log| &**log);
+        let log = self.node.decisions.log().map(Arc::as_ref);
         let signed = log.and_then(|log| log.signed());
         MemberStatus {
             id: self.node.id(),

@@ -61,9 +61,9 @@ pub fn refused(refusal: &Refusal) -> Status {
     )
 }
 
-/// A write this node could not read (a proposal or approval that does
-/// not decode).
-pub fn unreadable(reason: Reason, message: impl Into<String>) -> Status {
+/// A write this node refuses before it reaches Raft (a proposal or an
+/// approval that does not decode, or is too large).
+pub fn refuse(reason: Reason, message: impl Into<String>) -> Status {
     refused(&Refusal::new(reason, message))
 }
 

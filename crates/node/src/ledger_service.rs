@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use stele_ledger::limits::MAX_SIGNATURES;
 use stele_ledger::{Approval, Hash, Proposal, Reason, export};
 use stele_proto::v1::ledger_server::Ledger as LedgerRpc;
 use stele_proto::v1::{
@@ -18,7 +19,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
-use crate::errors::unreadable;
+use crate::errors::refuse;
 use crate::state::{NodeState, Route, WriteError};
 
 /// Most versions in one ListVersions answer.
@@ -99,7 +100,7 @@ impl LedgerService {
             commit_only,
         } = request;
         let proposal = Proposal::decode(&proposal)
-            .map_err(|e| unreadable(Reason::BadProposal, format!("not a valid proposal: {e}")))?;
+            .map_err(|e| refuse(Reason::BadProposal, format!("not a valid proposal: {e}")))?;
         self.write(Command::Propose {
             proposal,
             commit_only,
@@ -114,7 +115,18 @@ impl LedgerService {
             approvals,
         } = request;
         let proposal_id = parse_id(&proposal_id)?;
-        let bad = |why: String| unreadable(Reason::BadApproval, why);
+        // Refused before a key is parsed: each costs a curve point's
+        // decompression, and a version holds no more signatures than this.
+        if approvals.len() > MAX_SIGNATURES {
+            return Err(refuse(
+                Reason::OverSizeLimit,
+                format!(
+                    "{} signatures in one approval, over the limit of {MAX_SIGNATURES} a version holds",
+                    approvals.len()
+                ),
+            ));
+        }
+        let bad = |why: String| refuse(Reason::BadApproval, why);
         let approvals = approvals
             .iter()
             .map(|a| {

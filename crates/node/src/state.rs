@@ -49,6 +49,10 @@ pub struct NodeState {
 
 /// The deadline of a forwarded call whose caller set none.
 const FORWARD_DEADLINE: Duration = Duration::from_secs(30);
+/// The longest a forwarded call waits for the leader, whatever deadline
+/// its caller claims: a write commits in milliseconds, and a forward holds
+/// a call to the leader open while it waits.
+const MAX_FORWARD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Where a call goes.
 pub enum Route {
@@ -207,7 +211,8 @@ impl Leader {
     where
         F: Future<Output = Result<R, stele_client::Error>>,
     {
-        let deadline = client_deadline(&request).unwrap_or(FORWARD_DEADLINE);
+        let deadline =
+            client_deadline(&request).map_or(FORWARD_DEADLINE, |d| d.min(MAX_FORWARD_DEADLINE));
         let client = node.peer(&self.addr)?.forwarding(deadline);
         match call(client, request.into_inner()).await {
             Ok(reply) => Ok(tonic::Response::new(reply)),

@@ -67,7 +67,10 @@ impl Published {
     }
 
     /// Starts serving `served`. The served seq never decreases (invariant 4):
-    /// anything else is a bug in the caller, so it stops the node.
+    /// anything else is a bug in the caller, so it stops the node. In a
+    /// node only the state machine calls this, after it applied the version;
+    /// it is public so that the decision path can be tested and measured on
+    /// a snapshot of its own.
     pub fn serve(&self, served: Served) {
         let current = self.served.load().as_ref().map(|s| s.head);
         #[cfg(stele_sim)]
