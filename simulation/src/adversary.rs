@@ -237,14 +237,6 @@ async fn forged_snapshot(load: &mut Workload) {
         .iter()
         .map(|(v, b)| (v.header.bundle_digest, b.clone()))
         .collect();
-    let Ok(data) = stele_store::snapshot::encode(
-        prefix.iter().map(|(v, _)| v),
-        |digest| Ok(bundles[digest].clone()),
-        &[],
-        0,
-    ) else {
-        return;
-    };
     let voters: BTreeSet<u64> = status
         .members
         .iter()
@@ -272,6 +264,20 @@ async fn forged_snapshot(load: &mut Workload) {
         last_log_id: Some(log_id),
         last_membership: StoredMembership::new(Some(log_id), Membership::new(vec![voters], nodes)),
         snapshot_id: "stele-sim-forged".into(),
+    };
+    let Ok(data) = stele_store::snapshot::encode(
+        prefix.iter().map(|(v, _)| v),
+        |digest| Ok(bundles[digest].clone()),
+        &[],
+        0,
+        // Its data agrees with its metadata: the forger is a member that
+        // knows the format, and the chain check must stop it.
+        &stele_store::snapshot::Position {
+            last_log_id: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+        },
+    ) else {
+        return;
     };
     let chunk = SnapshotChunk {
         header_json: serde_json::to_vec(&(vote, meta)).expect("serializes"),

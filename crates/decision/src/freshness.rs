@@ -53,15 +53,25 @@ impl Freshness {
     }
 
     fn now_ms(&self) -> i64 {
-        self.base.elapsed().as_millis() as i64
+        i64::try_from(self.base.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Records evidence of being current as of `age` ago, usable once this
     /// node has applied the log up to `commit` (the leader's commit index
     /// when it gave the evidence; `None` when nothing was committed).
+    ///
+    /// The age and commit come from a peer: evidence older than
+    /// `max_staleness` is no evidence at all, and nothing here can wrap,
+    /// whatever numbers the peer sends.
     pub fn note(&self, age: Duration, commit: Option<u64>) {
-        let at = self.now_ms() - age.as_millis() as i64;
-        let needed = commit.map_or(0, |index| index + 1);
+        if age > self.max_staleness {
+            return;
+        }
+        let Ok(age_ms) = i64::try_from(age.as_millis()) else {
+            return;
+        };
+        let at = self.now_ms().saturating_sub(age_ms);
+        let needed = commit.map_or(0, |index| index.saturating_add(1));
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if needed <= self.applied.load(Ordering::Acquire) {
             self.record(at);
@@ -77,7 +87,7 @@ impl Freshness {
     /// was waiting for it now counts.
     pub fn applied(&self, index: u64) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let position = index + 1;
+        let position = index.saturating_add(1);
         self.applied.fetch_max(position, Ordering::AcqRel);
         let mut newest = None;
         waiting.retain(|&(at, needed)| {
@@ -100,7 +110,9 @@ impl Freshness {
     /// How old the freshest usable evidence is.
     pub fn age(&self) -> Option<Duration> {
         let at = self.evidence_ms.load(Ordering::Acquire);
-        (at != NO_EVIDENCE).then(|| Duration::from_millis(self.now_ms().saturating_sub(at) as u64))
+        (at != NO_EVIDENCE).then(|| {
+            Duration::from_millis(u64::try_from(self.now_ms().saturating_sub(at)).unwrap_or(0))
+        })
     }
 
     /// `Ok` while the evidence is younger than the bound.
@@ -149,6 +161,20 @@ mod tests {
         assert_eq!(freshness.age(), Some(Duration::from_millis(4_900)));
         advance(200).await;
         assert!(freshness.check().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_age_over_the_bound_or_near_u64_max_is_no_evidence() {
+        let freshness = Freshness::new(Duration::from_secs(5));
+        advance(10_000).await;
+        freshness.note(Duration::from_millis(u64::MAX - 3_600_000), Some(u64::MAX));
+        freshness.note(Duration::from_millis(5_001), None);
+        assert_eq!(freshness.age(), None);
+        // Real evidence still counts at once: nothing was recorded in the future.
+        freshness.note(Duration::from_millis(100), None);
+        assert_eq!(freshness.age(), Some(Duration::from_millis(100)));
+        assert!(freshness.check().is_ok());
+        freshness.applied(u64::MAX);
     }
 
     #[tokio::test(start_paused = true)]

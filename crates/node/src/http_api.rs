@@ -422,6 +422,7 @@ async fn metrics(State(api): State<HttpApi>) -> Response {
         raft_last_log_index: raft.last_log_index.unwrap_or(0),
         raft_commit_index,
         raft_applied_index: raft.last_applied.map_or(0, |id| id.index),
+        pending_dropped: node.published.dropped_pending(),
         log: decisions.log().map(|log| LogGauges {
             queue_depth: log.queue_depth(),
             dropped: log.dropped_total(),

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod members;
 pub mod metrics;
 mod network;
+pub mod raft_guard;
 mod raft_service;
 mod server;
 mod state;

@@ -13,6 +13,11 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 4 * MAX_BUNDLE_BYTES;
 pub const RAFT_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Largest snapshot a node accepts from a peer.
 pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024 * 1024;
+/// Longest a snapshot stream may go without a chunk before it is cut off.
+pub const SNAPSHOT_IDLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest a whole snapshot may take to arrive (4 GiB at 40 MB/s): the
+/// receive slot is never held longer.
+pub const SNAPSHOT_TOTAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 /// Snapshot chunk size on the wire.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Most requests in one CheckBatch, or evaluations in one AuthZEN request.

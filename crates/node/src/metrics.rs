@@ -15,9 +15,18 @@ use stele_decision::{Counted, LATENCY_BUCKETS};
 #[derive(Default)]
 pub struct Metrics {
     proposals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Raft messages (and replies) refused before openraft saw them, by check.
+    raft_refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
+    /// One Raft message or reply refused by a check of the Raft guard
+    /// (identity, term, index, log_id, snapshot, stream).
+    pub fn raft_refused(&self, check: &'static str) {
+        let mut refused = self.raft_refused.lock().expect("metrics lock");
+        *refused.entry(check).or_default() += 1;
+    }
+
     /// One write decided: its proposal state, or the reason it was refused.
     pub fn proposal(&self, verdict: &'static str) {
         let mut proposals = self.proposals.lock().expect("metrics lock");
@@ -40,6 +49,20 @@ impl Metrics {
                 &mut out,
                 "stele_proposals_total",
                 &[("verdict", verdict)],
+                *count,
+            );
+        }
+        family(
+            &mut out,
+            "stele_raft_refused_total",
+            "counter",
+            "Raft messages from peers, and replies to this node's, refused before Raft saw them, by the check that refused them (identity, term, index, log_id, snapshot, stream).",
+        );
+        for (check, count) in self.raft_refused.lock().expect("metrics lock").iter() {
+            sample(
+                &mut out,
+                "stele_raft_refused_total",
+                &[("check", check)],
                 *count,
             );
         }
@@ -110,6 +133,9 @@ pub struct Gauges {
     /// did not answer (it is stopping).
     pub raft_commit_index: Option<u64>,
     pub raft_applied_index: u64,
+    /// Pending proposals from the store or a snapshot dropped because they
+    /// did not verify.
+    pub pending_dropped: u64,
     /// The decision log, when it is on.
     pub log: Option<LogGauges>,
 }
@@ -161,6 +187,12 @@ impl Gauges {
         }
         self.render_freshness(out);
         self.render_raft(out);
+        counter(
+            out,
+            "stele_pending_dropped_total",
+            "Pending proposals read from the store or a snapshot that did not verify (a forged signature, a parent that is not the head) and were dropped.",
+            self.pending_dropped,
+        );
         if let Some(log) = &self.log {
             log.render(out);
         }
@@ -324,6 +356,7 @@ mod tests {
             raft_last_log_index: 41,
             raft_commit_index: Some(40),
             raft_applied_index: 38,
+            pending_dropped: 0,
             log: Some(LogGauges {
                 queue_depth: 3,
                 dropped: 1,

@@ -29,6 +29,8 @@ use tonic::transport::Channel;
 
 use crate::dial::Dial;
 use crate::limits::{MAX_RAFT_MESSAGE_BYTES, RAFT_BATCH_BYTES, SNAPSHOT_CHUNK_BYTES};
+use crate::metrics::Metrics;
+use crate::raft_guard::{self, Forged};
 use stele_decision::Freshness;
 
 /// Opens clients to peers.
@@ -36,6 +38,7 @@ pub struct Network {
     pub dial: Dial,
     /// This node's freshness: as a leader, its last quorum ack.
     pub freshness: Arc<Freshness>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -51,6 +54,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             }),
             freshness: self.freshness.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct Peer {
     addr: String,
     client: Result<RaftClient<Channel>, crate::dial::BadAddress>,
     freshness: Arc<Freshness>,
+    metrics: Arc<Metrics>,
 }
 
 type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -119,6 +124,17 @@ impl Peer {
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
+    /// A reply the Raft guard refused: a network error, logged and counted,
+    /// that openraft never sees as a reply.
+    fn forged<E: std::error::Error>(&self, why: Forged) -> RpcError<E> {
+        self.metrics.raft_refused(why.kind());
+        tracing::warn!(peer = self.target, "refused a Raft reply: {why}");
+        network(format!(
+            "node {} sent a reply that was refused: {why}",
+            self.target
+        ))
+    }
+
     fn request<T: Serialize>(
         &self,
         message: &T,
@@ -172,6 +188,7 @@ impl RaftNetwork<TypeConfig> for Peer {
                 PayloadTooLarge::new_entries_hint(fit),
             ));
         }
+        let sent_term = rpc.vote.leader_id.term;
         let request = self.request(&rpc, &option, true);
         // Several large bundles may not fit one message: ask openraft for a
         // smaller batch rather than failing the same send for ever.
@@ -181,7 +198,18 @@ impl RaftNetwork<TypeConfig> for Peer {
             ));
         }
         let reply = self.client()?.append_entries(request).await;
-        self.reply(reply)
+        let response: AppendEntriesResponse<NodeId> = self.reply(reply)?;
+        let checked = match &response {
+            AppendEntriesResponse::HigherVote(vote) => {
+                raft_guard::check_reply_vote(vote, sent_term)
+            }
+            AppendEntriesResponse::PartialSuccess(Some(log_id)) => {
+                raft_guard::check_reply_log_id(log_id, sent_term)
+            }
+            _ => Ok(()),
+        };
+        checked.map_err(|why| self.forged(why))?;
+        Ok(response)
     }
 
     async fn install_snapshot(
@@ -201,9 +229,17 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcError> {
+        let sent_term = rpc.vote.leader_id.term;
         let request = self.request(&rpc, &option, false);
         let reply = self.client()?.vote(request).await;
-        self.reply(reply)
+        let response: VoteResponse<NodeId> = self.reply(reply)?;
+        raft_guard::check_reply_vote(&response.vote, sent_term)
+            .and_then(|()| match &response.last_log_id {
+                Some(log_id) => raft_guard::check_reply_log_id(log_id, sent_term),
+                None => Ok(()),
+            })
+            .map_err(|why| self.forged(why))?;
+        Ok(response)
     }
 
     async fn full_snapshot(
@@ -250,6 +286,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         let response: SnapshotResponse<NodeId> = self
             .reply::<SnapshotResponse<NodeId>, openraft::error::Infallible>(reply)
             .map_err(streaming)?;
+        raft_guard::check_reply_vote(&response.vote, vote.leader_id.term)
+            .map_err(|why| streaming(self.forged(why)))?;
         Ok(response)
     }
 }

@@ -1,9 +1,12 @@
-//! The Raft transport, server side. AppendEntries from a leader records the
-//! freshness evidence it carries; a snapshot is received whole, decoded and
-//! checked against this node's chain before openraft sees it (openraft
+//! The Raft transport, server side. Every message passes the Raft guard
+//! (who sent it, bounded terms and indexes) before openraft sees it.
+//! AppendEntries from a leader records the freshness evidence it carries; a
+//! snapshot is received whole under deadlines, decoded and checked against
+//! this node's chain and its own metadata before openraft sees it (openraft
 //! treats a failed install as fatal, so a bad snapshot must never reach it).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
@@ -14,7 +17,9 @@ use stele_store::{NodeId, Published, Raft, SnapshotMeta, TypeConfig, Vote, snaps
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::limits::MAX_SNAPSHOT_BYTES;
+use crate::limits::{MAX_SNAPSHOT_BYTES, SNAPSHOT_IDLE_DEADLINE, SNAPSHOT_TOTAL_DEADLINE};
+use crate::metrics::Metrics;
+use crate::raft_guard::{self, Committed, Forged, Local, Sender};
 use stele_decision::Freshness;
 
 pub struct RaftService {
@@ -22,8 +27,81 @@ pub struct RaftService {
     pub freshness: Arc<Freshness>,
     pub published: Arc<Published>,
     pub pinned_genesis: Option<stele_ledger::Hash>,
+    pub metrics: Arc<Metrics>,
     /// One snapshot is received at a time: each is held in memory whole.
     pub receiving_snapshot: tokio::sync::Semaphore,
+    /// The highest commit the current leader has sent, under its vote.
+    pub committed: Mutex<Committed>,
+}
+
+impl RaftService {
+    pub fn new(
+        raft: Raft,
+        freshness: Arc<Freshness>,
+        published: Arc<Published>,
+        pinned_genesis: Option<stele_ledger::Hash>,
+        metrics: Arc<Metrics>,
+    ) -> RaftService {
+        RaftService {
+            raft,
+            freshness,
+            published,
+            pinned_genesis,
+            metrics,
+            receiving_snapshot: tokio::sync::Semaphore::new(1),
+            committed: Mutex::new(None),
+        }
+    }
+
+    fn local(&self) -> Local {
+        Local {
+            term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// The members of the membership this node has, `None` before it has
+    /// any (a new node, which counts no evidence until it joins).
+    fn members(&self) -> Option<BTreeSet<NodeId>> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = &metrics.membership_config;
+        membership
+            .log_id()
+            .is_some()
+            .then(|| membership.membership().nodes().map(|(id, _)| *id).collect())
+    }
+
+    /// Logs and counts a refused message, and the status that tells the
+    /// sender.
+    fn refused(&self, sender: Sender, what: &str, why: Forged) -> Status {
+        self.metrics.raft_refused(why.kind());
+        tracing::warn!(peer = ?sender, "refused a Raft {what}: {why}");
+        match why {
+            Forged::NotTheSender { .. } => Status::permission_denied(why.to_string()),
+            _ => Status::invalid_argument(why.to_string()),
+        }
+    }
+
+    fn note_commit(&self, vote: Vote, commit: Option<stele_store::LogId>) {
+        let Some(commit) = commit else {
+            return;
+        };
+        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        match committed.as_mut() {
+            Some((under, highest)) if *under == vote => *highest = (*highest).max(commit),
+            _ => *committed = Some((vote, commit)),
+        }
+    }
+}
+
+/// Who sent a request, as the transport proved it (see `identity`): a
+/// request with no proof of identity is `Unproven`.
+fn sender<T>(request: &Request<T>) -> Sender {
+    request
+        .extensions()
+        .get::<Sender>()
+        .copied()
+        .unwrap_or(Sender::Unproven)
 }
 
 fn reply<T: Serialize>(value: &T) -> Response<RaftReply> {
@@ -52,28 +130,44 @@ impl RaftRpc for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let arrived = tokio::time::Instant::now();
+        let sender = sender(&request);
         let request = request.into_inner();
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.json)?;
-        let leader_commit = rpc.leader_commit.map(|log_id| log_id.index);
+        raft_guard::check_append(sender, &rpc, self.local())
+            .map_err(|why| self.refused(sender, "AppendEntries", why))?;
+        let vote = rpc.vote;
+        let leader_commit = rpc.leader_commit;
         let result = self.raft.append_entries(rpc).await;
-        // Accepted from the current leader: as current as that leader was,
-        // once this node has applied what the leader had committed.
-        if let (Ok(response), Some(age_ms)) = (&result, request.quorum_ack_age_ms)
-            && matches!(
-                response,
-                AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-            )
+        let accepted = match &result {
+            Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)) => true,
+            Ok(AppendEntriesResponse::Conflict) => false,
+            Ok(AppendEntriesResponse::HigherVote(_)) | Err(_) => {
+                return Ok(reply(&result));
+            }
+        };
+        // openraft took the vote: this is the current leader.
+        self.note_commit(vote, leader_commit);
+        // Accepted from the current leader, a member: as current as that
+        // leader was, once this node has applied what the leader had
+        // committed.
+        let leader = vote.leader_id.node_id;
+        if accepted
+            && let Some(age_ms) = request.quorum_ack_age_ms
+            && raft_guard::counts_as_evidence(sender, leader, self.members().as_ref())
         {
             self.freshness.note(
-                Duration::from_millis(age_ms) + arrived.elapsed(),
-                leader_commit,
+                Duration::from_millis(age_ms).saturating_add(arrived.elapsed()),
+                leader_commit.map(|log_id| log_id.index),
             );
         }
         Ok(reply(&result))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let sender = sender(&request);
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().json)?;
+        raft_guard::check_vote_request(sender, &rpc, self.local())
+            .map_err(|why| self.refused(sender, "RequestVote", why))?;
         Ok(reply(&self.raft.vote(rpc).await))
     }
 
@@ -81,34 +175,52 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
+        let sender = sender(&request);
+        let mut chunks = request.into_inner();
+        // The header first, within the idle deadline, so that only the
+        // leader it names, under a vote and position it could hold, ever
+        // takes the receive slot.
+        let Some(first) = next_chunk(&mut chunks).await? else {
+            return Err(Status::invalid_argument("an empty snapshot stream"));
+        };
+        let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header_json)?;
+        let committed = *self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        raft_guard::check_snapshot(sender, &vote, &meta, &committed, self.local())
+            .map_err(|why| self.refused(sender, "snapshot", why))?;
         let Ok(_receiving) = self.receiving_snapshot.try_acquire() else {
             return Ok(refuse(
                 "another snapshot is being received; try again later".into(),
             ));
         };
-        let mut chunks = request.into_inner();
-        let mut header: Option<(Vote, SnapshotMeta)> = None;
-        let mut data = Vec::new();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            if header.is_none() {
-                header = Some(decode(&chunk.header_json)?);
+        let received = tokio::time::timeout(SNAPSHOT_TOTAL_DEADLINE, async {
+            let mut data = first.data;
+            while let Some(chunk) = next_chunk(&mut chunks).await? {
+                if data.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
+                    return Err(Status::resource_exhausted(format!(
+                        "snapshot over the limit of {MAX_SNAPSHOT_BYTES} bytes"
+                    )));
+                }
+                data.extend_from_slice(&chunk.data);
             }
-            if data.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
-                return Ok(refuse(format!(
-                    "snapshot over the limit of {MAX_SNAPSHOT_BYTES} bytes"
+            Ok(data)
+        })
+        .await;
+        let data = match received {
+            Ok(received) => received.inspect_err(|_| self.metrics.raft_refused("stream"))?,
+            Err(_) => {
+                self.metrics.raft_refused("stream");
+                return Err(Status::deadline_exceeded(format!(
+                    "the snapshot took longer than {SNAPSHOT_TOTAL_DEADLINE:?} to arrive"
                 )));
             }
-            data.extend_from_slice(&chunk.data);
-        }
-        let Some((vote, meta)) = header else {
-            return Err(Status::invalid_argument("an empty snapshot stream"));
         };
         let pinned = self.pinned_genesis;
         let local = self.published.machine();
         let bytes = data;
+        let claimed = meta.clone();
         let checked = stele_store::offload(move || {
             let state = snapshot::decode(&bytes, pinned)?;
+            snapshot::agrees(&claimed, &state)?;
             snapshot::verify_for(local.chain(), &state)?;
             Ok::<_, stele_store::SnapshotError>(bytes)
         })
@@ -117,7 +229,10 @@ impl RaftRpc for RaftService {
         let bytes = match checked {
             Ok(bytes) => bytes,
             Err(why) => {
-                tracing::warn!(snapshot = %meta.snapshot_id, "refused a snapshot: {why}");
+                if matches!(why, stele_store::SnapshotError::PositionDisagrees { .. }) {
+                    self.metrics.raft_refused("snapshot");
+                }
+                tracing::warn!(peer = ?sender, snapshot = %meta.snapshot_id, "refused a snapshot: {why}");
                 return Ok(refuse(format!("snapshot refused: {why}")));
             }
         };
@@ -132,5 +247,19 @@ impl RaftRpc for RaftService {
             .await
             .map_err(openraft::error::RaftError::<NodeId>::Fatal);
         Ok(reply(&result))
+    }
+}
+
+/// The next chunk of a snapshot stream, or its end; a stream silent for
+/// longer than the idle deadline is cut off.
+async fn next_chunk(
+    chunks: &mut Streaming<SnapshotChunk>,
+) -> Result<Option<SnapshotChunk>, Status> {
+    match tokio::time::timeout(SNAPSHOT_IDLE_DEADLINE, chunks.next()).await {
+        Ok(Some(chunk)) => chunk.map(Some),
+        Ok(None) => Ok(None),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "the snapshot stream sent nothing for {SNAPSHOT_IDLE_DEADLINE:?}"
+        ))),
     }
 }

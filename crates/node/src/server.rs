@@ -98,9 +98,11 @@ impl Node {
         }
         .validate()
         .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
+        let metrics = Arc::new(Metrics::default());
         let network = Network {
             dial: dial.clone(),
             freshness: freshness.clone(),
+            metrics: metrics.clone(),
         };
         let raft = Raft::new(
             config.id,
@@ -136,7 +138,7 @@ impl Node {
                 dial,
                 clock,
                 peers: Default::default(),
-                metrics: Arc::new(Metrics::default()),
+                metrics,
             }),
         })
     }
@@ -170,13 +172,13 @@ impl Node {
             .register_encoded_file_descriptor_set(stele_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Serve(e.to_string()))?;
-        let raft_service = RaftService {
-            raft: node.raft.clone(),
-            freshness: node.freshness.clone(),
-            published: node.published.clone(),
-            pinned_genesis: node.config.genesis,
-            receiving_snapshot: tokio::sync::Semaphore::new(1),
-        };
+        let raft_service = RaftService::new(
+            node.raft.clone(),
+            node.freshness.clone(),
+            node.published.clone(),
+            node.config.genesis,
+            node.metrics.clone(),
+        );
         let (stop, mut stopping) = tokio::sync::watch::channel(false);
         let signalled = async move {
             shutdown.await;

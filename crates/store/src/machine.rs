@@ -71,28 +71,40 @@ impl Machine {
         }
     }
 
-    /// Rebuilds a machine from verified parts (storage at start, snapshots).
+    /// Rebuilds a machine from a verified chain and the pending proposals
+    /// stored or received with it (storage at start, snapshots). The pending
+    /// ones are checked as a new proposal is, and a forged one (a signature
+    /// that does not verify, a parent that is not the head, a bundle that is
+    /// not its digest's) is dropped: returned is the machine and how many
+    /// were dropped. Honest nodes hold the same pending proposals, all of
+    /// which pass, so dropping keeps them in step.
     pub fn from_parts(
         chain: ChainState,
         versions: Vec<Version>,
         pending: Vec<Pending>,
         clock_ms: u64,
-    ) -> Machine {
+    ) -> (Machine, usize) {
         assert_eq!(
             chain.head().map_or(0, |h| h.seq),
             versions.len() as u64,
             "the chain state and the versions describe the same chain"
         );
-        Machine {
+        let offered = pending.len();
+        let pending: BTreeMap<Hash, Arc<Pending>> = pending
+            .into_iter()
+            .filter(|held| still_pending(&chain, held))
+            .take(MAX_PENDING)
+            .map(|p| (p.version.hash(), Arc::new(p)))
+            .collect();
+        let dropped = offered - pending.len();
+        let machine = Machine {
             chain,
             versions: versions.into_iter().map(Arc::new).collect(),
-            pending: pending
-                .into_iter()
-                .map(|p| (p.version.hash(), Arc::new(p)))
-                .collect(),
+            pending,
             clock_ms,
             last_checked: Arc::default(),
-        }
+        };
+        (machine, dropped)
     }
 
     pub fn chain(&self) -> &ChainState {
@@ -307,6 +319,27 @@ impl Machine {
             changes.push(Change::PendingRemoved(id));
         }
     }
+}
+
+/// Whether `held` is a proposal admission would hold on `chain`: within
+/// limits, on the head, every signature by the trust set and valid, its
+/// bundle its digest's, and still short of the threshold. Its bundle was
+/// compiled when it was proposed; only its structure is checked again.
+fn still_pending(chain: &ChainState, held: &Pending) -> bool {
+    let verdict = chain.review(&held.version, &held.bundle, &stele_ledger::structural_only);
+    let kept = matches!(
+        &verdict,
+        Ok(Review::Valid { approvals, .. }) if approvals.shortfall.is_some()
+    );
+    if !kept {
+        let why = match verdict {
+            Err(rejection) => rejection.to_string(),
+            Ok(Review::AlreadyCommitted { seq }) => format!("it is committed at seq {seq}"),
+            Ok(Review::Valid { .. }) => "its signatures already meet the threshold".into(),
+        };
+        tracing::warn!(proposal = %held.version.hash(), "dropped a stored or received pending proposal: {why}");
+    }
+    kept
 }
 
 /// The version with `approvals` added, one per key, in key order.

@@ -3,6 +3,7 @@
 //! decisions are answered from. Readers never lock: one atomic load each.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption, Guard};
 use stele_ledger::Head;
@@ -36,6 +37,8 @@ pub struct Published {
     machine: ArcSwap<Machine>,
     served: ArcSwapOption<Served>,
     served_head: watch::Sender<Option<Head>>,
+    /// Pending proposals from the store or a snapshot that did not verify.
+    dropped_pending: AtomicU64,
 }
 
 impl Published {
@@ -44,6 +47,7 @@ impl Published {
             machine: ArcSwap::from_pointee(Machine::default()),
             served: ArcSwapOption::empty(),
             served_head: watch::channel(None).0,
+            dropped_pending: AtomicU64::new(0),
         })
     }
 
@@ -60,6 +64,17 @@ impl Published {
     /// Changes of the served head, for waiters (`min_version`, `WatchHead`).
     pub fn watch_served(&self) -> watch::Receiver<Option<Head>> {
         self.served_head.subscribe()
+    }
+
+    /// How many stored or received pending proposals were dropped because
+    /// they did not verify (see [`Machine::from_parts`]).
+    pub fn dropped_pending(&self) -> u64 {
+        self.dropped_pending.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn pending_dropped(&self, count: usize) {
+        self.dropped_pending
+            .fetch_add(count as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn set_machine(&self, machine: Machine) {

@@ -2,9 +2,12 @@
 //! its bundles, the pending proposals, the state-machine clock), and the
 //! checks a node runs before it installs one from a peer.
 //!
-//! Format: a first JSON line `{"format":"stele-snapshot","format_version":1,
-//! "clock_ms":N,"ledger_bytes":L}`, then L bytes of ledger file
-//! (docs/FORMAT.md), then one JSON line per pending proposal.
+//! Format: a first JSON line `{"format":"stele-snapshot","format_version":2,
+//! "clock_ms":N,"ledger_bytes":L,"last_log_id":…,"last_membership":…}`, then
+//! L bytes of ledger file (docs/FORMAT.md), then one JSON line per pending
+//! proposal. The header records the Raft position the snapshot was built
+//! at, so that a receiver can refuse a transfer whose metadata claims
+//! another (see `stele-node`'s Raft guard).
 
 use serde::{Deserialize, Serialize};
 use stele_ledger::{
@@ -15,8 +18,10 @@ use thiserror::Error;
 
 use crate::backend::StoreError;
 use crate::machine::{MAX_PENDING, Pending};
+use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
 const FORMAT: &str = "stele-snapshot";
+const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +30,12 @@ struct SnapshotHeader {
     format_version: u32,
     clock_ms: u64,
     ledger_bytes: u64,
+    // Defaults only so that a version 1 header parses far enough to be
+    // refused by its version.
+    #[serde(default)]
+    last_log_id: Option<LogId>,
+    #[serde(default)]
+    last_membership: StoredMembership,
 }
 
 /// Why a snapshot is refused: it does not decode, its chain does not
@@ -57,6 +68,10 @@ pub enum SnapshotError {
     Bundle(ChainError),
     #[error("it lacks bundle {digest}")]
     MissingBundle { digest: Hash },
+    #[error(
+        "its metadata claims log position {claimed} but its data was built at {recorded}: refused, as a transfer that lies about where it ends"
+    )]
+    PositionDisagrees { claimed: String, recorded: String },
 }
 
 /// A decoded snapshot.
@@ -64,6 +79,16 @@ pub struct SnapshotState {
     pub ledger: Ledger,
     pub pending: Vec<Pending>,
     pub clock_ms: u64,
+    /// The Raft position it was built at, as its data records it.
+    pub position: Position,
+}
+
+/// Where in the Raft log a snapshot was built: its last applied log id and
+/// the membership in force there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub last_log_id: Option<LogId>,
+    pub last_membership: StoredMembership,
 }
 
 /// Encodes the state, fetching each bundle from `bundle` once.
@@ -72,13 +97,16 @@ pub fn encode<'a>(
     bundle: impl FnMut(&Hash) -> Result<stele_ledger::BundleFiles, StoreError>,
     pending: &[&Pending],
     clock_ms: u64,
+    position: &Position,
 ) -> Result<Vec<u8>, StoreError> {
     let ledger = export::encode_with(versions, bundle)?;
     let header = SnapshotHeader {
         format: FORMAT.into(),
-        format_version: 1,
+        format_version: FORMAT_VERSION,
         clock_ms,
         ledger_bytes: ledger.len() as u64,
+        last_log_id: position.last_log_id,
+        last_membership: position.last_membership.clone(),
     };
     let mut out = serde_json::to_vec(&header).expect("a header serializes");
     out.push(b'\n');
@@ -99,7 +127,7 @@ pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotStat
         .ok_or(SnapshotError::NoHeader)?;
     let header: SnapshotHeader = serde_json::from_slice(&bytes[..newline])
         .map_err(|e| SnapshotError::Header(e.to_string()))?;
-    if header.format != FORMAT || header.format_version != 1 {
+    if header.format != FORMAT || header.format_version != FORMAT_VERSION {
         return Err(SnapshotError::NotASnapshot {
             format: header.format,
             format_version: header.format_version,
@@ -131,6 +159,31 @@ pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotStat
         ledger,
         pending,
         clock_ms: header.clock_ms,
+        position: Position {
+            last_log_id: header.last_log_id,
+            last_membership: header.last_membership,
+        },
+    })
+}
+
+/// Whether the metadata a snapshot travels with claims the position its
+/// data was built at. openraft trusts the metadata's log id: one far ahead
+/// of the data would make it treat every later entry as already applied.
+pub fn agrees(meta: &SnapshotMeta, snapshot: &SnapshotState) -> Result<(), SnapshotError> {
+    let recorded = &snapshot.position;
+    if meta.last_log_id == recorded.last_log_id && meta.last_membership == recorded.last_membership
+    {
+        return Ok(());
+    }
+    let show = |log_id: &Option<LogId>, membership: &StoredMembership| {
+        format!(
+            "{} with membership {membership}",
+            log_id.map_or("none".to_string(), |id| id.to_string())
+        )
+    };
+    Err(SnapshotError::PositionDisagrees {
+        claimed: show(&meta.last_log_id, &meta.last_membership),
+        recorded: show(&recorded.last_log_id, &recorded.last_membership),
     })
 }
 

@@ -59,7 +59,9 @@ impl<B: Backend> PolicyStateMachine<B> {
         let chain = verify_stored(&stored.versions, pinned_genesis, |digest| {
             backend.bundle(digest)
         })?;
-        let machine = Machine::from_parts(chain, stored.versions, stored.pending, stored.clock_ms);
+        let (machine, dropped) =
+            Machine::from_parts(chain, stored.versions, stored.pending, stored.clock_ms);
+        published.pending_dropped(dropped);
         let state_machine = PolicyStateMachine {
             backend,
             machine,
@@ -209,6 +211,7 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
         let bytes = data.into_inner();
         let refused = |why: snapshot::SnapshotError| read_error(StoreError::BadSnapshot(why));
         let state = snapshot::decode(&bytes, self.pinned_genesis).map_err(refused)?;
+        snapshot::agrees(meta, &state).map_err(refused)?;
         snapshot::extends(self.machine.chain(), &state).map_err(refused)?;
         let ledger = &state.ledger;
         let lookup = |digest: &Hash| ledger.bundle(digest);
@@ -226,7 +229,10 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
             .save_snapshot(meta, &bytes)
             .map_err(write_error)?;
         let (chain, versions) = state.ledger.into_parts();
-        self.machine = Machine::from_parts(chain, versions, state.pending, state.clock_ms);
+        let (machine, dropped) =
+            Machine::from_parts(chain, versions, state.pending, state.clock_ms);
+        self.published.pending_dropped(dropped);
+        self.machine = machine;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         let served = self.published.served().as_ref().map(|s| s.head);
@@ -271,6 +277,10 @@ impl<B: Backend> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<B> {
             bundle,
             &pending,
             self.machine.clock_ms(),
+            &snapshot::Position {
+                last_log_id: self.applied,
+                last_membership: self.membership.clone(),
+            },
         )
         .map_err(read_error)?;
         let snapshot_id = match self.applied {

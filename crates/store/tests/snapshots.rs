@@ -8,7 +8,8 @@ use stele_ledger::{
     BundleFiles, ChainState, Hash, Header, Kind, Ledger, Reason, SecretKey, TrustSet, Version,
 };
 use stele_store::StoreError;
-use stele_store::snapshot::{SnapshotError, decode, encode, verify_for};
+use stele_store::snapshot::{Position, SnapshotError, agrees, decode, encode, verify_for};
+use stele_store::{LogId, Machine, Pending, SnapshotMeta};
 
 fn key(n: u8) -> SecretKey {
     SecretKey::from_seed([n; 32])
@@ -65,7 +66,7 @@ fn chain(len: u64, fork: &str, signers: &[u8]) -> Ledger {
 
 fn snapshot_of(ledger: &Ledger) -> Vec<u8> {
     let fetch = |digest: &Hash| Ok::<_, StoreError>(ledger.bundle(digest).unwrap().clone());
-    encode(ledger.versions(), fetch, &[], 0).unwrap()
+    encode(ledger.versions(), fetch, &[], 0, &Position::default()).unwrap()
 }
 
 fn local(ledger: &Ledger) -> ChainState {
@@ -119,7 +120,7 @@ fn a_snapshot_whose_chain_does_not_verify_is_refused() {
         .signatures
         .retain(|a| a.key == key(1).public_key());
     let fetch = |digest: &Hash| Ok::<_, StoreError>(ledger.bundle(digest).unwrap().clone());
-    let forged = encode(&versions, fetch, &[], 0).unwrap();
+    let forged = encode(&versions, fetch, &[], 0, &Position::default()).unwrap();
     let why = decode(&forged, None).err().unwrap();
     assert!(
         matches!(&why, SnapshotError::Ledger(e)
@@ -167,4 +168,81 @@ fn a_snapshot_with_a_bundle_that_fails_admission_is_refused() {
         "{why}"
     );
     assert!(why.to_string().contains("scenario"), "{why}");
+}
+
+#[test]
+fn metadata_that_claims_another_position_than_the_data_is_refused() {
+    let ledger = chain(2, "a", &[1, 2]);
+    let at = |index| Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), index));
+    let position = Position {
+        last_log_id: at(40),
+        last_membership: Default::default(),
+    };
+    let fetch = |digest: &Hash| Ok::<_, StoreError>(ledger.bundle(digest).unwrap().clone());
+    let data = decode(
+        &encode(ledger.versions(), fetch, &[], 0, &position).unwrap(),
+        None,
+    )
+    .unwrap();
+    let meta = |last_log_id| SnapshotMeta {
+        last_log_id,
+        last_membership: Default::default(),
+        snapshot_id: "s".into(),
+    };
+    assert_eq!(agrees(&meta(at(40)), &data), Ok(()));
+    for claimed in [at(1 << 62), at(41), None] {
+        assert!(
+            matches!(
+                agrees(&meta(claimed), &data),
+                Err(SnapshotError::PositionDisagrees { .. })
+            ),
+            "{claimed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_stored_or_received_pending_proposal_with_a_forged_signature_is_dropped() {
+    let ledger = chain(1, "a", &[1, 2]);
+    let head = ledger.head().unwrap();
+    let pending = |comment: &str, signer: Option<u8>, forge: bool| {
+        let files = bundle(comment);
+        let mut version = Version::unsigned(Header {
+            seq: 2,
+            parent_hash: head.hash,
+            bundle_digest: files.digest(),
+            kind: Kind::Update,
+            message: comment.into(),
+            author: "t".into(),
+            created_at: 0,
+            trust: None,
+        });
+        if let Some(n) = signer {
+            version.sign(&key(n));
+        }
+        if forge {
+            // "Signed by key 2": its key, anyone's bytes.
+            version.add_approval(stele_ledger::Approval {
+                key: key(2).public_key(),
+                signature: stele_ledger::Signature([7; 64]),
+            });
+        }
+        Pending {
+            version,
+            bundle: std::sync::Arc::new(files),
+            expires_at_ms: u64::MAX,
+        }
+    };
+    let honest = pending("honest", Some(1), false);
+    let forged = pending("forged", None, true);
+    let unsigned = pending("unsigned", None, false);
+    let (machine, dropped) = Machine::from_parts(
+        ledger.state().clone(),
+        ledger.versions().to_vec(),
+        vec![honest.clone(), forged, unsigned],
+        0,
+    );
+    assert_eq!(dropped, 2);
+    let kept: Vec<_> = machine.pending().map(|p| p.version.hash()).collect();
+    assert_eq!(kept, vec![honest.version.hash()]);
 }
