@@ -96,7 +96,7 @@ async fn stele(rounds: usize) {
     let clients: Vec<Client> = cluster
         .nodes
         .iter()
-        .map(|n| Client::new(&n.addr, Duration::from_secs(10)).unwrap())
+        .map(|n| cluster.client_as(n.id, "operator", Duration::from_secs(10)))
         .collect();
     let proposer = &clients[cluster.nodes.iter().position(|n| n.id == leader).unwrap()];
     let keys: Vec<SecretKey> = (1..=3).map(|n| SecretKey::from_seed([n; 32])).collect();

@@ -14,9 +14,11 @@ use stele_policy::synthetic::{self, Shape};
 /// Offline commands (keygen, bundle, check --bundle, proposal, ledger) work on
 /// files alone: an approver on an air-gapped machine, or an auditor with an
 /// exported ledger, needs nothing else. Cluster commands talk to one node
-/// (--endpoint, or $STELE_ENDPOINT), each call with a deadline. Every command
-/// that prints a result takes --json (one compact JSON line per result on
-/// stdout); anything but success exits non-zero.
+/// (--endpoint, or $STELE_ENDPOINT), each call with a deadline, over mutual
+/// TLS: --tls-ca, --tls-cert and --tls-key (or $STELE_TLS_CA, _CERT, _KEY;
+/// `stele certs` makes them). Every command that prints a result takes
+/// --json (one compact JSON line per result on stdout); anything but success
+/// exits non-zero.
 #[derive(Debug, Parser)]
 #[command(
     name = "stele",
@@ -29,8 +31,32 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// TLS, on by default for cluster commands and `stele node` alike.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// The cluster CA's certificate (PEM): the only issuer trusted.
+    #[arg(long, global = true, env = "STELE_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// This client's (or, for `stele node`, this node's) certificate (PEM),
+    /// issued by the cluster CA: a client's names its roles, a node's its
+    /// id.
+    #[arg(long, global = true, env = "STELE_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, global = true, env = "STELE_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// No TLS and no authentication: for a node on loopback only (it
+    /// refuses any other address), and for a client talking to one. Prints
+    /// a warning. Endpoints may then be http://HOST:PORT.
+    #[arg(long, global = true)]
+    pub insecure_plaintext: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +116,61 @@ pub enum Command {
     /// Check a node's decision log offline, or find one decision in it.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Make the cluster's TLS certificates: a CA, node certificates and
+    /// client certificates with roles (docs/SECURITY.md).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a cluster CA in DIR: ca.pem and ca.key (mode 0600). Never
+    /// overwrites.
+    Init {
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "stele cluster CA", value_name = "NAME")]
+        name: String,
+    },
+    /// Issue node N's certificate (SAN stele://node/N, and each --host),
+    /// signed by DIR's CA: DIR/node-N.pem and DIR/node-N.key.
+    Node {
+        dir: PathBuf,
+        #[arg(long, value_name = "N")]
+        id: u64,
+        /// A host name or IP address clients reach the node at (repeat).
+        #[arg(long = "host", value_name = "HOST", required = true)]
+        hosts: Vec<String>,
+        #[command(flatten)]
+        issue: IssueArgs,
+    },
+    /// Issue a client certificate with roles (SAN stele://role/R each),
+    /// signed by DIR's CA: DIR/NAME.pem and DIR/NAME.key.
+    Client {
+        dir: PathBuf,
+        /// operator (propose, approve, membership), reader (ledger reads,
+        /// status, export, /metrics) or decide (decisions, AuthZEN);
+        /// repeat for several.
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<String>,
+        /// The certificate's name (its common name and file names).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        issue: IssueArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// How long the certificate is valid.
+    #[arg(long, default_value = "365d", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub valid_for: Duration,
+    /// Renew: keep the existing key file (so the public key fingerprint,
+    /// spki_sha256, stays) and replace the certificate. Without it, an
+    /// existing certificate or key is never overwritten.
+    #[arg(long)]
+    pub reuse_key: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,7 +294,8 @@ pub struct BenchBundleArgs {
 /// Which node to talk to.
 #[derive(Debug, Args, Clone)]
 pub struct Remote {
-    /// The node (host:port or http://host:port). Pinned: no failover.
+    /// The node (HOST:PORT, or https://HOST:PORT; http://HOST:PORT with
+    /// --insecure-plaintext). Pinned: no failover.
     #[arg(
         long,
         env = "STELE_ENDPOINT",
@@ -251,13 +333,27 @@ pub struct NodeArgs {
     /// Where the node keeps its RocksDB data and snapshots.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Address to listen on for the API and the Raft transport (default
-    /// 127.0.0.1:7001, or `listen` in the config file).
+    /// Address to listen on for clients: Decision, Ledger, Admin, health
+    /// (default 127.0.0.1:7001, or `listen` in the config file).
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
-    /// Address other nodes and clients reach this node at (default: --listen).
+    /// Address clients (and peers forwarding writes) reach this node at
+    /// (default: --listen).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
+    /// Address to listen on for the Raft transport, peers only (default
+    /// 127.0.0.1:7401, or `peer_listen` in the config file).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Address peers reach this node's Raft transport at (default:
+    /// --peer-listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_advertise: Option<String>,
+    /// Answer decisions (gRPC Decision, AuthZEN) from callers without a
+    /// client certificate, for enforcement points that present none. By
+    /// default a decision needs a certificate with the decide role.
+    #[arg(long)]
+    pub decide_without_certificate: bool,
     /// Also serve HTTP here: the AuthZEN 1.0 API (POST /access/v1/evaluation
     /// and /access/v1/evaluations), /.well-known/authzen-configuration,
     /// /healthz, /readyz and Prometheus /metrics. Off unless set.
@@ -314,8 +410,9 @@ pub enum ClusterCommand {
     /// Bootstrap a new cluster with these voters (sent to --endpoint, which
     /// defaults to the first member).
     Init {
-        /// A member: ID=HOST:PORT (repeat).
-        #[arg(long = "member", value_name = "ID=HOST:PORT", required = true)]
+        /// A member: ID=HOST:PORT,PEER_HOST:PEER_PORT, its client address
+        /// and its peer (Raft) address (repeat).
+        #[arg(long = "member", value_name = "ID=ADDR,PEER_ADDR", required = true)]
         members: Vec<String>,
         /// The node to send it to (default: the first member).
         #[arg(long, value_name = "URL")]
@@ -331,7 +428,7 @@ pub enum ClusterCommand {
     },
     /// Add a non-voting member that replicates and serves decisions.
     AddLearner {
-        /// ID=HOST:PORT
+        /// ID=HOST:PORT,PEER_HOST:PEER_PORT
         member: String,
         #[command(flatten)]
         remote: Remote,

@@ -77,7 +77,7 @@ impl Code {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Failure {
     pub code: Code,
     pub message: String,

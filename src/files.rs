@@ -67,7 +67,7 @@ fn already_exists(path: &Path) -> Failure {
 }
 
 /// Replaces `path` with `bytes`, atomically.
-fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let temp = write_temp(path, bytes, mode)?;
     temp.persist(path).map_err(|e| Failure::io(path, e.error))?;
     sync_parent(path)

@@ -23,6 +23,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let json = cli.json;
+    // One crypto provider for the whole process: ring.
+    stele_tls::install_ring();
+    remote::set_tls(cli.tls.clone());
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

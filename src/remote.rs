@@ -4,11 +4,78 @@
 use std::future::Future;
 use std::sync::OnceLock;
 
-use stele_client::Client;
+use stele_client::{Client, Transport};
 use tokio::runtime::Runtime;
 
-use crate::cli::Remote;
+use crate::cli::{Remote, TlsArgs};
 use crate::failure::{Code, Failure, Result};
+
+/// The process's TLS flags, set once by `main` before any command runs.
+static TLS: OnceLock<TlsArgs> = OnceLock::new();
+
+pub fn set_tls(args: TlsArgs) {
+    let _ = TLS.set(args);
+}
+
+pub fn tls_args() -> TlsArgs {
+    TLS.get().cloned().unwrap_or_default()
+}
+
+/// The TLS files the flags name: all three, none (with
+/// --insecure-plaintext), or a usage error that says what is missing.
+pub fn tls_files(args: &TlsArgs) -> Result<Option<stele_tls::TlsFiles>> {
+    match (
+        &args.tls_ca,
+        &args.tls_cert,
+        &args.tls_key,
+        args.insecure_plaintext,
+    ) {
+        (Some(ca), Some(cert), Some(key), false) => Ok(Some(stele_tls::TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None, None, true) => Ok(None),
+        (_, _, _, true) => Err(Failure::usage(
+            "--insecure-plaintext and --tls-ca/--tls-cert/--tls-key (or STELE_TLS_*) are both given: drop one of them",
+        )),
+        _ => Err(Failure::usage(
+            "TLS is on by default: give --tls-ca, --tls-cert and --tls-key (or STELE_TLS_CA, STELE_TLS_CERT and STELE_TLS_KEY; after `stele dev`, `source DIR/stele.env` sets them), or --insecure-plaintext for a node that serves none",
+        )),
+    }
+}
+
+/// The client TLS configuration the flags give (`None` with
+/// --insecure-plaintext), for protocols beside gRPC (the HTTP load).
+pub fn client_tls() -> Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+    Ok(match transport()? {
+        Transport::Tls(config) => Some(config),
+        Transport::InsecurePlaintext => None,
+    })
+}
+
+/// How this command's clients reach nodes, built once.
+fn transport() -> Result<Transport> {
+    static TRANSPORT: OnceLock<std::result::Result<Transport, Failure>> = OnceLock::new();
+    TRANSPORT
+        .get_or_init(|| {
+            let Some(files) = tls_files(&tls_args())? else {
+                eprintln!(
+                    "warning: --insecure-plaintext: this client sends and receives without TLS"
+                );
+                return Ok(Transport::InsecurePlaintext);
+            };
+            stele_tls::install_ring();
+            let loaded = files
+                .load()
+                .map_err(|e| Failure::new(Code::Usage, e.to_string()))?;
+            let config = loaded
+                .client_config()
+                .map_err(|e| Failure::new(Code::Usage, e.to_string()))?;
+            Ok(Transport::Tls(config))
+        })
+        .clone()
+}
 
 /// The command's async runtime, shared by every call so that connections
 /// outlive a single call.
@@ -38,9 +105,20 @@ pub fn client(remote: &Remote) -> Result<Client> {
     connect(&remote.endpoint, remote.timeout)
 }
 
-pub fn connect(endpoint: &str, timeout: std::time::Duration) -> Result<Client> {
+/// A client over a transport of the caller's own (`stele dev`'s operator).
+pub fn connect_with(
+    endpoint: &str,
+    transport: &Transport,
+    timeout: std::time::Duration,
+) -> Result<Client> {
     let _inside = runtime().enter();
-    Ok(Client::new(endpoint, timeout)?)
+    Ok(Client::connect(endpoint, transport, timeout)?)
+}
+
+pub fn connect(endpoint: &str, timeout: std::time::Duration) -> Result<Client> {
+    let transport = transport()?;
+    let _inside = runtime().enter();
+    Ok(Client::connect(endpoint, &transport, timeout)?)
 }
 
 /// Runs a write, sending it again while no leader can take it (an election

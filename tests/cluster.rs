@@ -291,14 +291,9 @@ fn a_learner_added_after_fifty_versions_catches_up_by_snapshot_and_serves() {
     }
     cluster.launch(4, &["--snapshot-every", "10"]);
     let addr = cluster.node(4).addr.clone();
+    let member = format!("4={addr},{}", cluster.node(4).peer_addr);
     cluster
-        .run(&[
-            "cluster",
-            "add-learner",
-            &format!("4={addr}"),
-            "--timeout",
-            "60s",
-        ])
+        .run(&["cluster", "add-learner", &member, "--timeout", "60s"])
         .ok();
     wait_until("the learner serves seq 50", Duration::from_secs(60), || {
         cluster.served_seq(4) == Some(50)
@@ -532,8 +527,7 @@ fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
     let _ = socket.write_all(&garbage);
     drop(socket);
     let raw = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let client =
-            stele_client::Client::new(&cluster.nodes[0].addr, Duration::from_secs(5)).unwrap();
+        let client = cluster.client_as(1, "operator", Duration::from_secs(5));
         client
             .propose(stele_proto::v1::ProposeRequest {
                 proposal: b"{not a proposal".to_vec(),
@@ -566,8 +560,7 @@ fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (flooded, still) = runtime.block_on(async {
-        let client =
-            stele_client::Client::new(&cluster.nodes[1].addr, Duration::from_secs(10)).unwrap();
+        let client = cluster.client_as(2, "operator", Duration::from_secs(10));
         let flooded = client
             .approve(stele_proto::v1::ApproveRequest {
                 proposal_id: id.clone(),
@@ -624,6 +617,8 @@ fn a_tampered_store_makes_the_node_refuse_to_start_naming_the_seq() {
     let node = cluster.node(1);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
         .args(["node", "--id", "1", "--listen", &node.addr])
+        .args(["--peer-listen", &node.peer_addr])
+        .args(cluster.node_tls_args(1))
         .arg("--data")
         .arg(&node.data)
         .output()
@@ -635,7 +630,7 @@ fn a_tampered_store_makes_the_node_refuse_to_start_naming_the_seq() {
 
 /// An AuthZEN evaluation at `http` is answered `decision: false` because
 /// the node is stale.
-fn assert_refused_as_stale(http: &str, evaluation: &serde_json::Value) {
+fn assert_refused_as_stale(http: &common::http::Http, evaluation: &serde_json::Value) {
     let reply = common::http::post(http, "/access/v1/evaluation", evaluation).json();
     assert_eq!(reply["decision"], false, "{reply}");
     assert!(

@@ -185,11 +185,11 @@ fn an_enforcement_point_gets_decisions_with_the_version_that_made_them() {
     .json();
     assert_eq!(
         configuration["access_evaluation_endpoint"],
-        format!("http://{http}{EVALUATION}")
+        format!("https://{}{EVALUATION}", http.addr)
     );
     assert_eq!(
         configuration["access_evaluations_endpoint"],
-        format!("http://{http}{EVALUATIONS}")
+        format!("https://{}{EVALUATIONS}", http.addr)
     );
 
     // Metrics count what was decided and name the served version.
@@ -296,7 +296,7 @@ fn bad_requests_get_a_clear_error_and_the_node_keeps_serving() {
     // Garbage on the port: the connection is dropped, nothing else.
     {
         use std::io::Write;
-        let mut socket = std::net::TcpStream::connect(&http).unwrap();
+        let mut socket = std::net::TcpStream::connect(&http.addr).unwrap();
         let _ = socket.write_all(&[0xff, 0x00, 0x13, 0x37, b'\r', b'\n', b'\r', b'\n']);
     }
     let after = post(&http, EVALUATION, &ssh("erin"));

@@ -4,19 +4,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openraft::{BasicNode, Membership};
+use openraft::Membership;
 use rand::Rng;
 use stele_ledger::{Approval, Hash, Kind, Signature, Version};
 use stele_proto::v1::raft_client::RaftClient;
 use stele_proto::v1::{SnapshotChunk, StatusRequest};
-use stele_store::{LogId, SnapshotMeta, StoredMembership};
+use stele_store::{LogId, MemberAddrs, SnapshotMeta, StoredMembership};
 
 use crate::fixtures;
 use crate::workload::{Outcome, Workload};
 
 /// Runs one attack chosen by the seed.
 pub async fn attack(load: &mut Workload) {
-    match load.rng.gen_range(0..9) {
+    match load.rng.gen_range(0..11) {
         0 => replay(load).await,
         1 => fork(load).await,
         2 => forged_signature(load).await,
@@ -24,8 +24,18 @@ pub async fn attack(load: &mut Workload) {
         4 => double_approval(load).await,
         5 => rollback_digest_differs(load).await,
         6 => rotation_not_co_signed(load).await,
+        7 | 8 => forged_raft(load).await,
         _ => forged_snapshot(load).await,
     }
+}
+
+/// Marks a request as sent with member `node`'s stolen certificate (see
+/// `stele-node`'s Raft service: simulation builds only).
+pub fn stolen<T>(request: &mut tonic::Request<T>, node: u64) {
+    request.metadata_mut().insert(
+        "x-stele-sim-stolen-node",
+        node.to_string().parse().expect("digits"),
+    );
 }
 
 fn adversarial(load: &Workload, version: &Version, attack: &'static str) {
@@ -243,14 +253,15 @@ async fn forged_snapshot(load: &mut Workload) {
         .filter(|m| m.voter)
         .map(|m| m.id)
         .collect();
-    let nodes: BTreeMap<u64, BasicNode> = status
+    let nodes: BTreeMap<u64, MemberAddrs> = status
         .members
         .iter()
         .map(|m| {
             (
                 m.id,
-                BasicNode {
+                MemberAddrs {
                     addr: m.addr.clone(),
+                    peer_addr: m.peer_addr.clone(),
                 },
             )
         })
@@ -283,10 +294,13 @@ async fn forged_snapshot(load: &mut Workload) {
         header_json: serde_json::to_vec(&(vote, meta)).expect("serializes"),
         data,
     };
-    // The Raft transport is no client's to offer: the forger dials it.
-    let mut raft = RaftClient::new(crate::net::channel(client.endpoint()).expect("an address"));
+    // The Raft transport is no client's to offer: the forger dials the
+    // peer port, holding the leader's stolen certificate.
+    let mut raft =
+        RaftClient::new(crate::net::channel(&crate::net::peer_addr(victim)).expect("an address"));
     let mut offer = tonic::Request::new(futures::stream::iter([chunk]));
     offer.set_timeout(client.timeout());
+    stolen(&mut offer, leader);
     let reply = raft.install_snapshot(offer).await;
     let result = match reply {
         Ok(reply) if reply.get_ref().error.is_empty() => {
@@ -303,4 +317,178 @@ async fn forged_snapshot(load: &mut Workload) {
         "forged-snapshot of {what} to node={victim} holding {held}: {result}"
     ));
     load.history.count(format!("forged-snapshot: {result}"));
+}
+
+/// What a member whose certificate was stolen sends on the Raft transport,
+/// and what the Raft guard must refuse before openraft sees it: a term over
+/// the bound (openraft's term would wrap at the next election), the
+/// leader's vote from another member's certificate, an entry of the
+/// leader's term under another member's vote (openraft would take the real
+/// entry at that position as present), a snapshot ending far past anything
+/// committed. Also an age near 2^64 under the leader's own certificate:
+/// accepted, and no evidence (the checkers see a node stale for an hour).
+async fn forged_raft(load: &mut Workload) {
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use stele_store::{Entry, TypeConfig, Vote};
+    let (victim, client) = load.any_client();
+    let Ok(status) = client.status(StatusRequest { local_only: true }).await else {
+        return;
+    };
+    let Some(leader) = status.leader.filter(|l| *l != victim) else {
+        return;
+    };
+    let Some((vote, last)) = load.observed.log_position(victim) else {
+        return;
+    };
+    let term = vote.leader_id().get_term();
+    let members: Vec<u64> = load.current_members().collect();
+    let Some(&thief) = members.iter().find(|m| **m != leader && **m != victim) else {
+        return;
+    };
+    let next = LogId::new(CommittedLeaderId::new(term, leader), last.index + 1);
+    let heartbeat = |vote: Vote| AppendEntriesRequest::<TypeConfig> {
+        vote,
+        prev_log_id: None,
+        leader_commit: None,
+        entries: Vec::new(),
+    };
+    let kind = load.rng.gen_range(0..5);
+    let (what, sender, rpc, age) = match kind {
+        0 => (
+            "a term over the bound",
+            thief,
+            heartbeat(Vote::new_committed(
+                u64::MAX - load.rng.gen_range(0..2),
+                thief,
+            )),
+            None,
+        ),
+        1 => {
+            let mut rpc = heartbeat(vote);
+            rpc.prev_log_id = Some(last);
+            rpc.entries = vec![Entry {
+                log_id: next,
+                payload: EntryPayload::Blank,
+            }];
+            ("the leader's vote from another member", thief, rpc, None)
+        }
+        2 => {
+            let mut rpc = heartbeat(Vote::new_committed(term, thief));
+            rpc.prev_log_id = Some(last);
+            rpc.entries = vec![Entry {
+                log_id: next,
+                payload: EntryPayload::Blank,
+            }];
+            (
+                "an entry of the leader's term under another vote",
+                thief,
+                rpc,
+                None,
+            )
+        }
+        3 => (
+            "an age near 2^64",
+            leader,
+            heartbeat(vote),
+            Some(u64::MAX - 3_600_000),
+        ),
+        _ => {
+            forged_snapshot_position(load, victim, leader, vote, last).await;
+            return;
+        }
+    };
+    let mut raft =
+        RaftClient::new(crate::net::channel(&crate::net::peer_addr(victim)).expect("an address"));
+    let mut request = tonic::Request::new(stele_proto::v1::RaftRequest {
+        json: serde_json::to_vec(&rpc).expect("serializes"),
+        quorum_ack_age_ms: age,
+        ..Default::default()
+    });
+    request.set_timeout(client.timeout());
+    stolen(&mut request, sender);
+    let reply = raft.append_entries(request).await;
+    let refused = match &reply {
+        Err(status) => !matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable | tonic::Code::Cancelled
+        ),
+        Ok(_) => false,
+    };
+    let must_refuse = kind != 3;
+    if must_refuse && reply.is_ok() {
+        load.history.violation(
+            "6 raft guard",
+            format!("node {victim} passed {what} (sent as node {sender}) to Raft"),
+        );
+    }
+    let result = match (&reply, refused) {
+        (Ok(_), _) => "accepted",
+        (Err(_), true) => "refused",
+        (Err(_), false) => "not delivered",
+    };
+    load.history.event(format!(
+        "forged-raft {what} to node={victim} as node={sender}: {result}"
+    ));
+    load.history.count(format!("forged-raft {what}: {result}"));
+}
+
+/// A snapshot under the leader's vote (its certificate stolen) whose
+/// metadata claims a position far past anything committed, its data
+/// agreeing: the commit bound refuses it.
+async fn forged_snapshot_position(
+    load: &mut Workload,
+    victim: u64,
+    leader: u64,
+    vote: stele_store::Vote,
+    last: LogId,
+) {
+    let prefix: Vec<_> = load.book.versions().cloned().collect();
+    if prefix.is_empty() {
+        return;
+    }
+    let bundles: BTreeMap<Hash, stele_ledger::BundleFiles> = prefix
+        .iter()
+        .map(|(v, b)| (v.header.bundle_digest, b.clone()))
+        .collect();
+    let log_id = LogId::new(last.leader_id, 1 << 40);
+    let position = stele_store::snapshot::Position {
+        last_log_id: Some(log_id),
+        last_membership: Default::default(),
+    };
+    let Ok(data) = stele_store::snapshot::encode(
+        prefix.iter().map(|(v, _)| v),
+        |digest| Ok(bundles[digest].clone()),
+        &[],
+        0,
+        &position,
+    ) else {
+        return;
+    };
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id),
+        last_membership: Default::default(),
+        snapshot_id: "stele-sim-far-ahead".into(),
+    };
+    let chunk = SnapshotChunk {
+        header_json: serde_json::to_vec(&(vote, meta)).expect("serializes"),
+        data,
+    };
+    let mut raft =
+        RaftClient::new(crate::net::channel(&crate::net::peer_addr(victim)).expect("an address"));
+    let mut offer = tonic::Request::new(futures::stream::iter([chunk]));
+    offer.set_timeout(load.client(victim).timeout());
+    stolen(&mut offer, leader);
+    let reply = raft.install_snapshot(offer).await;
+    if let Ok(reply) = &reply
+        && reply.get_ref().error.is_empty()
+    {
+        load.history.violation(
+            "6 raft guard",
+            format!("node {victim} passed a snapshot ending at index 2^40 to Raft"),
+        );
+    }
+    let result = if reply.is_ok() { "answered" } else { "refused" };
+    load.history
+        .count(format!("forged-raft a snapshot far ahead: {result}"));
 }

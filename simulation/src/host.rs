@@ -142,7 +142,7 @@ impl Observed {
         self.lock().remove(&id);
     }
 
-    fn record(&self, id: u64, metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>) {
+    fn record(&self, id: u64, metrics: &openraft::RaftMetrics<u64, stele_store::MemberAddrs>) {
         let voted = metrics.vote.leader_id();
         let position = match (metrics.last_log_index, voted.voted_for()) {
             (Some(last), Some(node)) if metrics.vote.is_committed() => Some(LogId::new(
@@ -167,8 +167,12 @@ pub fn config(id: u64, data_dir: PathBuf) -> NodeConfig {
         format!("0.0.0.0:{}", net::PORT)
             .parse()
             .expect("an address"),
+        format!("0.0.0.0:{}", net::PEER_PORT)
+            .parse()
+            .expect("an address"),
     );
     config.advertise = Some(net::addr(id));
+    config.peer_advertise = Some(net::peer_addr(id));
     config.max_staleness = MAX_STALENESS;
     config.pending_ttl = Duration::from_secs(10);
     config.min_version_wait = Duration::from_millis(500);
@@ -256,7 +260,8 @@ pub async fn run(
             observed.record(id, &current);
         }
     });
-    let incoming = net::incoming().await?;
-    node.serve(incoming, std::future::pending()).await?;
+    let clients = net::incoming(net::PORT).await?;
+    let peers = net::incoming(net::PEER_PORT).await?;
+    node.serve(clients, peers, std::future::pending()).await?;
     Ok(())
 }

@@ -144,6 +144,11 @@ impl Workload {
         (node, self.client(node).clone())
     }
 
+    /// The cluster's members now (voters and learners).
+    pub fn current_members(&self) -> impl Iterator<Item = u64> + '_ {
+        self.members.iter().copied()
+    }
+
     /// The leader, as a member reports it.
     async fn leader(&mut self) -> Option<u64> {
         let (_, client) = self.any_client();
@@ -187,6 +192,7 @@ impl Workload {
             .map(|id| Member {
                 id,
                 addr: net::addr(id),
+                peer_addr: net::peer_addr(id),
             })
             .collect();
         loop {
@@ -401,6 +407,7 @@ impl Workload {
                         member: Some(Member {
                             id,
                             addr: net::addr(id),
+                            peer_addr: net::peer_addr(id),
                         }),
                     })
                     .await

@@ -178,8 +178,9 @@ async fn callers(args: &BenchCheckArgs, requests: &[CheckRequest]) -> Result<Vec
         Some(addr) => {
             let bodies = Arc::new(requests.iter().map(evaluation_body).collect::<Vec<_>>());
             let mut callers = Vec::with_capacity(args.concurrency);
+            let tls = crate::remote::client_tls()?;
             for _ in 0..args.concurrency {
-                let caller = HttpCaller::connect(addr, args.remote.timeout)
+                let caller = HttpCaller::connect(addr, args.remote.timeout, tls.clone())
                     .await
                     .map_err(|e| Failure::new(Code::Unavailable, e))?;
                 callers.push(Caller::Http {

@@ -23,8 +23,12 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                 .iter()
                 .map(|m| parse_member(m))
                 .collect::<Result<Vec<_>>>()?;
-            check_members(members.iter().map(|m| (m.id, m.addr.as_str())))
-                .map_err(|e| Failure::usage(e.to_string()))?;
+            check_members(
+                members
+                    .iter()
+                    .map(|m| (m.id, m.addr.as_str(), m.peer_addr.as_str())),
+            )
+            .map_err(|e| Failure::usage(e.to_string()))?;
             let endpoint = endpoint.unwrap_or_else(|| members[0].addr.clone());
             let client = connect(&endpoint, timeout)?;
             let reply = call(client.init(InitRequest { members }))?;
@@ -70,6 +74,7 @@ fn status_json(status: &StatusResponse) -> serde_json::Value {
             json!({
                 "id": m.id,
                 "addr": m.addr,
+                "peer_addr": m.peer_addr,
                 "role": m.role,
                 "voter": m.voter,
                 "applied_seq": m.applied_seq,
@@ -141,17 +146,23 @@ fn change(
 }
 
 fn parse_member(text: &str) -> Result<Member> {
-    let (id, addr) = text
+    let shape =
+        "a member is ID=HOST:PORT,PEER_HOST:PEER_PORT (its client address, then its peer address)";
+    let (id, addrs) = text
         .split_once('=')
-        .ok_or_else(|| Failure::usage(format!("{text:?}: a member is ID=HOST:PORT")))?;
+        .ok_or_else(|| Failure::usage(format!("{text:?}: {shape}")))?;
+    let (addr, peer_addr) = addrs
+        .split_once(',')
+        .ok_or_else(|| Failure::usage(format!("{text:?}: {shape}")))?;
     let id: u64 =
         id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
             Failure::usage(format!("{text:?}: the id must be a positive integer"))
         })?;
-    check_member(id, addr).map_err(|e| Failure::usage(e.to_string()))?;
+    check_member(id, addr, peer_addr).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(Member {
         id,
         addr: addr.to_string(),
+        peer_addr: peer_addr.to_string(),
     })
 }
 
@@ -159,7 +170,7 @@ fn print_membership(out: Output, membership: &MembershipResponse, what: &str) {
     let list = |members: &[Member]| -> Vec<serde_json::Value> {
         members
             .iter()
-            .map(|m| json!({"id": m.id, "addr": m.addr}))
+            .map(|m| json!({"id": m.id, "addr": m.addr, "peer_addr": m.peer_addr}))
             .collect()
     };
     let value =
@@ -168,7 +179,7 @@ fn print_membership(out: Output, membership: &MembershipResponse, what: &str) {
         let names = |members: &[Member]| {
             members
                 .iter()
-                .map(|m| format!("{}={}", m.id, m.addr))
+                .map(|m| format!("{}={},{}", m.id, m.addr, m.peer_addr))
                 .collect::<Vec<_>>()
                 .join(", ")
         };

@@ -12,19 +12,29 @@ use stele_client::Client;
 use stele_ledger::{Proposal, SecretKey, TrustSet};
 use stele_proto::v1::{InitRequest, Member, StatusRequest};
 
+use super::certs;
 use super::keygen::{public_path, write_key_pair};
 use super::ledger::{genesis_header, signed};
 use super::node::shutdown_signal;
-use crate::cli::{About, DevArgs};
+use crate::cli::{About, DevArgs, IssueArgs};
 use crate::example_bundle::zero_trust;
 use crate::failure::{Code, Failure, Result};
 use crate::files::load_secret_key;
 use crate::output::Output;
-use crate::remote::{block_on, connect};
+use crate::remote::{block_on, connect_with};
 
 const NODES: u64 = 3;
 /// Node i serves HTTP at --base-port + this + i.
 const HTTP_PORT_OFFSET: u64 = 100;
+/// Node i's peer (Raft) port is --base-port + this + i.
+const PEER_PORT_OFFSET: u64 = 200;
+/// The client certificates `stele dev` issues: the operator's, with every
+/// role, and one for each role alone.
+const CLIENTS: [(&str, &[stele_tls::Role]); 3] = [
+    ("operator", &stele_tls::Role::ALL),
+    ("reader", &[stele_tls::Role::Reader]),
+    ("decide", &[stele_tls::Role::Decide]),
+];
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The node processes; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -48,7 +58,7 @@ impl Drop for Nodes {
 }
 
 pub fn run(out: Output, args: DevArgs) -> Result<()> {
-    let last_port = u64::from(args.base_port) + HTTP_PORT_OFFSET + NODES - 1;
+    let last_port = u64::from(args.base_port) + PEER_PORT_OFFSET + NODES - 1;
     if last_port > u64::from(u16::MAX) {
         return Err(Failure::usage(format!(
             "--base-port {}: the {NODES} nodes need ports up to {last_port}, past 65535",
@@ -57,6 +67,7 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
     }
     fs::create_dir_all(&args.dir).map_err(|e| Failure::io(&args.dir, e))?;
     let dir = fs::canonicalize(&args.dir).map_err(|e| Failure::io(&args.dir, e))?;
+    let tls = tls_dir(&dir)?;
     let keys = approver_keys(&dir)?;
     write_example(&dir.join("bundle"))?;
     let exe = std::env::current_exe()
@@ -67,24 +78,34 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
     let http_addrs: Vec<String> = (0..NODES)
         .map(|i| format!("127.0.0.1:{}", args.base_port as u64 + HTTP_PORT_OFFSET + i))
         .collect();
+    let peer_addrs: Vec<String> = (0..NODES)
+        .map(|i| format!("127.0.0.1:{}", args.base_port as u64 + PEER_PORT_OFFSET + i))
+        .collect();
     let mut nodes = Nodes(Vec::new());
-    for (i, (addr, http)) in addrs.iter().zip(&http_addrs).enumerate() {
-        let node = spawn_node(&exe, &dir, i as u64 + 1, addr, http, args.no_decision_log)?;
+    for i in 0..NODES as usize {
+        let ports = Ports {
+            addr: &addrs[i],
+            peer: &peer_addrs[i],
+            http: &http_addrs[i],
+        };
+        let node = spawn_node(&exe, &dir, i as u64 + 1, &ports, args.no_decision_log)?;
         nodes.0.push(node);
     }
+    let transport = operator_transport(&tls)?;
     let clients: Vec<Client> = addrs
         .iter()
-        .map(|addr| connect(addr, Duration::from_secs(5)))
+        .map(|addr| connect_with(addr, &transport, Duration::from_secs(5)))
         .collect::<Result<_>>()?;
     let head = block_on(async {
         for (i, client) in clients.iter().enumerate() {
             wait_until_up(client, &mut nodes, i, &dir).await?;
         }
-        bootstrap(&clients[0], &addrs).await?;
+        bootstrap(&clients[0], &addrs, &peer_addrs).await?;
         ensure_genesis(&clients[0], &keys).await?;
         wait_all_serving(&clients).await
     })?;
-    print_next_steps(out, &dir, &addrs, &http_addrs, &keys, head);
+    let env_file = write_env(&dir, &tls, &addrs[0])?;
+    print_next_steps(out, &dir, &env_file, &addrs, &http_addrs, &keys, head);
     block_on(async {
         shutdown_signal().await;
         Ok(())
@@ -95,6 +116,79 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
     );
     drop(nodes);
     Ok(())
+}
+
+/// DIR/tls: the CA, a certificate for each node (for 127.0.0.1 and
+/// localhost), and the client certificates, made on the first run. A DIR
+/// that holds nodes but no tls/ was made by a stele without TLS: refused.
+fn tls_dir(dir: &Path) -> Result<PathBuf> {
+    let tls = dir.join("tls");
+    if !tls.exists() && dir.join("node1").exists() {
+        return Err(Failure::usage(format!(
+            "{} was made by an older stele, without TLS (it has nodes but no tls/): delete it (`rm -rf {}`) or give another --dir",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let issue = IssueArgs {
+        valid_for: stele_tls::issue::LEAF_VALIDITY,
+        reuse_key: false,
+    };
+    if !tls.join(certs::CA_CERT).exists() {
+        certs::init(&tls, "stele dev CA")?;
+    }
+    let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+    for id in 1..=NODES {
+        if !tls.join(format!("node-{id}.pem")).exists() {
+            certs::node(&tls, id, &hosts, &issue)?;
+        }
+    }
+    for (name, roles) in CLIENTS {
+        if !tls.join(format!("{name}.pem")).exists() {
+            certs::client(&tls, name, roles, &issue)?;
+        }
+    }
+    Ok(tls)
+}
+
+/// The files of the client certificate `name` under `tls`.
+fn client_files(tls: &Path, name: &str) -> stele_tls::TlsFiles {
+    stele_tls::TlsFiles {
+        ca: tls.join(certs::CA_CERT),
+        cert: tls.join(format!("{name}.pem")),
+        key: tls.join(format!("{name}.key")),
+    }
+}
+
+/// How `stele dev` itself calls the nodes: as the operator.
+fn operator_transport(tls: &Path) -> Result<stele_client::Transport> {
+    let loaded = client_files(tls, "operator")
+        .load()
+        .map_err(|e| Failure::new(Code::Io, e.to_string()))?;
+    let config = loaded
+        .client_config()
+        .map_err(|e| Failure::new(Code::Io, e.to_string()))?;
+    Ok(stele_client::Transport::Tls(config))
+}
+
+/// DIR/stele.env: `source` it and every `stele` command reaches the
+/// cluster as the operator.
+fn write_env(dir: &Path, tls: &Path, endpoint: &str) -> Result<PathBuf> {
+    let files = client_files(tls, "operator");
+    let quote = |path: &Path| format!("'{}'", path.display().to_string().replace('\'', "'\\''"));
+    let text = format!(
+        "# Written by `stele dev`: `source` this file to talk to its cluster as the operator.\n\
+         export STELE_ENDPOINT={endpoint}\n\
+         export STELE_TLS_CA={}\n\
+         export STELE_TLS_CERT={}\n\
+         export STELE_TLS_KEY={}\n",
+        quote(&files.ca),
+        quote(&files.cert),
+        quote(&files.key),
+    );
+    let path = dir.join("stele.env");
+    crate::files::replace(&path, text.as_bytes(), 0o644)?;
+    Ok(path)
 }
 
 /// Secret keys approver1..3 under DIR/keys, created on the first run.
@@ -127,14 +221,21 @@ fn write_example(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A node's three addresses.
+struct Ports<'a> {
+    addr: &'a str,
+    peer: &'a str,
+    http: &'a str,
+}
+
 fn spawn_node(
     exe: &Path,
     dir: &Path,
     id: u64,
-    addr: &str,
-    http: &str,
+    ports: &Ports,
     no_decision_log: bool,
 ) -> Result<Child> {
+    let tls = dir.join("tls");
     let log_path = dir.join(format!("node{id}.log"));
     let log = fs::OpenOptions::new()
         .create(true)
@@ -148,10 +249,18 @@ fn spawn_node(
             "--id",
             &id.to_string(),
             "--listen",
-            addr,
+            ports.addr,
+            "--peer-listen",
+            ports.peer,
             "--http",
-            http,
+            ports.http,
         ])
+        .arg("--tls-ca")
+        .arg(tls.join(certs::CA_CERT))
+        .arg("--tls-cert")
+        .arg(tls.join(format!("node-{id}.pem")))
+        .arg("--tls-key")
+        .arg(tls.join(format!("node-{id}.key")))
         .args(no_decision_log.then_some("--no-decision-log"))
         .arg("--data")
         .arg(dir.join(format!("node{id}")))
@@ -210,13 +319,15 @@ async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &P
 
 /// Initializes the cluster (a cluster that already is answers
 /// `already_exists`, which is fine) and waits for a leader.
-async fn bootstrap(client: &Client, addrs: &[String]) -> Result<()> {
+async fn bootstrap(client: &Client, addrs: &[String], peer_addrs: &[String]) -> Result<()> {
     let members = addrs
         .iter()
+        .zip(peer_addrs)
         .enumerate()
-        .map(|(i, addr)| Member {
+        .map(|(i, (addr, peer_addr))| Member {
             id: i as u64 + 1,
             addr: addr.clone(),
+            peer_addr: peer_addr.clone(),
         })
         .collect();
     if let Err(error) = client.init(InitRequest { members }).await
@@ -290,6 +401,7 @@ async fn wait_all_serving(clients: &[Client]) -> Result<(u64, String)> {
 fn print_next_steps(
     out: Output,
     dir: &Path,
+    env_file: &Path,
     addrs: &[String],
     http_addrs: &[String],
     keys: &[PathBuf],
@@ -298,6 +410,8 @@ fn print_next_steps(
     let stele = std::env::args().next().unwrap_or_else(|| "stele".into());
     let value = json!({
         "dir": dir,
+        "env_file": env_file,
+        "tls_dir": dir.join("tls"),
         "endpoints": addrs,
         "http_endpoints": http_addrs,
         "approver_keys": keys,
@@ -311,13 +425,15 @@ fn print_next_steps(
             text.push_str(&format!("  node {}  gRPC {addr}  HTTP {http}   log: {}\n", i + 1, dir.join(format!("node{}.log", i + 1)).display()));
         }
         text.push_str(&format!("\n  approver keys (any 2 of 3 sign): {}/keys/approver{{1,2,3}}\n", dir.display()));
-        text.push_str(&format!("  an editable copy of the genesis bundle: {}/bundle\n\n", dir.display()));
+        text.push_str(&format!("  an editable copy of the genesis bundle: {}/bundle\n", dir.display()));
+        text.push_str(&format!("  TLS: the CA, node and client certificates (operator: every role; reader; decide) in {}/tls\n\n", dir.display()));
         let d = dir.display();
+        let t = format!("{d}/tls");
         let a2 = &addrs[1];
         let a3 = &addrs[2];
         text.push_str(&format!(
             "Try, in another terminal:\n\
-             \n  export STELE_ENDPOINT={}\n\
+             \n  source {env}\n\
              \n  {stele} cluster status\
              \n  {stele} check --endpoint {a2} --principal 'User::\"erin\"' --action 'Action::\"ssh\"' \\\
              \n      --resource 'Server::\"prod-web-1\"' \\\
@@ -329,12 +445,12 @@ fn print_next_steps(
              \n  {stele} log\
              \n  {stele} diff 1 2\
              \n  {stele} export --out ledger.l && {stele} ledger verify ledger.l\
-             \n  curl -s http://{h1}/access/v1/evaluation -d '{{\"subject\":{{\"type\":\"User\",\"id\":\"erin\"}},\"action\":{{\"name\":\"ssh\"}},\
+             \n  curl -s --cacert {t}/ca.pem --cert {t}/decide.pem --key {t}/decide.key https://{h1}/access/v1/evaluation -d '{{\"subject\":{{\"type\":\"User\",\"id\":\"erin\"}},\"action\":{{\"name\":\"ssh\"}},\
              \"resource\":{{\"type\":\"Server\",\"id\":\"prod-web-1\"}},\
              \"context\":{{\"network_zone\":\"vpn\",\"device\":{{\"managed\":true,\"disk_encrypted\":true,\"os_patch_age_days\":3}},\"mfa_age_seconds\":60}}}}'\
-             \n  curl -s http://{h1}/metrics\n\
+             \n  curl -s --cacert {t}/ca.pem --cert {t}/reader.pem --key {t}/reader.key https://{h1}/metrics\n\
              \nCtrl-C stops the cluster; `{stele} dev --dir {d}` resumes it.",
-            addrs[0],
+            env = env_file.display(),
             h1 = http_addrs[0],
         ));
         text

@@ -96,16 +96,45 @@ pub struct HttpCaller {
 }
 
 impl HttpCaller {
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<HttpCaller, String> {
+    /// A keep-alive connection to `addr`: over TLS with `tls` (the node's
+    /// host name checked, this client's certificate presented), else
+    /// plaintext.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<HttpCaller, String> {
         let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| format!("{addr}: no connection within {timeout:?}"))?
             .map_err(|e| format!("{addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        tokio::spawn(connection);
+        let sender = match tls {
+            None => {
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(|e| format!("{addr}: {e}"))?;
+                tokio::spawn(connection);
+                sender
+            }
+            Some(config) => {
+                let mut config = (*config).clone();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("{addr}: TLS: {e}"))?;
+                let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(|e| format!("{addr}: {e}"))?;
+                tokio::spawn(connection);
+                sender
+            }
+        };
         Ok(HttpCaller {
             host: addr.to_string(),
             sender,

@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod bundle;
+mod certs;
 mod check;
 mod cluster;
 mod describe;
@@ -42,5 +43,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dev(args) => dev::run(out, args),
         Command::Bench(command) => bench::run(out, command),
         Command::Audit(command) => audit::run(out, command),
+        Command::Certs(command) => certs::run(out, command),
     }
 }

@@ -1,7 +1,7 @@
 //! `stele node`: run one node until SIGTERM or Ctrl-C.
 
 use stele_audit::{LogConfig, WhenFull};
-use stele_node::{NodeConfig, OnStale};
+use stele_node::{NodeConfig, OnStale, Transport};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{NodeArgs, OnStaleArg, WhenFullArg};
@@ -38,8 +38,12 @@ pub fn run(args: NodeArgs) -> Result<()> {
 }
 
 fn config(args: &NodeArgs) -> Result<NodeConfig> {
-    let placeholder = "127.0.0.1:7001".parse().expect("a valid address");
-    let mut config = NodeConfig::new(0, Default::default(), placeholder);
+    let listen = "127.0.0.1:7001".parse().expect("a valid address");
+    let peer_listen = "127.0.0.1:7401".parse().expect("a valid address");
+    let mut config = NodeConfig::new(0, Default::default(), listen, peer_listen);
+    // Unless the file or the flags choose TLS files or plaintext, the node
+    // refuses to start: TLS is never off by omission.
+    let mut file_chose_transport = false;
     // On by default, in DATA/decisions (an empty dir), unless the file or
     // --no-decision-log turns it off.
     config.decision_log = Some(LogConfig::new(Default::default()));
@@ -48,6 +52,27 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
         config
             .apply_file(&text)
             .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        file_chose_transport = NodeConfig::file_sets_transport(&text);
+    }
+    let tls = crate::remote::tls_args();
+    let flags_choose = tls.insecure_plaintext
+        || tls.tls_ca.is_some()
+        || tls.tls_cert.is_some()
+        || tls.tls_key.is_some();
+    if flags_choose || !file_chose_transport {
+        config.transport = match crate::remote::tls_files(&tls)? {
+            Some(files) => Transport::Tls(files),
+            None => Transport::InsecurePlaintext,
+        };
+    }
+    if let Some(addr) = args.peer_listen {
+        config.peer_listen = addr;
+    }
+    if let Some(addr) = &args.peer_advertise {
+        config.peer_advertise = Some(addr.clone());
+    }
+    if args.decide_without_certificate {
+        config.decide_requires_certificate = false;
     }
     if let Some(id) = args.id {
         config.id = id;
@@ -89,6 +114,9 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
         );
     }
     apply_decision_log_flags(args, &mut config)?;
+    if let Transport::Tls(files) = &config.transport {
+        check_own_certificate(files, config.id)?;
+    }
     if config.id == 0 {
         return Err(Failure::usage(
             "--id N is required (in flags or the config file)",
@@ -153,4 +181,20 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+}
+
+/// A node's certificate must name the node: a client's certificate (the
+/// operator's, from `source stele.env`, say) would start a node that no
+/// peer accepts.
+fn check_own_certificate(files: &stele_node::TlsFiles, id: u64) -> Result<()> {
+    let pem = std::fs::read_to_string(&files.cert).map_err(|e| Failure::io(&files.cert, e))?;
+    let names = stele_tls::issue::names(&pem)
+        .map_err(|e| Failure::usage(format!("--tls-cert {}: {e}", files.cert.display())))?;
+    if id != 0 && names.node != Some(id) {
+        return Err(Failure::usage(format!(
+            "--tls-cert {} is the certificate of {names}, not node {id}'s: give this node's own (`stele certs node DIR --id {id} --host ...`)",
+            files.cert.display()
+        )));
+    }
+    Ok(())
 }

@@ -9,7 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::http::Http;
 use super::{GENESIS_ARGS, Run, copy_dir, example_bundle, stele};
+
+/// The client certificates every test cluster has (in DIR/tls): the
+/// operator's with every role, and one for each role alone.
+pub const CLIENTS: [(&str, &[&str]); 3] = [
+    ("operator", &["operator", "reader", "decide"]),
+    ("reader", &["reader"]),
+    ("decide", &["decide"]),
+];
 
 /// Cluster tests start several processes each: one at a time, so that a
 /// loaded machine does not turn timing into failures.
@@ -40,8 +49,10 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 pub struct NodeProcess {
     pub id: u64,
     pub addr: String,
-    /// Its HTTP API (AuthZEN, health, metrics).
-    pub http: String,
+    /// Its Raft transport (the peer port).
+    pub peer_addr: String,
+    /// Its HTTP API (AuthZEN, health, metrics), called as the operator.
+    pub http: Http,
     pub data: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
@@ -62,6 +73,14 @@ impl Cluster {
         for name in ["a", "b", "c"] {
             stele(dir.path(), &["keygen", "--out", name]).ok();
         }
+        stele(dir.path(), &["certs", "init", "tls"]).ok();
+        for (name, roles) in CLIENTS {
+            let mut args = vec!["certs", "client", "tls", "--name", name];
+            for role in roles {
+                args.extend(["--role", role]);
+            }
+            stele(dir.path(), &args).ok();
+        }
         copy_dir(&example_bundle(), &dir.path().join("bundle"));
         let mut cluster = Cluster {
             dir,
@@ -73,7 +92,7 @@ impl Cluster {
         let members: Vec<String> = cluster
             .nodes
             .iter()
-            .map(|n| format!("{}={}", n.id, n.addr))
+            .map(|n| format!("{}={},{}", n.id, n.addr, n.peer_addr))
             .collect();
         let mut args = vec!["cluster", "init"];
         for member in &members {
@@ -88,21 +107,90 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// The cluster's CA and certificates.
+    pub fn tls(&self) -> PathBuf {
+        self.path().join("tls")
+    }
+
+    /// `--tls-ca/--tls-cert/--tls-key` for the client certificate `name`.
+    pub fn tls_files(&self, name: &str) -> stele_tls::TlsFiles {
+        let tls = self.tls();
+        stele_tls::TlsFiles {
+            ca: tls.join("ca.pem"),
+            cert: tls.join(format!("{name}.pem")),
+            key: tls.join(format!("{name}.key")),
+        }
+    }
+
+    /// `--tls-ca/--tls-cert/--tls-key` for node `id`'s own certificate.
+    pub fn node_tls_args(&self, id: u64) -> Vec<String> {
+        let tls = self.tls();
+        vec![
+            "--tls-ca".into(),
+            tls.join("ca.pem").display().to_string(),
+            "--tls-cert".into(),
+            tls.join(format!("node-{id}.pem")).display().to_string(),
+            "--tls-key".into(),
+            tls.join(format!("node-{id}.key")).display().to_string(),
+        ]
+    }
+
+    /// A gRPC client for node `id` with client certificate `name`. Call
+    /// inside a tokio runtime.
+    pub fn client_as(&self, id: u64, name: &str, timeout: Duration) -> stele_client::Client {
+        stele_tls::install_ring();
+        let config = self
+            .tls_files(name)
+            .load()
+            .unwrap()
+            .client_config()
+            .unwrap();
+        stele_client::Client::connect(
+            &self.node(id).addr,
+            &stele_client::Transport::Tls(config),
+            timeout,
+        )
+        .unwrap()
+    }
+
+    /// The HTTP API of node `id`, called with client certificate `name`.
+    pub fn http_as(&self, id: u64, name: &str) -> Http {
+        Http::tls(&self.node(id).http.addr, &self.tls_files(name))
+    }
+
     /// Starts node `id` (a new one, or again after a stop).
     pub fn launch(&mut self, id: u64, extra: &[&str]) {
         let existing = self.nodes.iter().position(|n| n.id == id);
-        let (addr, http, extra) = match existing {
+        let (addr, peer_addr, http, extra) = match existing {
             Some(i) => (
                 self.nodes[i].addr.clone(),
-                self.nodes[i].http.clone(),
+                self.nodes[i].peer_addr.clone(),
+                self.nodes[i].http.addr.clone(),
                 self.nodes[i].extra.clone(),
             ),
             None => (
                 format!("127.0.0.1:{}", free_port()),
                 format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
                 extra.iter().map(|s| s.to_string()).collect(),
             ),
         };
+        let tls = self.tls();
+        if !tls.join(format!("node-{id}.pem")).exists() {
+            stele(
+                self.path(),
+                &[
+                    "certs",
+                    "node",
+                    "tls",
+                    "--id",
+                    &id.to_string(),
+                    "--host",
+                    "127.0.0.1",
+                ],
+            )
+            .ok();
+        }
         let data = self.path().join(format!("node{id}"));
         let log = self.path().join(format!("node{id}.log"));
         let log_file = std::fs::OpenOptions::new()
@@ -112,7 +200,17 @@ impl Cluster {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_stele"))
             .args(["node", "--id", &id.to_string(), "--listen", &addr])
+            .args(["--peer-listen", &peer_addr])
             .args(["--http", &http])
+            .arg("--tls-ca")
+            .arg(tls.join("ca.pem"))
+            .arg("--tls-cert")
+            .arg(tls.join(format!("node-{id}.pem")))
+            .arg("--tls-key")
+            .arg(tls.join(format!("node-{id}.key")))
+            .env_remove("STELE_TLS_CA")
+            .env_remove("STELE_TLS_CERT")
+            .env_remove("STELE_TLS_KEY")
             .arg("--data")
             .arg(&data)
             .args(&extra)
@@ -124,7 +222,8 @@ impl Cluster {
         let process = NodeProcess {
             id,
             addr: addr.clone(),
-            http,
+            peer_addr,
+            http: Http::tls(&http, &self.tls_files("operator")),
             data,
             log,
             child: Some(child),
@@ -160,10 +259,19 @@ impl Cluster {
     }
 
     pub fn run_at(&self, endpoint: &str, args: &[&str]) -> Run {
+        self.run_as("operator", endpoint, args)
+    }
+
+    /// `stele ARGS` at `endpoint` with client certificate `name`.
+    pub fn run_as(&self, name: &str, endpoint: &str, args: &[&str]) -> Run {
+        let files = self.tls_files(name);
         let output = Command::new(env!("CARGO_BIN_EXE_stele"))
             .args(args)
             .current_dir(self.path())
             .env("STELE_ENDPOINT", endpoint)
+            .env("STELE_TLS_CA", &files.ca)
+            .env("STELE_TLS_CERT", &files.cert)
+            .env("STELE_TLS_KEY", &files.key)
             .env("USER", "tester")
             .stdin(Stdio::null())
             .output()

@@ -1,12 +1,66 @@
-//! A minimal HTTP/1.1 client over a plain socket, for the node's HTTP API:
-//! tests see exactly the bytes exchanged, and can send malformed ones.
+//! A minimal HTTP/1.1 client over TLS (rustls, blocking), for the node's
+//! HTTP API: tests see exactly the bytes exchanged, and can send malformed
+//! ones.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+
+/// A node's HTTP address and the TLS a test calls it with.
+#[derive(Clone)]
+pub struct Http {
+    pub addr: String,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Http {
+    /// Calls `addr` over TLS, trusting `files.ca`, presenting `files`'s
+    /// certificate.
+    pub fn tls(addr: &str, files: &stele_tls::TlsFiles) -> Http {
+        stele_tls::install_ring();
+        let loaded = files.load().unwrap();
+        let mut config = (*loaded.client_config().unwrap()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Http {
+            addr: addr.to_string(),
+            tls: Arc::new(config),
+        }
+    }
+
+    /// The same node, called over TLS without a client certificate.
+    pub fn without_certificate(&self, ca: &std::path::Path) -> Http {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca).unwrap();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Http {
+            addr: self.addr.clone(),
+            tls: Arc::new(config),
+        }
+    }
+
+    /// A TLS connection to the node, handshake done.
+    pub fn connect(&self) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        let socket = TcpStream::connect(&self.addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let connection = rustls::ClientConnection::new(self.tls.clone(), name).unwrap();
+        rustls::StreamOwned::new(connection, socket)
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
 
 pub struct Reply {
     pub status: u16,
@@ -31,16 +85,14 @@ impl Reply {
 
 /// Sends one request (`Connection: close`) and reads the whole reply.
 pub fn request(
-    addr: &str,
+    to: &Http,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let addr = &to.addr;
+    let mut stream = to.connect();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -63,9 +115,9 @@ pub fn request(
     parse(&raw)
 }
 
-pub fn post(addr: &str, path: &str, body: &Value) -> Reply {
+pub fn post(to: &Http, path: &str, body: &Value) -> Reply {
     request(
-        addr,
+        to,
         "POST",
         path,
         &[("Content-Type", "application/json")],
@@ -73,8 +125,8 @@ pub fn post(addr: &str, path: &str, body: &Value) -> Reply {
     )
 }
 
-pub fn get(addr: &str, path: &str) -> Reply {
-    request(addr, "GET", path, &[], b"")
+pub fn get(to: &Http, path: &str) -> Reply {
+    request(to, "GET", path, &[], b"")
 }
 
 fn parse(raw: &[u8]) -> Reply {

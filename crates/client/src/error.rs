@@ -25,10 +25,13 @@ pub enum Error {
     /// Nothing answered, or the node could not serve the call and gave no
     /// reason (no connection, a node that is stopping, a leader that lost
     /// its leadership mid-write).
-    #[error("{endpoint}: unavailable: {}", status.message())]
+    #[error("{endpoint}: unavailable: {}{cause}", status.message())]
     Unavailable {
         endpoint: String,
         status: tonic::Status,
+        /// What the transport said underneath (a refused connection, a
+        /// failed TLS handshake), when anything.
+        cause: String,
     },
     /// The node answered with an error: its typed reason when it gave one.
     #[error("{endpoint}: {}", status.message())]
@@ -53,6 +56,38 @@ pub enum Error {
     },
 }
 
+/// Whether the transport under a status gave up waiting: a connection or
+/// a TLS handshake that got no answer within the deadline (a frozen node
+/// accepts connections and says nothing).
+fn timed_out_underneath(status: &tonic::Status) -> bool {
+    let mut next = std::error::Error::source(status);
+    while let Some(error) = next {
+        let io_timeout = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
+        if io_timeout || error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// The chain of errors under a status, as `: a: b`.
+fn causes(status: &tonic::Status) -> String {
+    let mut out = String::new();
+    let mut next = std::error::Error::source(status);
+    while let Some(error) = next {
+        let text = error.to_string();
+        if !out.contains(&text) && !status.message().contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = error.source();
+    }
+    out
+}
+
 impl Error {
     pub(crate) fn from_status(endpoint: &str, timeout: Duration, status: tonic::Status) -> Error {
         let endpoint = endpoint.to_string();
@@ -63,14 +98,19 @@ impl Error {
         // tonic reports its own client-side deadline as `Cancelled`,
         // "Timeout expired".
         let timed_out = status.code() == Code::DeadlineExceeded
-            || (status.code() == Code::Cancelled && status.message().contains("Timeout expired"));
+            || (status.code() == Code::Cancelled && status.message().contains("Timeout expired"))
+            || timed_out_underneath(&status);
         match (reason, status.code()) {
             (None, _) if timed_out => Error::TimedOut {
                 endpoint,
                 timeout,
                 status,
             },
-            (None, Code::Unavailable) => Error::Unavailable { endpoint, status },
+            (None, Code::Unavailable) => Error::Unavailable {
+                endpoint,
+                cause: causes(&status),
+                status,
+            },
             (reason, _) => Error::Node {
                 endpoint,
                 reason,

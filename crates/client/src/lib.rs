@@ -12,7 +12,9 @@
 //! openraft. It pins one endpoint and never fails over silently.
 
 mod error;
+mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{DOMAIN, Error};
@@ -37,6 +39,10 @@ use tonic::transport::{Channel, Endpoint};
 /// gRPC metadata key marking a request a node already forwarded: the
 /// receiver handles it itself or fails, so a request never loops.
 pub const FORWARDED: &str = "x-stele-forwarded";
+/// gRPC metadata key on a forwarded request: the roles of the caller the
+/// forwarding node acts for, comma-separated. A node honours it only from
+/// another node's certificate.
+pub const FORWARDED_ROLES: &str = "x-stele-forwarded-roles";
 
 /// A connection to one node, pinned: no silent failover.
 #[derive(Clone)]
@@ -44,28 +50,80 @@ pub struct Client {
     endpoint: String,
     channel: Channel,
     timeout: Duration,
-    /// Calls carry [`FORWARDED`]: this is a node forwarding to its leader.
-    forwarded: bool,
+    /// Calls carry [`FORWARDED`] and these [`FORWARDED_ROLES`]: this is a
+    /// node forwarding to its leader.
+    forwarded: Option<String>,
+}
+
+/// How a client reaches nodes.
+#[derive(Clone)]
+pub enum Transport {
+    /// TLS, the default: the node's certificate must be the cluster CA's
+    /// and name the endpoint's host; the client presents its own.
+    Tls(Arc<rustls::ClientConfig>),
+    /// `--insecure-plaintext`: no TLS, for a node that serves none.
+    InsecurePlaintext,
 }
 
 impl Client {
-    /// `endpoint` is `host:port` or `http://host:port`. Nothing is sent until
-    /// the first call.
-    pub fn new(endpoint: &str, timeout: Duration) -> Result<Client, Error> {
-        let url = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
+    /// `endpoint` is `HOST:PORT` or `https://HOST:PORT` (TLS), or, with
+    /// [`Transport::InsecurePlaintext`], `HOST:PORT` or `http://HOST:PORT`.
+    /// A client never falls back from TLS to plaintext. Nothing is sent
+    /// until the first call.
+    pub fn connect(
+        endpoint: &str,
+        transport: &Transport,
+        timeout: Duration,
+    ) -> Result<Client, Error> {
+        let bad = |why: &str| Error::Endpoint {
+            endpoint: endpoint.to_string(),
+            why: why.to_string(),
         };
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| Error::Endpoint {
-                endpoint: endpoint.to_string(),
-                why: e.to_string(),
-            })?
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Client::from_channel(&url, channel, timeout))
+        let (scheme, address) = match endpoint.split_once("://") {
+            Some((scheme, address)) => (Some(scheme), address),
+            None => (None, endpoint),
+        };
+        let tls = match (scheme, transport) {
+            (None | Some("https"), Transport::Tls(config)) => Some(config.clone()),
+            (None | Some("http"), Transport::InsecurePlaintext) => None,
+            (Some("http"), Transport::Tls(_)) => {
+                return Err(bad(
+                    "http:// is plaintext, and this client speaks TLS: give HOST:PORT (TLS), or pass --insecure-plaintext to talk to a node that serves none",
+                ));
+            }
+            (Some("https"), Transport::InsecurePlaintext) => {
+                return Err(bad(
+                    "https:// is TLS, and --insecure-plaintext says not to use it: drop one of them",
+                ));
+            }
+            (Some(_), _) => return Err(bad("the scheme must be https:// or http://")),
+        };
+        let endpoint_builder = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| bad(&e.to_string()))?
+            // Longer than the call's own deadline, which covers connecting
+            // (and the TLS handshake): a node that accepts and never
+            // answers (frozen) is a timeout, not a connection error.
+            .connect_timeout((timeout + Duration::from_secs(1)).min(Duration::from_secs(6)))
+            .tcp_nodelay(true);
+        let channel = match tls {
+            None => endpoint_builder.connect_lazy(),
+            Some(config) => {
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address, |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|_| bad("the host is not a DNS name or an IP address"))?;
+                endpoint_builder.connect_with_connector_lazy(tls::connector(
+                    address.to_string(),
+                    name,
+                    config,
+                    timeout,
+                ))
+            }
+        };
+        Ok(Client::from_channel(endpoint, channel, timeout))
     }
 
     /// A client over a channel opened elsewhere (a node's peer channel, a
@@ -75,7 +133,7 @@ impl Client {
             endpoint: endpoint.to_string(),
             channel,
             timeout,
-            forwarded: false,
+            forwarded: None,
         }
     }
 
@@ -88,11 +146,12 @@ impl Client {
     }
 
     /// This connection as a node forwarding a caller's request uses it:
-    /// each call is marked as forwarded and waits as long as the caller
-    /// said it would (`timeout`).
-    pub fn forwarding(&self, timeout: Duration) -> Client {
+    /// each call is marked as forwarded, names the caller's `roles`
+    /// (comma-separated), and waits as long as the caller said it would
+    /// (`timeout`).
+    pub fn forwarding(&self, timeout: Duration, roles: String) -> Client {
         Client {
-            forwarded: true,
+            forwarded: Some(roles),
             ..self.with_timeout(timeout)
         }
     }
@@ -115,10 +174,12 @@ impl Client {
     /// A request without a deadline (a watch), with the forwarding mark.
     fn untimed<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if self.forwarded {
-            request
-                .metadata_mut()
-                .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        if let Some(roles) = &self.forwarded {
+            let metadata = request.metadata_mut();
+            metadata.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+            if let Ok(roles) = roles.parse() {
+                metadata.insert(FORWARDED_ROLES, roles);
+            }
         }
         request
     }

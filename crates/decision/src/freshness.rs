@@ -58,19 +58,49 @@ impl Freshness {
 
     /// Records evidence of being current as of `age` ago, usable once this
     /// node has applied the log up to `commit` (the leader's commit index
-    /// when it gave the evidence; `None` when nothing was committed).
+    /// when it gave the evidence; `None` when nothing was committed). A
+    /// leader's own evidence.
     ///
-    /// The age and commit come from a peer: evidence older than
+    /// The age and commit may come from a peer: evidence older than
     /// `max_staleness` is no evidence at all, and nothing here can wrap,
     /// whatever numbers the peer sends.
     pub fn note(&self, age: Duration, commit: Option<u64>) {
-        if age > self.max_staleness {
-            return;
+        if let Some(at) = self.ago(age) {
+            self.note_at(at, commit);
         }
-        let Ok(age_ms) = i64::try_from(age.as_millis()) else {
+    }
+
+    /// A follower's evidence: as [`Freshness::note`], but no fresher than
+    /// `echoed_ms` on this node's own clock ([`Freshness::clock_ms`]), the
+    /// moment it sent a reply its leader had received before the quorum
+    /// ack that `age` measures. A message held up in the network carries an
+    /// old echo, and so old evidence, however small its age. An echo from
+    /// this node's future is no evidence.
+    pub fn note_echoed(&self, age: Duration, echoed_ms: u64, commit: Option<u64>) {
+        let (Some(at), Ok(echoed)) = (self.ago(age), i64::try_from(echoed_ms)) else {
             return;
         };
-        let at = self.now_ms().saturating_sub(age_ms);
+        if echoed > self.now_ms() {
+            return;
+        }
+        self.note_at(at.min(echoed), commit);
+    }
+
+    /// This node's freshness clock: milliseconds since it started.
+    pub fn clock_ms(&self) -> u64 {
+        u64::try_from(self.now_ms()).unwrap_or(0)
+    }
+
+    /// The moment `age` ago on this node's clock; `None` past the bound.
+    fn ago(&self, age: Duration) -> Option<i64> {
+        if age > self.max_staleness {
+            return None;
+        }
+        let age_ms = i64::try_from(age.as_millis()).ok()?;
+        Some(self.now_ms().saturating_sub(age_ms))
+    }
+
+    fn note_at(&self, at: i64, commit: Option<u64>) {
         let needed = commit.map_or(0, |index| index.saturating_add(1));
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if needed <= self.applied.load(Ordering::Acquire) {
@@ -175,6 +205,25 @@ mod tests {
         assert_eq!(freshness.age(), Some(Duration::from_millis(100)));
         assert!(freshness.check().is_ok());
         freshness.applied(u64::MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_message_brings_evidence_no_fresher_than_its_echo() {
+        let freshness = Freshness::new(Duration::from_secs(5));
+        advance(1_000).await;
+        let sent = freshness.clock_ms();
+        // Held in the network for 4 s, then delivered with a small age.
+        advance(4_000).await;
+        freshness.note_echoed(Duration::from_millis(100), sent, None);
+        assert_eq!(freshness.age(), Some(Duration::from_secs(4)));
+        // An echo from the future is no evidence.
+        freshness.note_echoed(Duration::ZERO, freshness.clock_ms() + 1_000, None);
+        assert_eq!(freshness.age(), Some(Duration::from_secs(4)));
+        // A fresh round trip: fresh evidence.
+        let sent = freshness.clock_ms();
+        advance(30).await;
+        freshness.note_echoed(Duration::from_millis(10), sent, None);
+        assert_eq!(freshness.age(), Some(Duration::from_millis(30)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState};
+use openraft::{ChangeMembers, ServerState};
 use stele_proto::v1::admin_server::Admin as AdminRpc;
 use stele_proto::v1::{
     AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MemberStatus,
     MembershipResponse, StatusRequest, StatusResponse, change_membership_request,
 };
+use stele_store::MemberAddrs;
 use tonic::{Request, Response, Status};
 
 use crate::members::{check_member, check_members};
@@ -43,6 +44,7 @@ impl AdminService {
             let member = Member {
                 id: *id,
                 addr: node.addr.clone(),
+                peer_addr: node.peer_addr.clone(),
             };
             if voters.contains(id) {
                 response.voters.push(member);
@@ -60,6 +62,7 @@ impl AdminService {
         MemberStatus {
             id: self.node.id(),
             addr: self.node.config.advertise(),
+            peer_addr: self.node.config.peer_advertise(),
             role: role(metrics.state).into(),
             applied_seq: self.node.published.served().as_ref().map(|s| s.head.seq),
             stale: self.node.freshness.check().is_err(),
@@ -82,7 +85,7 @@ impl AdminService {
 
     async fn change(
         &self,
-        changes: ChangeMembers<u64, BasicNode>,
+        changes: ChangeMembers<u64, MemberAddrs>,
     ) -> Result<Response<MembershipResponse>, Status> {
         self.node
             .raft
@@ -99,24 +102,28 @@ impl AdminRpc for AdminService {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        let roles = crate::access::request_roles(&request);
+        let sees_logs = roles.contains(&stele_tls::Role::Reader);
         let metrics = self.node.raft.metrics().borrow().clone();
         let own = self.own_status();
         let mut members = vec![own];
         if !request.get_ref().local_only {
             let membership = metrics.membership_config.membership().clone();
             let voters: BTreeSet<u64> = membership.voter_ids().collect();
-            let others: Vec<(u64, String)> = membership
+            let others: Vec<(u64, MemberAddrs)> = membership
                 .nodes()
                 .filter(|(id, _)| **id != self.node.id())
-                .map(|(id, node)| (*id, node.addr.clone()))
+                .map(|(id, node)| (*id, node.clone()))
                 .collect();
-            let asks = others.into_iter().map(|(id, addr)| {
-                let client = self.node.peer(&addr);
+            let asks = others.into_iter().map(|(id, addrs)| {
+                let client = self.node.peer(id, &addrs.addr);
+                let MemberAddrs { addr, peer_addr } = addrs;
                 let voter = voters.contains(&id);
                 async move {
                     let unreachable = MemberStatus {
                         id,
                         addr: addr.clone(),
+                        peer_addr,
                         role: "unreachable".into(),
                         applied_seq: None,
                         stale: true,
@@ -144,6 +151,17 @@ impl AdminRpc for AdminService {
             members.extend(futures::future::join_all(asks).await);
         }
         members.sort_by_key(|m| m.id);
+        if !sees_logs {
+            // The decide role sees membership (addresses, roles,
+            // readiness), what a client needs to pick a node; the decision
+            // logs' keys and checkpoints are for readers.
+            for member in &mut members {
+                member.log_key.clear();
+                member.log_signed_count = None;
+                member.log_signed_head.clear();
+                member.log_error.clear();
+            }
+        }
         Ok(Response::new(StatusResponse {
             leader: metrics.current_leader,
             term: metrics.current_term,
@@ -157,11 +175,21 @@ impl AdminRpc for AdminService {
         request: Request<InitRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
         let members = request.into_inner().members;
-        check_members(members.iter().map(|m| (m.id, m.addr.as_str())))
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let members: BTreeMap<u64, BasicNode> = members
+        check_members(
+            members
+                .iter()
+                .map(|m| (m.id, m.addr.as_str(), m.peer_addr.as_str())),
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let members: BTreeMap<u64, MemberAddrs> = members
             .into_iter()
-            .map(|m| (m.id, BasicNode { addr: m.addr }))
+            .map(|m| {
+                let addrs = MemberAddrs {
+                    addr: m.addr,
+                    peer_addr: m.peer_addr,
+                };
+                (m.id, addrs)
+            })
             .collect();
         if members.is_empty() {
             return Err(Status::invalid_argument(
@@ -221,14 +249,18 @@ impl AdminService {
         &self,
         request: AddLearnerRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
-        let member = request
-            .member
-            .ok_or_else(|| Status::invalid_argument("the learner's id and address are missing"))?;
-        check_member(member.id, &member.addr)
+        let member = request.member.ok_or_else(|| {
+            Status::invalid_argument("the learner's id and addresses are missing")
+        })?;
+        check_member(member.id, &member.addr, &member.peer_addr)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let addrs = MemberAddrs {
+            addr: member.addr,
+            peer_addr: member.peer_addr,
+        };
         self.node
             .raft
-            .add_learner(member.id, BasicNode { addr: member.addr }, true)
+            .add_learner(member.id, addrs, true)
             .await
             .map_err(|e| Status::failed_precondition(format!("adding the learner failed: {e}")))?;
         Ok(Response::new(self.membership()))

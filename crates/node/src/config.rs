@@ -9,6 +9,7 @@ use serde::Deserialize;
 use stele_audit::{LogConfig, WhenFull};
 pub use stele_decision::OnStale;
 use stele_ledger::Hash;
+pub use stele_tls::TlsFiles;
 use thiserror::Error;
 
 /// Settings that cannot be used: a file that does not parse, a value out
@@ -37,8 +38,19 @@ pub struct NodeConfig {
     /// The address other nodes and clients reach this one at, when it is
     /// not `listen` (see [`NodeConfig::advertise`]).
     pub advertise: Option<String>,
+    /// Where the Raft transport listens: peers only, never clients.
+    pub peer_listen: SocketAddr,
+    /// The address peers reach this node's Raft transport at, when it is
+    /// not `peer_listen`.
+    pub peer_advertise: Option<String>,
     /// Where the HTTP API (AuthZEN, health, metrics) listens; off when `None`.
     pub http: Option<SocketAddr>,
+    /// TLS on every port, or plaintext when explicitly asked for.
+    pub transport: Transport,
+    /// Whether decisions (gRPC Decision, AuthZEN) need a client certificate
+    /// with the `decide` role. On by default; some meshes' enforcement
+    /// points present none.
+    pub decide_requires_certificate: bool,
     /// Longest time without evidence of being current before decisions fail
     /// closed (invariant 6).
     pub max_staleness: Duration,
@@ -58,14 +70,36 @@ pub struct NodeConfig {
     pub decision_log: Option<LogConfig>,
 }
 
+/// How a node's ports are served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Mutual TLS: the cluster CA, and this node's certificate and key.
+    Tls(TlsFiles),
+    /// `--insecure-plaintext`: no TLS, nobody authenticated, every call
+    /// allowed. Only on loopback addresses.
+    InsecurePlaintext,
+}
+
 impl NodeConfig {
-    pub fn new(id: u64, data_dir: PathBuf, listen: SocketAddr) -> NodeConfig {
+    /// Settings with defaults, served in plaintext until
+    /// [`NodeConfig::transport`] says otherwise (`stele node` refuses to
+    /// start without TLS files or `--insecure-plaintext`).
+    pub fn new(
+        id: u64,
+        data_dir: PathBuf,
+        listen: SocketAddr,
+        peer_listen: SocketAddr,
+    ) -> NodeConfig {
         NodeConfig {
             id,
             data_dir,
             listen,
             advertise: None,
+            peer_listen,
+            peer_advertise: None,
             http: None,
+            transport: Transport::InsecurePlaintext,
+            decide_requires_certificate: true,
             max_staleness: Duration::from_secs(5),
             on_stale: OnStale::Fail,
             pending_ttl: Duration::from_secs(24 * 3600),
@@ -96,8 +130,39 @@ impl NodeConfig {
         if let Some(v) = file.advertise {
             self.advertise = Some(v);
         }
+        if let Some(v) = file.peer_listen {
+            self.peer_listen = v.parse().map_err(bad("peer_listen", &v))?;
+        }
+        if let Some(v) = file.peer_advertise {
+            self.peer_advertise = Some(v);
+        }
         if let Some(v) = file.http {
             self.http = Some(v.parse().map_err(bad("http", &v))?);
+        }
+        if let Some(v) = file.decide_requires_certificate {
+            self.decide_requires_certificate = v;
+        }
+        match (
+            file.tls_ca,
+            file.tls_cert,
+            file.tls_key,
+            file.insecure_plaintext,
+        ) {
+            (None, None, None, None | Some(false)) => {}
+            (Some(ca), Some(cert), Some(key), None | Some(false)) => {
+                self.transport = Transport::Tls(TlsFiles { ca, cert, key });
+            }
+            (None, None, None, Some(true)) => self.transport = Transport::InsecurePlaintext,
+            (_, _, _, Some(true)) => {
+                return Err(ConfigError::Invalid(
+                    "tls_ca, tls_cert and tls_key are set, and insecure_plaintext = true: drop one or the other".into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls_ca, tls_cert and tls_key go together: set all three".into(),
+                ));
+            }
         }
         if let Some(v) = file.max_staleness {
             self.max_staleness = duration(&v, "max_staleness")?;
@@ -174,6 +239,17 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Whether a config file chooses the transport (TLS files or
+    /// `insecure_plaintext`); a file that does not parse chooses nothing.
+    pub fn file_sets_transport(text: &str) -> bool {
+        toml::from_str::<FileConfig>(text).is_ok_and(|file| {
+            file.tls_ca.is_some()
+                || file.tls_cert.is_some()
+                || file.tls_key.is_some()
+                || file.insecure_plaintext.is_some()
+        })
+    }
+
     /// Sets the heartbeat interval, keeping election timeouts well above it.
     pub fn set_heartbeat_interval(&mut self, interval: Duration) {
         self.heartbeat_interval = interval;
@@ -188,11 +264,42 @@ impl NodeConfig {
             .unwrap_or_else(|| self.listen.to_string())
     }
 
+    /// The address peers reach this node's Raft transport at.
+    pub fn peer_advertise(&self) -> String {
+        self.peer_advertise
+            .clone()
+            .unwrap_or_else(|| self.peer_listen.to_string())
+    }
+
+    /// Plaintext is for one machine: refused on any address but loopback.
+    pub fn check_plaintext_is_local(&self) -> Result<(), ConfigError> {
+        if self.transport != Transport::InsecurePlaintext {
+            return Ok(());
+        }
+        let listening = [Some(self.listen), Some(self.peer_listen), self.http];
+        match listening
+            .into_iter()
+            .flatten()
+            .find(|a| !a.ip().is_loopback())
+        {
+            Some(addr) => Err(ConfigError::Invalid(format!(
+                "--insecure-plaintext serves without TLS or authentication, so only on loopback addresses; {addr} is not one (give --tls-ca, --tls-cert and --tls-key instead)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the settings fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |why: String| Err(ConfigError::Invalid(why));
         if self.id == 0 {
             return invalid("node ids start at 1".into());
+        }
+        if self.listen == self.peer_listen || Some(self.peer_listen) == self.http {
+            return invalid(format!(
+                "the peer port ({}) must be a port of its own, apart from the client and HTTP ports",
+                self.peer_listen
+            ));
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.election_timeout_min
         {
@@ -232,7 +339,14 @@ struct FileConfig {
     data: Option<PathBuf>,
     listen: Option<String>,
     advertise: Option<String>,
+    peer_listen: Option<String>,
+    peer_advertise: Option<String>,
     http: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_plaintext: Option<bool>,
+    decide_requires_certificate: Option<bool>,
     max_staleness: Option<String>,
     on_stale: Option<OnStale>,
     pending_ttl: Option<String>,
@@ -266,7 +380,12 @@ mod tests {
 
     #[test]
     fn a_file_sets_what_it_names_and_refuses_unknown_keys() {
-        let mut config = NodeConfig::new(1, "d".into(), "127.0.0.1:7001".parse().unwrap());
+        let mut config = NodeConfig::new(
+            1,
+            "d".into(),
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7401".parse().unwrap(),
+        );
         config
             .apply_file("max_staleness = \"2s\"\non_stale = \"serve\"\nsnapshot_every = 10\n")
             .unwrap();
@@ -279,7 +398,12 @@ mod tests {
 
     #[test]
     fn a_file_configures_the_decision_log() {
-        let mut config = NodeConfig::new(1, "d".into(), "127.0.0.1:7001".parse().unwrap());
+        let mut config = NodeConfig::new(
+            1,
+            "d".into(),
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7401".parse().unwrap(),
+        );
         config
             .apply_file("[decision_log]\nevery = 4\nwhen_full = \"drop\"\nrequests = true\nsegment_bytes = 8192\n")
             .unwrap();
@@ -305,8 +429,41 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_only_on_loopback_and_tls_files_all_or_none() {
+        let mut config = NodeConfig::new(
+            1,
+            "d".into(),
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7401".parse().unwrap(),
+        );
+        assert!(config.check_plaintext_is_local().is_ok());
+        config.peer_listen = "0.0.0.0:7401".parse().unwrap();
+        assert!(config.check_plaintext_is_local().is_err());
+        config
+            .apply_file("tls_ca = \"ca.pem\"\ntls_cert = \"n.pem\"\ntls_key = \"n.key\"\n")
+            .unwrap();
+        assert!(matches!(config.transport, Transport::Tls(_)));
+        assert!(config.check_plaintext_is_local().is_ok());
+        assert!(config.apply_file("tls_ca = \"ca.pem\"\n").is_err());
+        assert!(
+            config
+                .apply_file(
+                    "tls_ca = \"a\"\ntls_cert = \"b\"\ntls_key = \"c\"\ninsecure_plaintext = true\n"
+                )
+                .is_err()
+        );
+        config.peer_listen = config.listen;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
     fn staleness_must_exceed_heartbeats() {
-        let mut config = NodeConfig::new(1, "d".into(), "127.0.0.1:7001".parse().unwrap());
+        let mut config = NodeConfig::new(
+            1,
+            "d".into(),
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7401".parse().unwrap(),
+        );
         config.max_staleness = Duration::from_millis(150);
         assert!(config.validate().is_err());
     }

@@ -20,6 +20,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::RollbackTargetMissing
         | Reason::BehindMinVersion => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
+        Reason::PermissionDenied => Code::PermissionDenied,
         Reason::NoLeader | Reason::NoPolicy | Reason::Stale | Reason::DecisionLogUnavailable => {
             Code::Unavailable
         }

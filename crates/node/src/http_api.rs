@@ -26,13 +26,17 @@ use stele_decision::{Ask, Decided, DecisionPath, Session, StaleAnswers, Undecide
 use stele_ledger::limits::json_len;
 use stele_policy::Outcome;
 
+use crate::access::{Need, authorize};
 use crate::authzen::{
     EntityJson, EvaluationJson, EvaluationsJson, Semantic, decision_json, invalid_json,
     refused_json,
 };
-use crate::limits::{MAX_BATCH_REQUESTS, MAX_EXPANDED_BATCH_BYTES, MAX_HTTP_BODY_BYTES};
+use crate::limits::{
+    HTTP_REQUEST_DEADLINE, MAX_BATCH_REQUESTS, MAX_EXPANDED_BATCH_BYTES, MAX_HTTP_BODY_BYTES,
+};
 use crate::metrics::{Gauges, LogGauges};
 use crate::state::NodeState;
+use stele_tls::{Caller, Role};
 
 /// The consistency token: answer only from this version seq or a newer one.
 pub const MIN_VERSION_HEADER: &str = "stele-min-version";
@@ -44,6 +48,7 @@ struct HttpApi {
 }
 
 pub fn router(node: Arc<NodeState>) -> Router {
+    let access = HttpApi { node: node.clone() };
     Router::new()
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
@@ -53,8 +58,75 @@ pub fn router(node: Arc<NodeState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(access, check_access))
+        .layer(middleware::from_fn(within_deadline))
         .layer(middleware::from_fn(echo_request_id))
         .with_state(HttpApi { node })
+}
+
+/// The role each route needs: none for the probes (they present no
+/// certificate), reader for /metrics, decide for AuthZEN.
+fn route_need(path: &str) -> Need {
+    match path {
+        "/healthz" | "/readyz" => Need::Nothing,
+        "/metrics" => Need::AnyOf(&[Role::Reader]),
+        _ if path.starts_with("/access/v1/") || path == "/.well-known/authzen-configuration" => {
+            Need::Decide
+        }
+        _ => Need::Nothing,
+    }
+}
+
+/// Refuses a request whose caller lacks the role its route needs: 403,
+/// naming the role.
+async fn check_access(State(api): State<HttpApi>, request: Request, next: Next) -> Response {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Anonymous);
+    let path = request.uri().path().to_string();
+    let allowed = authorize(
+        &caller,
+        None,
+        route_need(&path),
+        api.node.config.decide_requires_certificate,
+        &format!("request {path}"),
+    );
+    match allowed {
+        Ok(()) => next.run(request).await,
+        Err(denied) => {
+            api.node.metrics.access_denied();
+            tracing::info!("{denied}");
+            ApiError {
+                status: StatusCode::FORBIDDEN,
+                message: denied.to_string(),
+            }
+            .into_response()
+        }
+    }
+}
+
+/// A request that takes longer than the deadline (a body sent a byte at a
+/// time, say) is answered 408 and its connection closed.
+async fn within_deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(HTTP_REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: format!(
+                    "the request did not complete within {}",
+                    humantime::format_duration(HTTP_REQUEST_DEADLINE)
+                ),
+            }
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// The spec's `X-Request-ID`: whatever the caller sent comes back.
@@ -149,9 +221,16 @@ impl HttpApi {
             answers: StaleAnswers::Refused,
         };
         match self.decisions().open(ask).await {
-            Ok(session) => self
-                .decide(&session, evaluation)
-                .or_else(|why| self.undecided_alone(why)),
+            // Cedar runs off the async workers that also drive Raft.
+            Ok(session) => {
+                let mut decided = None;
+                stele_decision::block_in_place(&mut || {
+                    decided = Some(self.decide(&session, evaluation));
+                });
+                decided
+                    .expect("block_in_place runs the closure")
+                    .or_else(|why| self.undecided_alone(why))
+            }
             Err(why) => self.undecided_alone(why),
         }
     }
@@ -362,7 +441,11 @@ async fn configuration(State(api): State<HttpApi>, headers: HeaderMap) -> Respon
             .or_else(|| configured.map(|addr| addr.to_string()))
             .unwrap_or_default(),
     };
-    let base = format!("http://{host}");
+    let scheme = match api.node.config.transport {
+        crate::config::Transport::Tls(_) => "https",
+        crate::config::Transport::InsecurePlaintext => "http",
+    };
+    let base = format!("{scheme}://{host}");
     json_response(
         StatusCode::OK,
         &json!({

@@ -17,6 +17,7 @@ compile_error!(
     "--cfg stele_sim is for simulation builds (scripts/sim), which run nodes without RocksDB"
 );
 
+pub mod access;
 mod admin_service;
 mod authzen;
 pub mod check_wire;
@@ -25,8 +26,11 @@ mod decision_service;
 pub mod dial;
 mod errors;
 mod http_api;
+#[cfg(feature = "rocksdb")]
+mod http_serve;
 mod ledger_service;
 pub mod limits;
+pub mod listener;
 pub mod members;
 pub mod metrics;
 mod network;
@@ -35,7 +39,7 @@ mod raft_service;
 mod server;
 mod state;
 
-pub use config::{ConfigError, NodeConfig, OnStale};
+pub use config::{ConfigError, NodeConfig, OnStale, TlsFiles, Transport};
 #[cfg(feature = "rocksdb")]
 pub use server::run;
 pub use server::{Node, NodeError};

@@ -4,6 +4,15 @@ use stele_ledger::limits::MAX_BUNDLE_BYTES;
 
 pub use stele_proto::MAX_API_MESSAGE_BYTES;
 const _: () = assert!(MAX_API_MESSAGE_BYTES >= 2 * MAX_BUNDLE_BYTES + 1024 * 1024);
+/// Largest Decision message: a batch of requests, each with its context
+/// and entities, not bundles.
+pub const MAX_DECISION_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Most calls (gRPC streams) one connection may have in flight.
+pub const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = 256;
+/// Longest an HTTP request may take to arrive, headers and body.
+pub const HTTP_HEADER_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest an HTTP request may take, from its headers to its answer.
+pub const HTTP_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest Raft message (AppendEntries may carry a few proposals).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 4 * MAX_BUNDLE_BYTES;
 /// What one AppendEntries should carry at most (unless one entry is bigger):

@@ -19,11 +19,28 @@ pub enum MemberError {
     DuplicateId(u64),
     #[error("address {0} is given twice")]
     DuplicateAddress(String),
+    #[error(
+        "member {id}: its client and peer addresses are both {addr}; the Raft transport has a port of its own (--peer-listen)"
+    )]
+    SamePort { id: u64, addr: String },
 }
 
-/// A member: an id from 1, and an address `HOST:PORT` (no scheme; nodes
-/// dial `http://HOST:PORT`).
-pub fn check_member(id: u64, addr: &str) -> Result<(), MemberError> {
+/// A member: an id from 1, a client address and a peer address, each
+/// `HOST:PORT` (no scheme), and not the same.
+pub fn check_member(id: u64, addr: &str, peer_addr: &str) -> Result<(), MemberError> {
+    check_address(id, addr)?;
+    check_address(id, peer_addr)?;
+    if addr == peer_addr {
+        return Err(MemberError::SamePort {
+            id,
+            addr: addr.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// One address of a member: `HOST:PORT`.
+fn check_address(id: u64, addr: &str) -> Result<(), MemberError> {
     let bad = |why: &'static str| {
         Err(MemberError::Member {
             id,
@@ -49,19 +66,22 @@ pub fn check_member(id: u64, addr: &str) -> Result<(), MemberError> {
     Ok(())
 }
 
-/// A whole membership: every member valid, no id or address twice.
+/// A whole membership, as `(id, addr, peer_addr)`: every member valid, no
+/// id or address twice.
 pub fn check_members<'a>(
-    members: impl IntoIterator<Item = (u64, &'a str)>,
+    members: impl IntoIterator<Item = (u64, &'a str, &'a str)>,
 ) -> Result<(), MemberError> {
     let mut ids = BTreeSet::new();
     let mut addrs = BTreeSet::new();
-    for (id, addr) in members {
-        check_member(id, addr)?;
+    for (id, addr, peer_addr) in members {
+        check_member(id, addr, peer_addr)?;
         if !ids.insert(id) {
             return Err(MemberError::DuplicateId(id));
         }
-        if !addrs.insert(addr) {
-            return Err(MemberError::DuplicateAddress(addr.to_string()));
+        for addr in [addr, peer_addr] {
+            if !addrs.insert(addr) {
+                return Err(MemberError::DuplicateAddress(addr.to_string()));
+            }
         }
     }
     Ok(())
@@ -73,9 +93,16 @@ mod tests {
 
     #[test]
     fn members_are_checked_before_they_are_written() {
-        assert!(check_member(1, "127.0.0.1:7001").is_ok());
-        assert!(check_member(2, "node-2.internal:7001").is_ok());
-        assert!(check_member(3, "[::1]:7001").is_ok());
+        assert!(check_member(1, "127.0.0.1:7001", "127.0.0.1:7401").is_ok());
+        assert!(check_member(2, "node-2.internal:7001", "node-2.internal:7401").is_ok());
+        assert!(check_member(3, "[::1]:7001", "[::1]:7401").is_ok());
+        assert_eq!(
+            check_member(1, "a:1", "a:1"),
+            Err(MemberError::SamePort {
+                id: 1,
+                addr: "a:1".into()
+            })
+        );
         for (id, addr) in [
             (0, "127.0.0.1:7001"),
             (1, "http://127.0.0.1:7001"),
@@ -84,10 +111,14 @@ mod tests {
             (1, "127.0.0.1:0"),
             (1, "127.0.0.1:70000"),
         ] {
-            assert!(check_member(id, addr).is_err(), "{id}={addr}");
+            assert!(check_member(id, addr, "p:1").is_err(), "{id}={addr}");
+            if id > 0 {
+                assert!(check_member(id, "p:1", addr).is_err(), "{id}={addr}");
+            }
         }
-        assert!(check_members([(1, "a:1"), (1, "b:1")]).is_err());
-        assert!(check_members([(1, "a:1"), (2, "a:1")]).is_err());
-        assert!(check_members([(1, "a:1"), (2, "b:1")]).is_ok());
+        assert!(check_members([(1, "a:1", "a:2"), (1, "b:1", "b:2")]).is_err());
+        assert!(check_members([(1, "a:1", "a:2"), (2, "a:1", "b:2")]).is_err());
+        assert!(check_members([(1, "a:1", "a:2"), (2, "a:2", "b:2")]).is_err());
+        assert!(check_members([(1, "a:1", "a:2"), (2, "b:1", "b:2")]).is_ok());
     }
 }

@@ -17,9 +17,17 @@ pub struct Metrics {
     proposals: Mutex<BTreeMap<&'static str, u64>>,
     /// Raft messages (and replies) refused before openraft saw them, by check.
     raft_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Calls refused because the caller lacks the role they need.
+    access_denied: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
+    /// One call refused for want of a role.
+    pub fn access_denied(&self) {
+        self.access_denied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// One Raft message or reply refused by a check of the Raft guard
     /// (identity, term, index, log_id, snapshot, stream).
     pub fn raft_refused(&self, check: &'static str) {
@@ -66,6 +74,13 @@ impl Metrics {
                 *count,
             );
         }
+        counter(
+            &mut out,
+            "stele_access_denied_total",
+            "gRPC calls and HTTP requests refused because the caller's certificate (or its absence) does not grant the role they need.",
+            self.access_denied
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         gauges.render(&mut out);
         out
     }

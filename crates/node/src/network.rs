@@ -7,6 +7,7 @@
 // the helpers here return it as it is rather than boxing it.
 #![allow(clippy::result_large_err)]
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,12 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use openraft::{RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stele_proto::v1::raft_client::RaftClient;
 use stele_proto::v1::{RaftRequest, SnapshotChunk};
-use stele_store::{Command, Entry, NodeId, Snapshot, TypeConfig, Vote};
+use stele_store::{Command, Entry, MemberAddrs, NodeId, Snapshot, TypeConfig, Vote};
 use tonic::transport::Channel;
 
 use crate::dial::Dial;
@@ -44,20 +45,24 @@ pub struct Network {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+    async fn new_client(&mut self, target: NodeId, node: &MemberAddrs) -> Self::Network {
         Peer {
             target,
-            addr: node.addr.clone(),
-            client: (self.dial)(&node.addr).map(|channel| {
+            addr: node.peer_addr.clone(),
+            client: (self.dial)(&node.peer_addr, target).map(|channel| {
                 RaftClient::new(channel)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             }),
             freshness: self.freshness.clone(),
             metrics: self.metrics.clone(),
+            replies: VecDeque::new(),
         }
     }
 }
+
+/// How many of a peer's recent replies a leader keeps, to echo.
+const KEPT_REPLIES: usize = 32;
 
 /// A connection to one peer.
 pub struct Peer {
@@ -66,9 +71,13 @@ pub struct Peer {
     client: Result<RaftClient<Channel>, crate::dial::BadAddress>,
     freshness: Arc<Freshness>,
     metrics: Arc<Metrics>,
+    /// The peer's recent AppendEntries replies: when each arrived, and the
+    /// peer's clock and boot it carried.
+    replies: VecDeque<(tokio::time::Instant, u64, u64)>,
 }
 
-type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+type RpcError<E = openraft::error::Infallible> =
+    RPCError<NodeId, MemberAddrs, RaftError<NodeId, E>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -141,13 +150,22 @@ impl Peer {
         option: &RPCOption,
         with_freshness: bool,
     ) -> tonic::Request<RaftRequest> {
-        let quorum_ack_age_ms = with_freshness
-            .then(|| self.freshness.age())
-            .flatten()
-            .map(|age| age.as_millis() as u64);
+        let age = with_freshness.then(|| self.freshness.age()).flatten();
+        // The peer's latest reply that arrived no later than the quorum
+        // ack the age measures: the peer's own clock bounds the evidence.
+        let echo = age.and_then(|age| {
+            let quorum_at = tokio::time::Instant::now().checked_sub(age)?;
+            self.replies
+                .iter()
+                .rev()
+                .find(|(arrived, _, _)| *arrived <= quorum_at)
+                .map(|(_, sent_at_ms, boot)| (*sent_at_ms, *boot))
+        });
         let mut request = tonic::Request::new(RaftRequest {
             json: encode(message),
-            quorum_ack_age_ms,
+            quorum_ack_age_ms: age.map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            echo_ms: echo.map(|(sent_at_ms, _)| sent_at_ms),
+            echo_boot: echo.map_or(0, |(_, boot)| boot),
         });
         request.set_timeout(option.hard_ttl());
         request
@@ -198,6 +216,14 @@ impl RaftNetwork<TypeConfig> for Peer {
             ));
         }
         let reply = self.client()?.append_entries(request).await;
+        if let Ok(answer) = &reply {
+            let answer = answer.get_ref();
+            if self.replies.len() == KEPT_REPLIES {
+                self.replies.pop_front();
+            }
+            self.replies
+                .push_back((tokio::time::Instant::now(), answer.sent_at_ms, answer.boot));
+        }
         let response: AppendEntriesResponse<NodeId> = self.reply(reply)?;
         let checked = match &response {
             AppendEntriesResponse::HigherVote(vote) => {

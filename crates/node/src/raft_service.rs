@@ -21,6 +21,7 @@ use crate::limits::{MAX_SNAPSHOT_BYTES, SNAPSHOT_IDLE_DEADLINE, SNAPSHOT_TOTAL_D
 use crate::metrics::Metrics;
 use crate::raft_guard::{self, Committed, Forged, Local, Sender};
 use stele_decision::Freshness;
+use stele_tls::Caller;
 
 pub struct RaftService {
     pub raft: Raft,
@@ -32,6 +33,9 @@ pub struct RaftService {
     pub receiving_snapshot: tokio::sync::Semaphore,
     /// The highest commit the current leader has sent, under its vote.
     pub committed: Mutex<Committed>,
+    /// This process's boot, in every reply: an echo of another boot's
+    /// clock is no evidence.
+    pub boot: u64,
 }
 
 impl RaftService {
@@ -50,7 +54,17 @@ impl RaftService {
             metrics,
             receiving_snapshot: tokio::sync::Semaphore::new(1),
             committed: Mutex::new(None),
+            boot: rand::Rng::r#gen(&mut stele_store::ThreadRng),
         }
+    }
+
+    /// The request's sender; a caller that is not a member is refused,
+    /// counted and logged.
+    fn sender<T>(&self, request: &Request<T>) -> Result<Sender, Status> {
+        sender(request).inspect_err(|status| {
+            self.metrics.raft_refused("identity");
+            tracing::warn!("refused a Raft call: {}", status.message());
+        })
     }
 
     fn local(&self) -> Local {
@@ -82,6 +96,14 @@ impl RaftService {
         }
     }
 
+    /// A reply carrying this node's clock and boot, for the leader to echo.
+    fn stamped(&self, mut reply: Response<RaftReply>) -> Response<RaftReply> {
+        let reply_ref = reply.get_mut();
+        reply_ref.sent_at_ms = self.freshness.clock_ms();
+        reply_ref.boot = self.boot;
+        reply
+    }
+
     fn note_commit(&self, vote: Vote, commit: Option<stele_store::LogId>) {
         let Some(commit) = commit else {
             return;
@@ -94,27 +116,52 @@ impl RaftService {
     }
 }
 
-/// Who sent a request, as the transport proved it (see `identity`): a
-/// request with no proof of identity is `Unproven`.
-fn sender<T>(request: &Request<T>) -> Sender {
-    request
+/// Who sent a request, as its connection proved it: a node's certificate,
+/// or plaintext (`--insecure-plaintext`, which proves nothing). Anyone
+/// else, a client's certificate included, is refused: the peer port is for
+/// members.
+fn sender<T>(request: &Request<T>) -> Result<Sender, Status> {
+    let caller = request
         .extensions()
-        .get::<Sender>()
-        .copied()
-        .unwrap_or(Sender::Unproven)
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Anonymous);
+    #[cfg(stele_sim)]
+    if let Some(stolen) = stolen_certificate(request, &caller) {
+        return Ok(Sender::Node(stolen));
+    }
+    match caller {
+        Caller::Insecure => Ok(Sender::Unproven),
+        Caller::Certified(certified) if certified.node.is_some() => {
+            Ok(Sender::Node(certified.node.expect("checked")))
+        }
+        other => Err(Status::permission_denied(format!(
+            "the peer port serves members only: {other} presented no node certificate of this cluster"
+        ))),
+    }
+}
+
+/// Simulation only: the adversary holds member N's certificate (a member's
+/// key can be stolen) when it says so in `x-stele-sim-stolen-node`.
+#[cfg(stele_sim)]
+fn stolen_certificate<T>(request: &Request<T>, caller: &Caller) -> Option<NodeId> {
+    matches!(caller, Caller::Certified(c) if c.node.is_none())
+        .then(|| request.metadata().get("x-stele-sim-stolen-node"))
+        .flatten()
+        .and_then(|value| value.to_str().ok()?.parse().ok())
 }
 
 fn reply<T: Serialize>(value: &T) -> Response<RaftReply> {
     Response::new(RaftReply {
         json: serde_json::to_vec(value).expect("Raft replies serialize"),
-        error: String::new(),
+        ..Default::default()
     })
 }
 
 fn refuse(message: String) -> Response<RaftReply> {
     Response::new(RaftReply {
-        json: Vec::new(),
         error: message,
+        ..Default::default()
     })
 }
 
@@ -130,7 +177,7 @@ impl RaftRpc for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let arrived = tokio::time::Instant::now();
-        let sender = sender(&request);
+        let sender = self.sender(&request)?;
         let request = request.into_inner();
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.json)?;
         raft_guard::check_append(sender, &rpc, self.local())
@@ -142,29 +189,32 @@ impl RaftRpc for RaftService {
             Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)) => true,
             Ok(AppendEntriesResponse::Conflict) => false,
             Ok(AppendEntriesResponse::HigherVote(_)) | Err(_) => {
-                return Ok(reply(&result));
+                return Ok(self.stamped(reply(&result)));
             }
         };
         // openraft took the vote: this is the current leader.
         self.note_commit(vote, leader_commit);
         // Accepted from the current leader, a member: as current as that
-        // leader was, once this node has applied what the leader had
-        // committed.
+        // leader was, no fresher than the reply of this boot it echoes,
+        // once this node has applied what the leader had committed.
         let leader = vote.leader_id.node_id;
         if accepted
             && let Some(age_ms) = request.quorum_ack_age_ms
+            && let Some(echo_ms) = request.echo_ms
+            && request.echo_boot == self.boot
             && raft_guard::counts_as_evidence(sender, leader, self.members().as_ref())
         {
-            self.freshness.note(
+            self.freshness.note_echoed(
                 Duration::from_millis(age_ms).saturating_add(arrived.elapsed()),
+                echo_ms,
                 leader_commit.map(|log_id| log_id.index),
             );
         }
-        Ok(reply(&result))
+        Ok(self.stamped(reply(&result)))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let sender = sender(&request);
+        let sender = self.sender(&request)?;
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().json)?;
         raft_guard::check_vote_request(sender, &rpc, self.local())
             .map_err(|why| self.refused(sender, "RequestVote", why))?;
@@ -175,7 +225,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
-        let sender = sender(&request);
+        let sender = self.sender(&request)?;
         let mut chunks = request.into_inner();
         // The header first, within the idle deadline, so that only the
         // leader it names, under a vote and position it could hold, ever

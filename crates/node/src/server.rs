@@ -14,16 +14,21 @@ use stele_proto::v1::decision_server::DecisionServer;
 use stele_proto::v1::ledger_server::LedgerServer;
 use stele_proto::v1::raft_server::RaftServer;
 use stele_store::{Backend, PolicyStateMachine, Published, Raft, TypeConfig};
+use stele_tls::Caller;
 use thiserror::Error;
 use tokio_stream::Stream;
 use tonic_health::ServingStatus;
 
+use crate::access::AccessLayer;
 use crate::admin_service::AdminService;
 use crate::config::{ConfigError, NodeConfig};
 use crate::decision_service::DecisionService;
 use crate::dial::Dial;
 use crate::ledger_service::LedgerService;
-use crate::limits::{MAX_API_MESSAGE_BYTES, MAX_RAFT_MESSAGE_BYTES};
+use crate::limits::{
+    MAX_API_MESSAGE_BYTES, MAX_CONCURRENT_CALLS_PER_CONNECTION, MAX_DECISION_MESSAGE_BYTES,
+    MAX_RAFT_MESSAGE_BYTES,
+};
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::raft_service::RaftService;
@@ -50,6 +55,8 @@ pub enum NodeError {
     Store(#[from] stele_store::StoreError),
     #[error("Raft: {0}")]
     Raft(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {error}")]
     Listen { addr: String, error: std::io::Error },
     #[error("serving: {0}")]
@@ -148,18 +155,22 @@ impl Node {
         crate::http_api::router(self.state.clone())
     }
 
-    /// Serves the API and the Raft transport on `incoming` until `shutdown`
-    /// resolves, then stops Raft.
-    pub async fn serve<I, IO, IE>(
+    /// Serves the API on `clients` and the Raft transport on `peers` until
+    /// `shutdown` resolves, then stops Raft. Each connection's
+    /// `ConnectInfo` is its [`Caller`]: the client port checks the role
+    /// each call needs, the peer port takes members only.
+    pub async fn serve<C, P, IO, IE>(
         self,
-        incoming: I,
+        clients: C,
+        peers: P,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NodeError>
     where
-        I: Stream<Item = Result<IO, IE>>,
+        C: Stream<Item = Result<IO, IE>>,
+        P: Stream<Item = Result<IO, IE>>,
         IO: tokio::io::AsyncRead
             + tokio::io::AsyncWrite
-            + tonic::transport::server::Connected
+            + tonic::transport::server::Connected<ConnectInfo = Caller>
             + Unpin
             + Send
             + 'static,
@@ -179,25 +190,36 @@ impl Node {
             node.config.genesis,
             node.metrics.clone(),
         );
-        let (stop, mut stopping) = tokio::sync::watch::channel(false);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         let signalled = async move {
             shutdown.await;
             tracing::info!("shutting down");
             let _ = stop.send(true);
         };
-        let grace_over = async move {
+        let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        let mut grace = stopping.clone();
+        let grace_over = async move {
+            let _ = grace.wait_for(|stop| *stop).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
-        let server = tonic::transport::Server::builder()
+        let access = AccessLayer {
+            decide_requires_certificate: node.config.decide_requires_certificate,
+            metrics: node.metrics.clone(),
+        };
+        let client_port = tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
+            .max_concurrent_streams(Some(MAX_CONCURRENT_CALLS_PER_CONNECTION as u32))
+            .layer(access)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
                 DecisionServer::new(DecisionService {
                     decisions: node.decisions.clone(),
                 })
-                .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
+                .max_decoding_message_size(MAX_DECISION_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_DECISION_MESSAGE_BYTES),
             )
             .add_service(
                 LedgerServer::new(LedgerService { node: node.clone() })
@@ -205,17 +227,24 @@ impl Node {
                     .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
             )
             .add_service(AdminServer::new(AdminService { node: node.clone() }))
+            .serve_with_incoming_shutdown(clients, stopped(stopping.clone()));
+        let peer_port = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(MAX_CONCURRENT_CALLS_PER_CONNECTION as u32))
             .add_service(
                 RaftServer::new(raft_service)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
             )
-            .serve_with_incoming_shutdown(incoming, signalled);
+            .serve_with_incoming_shutdown(peers, stopped(stopping));
+        let serving = async {
+            let (clients, peers) = tokio::join!(client_port, peer_port);
+            clients.and(peers)
+        };
         // A graceful stop waits for open streams (WatchHead never ends on
         // its own): bound the wait.
         let result = tokio::select! {
-            result = server => result,
-            () = grace_over => {
+            result = serving => result,
+            ((), ()) = async { tokio::join!(signalled, grace_over) } => {
                 tracing::warn!("open streams outlived the {SHUTDOWN_GRACE:?} grace period; stopping anyway");
                 Ok(())
             }
@@ -311,32 +340,73 @@ fn spawn_quorum_watch(raft: &Raft, freshness: Arc<Freshness>) {
     });
 }
 
-/// Runs a node on RocksDB in `config.data_dir`, listening on TCP.
+/// Binds `addr`, naming what for in the error.
 #[cfg(feature = "rocksdb")]
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-    use tokio_stream::StreamExt;
-    let (log_store, backend) = stele_store::rocks::open(&config.data_dir)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, NodeError> {
+    tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|error| NodeError::Listen {
-            addr: config.listen.to_string(),
+            addr: addr.to_string(),
             error,
-        })?;
-    let http =
-        match config.http {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|error| {
-                NodeError::Listen {
-                    addr: addr.to_string(),
-                    error,
-                }
-            })?),
-            None => None,
-        };
+        })
+}
+
+#[cfg(feature = "rocksdb")]
+/// The TLS configurations of a node's three ports (client, peer, HTTP),
+/// or none in plaintext.
+struct PortsTls {
+    loaded: Arc<stele_tls::Loaded>,
+    client: Arc<rustls::ServerConfig>,
+    peer: Arc<rustls::ServerConfig>,
+    http: Arc<rustls::ServerConfig>,
+}
+
+#[cfg(feature = "rocksdb")]
+fn ports_tls(config: &NodeConfig) -> Result<Option<PortsTls>, NodeError> {
+    use stele_tls::ClientAuth;
+    let crate::config::Transport::Tls(files) = &config.transport else {
+        tracing::warn!(
+            "--insecure-plaintext: no TLS and no authentication on any port; anyone who reaches them can change the cluster (loopback only)"
+        );
+        return Ok(None);
+    };
+    let tls_error = |e: stele_tls::TlsError| NodeError::Tls(e.to_string());
+    let loaded = Arc::new(files.load().map_err(tls_error)?);
+    Ok(Some(PortsTls {
+        client: loaded
+            .server_config(ClientAuth::Optional, &[b"h2"])
+            .map_err(tls_error)?,
+        peer: loaded
+            .server_config(ClientAuth::Required, &[b"h2"])
+            .map_err(tls_error)?,
+        http: loaded
+            .server_config(ClientAuth::Optional, &[b"http/1.1"])
+            .map_err(tls_error)?,
+        loaded,
+    }))
+}
+
+/// Runs a node on RocksDB in `config.data_dir`, listening on TCP: the
+/// client port (`listen`), the peer port (`peer_listen`) and HTTP.
+#[cfg(feature = "rocksdb")]
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    use crate::listener::accept;
+    config.validate()?;
+    config.check_plaintext_is_local()?;
+    let tls = ports_tls(&config)?;
+    let (log_store, backend) = stele_store::rocks::open(&config.data_dir)?;
+    let client_listener = bind(config.listen).await?;
+    let peer_listener = bind(config.peer_listen).await?;
+    let http = match config.http {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let dial = crate::dial::tcp(tls.as_ref().map(|tls| tls.loaded.clone()));
     let node = Node::start(
         config,
         log_store,
         backend,
-        crate::dial::tcp(),
+        dial,
         crate::state::system_clock(),
     )
     .await?;
@@ -345,36 +415,25 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // before the log closes.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let http = http.map(|listener| {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::warn!("cannot set TCP_NODELAY: {error}");
-            }
-        });
-        let mut stopping = stopping.clone();
-        tokio::spawn(
-            axum::serve(listener, node.http_router())
-                .with_graceful_shutdown(async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                })
-                .into_future(),
-        )
+        let connections = accept(listener, tls.as_ref().map(|t| t.http.clone()), "http");
+        tokio::spawn(crate::http_serve::serve(
+            connections,
+            node.http_router(),
+            stopping.clone(),
+        ))
     });
-    // Without TCP_NODELAY, a reply's frames wait on the client's delayed
-    // ACK: about 40 ms per call.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::warn!("cannot set TCP_NODELAY: {error}");
-            }
-        })
-    });
+    let clients = accept(
+        client_listener,
+        tls.as_ref().map(|t| t.client.clone()),
+        "client",
+    );
+    let peers = accept(peer_listener, tls.as_ref().map(|t| t.peer.clone()), "peer");
     let decision_log = node.state.decisions.log().cloned();
     let signalled = async {
         shutdown.await;
         let _ = stop.send(true);
     };
-    let served = node.serve(incoming, signalled).await;
+    let served = node.serve(clients, peers, signalled).await;
     let _ = stop.send(true);
     if let Some(mut http) = http
         && tokio::time::timeout(SHUTDOWN_GRACE, &mut http)

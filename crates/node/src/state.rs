@@ -145,12 +145,14 @@ impl NodeState {
     }
 
     /// The client for the peer at `addr`.
-    pub fn peer(&self, addr: &str) -> Result<Client, Status> {
+    /// A client for member `id`'s client port at `addr` (its certificate
+    /// must be node `id`'s).
+    pub fn peer(&self, id: u64, addr: &str) -> Result<Client, Status> {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = peers.get(addr) {
             return Ok(client.clone());
         }
-        let channel = (self.dial)(addr).map_err(|e| {
+        let channel = (self.dial)(addr, id).map_err(|e| {
             Status::unavailable(format!("the member address {addr:?} is not usable: {e}"))
         })?;
         let client = Client::from_channel(addr, channel, FORWARD_DEADLINE);
@@ -213,7 +215,9 @@ impl Leader {
     {
         let deadline =
             client_deadline(&request).map_or(FORWARD_DEADLINE, |d| d.min(MAX_FORWARD_DEADLINE));
-        let client = node.peer(&self.addr)?.forwarding(deadline);
+        // The leader checks the caller's roles again, as this node did.
+        let roles = crate::access::forwarded_value(&crate::access::request_roles(&request));
+        let client = node.peer(self.id, &self.addr)?.forwarding(deadline, roles);
         match call(client, request.into_inner()).await {
             Ok(reply) => Ok(tonic::Response::new(reply)),
             Err(error) => Err(forward_failed(self.id, &self.addr, error)),

@@ -84,6 +84,11 @@ reasons! {
     /// The approval's keys or signatures do not decode, or there are none.
     BadApproval = "bad_approval",
 
+    // Who may call.
+    /// The caller's certificate does not grant the role the call needs
+    /// (or the caller presented none).
+    PermissionDenied = "PERMISSION_DENIED",
+
     // Routing writes to the leader.
     /// No leader is known (an election may be under way).
     NoLeader = "NO_LEADER",

@@ -1,0 +1,322 @@
+//! Who may call what, in one table: each gRPC method and HTTP route names
+//! the role it needs (docs/SECURITY.md), and one function decides from the
+//! caller's certificate. The gRPC table is enforced by a layer in front of
+//! every service on the client port, so that no method can be served
+//! without an entry: a method the table does not name is refused.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use stele_ledger::Reason;
+use stele_tls::{Caller, Role};
+use tonic::Status;
+
+use crate::errors::with_reason;
+
+/// Read only from a node's certificate; anyone else's is ignored.
+pub use stele_client::FORWARDED_ROLES;
+
+/// What a call needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: health probes.
+    Nothing,
+    /// One of these roles.
+    AnyOf(&'static [Role]),
+    /// The decide role, unless the node lets decisions in without a
+    /// certificate (`--decide-without-certificate`).
+    Decide,
+}
+
+const OPERATOR: Need = Need::AnyOf(&[Role::Operator]);
+const READER: Need = Need::AnyOf(&[Role::Reader]);
+const READER_OR_DECIDE: Need = Need::AnyOf(&[Role::Reader, Role::Decide]);
+
+/// The role each gRPC method of the client port needs; `None`: not a
+/// method of this port.
+pub fn grpc_need(path: &str) -> Option<Need> {
+    if path.starts_with("/grpc.health.v1.Health/") {
+        return Some(Need::Nothing);
+    }
+    if path.starts_with("/grpc.reflection.v1.ServerReflection/") {
+        return Some(OPERATOR);
+    }
+    let need = match path {
+        "/stele.v1.Decision/Check" | "/stele.v1.Decision/CheckBatch" => Need::Decide,
+        "/stele.v1.Ledger/Propose" | "/stele.v1.Ledger/Approve" => OPERATOR,
+        "/stele.v1.Ledger/GetProposal"
+        | "/stele.v1.Ledger/ListProposals"
+        | "/stele.v1.Ledger/GetVersion"
+        | "/stele.v1.Ledger/ListVersions"
+        | "/stele.v1.Ledger/Export"
+        | "/stele.v1.Ledger/WatchHead" => READER,
+        "/stele.v1.Ledger/Head" | "/stele.v1.Admin/Status" => READER_OR_DECIDE,
+        "/stele.v1.Admin/Init"
+        | "/stele.v1.Admin/AddLearner"
+        | "/stele.v1.Admin/ChangeMembership" => OPERATOR,
+        _ => return None,
+    };
+    Some(need)
+}
+
+/// The roles a caller acts with: a client's certificate's; a node's, the
+/// roles of the caller it forwards for, or else reader and decide (what a
+/// node asks its peers: their status, their head).
+pub fn roles(caller: &Caller, forwarded: Option<&str>) -> BTreeSet<Role> {
+    match caller {
+        Caller::Insecure => Role::ALL.into(),
+        Caller::Anonymous => BTreeSet::new(),
+        Caller::Certified(certified) if certified.node.is_some() => match forwarded {
+            Some(roles) => roles.split(',').filter_map(|r| r.parse().ok()).collect(),
+            None => [Role::Reader, Role::Decide].into(),
+        },
+        Caller::Certified(certified) => certified.roles.clone(),
+    }
+}
+
+/// The roles the caller of a gRPC request acts with (see [`roles`]).
+pub fn request_roles<T>(request: &tonic::Request<T>) -> BTreeSet<Role> {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Anonymous);
+    let forwarded = request
+        .metadata()
+        .get(FORWARDED_ROLES)
+        .and_then(|v| v.to_str().ok());
+    roles(&caller, forwarded)
+}
+
+/// The roles as [`FORWARDED_ROLES`] carries them.
+pub fn forwarded_value(roles: &BTreeSet<Role>) -> String {
+    roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
+}
+
+/// A call refused: who asked, and the role it needed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{caller} may not {what}: it needs a client certificate from the cluster CA with the {needed} role"
+)]
+pub struct Denied {
+    pub caller: String,
+    pub what: String,
+    pub needed: String,
+}
+
+/// Whether `caller` may make a call needing `need`.
+pub fn authorize(
+    caller: &Caller,
+    forwarded: Option<&str>,
+    need: Need,
+    decide_requires_certificate: bool,
+    what: &str,
+) -> Result<(), Denied> {
+    let allowed: &[Role] = match need {
+        Need::Nothing => return Ok(()),
+        Need::Decide if !decide_requires_certificate => return Ok(()),
+        Need::Decide => &[Role::Decide],
+        Need::AnyOf(roles) => roles,
+    };
+    if *caller == Caller::Insecure {
+        return Ok(());
+    }
+    let held = roles(caller, forwarded);
+    if allowed.iter().any(|role| held.contains(role)) {
+        return Ok(());
+    }
+    Err(Denied {
+        caller: caller.to_string(),
+        what: what.to_string(),
+        needed: allowed
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(" or "),
+    })
+}
+
+/// The refusal as gRPC says it: PERMISSION_DENIED, reason
+/// `PERMISSION_DENIED`, and the role needed in its metadata.
+pub fn denied_status(denied: &Denied) -> Status {
+    with_reason(
+        Reason::PermissionDenied,
+        denied.to_string(),
+        [("needed_role".to_string(), denied.needed.clone())].into(),
+    )
+}
+
+/// The access check in front of the client port's services.
+#[derive(Clone)]
+pub struct AccessLayer {
+    pub decide_requires_certificate: bool,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = Access<S>;
+
+    fn layer(&self, inner: S) -> Access<S> {
+        Access {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Access<S> {
+    inner: S,
+    layer: AccessLayer,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Access<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        let refusal = self.check(&request, &path);
+        match refusal {
+            None => Box::pin(self.inner.call(request)),
+            Some(status) => Box::pin(futures::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+impl<S> Access<S> {
+    fn check<B>(&self, request: &http::Request<B>, path: &str) -> Option<Status> {
+        let Some(need) = grpc_need(path) else {
+            if path.starts_with("/stele.v1.Raft/") {
+                return Some(Status::unimplemented(
+                    "the Raft transport is served on the peer port (--peer-listen), not the client port",
+                ));
+            }
+            return Some(Status::unimplemented(format!(
+                "no method {path} on this port"
+            )));
+        };
+        // No caller recorded: the connection proved nothing, so nothing is
+        // allowed but what needs nothing.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Anonymous);
+        let forwarded = request
+            .headers()
+            .get(FORWARDED_ROLES)
+            .and_then(|v| v.to_str().ok());
+        let what = format!("call {}", path.trim_start_matches('/'));
+        match authorize(
+            &caller,
+            forwarded,
+            need,
+            self.layer.decide_requires_certificate,
+            &what,
+        ) {
+            Ok(()) => None,
+            Err(denied) => {
+                self.layer.metrics.access_denied();
+                tracing::info!("{denied}");
+                Some(denied_status(&denied))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certified(node: Option<u64>, roles: &[Role]) -> Caller {
+        Caller::Certified(Arc::new(stele_tls::Certified {
+            node,
+            roles: roles.iter().copied().collect(),
+            name: "t".into(),
+            spki_sha256: String::new(),
+        }))
+    }
+
+    fn may(caller: &Caller, forwarded: Option<&str>, path: &str) -> bool {
+        authorize(caller, forwarded, grpc_need(path).unwrap(), true, "x").is_ok()
+    }
+
+    #[test]
+    fn each_role_reaches_its_own_methods_only() {
+        let decide = certified(None, &[Role::Decide]);
+        let reader = certified(None, &[Role::Reader]);
+        let operator = certified(None, &[Role::Operator]);
+        assert!(may(&decide, None, "/stele.v1.Decision/Check"));
+        assert!(may(&decide, None, "/stele.v1.Admin/Status"));
+        assert!(!may(&decide, None, "/stele.v1.Admin/AddLearner"));
+        assert!(!may(&decide, None, "/stele.v1.Ledger/Export"));
+        assert!(may(&reader, None, "/stele.v1.Ledger/Export"));
+        assert!(!may(&reader, None, "/stele.v1.Ledger/Propose"));
+        assert!(!may(&reader, None, "/stele.v1.Decision/Check"));
+        assert!(may(&operator, None, "/stele.v1.Admin/ChangeMembership"));
+        assert!(may(
+            &operator,
+            None,
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!may(
+            &reader,
+            None,
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!may(&Caller::Anonymous, None, "/stele.v1.Decision/Check"));
+        assert!(may(
+            &Caller::Anonymous,
+            None,
+            "/grpc.health.v1.Health/Check"
+        ));
+        assert!(may(&Caller::Insecure, None, "/stele.v1.Admin/Init"));
+        assert_eq!(grpc_need("/stele.v1.Raft/AppendEntries"), None);
+        // Decisions without a certificate, when the node allows them.
+        let check = grpc_need("/stele.v1.Decision/Check").unwrap();
+        assert!(authorize(&Caller::Anonymous, None, check, false, "x").is_ok());
+    }
+
+    #[test]
+    fn a_node_acts_for_the_caller_it_forwards_and_a_client_cannot_claim_to() {
+        let node = certified(Some(2), &[]);
+        assert!(may(&node, None, "/stele.v1.Admin/Status"));
+        assert!(!may(&node, None, "/stele.v1.Ledger/Propose"));
+        assert!(may(&node, Some("operator"), "/stele.v1.Ledger/Propose"));
+        assert!(!may(
+            &node,
+            Some("reader,decide"),
+            "/stele.v1.Ledger/Propose"
+        ));
+        let reader = certified(None, &[Role::Reader]);
+        assert!(!may(&reader, Some("operator"), "/stele.v1.Ledger/Propose"));
+        let denied = authorize(
+            &reader,
+            None,
+            grpc_need("/stele.v1.Ledger/Propose").unwrap(),
+            true,
+            "propose",
+        )
+        .unwrap_err();
+        assert_eq!(denied.needed, "operator");
+        let status = denied_status(&denied);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(
+            status.message().contains("operator role"),
+            "{}",
+            status.message()
+        );
+    }
+}

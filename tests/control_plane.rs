@@ -1,0 +1,528 @@
+//! The control plane's own attack table (docs/THREAT_MODEL.md): real node
+//! processes on loopback with mutual TLS, certificates made by the test.
+//! Each attack is judged by its effect: did membership change, does the
+//! cluster still commit, does every honest node serve the new version and
+//! tell the truth on /readyz.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{Cluster, serial, wait_until};
+
+/// An evaluation the zero-trust example allows (the README's).
+fn allowed() -> Value {
+    json!({
+        "subject": {"type": "User", "id": "erin"},
+        "action": {"name": "ssh"},
+        "resource": {"type": "Server", "id": "prod-web-1"},
+        "context": {"network_zone": "vpn", "device": {"managed": true, "disk_encrypted": true, "os_patch_age_days": 3}, "mfa_age_seconds": 60}
+    })
+}
+use common::http::{get, post};
+use common::stele;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+use serde_json::{Value, json};
+use stele_proto::v1::raft_client::RaftClient;
+use stele_proto::v1::{RaftRequest, SnapshotChunk};
+use stele_store::{Entry, SnapshotMeta, TypeConfig};
+use tonic::transport::Channel;
+
+/// A 3-node cluster serving genesis.
+fn cluster() -> Cluster {
+    let cluster = Cluster::start(3, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    cluster
+}
+
+/// Node ids and their voter flag, as node `at` sees the membership.
+fn members(cluster: &Cluster, at: u64) -> Vec<(u64, bool)> {
+    let status = cluster.status_of(at).expect("the node answers");
+    status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m["voter"].as_bool().unwrap()))
+        .collect()
+}
+
+/// Proposes a new version signed by two approvers and waits until every
+/// running node serves it: the cluster still commits and replicates.
+fn still_commits(cluster: &Cluster, name: &str) {
+    cluster.variant(name);
+    // An attack under a member's own id may start an election (Raft's
+    // trust in its members): wait it out.
+    cluster.wait_for_leader();
+    let mut reply = Value::Null;
+    wait_until("a new version commits", Duration::from_secs(30), || {
+        let run = cluster.run(&[
+            "--json", "propose", "--bundle", name, "-m", name, "--key", "a", "--key", "b",
+        ]);
+        reply = serde_json::from_str(run.stdout.trim()).unwrap_or(Value::Null);
+        run.code == 0
+    });
+    assert!(
+        matches!(
+            reply["status"].as_str(),
+            Some("committed" | "already_committed")
+        ),
+        "{reply}"
+    );
+    let seq = reply["seq"].as_u64().unwrap();
+    cluster.wait_all_serve(seq);
+    for node in &cluster.nodes {
+        wait_until(
+            &format!("node {} ready", node.id),
+            Duration::from_secs(15),
+            || get(&node.http, "/readyz").status == 200,
+        );
+    }
+}
+
+/// A rustls client configuration trusting `ca`, presenting no certificate.
+fn anonymous(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A client certificate with every role from another CA, in `other/`.
+fn stranger(cluster: &Cluster) -> stele_tls::TlsFiles {
+    stele(cluster.path(), &["certs", "init", "other"]).ok();
+    stele(
+        cluster.path(),
+        &[
+            "certs", "client", "other", "--name", "mallory", "--role", "operator", "--role",
+            "reader", "--role", "decide",
+        ],
+    )
+    .ok();
+    stele_tls::TlsFiles {
+        ca: cluster.path().join("tls/ca.pem"),
+        cert: cluster.path().join("other/mallory.pem"),
+        key: cluster.path().join("other/mallory.key"),
+    }
+}
+
+fn add_learner(client: &stele_client::Client) -> Result<(), stele_client::Error> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        client
+            .add_learner(stele_proto::v1::AddLearnerRequest {
+                member: Some(stele_proto::v1::Member {
+                    id: 9,
+                    addr: "127.0.0.1:1".into(),
+                    peer_addr: "127.0.0.1:2".into(),
+                }),
+            })
+            .await
+            .map(|_| ())
+    })
+}
+
+#[test]
+fn callers_without_the_clusters_certificate_or_role_change_nothing() {
+    let _one_at_a_time = serial();
+    let cluster = cluster();
+    let before = members(&cluster, 1);
+    let ca = cluster.path().join("tls/ca.pem");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    stele_tls::install_ring();
+
+    // No certificate: the TLS handshake succeeds (probes present none), and
+    // every call but health is refused.
+    let nobody = stele_client::Client::connect(
+        &cluster.node(1).addr,
+        &stele_client::Transport::Tls(anonymous(&ca)),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let refused = add_learner(&nobody).unwrap_err();
+    assert_eq!(
+        refused.reason(),
+        Some(stele_client::Reason::PermissionDenied),
+        "{refused}"
+    );
+    let status =
+        runtime.block_on(nobody.status(stele_proto::v1::StatusRequest { local_only: true }));
+    assert_eq!(
+        status.unwrap_err().reason(),
+        Some(stele_client::Reason::PermissionDenied)
+    );
+
+    // A certificate of another CA: no connection at all.
+    let config = stranger(&cluster).load().unwrap().client_config().unwrap();
+    let mallory = stele_client::Client::connect(
+        &cluster.node(1).addr,
+        &stele_client::Transport::Tls(config),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let refused = add_learner(&mallory).unwrap_err();
+    assert_eq!(
+        refused.reason(),
+        None,
+        "refused at the handshake: {refused}"
+    );
+
+    // The decide role cannot administer: refused, with the role named.
+    let decide = cluster.client_as(1, "decide", Duration::from_secs(5));
+    let refused = add_learner(&decide).unwrap_err();
+    assert_eq!(
+        refused.reason(),
+        Some(stele_client::Reason::PermissionDenied)
+    );
+    assert!(refused.to_string().contains("operator role"), "{refused}");
+    let run = cluster.run_as(
+        "decide",
+        &cluster.node(1).addr,
+        &["cluster", "add-learner", "9=127.0.0.1:1,127.0.0.1:2"],
+    );
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("operator role"), "{}", run.stderr);
+    // The decide role sees membership in status, not the logs' keys.
+    let seen = cluster
+        .run_as(
+            "decide",
+            &cluster.node(1).addr,
+            &["--json", "cluster", "status"],
+        )
+        .ok()
+        .json();
+    assert_eq!(seen["members"].as_array().unwrap().len(), 3, "{seen}");
+    assert!(seen["members"][0]["log_key"].is_null(), "{seen}");
+    // A reader can read but not write.
+    let run = cluster.run_as("reader", &cluster.node(2).addr, &["log"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The client port serves no Raft; the peer port takes node certificates
+    // only (an operator's is not one).
+    let operator = cluster.tls_files("operator").load().unwrap();
+    for (addr, expect) in [
+        (&cluster.node(1).addr, tonic::Code::Unimplemented),
+        (&cluster.node(1).peer_addr, tonic::Code::PermissionDenied),
+    ] {
+        let channel = stele_client::Client::connect(
+            addr,
+            &stele_client::Transport::Tls(operator.client_config().unwrap()),
+            Duration::from_secs(5),
+        );
+        drop(channel);
+        let raft = raw_channel(addr, operator.client_config().unwrap());
+        let reply = runtime.block_on(append(raft, &heartbeat(Vote::new_committed(1, 1)), None));
+        assert_eq!(reply.unwrap_err().code(), expect, "{addr}");
+    }
+    // Without a certificate, the peer port does not even finish the handshake.
+    let raft = raw_channel(&cluster.node(1).peer_addr, anonymous(&ca));
+    let reply = runtime.block_on(append(raft, &heartbeat(Vote::new_committed(1, 1)), None));
+    let code = reply.unwrap_err().code();
+    assert!(
+        matches!(code, tonic::Code::Unavailable | tonic::Code::Unknown),
+        "a transport failure, not an answer: {code:?}"
+    );
+
+    // HTTP: the probes answer anyone; every other route needs its role.
+    let http = cluster.node(1).http.without_certificate(&ca);
+    assert_eq!(get(&http, "/healthz").status, 200);
+    assert_eq!(get(&http, "/readyz").status, 200);
+    for path in ["/metrics", "/.well-known/authzen-configuration"] {
+        assert_eq!(get(&http, path).status, 403, "{path}");
+    }
+    let evaluation = allowed();
+    let reply = post(&http, "/access/v1/evaluation", &evaluation);
+    assert_eq!(reply.status, 403);
+    assert!(reply.body.contains("decide role"), "{}", reply.body);
+    assert_eq!(
+        post(
+            &cluster.http_as(1, "reader"),
+            "/access/v1/evaluation",
+            &evaluation
+        )
+        .status,
+        403
+    );
+    assert_eq!(get(&cluster.http_as(1, "decide"), "/metrics").status, 403);
+    assert_eq!(get(&cluster.http_as(1, "reader"), "/metrics").status, 200);
+    assert_eq!(
+        post(
+            &cluster.http_as(1, "decide"),
+            "/access/v1/evaluation",
+            &evaluation
+        )
+        .status,
+        200
+    );
+
+    // Nothing changed: membership is what it was, and the cluster commits.
+    assert_eq!(members(&cluster, 1), before);
+    still_commits(&cluster, "after-strangers");
+    assert_eq!(members(&cluster, 2), before);
+}
+
+/// A gRPC channel to `addr` over TLS with `config`, checking nothing of
+/// the server but its CA (the attacker's side needs no more).
+fn raw_channel(addr: &str, config: Arc<rustls::ClientConfig>) -> RaftClient<Channel> {
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let target = addr.to_string();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector_lazy(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            let target = target.clone();
+            async move {
+                let stream = tokio::net::TcpStream::connect(&target).await?;
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let tls = connector.connect(name, stream).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }));
+    RaftClient::new(channel)
+}
+
+/// Node `as_node`'s Raft client to node `target`, with `as_node`'s
+/// certificate: what a member whose key was stolen sends.
+fn as_member(cluster: &Cluster, as_node: u64, target: u64) -> RaftClient<Channel> {
+    let files = stele_tls::TlsFiles {
+        ca: cluster.path().join("tls/ca.pem"),
+        cert: cluster.path().join(format!("tls/node-{as_node}.pem")),
+        key: cluster.path().join(format!("tls/node-{as_node}.key")),
+    };
+    let dial = stele_node::dial::tcp(Some(Arc::new(files.load().unwrap())));
+    RaftClient::new(dial(&cluster.node(target).peer_addr, target).unwrap())
+}
+
+fn heartbeat(vote: Vote<u64>) -> AppendEntriesRequest<TypeConfig> {
+    AppendEntriesRequest {
+        vote,
+        prev_log_id: None,
+        leader_commit: None,
+        entries: Vec::new(),
+    }
+}
+
+async fn append(
+    mut raft: RaftClient<Channel>,
+    rpc: &AppendEntriesRequest<TypeConfig>,
+    age_ms: Option<u64>,
+) -> Result<stele_proto::v1::RaftReply, tonic::Status> {
+    let request = RaftRequest {
+        json: serde_json::to_vec(rpc).unwrap(),
+        quorum_ack_age_ms: age_ms,
+        ..Default::default()
+    };
+    raft.append_entries(request).await.map(|r| r.into_inner())
+}
+
+fn term(cluster: &Cluster) -> u64 {
+    cluster.status_of(1).unwrap()["term"].as_u64().unwrap()
+}
+
+fn metric(cluster: &Cluster, id: u64, name: &str) -> f64 {
+    get(&cluster.node(id).http, "/metrics")
+        .body
+        .lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_members_stolen_certificate_cannot_stop_or_freeze_a_node() {
+    let _one_at_a_time = serial();
+    let cluster = cluster();
+    let leader = cluster.wait_for_leader();
+    let thief = (1..=3).find(|id| *id != leader).unwrap();
+    let victim = (1..=3).find(|id| *id != leader && *id != thief).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    let t = term(&cluster);
+    let next = |index| LogId::new(CommittedLeaderId::new(t, leader), index);
+
+    // Another node's id: the thief speaks for the leader, with the next
+    // log position, to freeze the victim on old policy.
+    let forged = AppendEntriesRequest {
+        vote: Vote::new_committed(t, leader),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![Entry {
+            log_id: next(0),
+            payload: EntryPayload::Blank,
+        }],
+    };
+    let refused = runtime.block_on(append(as_member(&cluster, thief, victim), &forged, Some(0)));
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
+
+    // A LogId under another node's vote: the thief's own vote at the
+    // leader's term, carrying an entry named for the leader.
+    let mut under_own = forged.clone();
+    under_own.vote = Vote::new_committed(t, thief);
+    let refused = runtime.block_on(append(as_member(&cluster, thief, victim), &under_own, None));
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    // Terms over the bound, in AppendEntries and RequestVote: before the
+    // bound, every node's Raft panicked on its next election, for good.
+    for term in [u64::MAX, 1 << 62, t + (1 << 20) + 1] {
+        let rpc = heartbeat(Vote::new_committed(term, thief));
+        let refused = runtime.block_on(append(as_member(&cluster, thief, victim), &rpc, None));
+        assert_eq!(
+            refused.unwrap_err().code(),
+            tonic::Code::InvalidArgument,
+            "term {term}"
+        );
+        let vote = VoteRequest::new(Vote::new(term, thief), None);
+        let mut raft = as_member(&cluster, thief, victim);
+        let request = RaftRequest {
+            json: serde_json::to_vec(&vote).unwrap(),
+            quorum_ack_age_ms: None,
+            ..Default::default()
+        };
+        let refused = runtime.block_on(raft.vote(request));
+        assert_eq!(
+            refused.unwrap_err().code(),
+            tonic::Code::InvalidArgument,
+            "term {term}"
+        );
+    }
+
+    // An age near 2^64 under the thief's own (higher) vote: accepted as
+    // Raft, but no evidence; before, the victim was STALE for an hour.
+    let claim = Vote::new_committed(t + 1, thief);
+    let aged = heartbeat(claim);
+    let reply = runtime.block_on(append(
+        as_member(&cluster, thief, victim),
+        &aged,
+        Some(u64::MAX - 3_600_000),
+    ));
+    assert!(reply.is_ok(), "{reply:?}");
+
+    // Snapshot metadata that contradicts its data, and a position past
+    // anything committed: a genuine export, claimed to end at 2^62.
+    let export = cluster.export(leader);
+    let ledger =
+        stele_ledger::export::read(&export, Default::default(), &stele_ledger::structural_only)
+            .unwrap();
+    let data = stele_store::snapshot::encode(
+        ledger.versions(),
+        |digest| Ok(ledger.bundle(digest).unwrap().clone()),
+        &[],
+        0,
+        &Default::default(),
+    )
+    .unwrap();
+    for index in [1u64 << 62, 0] {
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(t + 1, thief), index)),
+            last_membership: Default::default(),
+            snapshot_id: "forged".into(),
+        };
+        let chunk = SnapshotChunk {
+            header_json: serde_json::to_vec(&(claim, meta)).unwrap(),
+            data: data.clone(),
+        };
+        let mut raft = as_member(&cluster, thief, victim);
+        let reply = runtime.block_on(raft.install_snapshot(futures::stream::iter([chunk])));
+        let refused = match reply {
+            Err(status) => status.code() != tonic::Code::Ok,
+            Ok(reply) => !reply.into_inner().error.is_empty(),
+        };
+        assert!(refused, "snapshot to index {index} was passed to Raft");
+    }
+    assert!(metric(&cluster, victim, "stele_raft_refused_total") >= 8.0);
+
+    // The effect: every node still up, the cluster commits, every node
+    // serves the new version and says so on /readyz.
+    for node in &cluster.nodes {
+        assert!(
+            cluster.status_of(node.id).is_some(),
+            "node {} answers",
+            node.id
+        );
+    }
+    still_commits(&cluster, "after-thief");
+    let ready = get(&cluster.node(victim).http, "/readyz");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+}
+
+#[test]
+fn half_sent_requests_and_half_finished_handshakes_are_closed_while_real_ones_are_answered() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    let http = cluster.node(1).http.clone();
+    // 300 TLS handshakes started and never finished.
+    let mut handshakes: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut socket = std::net::TcpStream::connect(&http.addr).unwrap();
+            // The first bytes of a ClientHello record, then nothing.
+            socket
+                .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                .unwrap();
+            socket
+        })
+        .collect();
+    // 300 requests over finished handshakes, sent up to a header and no further.
+    let mut requests: Vec<_> = (0..300)
+        .map(|_| {
+            let mut stream = http.connect();
+            stream
+                .write_all(b"POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream.flush().unwrap();
+            stream
+        })
+        .collect();
+    // A real request is answered meanwhile.
+    let evaluation = allowed();
+    let answered = post(&http, "/access/v1/evaluation", &evaluation);
+    assert_eq!(answered.status, 200);
+    // Every one of them is closed by the node within its deadlines (10 s
+    // each, with room for a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let closed = |read: &mut dyn FnMut(&mut [u8]) -> std::io::Result<usize>| loop {
+        let mut buffer = [0u8; 512];
+        match read(&mut buffer) {
+            Ok(0) | Err(_) => return true,
+            Ok(_) if Instant::now() < deadline => continue,
+            Ok(_) => return false,
+        }
+    };
+    for socket in &mut handshakes {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(40)))
+            .unwrap();
+        assert!(
+            closed(&mut |b| socket.read(b)),
+            "a half-finished handshake stayed open"
+        );
+    }
+    for stream in &mut requests {
+        stream
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(40)))
+            .unwrap();
+        assert!(
+            closed(&mut |b| stream.read(b)),
+            "a half-sent request stayed open"
+        );
+    }
+    assert!(Instant::now() < deadline);
+    let value: Value = post(&http, "/access/v1/evaluation", &evaluation).json();
+    assert_eq!(value["decision"], true);
+}
