@@ -190,6 +190,13 @@ pub fn check_snapshot(
         return Ok(());
     };
     check_log_id(last, vote)?;
+    // The deliberate defect drops every check of where a snapshot ends, this
+    // bound included, so that the simulator proves its checkers find a
+    // node moved backwards.
+    #[cfg(stele_sim)]
+    if stele_ledger::defects::active(stele_ledger::defects::Defect::SnapshotRegress) {
+        return Ok(());
+    }
     let bound = committed
         .as_ref()
         .filter(|(under, _)| under == vote)
