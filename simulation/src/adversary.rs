@@ -296,12 +296,7 @@ async fn forged_snapshot(load: &mut Workload) {
     };
     // The Raft transport is no client's to offer: the forger dials the
     // peer port, holding the leader's stolen certificate.
-    let mut raft =
-        RaftClient::new(crate::net::channel(&crate::net::peer_addr(victim)).expect("an address"));
-    let mut offer = tonic::Request::new(futures::stream::iter([chunk]));
-    offer.set_timeout(client.timeout());
-    stolen(&mut offer, leader);
-    let reply = raft.install_snapshot(offer).await;
+    let reply = offer_snapshot(victim, leader, chunk, client.timeout()).await;
     let result = match reply {
         Ok(reply) if reply.get_ref().error.is_empty() => {
             load.history.violation(
@@ -474,12 +469,7 @@ async fn forged_snapshot_position(
         header_json: serde_json::to_vec(&(vote, meta)).expect("serializes"),
         data,
     };
-    let mut raft =
-        RaftClient::new(crate::net::channel(&crate::net::peer_addr(victim)).expect("an address"));
-    let mut offer = tonic::Request::new(futures::stream::iter([chunk]));
-    offer.set_timeout(load.client(victim).timeout());
-    stolen(&mut offer, leader);
-    let reply = raft.install_snapshot(offer).await;
+    let reply = offer_snapshot(victim, leader, chunk, load.client(victim).timeout()).await;
     if let Ok(reply) = &reply
         && reply.get_ref().error.is_empty()
     {
@@ -491,4 +481,20 @@ async fn forged_snapshot_position(
     let result = if reply.is_ok() { "answered" } else { "refused" };
     load.history
         .count(format!("forged-raft a snapshot far ahead: {result}"));
+}
+
+/// Offers `chunk` as a whole snapshot to `victim`'s peer port, with member
+/// `holder`'s stolen certificate.
+async fn offer_snapshot(
+    victim: u64,
+    holder: u64,
+    chunk: SnapshotChunk,
+    timeout: std::time::Duration,
+) -> Result<tonic::Response<stele_proto::v1::RaftReply>, tonic::Status> {
+    let mut raft =
+        RaftClient::new(crate::net::channel(&crate::net::peer_addr(victim)).expect("an address"));
+    let mut offer = tonic::Request::new(futures::stream::iter([chunk]));
+    offer.set_timeout(timeout);
+    stolen(&mut offer, holder);
+    raft.install_snapshot(offer).await
 }

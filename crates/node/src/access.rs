@@ -60,33 +60,61 @@ pub fn grpc_need(path: &str) -> Option<Need> {
     Some(need)
 }
 
-/// The roles a caller acts with: a client's certificate's; a node's, the
-/// roles of the caller it forwards for, or else reader and decide (what a
-/// node asks its peers: their status, their head).
-pub fn roles(caller: &Caller, forwarded: Option<&str>) -> BTreeSet<Role> {
+/// Whether a caller acts with `role`: a client, if its certificate grants
+/// it; a node, if the caller it forwards for has it, or else for reader and
+/// decide (what a node asks its peers: their status, their head). Checked
+/// on every call: it allocates nothing.
+pub fn holds(caller: &Caller, forwarded: Option<&str>, role: Role) -> bool {
     match caller {
-        Caller::Insecure => Role::ALL.into(),
-        Caller::Anonymous => BTreeSet::new(),
+        Caller::Insecure => true,
+        Caller::Anonymous => false,
         Caller::Certified(certified) if certified.node.is_some() => match forwarded {
-            Some(roles) => roles.split(',').filter_map(|r| r.parse().ok()).collect(),
-            None => [Role::Reader, Role::Decide].into(),
+            Some(roles) => roles.split(',').any(|name| name == role.name()),
+            None => matches!(role, Role::Reader | Role::Decide),
         },
-        Caller::Certified(certified) => certified.roles.clone(),
+        Caller::Certified(certified) => certified.has(role),
     }
 }
 
-/// The roles the caller of a gRPC request acts with (see [`roles`]).
+/// Every role a caller acts with (see [`holds`]).
+pub fn roles(caller: &Caller, forwarded: Option<&str>) -> BTreeSet<Role> {
+    Role::ALL
+        .into_iter()
+        .filter(|role| holds(caller, forwarded, *role))
+        .collect()
+}
+
+/// The roles the caller of a gRPC request acts with.
 pub fn request_roles<T>(request: &tonic::Request<T>) -> BTreeSet<Role> {
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller::Anonymous);
-    let forwarded = request
-        .metadata()
-        .get(FORWARDED_ROLES)
-        .and_then(|v| v.to_str().ok());
-    roles(&caller, forwarded)
+    let caller = Caller::proven(request.extensions().get::<Caller>());
+    roles(
+        caller,
+        forwarded_roles(request.metadata().get(FORWARDED_ROLES)),
+    )
+}
+
+fn forwarded_roles<V>(value: Option<&V>) -> Option<&str>
+where
+    V: HeaderText + ?Sized,
+{
+    value.and_then(HeaderText::text)
+}
+
+/// A header value's text, for tonic's metadata and http's headers alike.
+trait HeaderText {
+    fn text(&self) -> Option<&str>;
+}
+
+impl HeaderText for tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+    fn text(&self) -> Option<&str> {
+        self.to_str().ok()
+    }
+}
+
+impl HeaderText for http::HeaderValue {
+    fn text(&self) -> Option<&str> {
+        self.to_str().ok()
+    }
 }
 
 /// The roles as [`FORWARDED_ROLES`] carries them.
@@ -97,7 +125,7 @@ pub fn forwarded_value(roles: &BTreeSet<Role>) -> String {
 /// A call refused: who asked, and the role it needed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{caller} may not {what}: it needs a client certificate from the cluster CA with the {needed} role"
+    "{caller} may not call {what}: it needs a client certificate from the cluster CA with the {needed} role"
 )]
 pub struct Denied {
     pub caller: String,
@@ -105,7 +133,8 @@ pub struct Denied {
     pub needed: String,
 }
 
-/// Whether `caller` may make a call needing `need`.
+/// Whether `caller` may make a call needing `need`; `what` (the method or
+/// route) only names it in a refusal. Nothing is allocated unless refused.
 pub fn authorize(
     caller: &Caller,
     forwarded: Option<&str>,
@@ -119,11 +148,7 @@ pub fn authorize(
         Need::Decide => &[Role::Decide],
         Need::AnyOf(roles) => roles,
     };
-    if *caller == Caller::Insecure {
-        return Ok(());
-    }
-    let held = roles(caller, forwarded);
-    if allowed.iter().any(|role| held.contains(role)) {
+    if allowed.iter().any(|role| holds(caller, forwarded, *role)) {
         return Ok(());
     }
     Err(Denied {
@@ -186,9 +211,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_string();
-        let refusal = self.check(&request, &path);
-        match refusal {
+        match self.check(&request) {
             None => Box::pin(self.inner.call(request)),
             Some(status) => Box::pin(futures::future::ready(Ok(status.into_http()))),
         }
@@ -196,7 +219,8 @@ where
 }
 
 impl<S> Access<S> {
-    fn check<B>(&self, request: &http::Request<B>, path: &str) -> Option<Status> {
+    fn check<B>(&self, request: &http::Request<B>) -> Option<Status> {
+        let path = request.uri().path();
         let Some(need) = grpc_need(path) else {
             if path.starts_with("/stele.v1.Raft/") {
                 return Some(Status::unimplemented(
@@ -207,24 +231,14 @@ impl<S> Access<S> {
                 "no method {path} on this port"
             )));
         };
-        // No caller recorded: the connection proved nothing, so nothing is
-        // allowed but what needs nothing.
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .cloned()
-            .unwrap_or(Caller::Anonymous);
-        let forwarded = request
-            .headers()
-            .get(FORWARDED_ROLES)
-            .and_then(|v| v.to_str().ok());
-        let what = format!("call {}", path.trim_start_matches('/'));
+        let caller = Caller::proven(request.extensions().get::<Caller>());
+        let forwarded = forwarded_roles(request.headers().get(FORWARDED_ROLES));
         match authorize(
-            &caller,
+            caller,
             forwarded,
             need,
             self.layer.decide_requires_certificate,
-            &what,
+            path.trim_start_matches('/'),
         ) {
             Ok(()) => None,
             Err(denied) => {

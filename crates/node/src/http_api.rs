@@ -80,18 +80,13 @@ fn route_need(path: &str) -> Need {
 /// Refuses a request whose caller lacks the role its route needs: 403,
 /// naming the role.
 async fn check_access(State(api): State<HttpApi>, request: Request, next: Next) -> Response {
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller::Anonymous);
-    let path = request.uri().path().to_string();
+    let path = request.uri().path();
     let allowed = authorize(
-        &caller,
+        Caller::proven(request.extensions().get::<Caller>()),
         None,
-        route_need(&path),
+        route_need(path),
         api.node.config.decide_requires_certificate,
-        &format!("request {path}"),
+        path,
     );
     match allowed {
         Ok(()) => next.run(request).await,

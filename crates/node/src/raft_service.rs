@@ -121,24 +121,21 @@ impl RaftService {
 /// else, a client's certificate included, is refused: the peer port is for
 /// members.
 fn sender<T>(request: &Request<T>) -> Result<Sender, Status> {
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller::Anonymous);
+    let caller = Caller::proven(request.extensions().get::<Caller>());
     #[cfg(stele_sim)]
-    if let Some(stolen) = stolen_certificate(request, &caller) {
+    if let Some(stolen) = stolen_certificate(request, caller) {
         return Ok(Sender::Node(stolen));
     }
-    match caller {
-        Caller::Insecure => Ok(Sender::Unproven),
-        Caller::Certified(certified) if certified.node.is_some() => {
-            Ok(Sender::Node(certified.node.expect("checked")))
-        }
-        other => Err(Status::permission_denied(format!(
-            "the peer port serves members only: {other} presented no node certificate of this cluster"
-        ))),
-    }
+    let node = match caller {
+        Caller::Insecure => return Ok(Sender::Unproven),
+        Caller::Certified(certified) => certified.node,
+        Caller::Anonymous => None,
+    };
+    node.map(Sender::Node).ok_or_else(|| {
+        Status::permission_denied(format!(
+            "the peer port serves members only: {caller} presented no node certificate of this cluster"
+        ))
+    })
 }
 
 /// Simulation only: the adversary holds member N's certificate (a member's

@@ -106,6 +106,15 @@ pub enum Caller {
     Certified(Arc<Certified>),
 }
 
+impl Caller {
+    /// The caller a request's extension recorded; none recorded means the
+    /// connection proved nothing, so the caller is anonymous.
+    pub fn proven(recorded: Option<&Caller>) -> &Caller {
+        static ANONYMOUS: Caller = Caller::Anonymous;
+        recorded.unwrap_or(&ANONYMOUS)
+    }
+}
+
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
