@@ -11,6 +11,8 @@
 //! node's WatchHead stream), and the part of it after the reply. etcd: a
 //! put of a value of the same size, and of a small value, through its gRPC
 //! gateway (JSON over HTTP/1.1), with one persistent connection.
+//! stele runs twice with mutual TLS (the default) and twice with
+//! `--insecure-plaintext`, alternating, to show what TLS costs a commit.
 //! STELE_BENCH_ROUNDS sets the number of rounds (default 200).
 
 #[path = "../tests/common/mod.rs"]
@@ -48,7 +50,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{name:<44} n={:<4} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms",
+        "{name:<52} n={:<4} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms",
         samples.len(),
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.99)),
@@ -90,8 +92,11 @@ fn signed(
     version
 }
 
-async fn stele(rounds: usize) {
-    let cluster = Cluster::start(3, &["--log", "warn"]);
+async fn stele(rounds: usize, transport: &str) {
+    let cluster = match transport {
+        "plaintext" => Cluster::start_plaintext(3, &["--log", "warn"]),
+        _ => Cluster::start(3, &["--log", "warn"]),
+    };
     let leader = cluster.wait_for_leader();
     let clients: Vec<Client> = cluster
         .nodes
@@ -137,9 +142,18 @@ async fn stele(rounds: usize) {
     }
     let final_head = clients[2].served().await.unwrap();
     assert_eq!(final_head.unwrap().seq, rounds as u64 + 1);
-    report("stele commit (propose -> committed)", commit);
-    report("stele propagation (propose -> all 3 serve)", propagation);
-    report("stele propagation (committed -> all 3 serve)", after_commit);
+    report(
+        &format!("stele {transport} commit (propose -> committed)"),
+        commit,
+    );
+    report(
+        &format!("stele {transport} propagation (propose -> all 3 serve)"),
+        propagation,
+    );
+    report(
+        &format!("stele {transport} propagation (committed -> all 3)"),
+        after_commit,
+    );
 }
 
 /// A minimal HTTP/1.1 client on one kept-alive connection.
@@ -279,9 +293,12 @@ fn main() {
     println!(
         "3 local nodes on 127.0.0.1, {rounds} rounds; a version carries a {bundle_bytes}-byte bundle"
     );
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(stele(rounds));
+    // Mutual TLS (the default) against plaintext, alternating, so that
+    // the machine's drift hits both alike.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for transport in ["tls", "plaintext", "tls", "plaintext"] {
+        runtime.block_on(stele(rounds, transport));
+    }
     if let Some(samples) = etcd(rounds, bundle_bytes) {
         report(&format!("etcd put, {bundle_bytes}-byte value"), samples);
     }

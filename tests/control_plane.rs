@@ -266,6 +266,49 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         200
     );
 
+    // A plaintext client at a TLS port is told so, on every port, and
+    // changes nothing: gRPC gets TLS_REQUIRED, HTTP a 400.
+    let plain = stele_client::Client::connect(
+        &format!("http://{}", cluster.node(1).addr),
+        &stele_client::Transport::InsecurePlaintext,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let refused = add_learner(&plain).unwrap_err();
+    assert_eq!(
+        refused.reason(),
+        Some(stele_client::Reason::TlsRequired),
+        "{refused}"
+    );
+    let endpoint = format!("http://{}", cluster.node(2).addr);
+    let run = stele(
+        cluster.path(),
+        &[
+            "--insecure-plaintext",
+            "--json",
+            "log",
+            "--endpoint",
+            &endpoint,
+        ],
+    );
+    assert_ne!(run.code, 0);
+    assert_eq!(run.json()["error"], "tls_required", "{}", run.stdout);
+    let raft = RaftClient::new(
+        Channel::from_shared(format!("http://{}", cluster.node(1).peer_addr))
+            .unwrap()
+            .connect_lazy(),
+    );
+    let reply = runtime.block_on(append(raft, &heartbeat(Vote::new_committed(1, 1)), None));
+    assert_eq!(reply.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    let mut http1 = std::net::TcpStream::connect(&cluster.node(1).http.addr).unwrap();
+    http1
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: stele\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    http1.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("requires TLS"), "{answer}");
+
     // Nothing changed: membership is what it was, and the cluster commits.
     assert_eq!(members(&cluster, 1), before);
     still_commits(&cluster, "after-strangers");

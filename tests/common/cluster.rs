@@ -62,6 +62,9 @@ pub struct NodeProcess {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<NodeProcess>,
+    /// Nodes and clients run with `--insecure-plaintext` (the benchmarks'
+    /// baseline for what TLS costs); otherwise mutual TLS.
+    pub plaintext: bool,
 }
 
 impl Cluster {
@@ -69,6 +72,15 @@ impl Cluster {
     /// leader. Approver keys a, b, c (2 of 3) and the example bundle are in
     /// the cluster's directory.
     pub fn start(count: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_with(count, extra, false)
+    }
+
+    /// As [`Cluster::start`], with every node and client on plaintext.
+    pub fn start_plaintext(count: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_with(count, extra, true)
+    }
+
+    fn start_with(count: u64, extra: &[&str], plaintext: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         for name in ["a", "b", "c"] {
             stele(dir.path(), &["keygen", "--out", name]).ok();
@@ -85,6 +97,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir,
             nodes: Vec::new(),
+            plaintext,
         };
         for id in 1..=count {
             cluster.launch(id, extra);
@@ -138,6 +151,15 @@ impl Cluster {
     /// A gRPC client for node `id` with client certificate `name`. Call
     /// inside a tokio runtime.
     pub fn client_as(&self, id: u64, name: &str, timeout: Duration) -> stele_client::Client {
+        if self.plaintext {
+            let endpoint = format!("http://{}", self.node(id).addr);
+            return stele_client::Client::connect(
+                &endpoint,
+                &stele_client::Transport::InsecurePlaintext,
+                timeout,
+            )
+            .unwrap();
+        }
         stele_tls::install_ring();
         let config = self
             .tls_files(name)
@@ -202,12 +224,11 @@ impl Cluster {
             .args(["node", "--id", &id.to_string(), "--listen", &addr])
             .args(["--peer-listen", &peer_addr])
             .args(["--http", &http])
-            .arg("--tls-ca")
-            .arg(tls.join("ca.pem"))
-            .arg("--tls-cert")
-            .arg(tls.join(format!("node-{id}.pem")))
-            .arg("--tls-key")
-            .arg(tls.join(format!("node-{id}.key")))
+            .args(if self.plaintext {
+                vec!["--insecure-plaintext".to_string()]
+            } else {
+                self.node_tls_args(id)
+            })
             .env_remove("STELE_TLS_CA")
             .env_remove("STELE_TLS_CERT")
             .env_remove("STELE_TLS_KEY")
@@ -265,13 +286,21 @@ impl Cluster {
     /// `stele ARGS` at `endpoint` with client certificate `name`.
     pub fn run_as(&self, name: &str, endpoint: &str, args: &[&str]) -> Run {
         let files = self.tls_files(name);
-        let output = Command::new(env!("CARGO_BIN_EXE_stele"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stele"));
+        if self.plaintext {
+            command
+                .arg("--insecure-plaintext")
+                .env("STELE_ENDPOINT", format!("http://{endpoint}"));
+        } else {
+            command
+                .env("STELE_ENDPOINT", endpoint)
+                .env("STELE_TLS_CA", &files.ca)
+                .env("STELE_TLS_CERT", &files.cert)
+                .env("STELE_TLS_KEY", &files.key);
+        }
+        let output = command
             .args(args)
             .current_dir(self.path())
-            .env("STELE_ENDPOINT", endpoint)
-            .env("STELE_TLS_CA", &files.ca)
-            .env("STELE_TLS_CERT", &files.cert)
-            .env("STELE_TLS_KEY", &files.key)
             .env("USER", "tester")
             .stdin(Stdio::null())
             .output()

@@ -98,29 +98,107 @@ pub fn encode(ledger: &Ledger) -> String {
 }
 
 /// Encodes versions in chain order, fetching each bundle when its digest
-/// first appears (so a caller can stream bundles from storage).
+/// first appears.
 pub fn encode_with<'a, E>(
     versions: impl IntoIterator<Item = &'a Version>,
     mut bundle: impl FnMut(&Hash) -> Result<BundleFiles, E>,
 ) -> Result<String, E> {
+    let mut encoder = Encoder::default();
     let mut out = String::with_capacity(LEDGER_FILE_HEADER.len() + 1);
-    out.push_str(LEDGER_FILE_HEADER);
-    out.push('\n');
-    let mut written = std::collections::BTreeSet::new();
+    encoder.header(&mut out);
     for version in versions {
+        encoder.version(version, &mut bundle, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Writes a ledger file a record at a time, so that a node can stream its
+/// ledger without holding the whole file: the header, then each version in
+/// chain order. It remembers which bundles it has written, so each is
+/// written once, just before the first version that uses it.
+#[derive(Default)]
+pub struct Encoder {
+    written: std::collections::BTreeSet<Hash>,
+}
+
+impl Encoder {
+    /// Appends the first line of the file.
+    pub fn header(&mut self, out: &mut String) {
+        out.push_str(LEDGER_FILE_HEADER);
+        out.push('\n');
+    }
+
+    /// Appends the version's line, after its bundle's line if this is the
+    /// first version to use that bundle (then `bundle` is asked for it).
+    pub fn version<E>(
+        &mut self,
+        version: &Version,
+        bundle: impl FnOnce(&Hash) -> Result<BundleFiles, E>,
+        out: &mut String,
+    ) -> Result<(), E> {
         let digest = version.header.bundle_digest;
-        if written.insert(digest) {
+        if !self.written.contains(&digest) {
             let files = bundle(&digest)?;
             out.push_str(&strict_json::encode(&RecordRef::Bundle {
                 digest,
                 files: &files,
             }));
             out.push('\n');
+            self.written.insert(digest);
         }
         out.push_str(&strict_json::encode(&RecordRef::Version(version)));
         out.push('\n');
+        Ok(())
     }
-    Ok(out)
+}
+
+/// A ledger file cut into chunks as it is written: versions go in one at a
+/// time and whole chunks come out, so the writer holds at most one chunk
+/// and one record beyond it, however long the ledger.
+pub struct Chunked {
+    encoder: Encoder,
+    chunk_bytes: usize,
+    buffer: Vec<u8>,
+}
+
+impl Chunked {
+    /// Starts a file (its header is the first bytes out).
+    pub fn new(chunk_bytes: usize) -> Chunked {
+        let mut encoder = Encoder::default();
+        let mut header = String::new();
+        encoder.header(&mut header);
+        Chunked {
+            encoder,
+            chunk_bytes: chunk_bytes.max(1),
+            buffer: header.into_bytes(),
+        }
+    }
+
+    /// Writes one version (and its bundle, the first time it is used).
+    pub fn push<E>(
+        &mut self,
+        version: &Version,
+        bundle: impl FnOnce(&Hash) -> Result<BundleFiles, E>,
+    ) -> Result<(), E> {
+        let mut records = String::new();
+        self.encoder.version(version, bundle, &mut records)?;
+        self.buffer.extend_from_slice(records.as_bytes());
+        Ok(())
+    }
+
+    /// A whole chunk, if that much has been written and not taken.
+    pub fn take_full(&mut self) -> Option<Vec<u8>> {
+        if self.buffer.len() < self.chunk_bytes {
+            return None;
+        }
+        let rest = self.buffer.split_off(self.chunk_bytes);
+        Some(std::mem::replace(&mut self.buffer, rest))
+    }
+
+    /// What is left once every version is in (empty if nothing is).
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buffer)
+    }
 }
 
 /// Decodes the versions of a ledger file and the bundles they use, without

@@ -37,6 +37,34 @@ fn a_ledger_round_trips_through_its_file() {
 }
 
 #[test]
+fn a_chunked_ledger_is_the_same_file_and_asks_for_bundles_only_as_it_goes() {
+    let ledger = chain(20);
+    let whole = export::encode(&ledger);
+    let chunk_bytes = 100;
+    let mut chunked = export::Chunked::new(chunk_bytes);
+    let mut fetched = 0;
+    let mut out = Vec::new();
+    for (seq, version) in ledger.versions().iter().enumerate() {
+        chunked
+            .push(version, |digest| {
+                fetched += 1;
+                Ok::<_, ()>(ledger.bundle(digest).unwrap().clone())
+            })
+            .unwrap();
+        // One bundle per version so far: nothing was fetched ahead.
+        assert_eq!(fetched, seq + 1);
+        while let Some(chunk) = chunked.take_full() {
+            assert_eq!(chunk.len(), chunk_bytes);
+            out.extend(chunk);
+        }
+    }
+    let last = chunked.finish();
+    assert!(last.len() < chunk_bytes);
+    out.extend(last);
+    assert_eq!(String::from_utf8(out).unwrap(), whole);
+}
+
+#[test]
 fn signatures_must_be_sorted_by_key_in_files() {
     let ledger = chain(1);
     let text = export::encode(&ledger);

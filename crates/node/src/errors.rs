@@ -18,7 +18,8 @@ pub fn code(reason: Reason) -> Code {
         | Reason::Gap
         | Reason::UnknownProposal
         | Reason::RollbackTargetMissing
-        | Reason::BehindMinVersion => Code::FailedPrecondition,
+        | Reason::BehindMinVersion
+        | Reason::TlsRequired => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
         Reason::PermissionDenied => Code::PermissionDenied,
         Reason::NoLeader | Reason::NoPolicy | Reason::Stale | Reason::DecisionLogUnavailable => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use stele_ledger::limits::MAX_SIGNATURES;
-use stele_ledger::{Approval, Hash, Proposal, Reason, export};
+use stele_ledger::{Approval, Hash, Proposal, Reason};
 use stele_proto::v1::ledger_server::Ledger as LedgerRpc;
 use stele_proto::v1::{
     ApproveRequest, ExportChunk, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
@@ -20,11 +20,11 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
 use crate::errors::refuse;
+use crate::export_stream::{self, EXPORT_CHUNK_BYTES, ExportWriter};
 use crate::state::{NodeState, Route, WriteError};
 
 /// Most versions in one ListVersions answer.
 const MAX_LIST: u32 = 1000;
-const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
 
 pub struct LedgerService {
     pub node: Arc<NodeState>,
@@ -310,29 +310,12 @@ impl LedgerRpc for LedgerService {
         &self,
         _request: Request<ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
-        let machine = self.node.published.machine();
-        let bundles = self.node.bundles.clone();
-        let text = stele_store::offload(move || {
-            export::encode_with(machine.versions(), |digest| {
-                bundles
-                    .bundle(digest)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("bundle {digest} is missing from the store"))
-            })
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Status::internal)?;
-        let chunks: Vec<Result<ExportChunk, Status>> = text
-            .into_bytes()
-            .chunks(EXPORT_CHUNK_BYTES)
-            .map(|chunk| {
-                Ok(ExportChunk {
-                    data: chunk.to_vec(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        let writer = ExportWriter::new(
+            self.node.published.machine(),
+            self.node.bundles.clone(),
+            EXPORT_CHUNK_BYTES,
+        );
+        Ok(Response::new(Box::pin(export_stream::stream(writer))))
     }
 
     type WatchHeadStream = HeadStream;

@@ -25,6 +25,7 @@ pub mod config;
 mod decision_service;
 pub mod dial;
 mod errors;
+pub mod export_stream;
 mod http_api;
 #[cfg(feature = "rocksdb")]
 mod http_serve;
@@ -34,6 +35,7 @@ pub mod listener;
 pub mod members;
 pub mod metrics;
 mod network;
+mod not_tls;
 pub mod raft_guard;
 mod raft_service;
 mod server;

@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::not_tls;
+
 /// Longest a TLS handshake may take before its connection is closed.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// Most connections open at once on one port; more are closed at once.
@@ -95,9 +97,21 @@ pub fn accept(
                         _open: permit,
                     },
                     Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream))
-                            .await
-                        {
+                        // One deadline for the first byte and the handshake.
+                        let deadline = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
+                        match first_byte(&stream, deadline).await {
+                            Some(first) if not_tls::starts_tls(first) => {}
+                            Some(_) => {
+                                tracing::info!(port, %remote, "a plaintext client at a TLS port: told it so");
+                                not_tls::explain(stream, HANDSHAKE_DEADLINE).await;
+                                return;
+                            }
+                            None => {
+                                tracing::info!(port, %remote, "nothing sent within {HANDSHAKE_DEADLINE:?}: closed");
+                                return;
+                            }
+                        }
+                        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => match caller_of(&tls) {
                                 Ok(caller) => Conn {
                                     io: Io::Tls(Box::new(tls)),
@@ -125,6 +139,16 @@ pub fn accept(
         }
     });
     ReceiverStream::new(incoming)
+}
+
+/// The connection's first byte, once it has arrived (`None` if the
+/// client closes or sends nothing by `deadline`).
+async fn first_byte(stream: &TcpStream, deadline: tokio::time::Instant) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
+    }
 }
 
 /// Who presented what in a finished handshake: the certificate's names,

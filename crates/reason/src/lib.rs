@@ -88,6 +88,8 @@ reasons! {
     /// The caller's certificate does not grant the role the call needs
     /// (or the caller presented none).
     PermissionDenied = "PERMISSION_DENIED",
+    /// A plaintext client at a port that speaks TLS only.
+    TlsRequired = "TLS_REQUIRED",
 
     // Routing writes to the leader.
     /// No leader is known (an election may be under way).
