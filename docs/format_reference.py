@@ -53,6 +53,14 @@ def canonical_header(h):
         keys = h["trust"]["keys"]
         out += b"\x01" + u32(h["trust"]["threshold"]) + u64(len(keys))
         out += b"".join(bytes.fromhex(k) for k in keys)
+    # Optional fields: tag, then value, in ascending tag order.
+    if h.get("expires_at") is not None:
+        out += b"\x01" + u64(h["expires_at"])
+    if h["trust"] is not None and "approvers" in h["trust"]:
+        out += b"\x02"
+        for approver in h["trust"]["approvers"]:
+            out += length_prefixed(approver["name"].encode())
+            out += length_prefixed(approver.get("contact", "").encode())
     return out
 
 
@@ -111,6 +119,53 @@ def main():
         key=lambda s: s["key"],
     )
 
+    expiring = {
+        "seq": 3,
+        "parent_hash": rollback_hash.hex(),
+        "bundle_digest": digest,
+        "kind": {"type": "update"},
+        "message": "an update that cannot commit after its expiry",
+        "author": "golden",
+        "created_at": 1764288120,
+        "trust": None,
+        "expires_at": 1764892920,
+    }
+    expiring_bytes = canonical_header(expiring)
+    expiring_hash = tagged("stele/version/v1", expiring_bytes)
+    expiring_sigs = sorted(
+        ({"key": publics[i], "signature": secrets[i].sign(approval_message(expiring_hash)).hex()}
+         for i in (1, 2)),
+        key=lambda s: s["key"],
+    )
+
+    # A rotation to the same keys, now named (contact only where given),
+    # by one of its signers.
+    names = {publics[0]: "alice", publics[1]: "bob", publics[2]: "carol"}
+    contacts = {publics[1]: "bob@example.com"}
+    approvers = []
+    for key in sorted(publics):
+        approver = {"name": names[key]}
+        if key in contacts:
+            approver["contact"] = contacts[key]
+        approvers.append(approver)
+    rotate = {
+        "seq": 4,
+        "parent_hash": expiring_hash.hex(),
+        "bundle_digest": digest,
+        "kind": {"type": "rotate"},
+        "message": "name the approvers",
+        "author": "alice",
+        "created_at": 1764288180,
+        "trust": {"threshold": 2, "keys": sorted(publics), "approvers": approvers},
+    }
+    rotate_bytes = canonical_header(rotate)
+    rotate_hash = tagged("stele/version/v1", rotate_bytes)
+    rotate_sigs = sorted(
+        ({"key": publics[i], "signature": secrets[i].sign(approval_message(rotate_hash)).hex()}
+         for i in (0, 1)),
+        key=lambda s: s["key"],
+    )
+
     file_list = [{"path": p, "content": files[p]} for p in sorted(files, key=lambda p: p.encode())]
     ledger_file = "".join(
         compact(record) + "\n"
@@ -119,6 +174,8 @@ def main():
             {"bundle": {"digest": digest, "files": file_list}},
             {"version": {"header": genesis, "signatures": genesis_sigs}},
             {"version": {"header": rollback, "signatures": rollback_sigs}},
+            {"version": {"header": expiring, "signatures": expiring_sigs}},
+            {"version": {"header": rotate, "signatures": rotate_sigs}},
         ]
     )
 
@@ -144,6 +201,22 @@ def main():
                 "approval_message": approval_message(rollback_hash).hex(),
                 "signatures": rollback_sigs,
                 "signed_by_seed_index": [2, 0],
+            },
+            {
+                "header": expiring,
+                "canonical_header": expiring_bytes.hex(),
+                "hash": expiring_hash.hex(),
+                "approval_message": approval_message(expiring_hash).hex(),
+                "signatures": expiring_sigs,
+                "signed_by_seed_index": [1, 2],
+            },
+            {
+                "header": rotate,
+                "canonical_header": rotate_bytes.hex(),
+                "hash": rotate_hash.hex(),
+                "approval_message": approval_message(rotate_hash).hex(),
+                "signatures": rotate_sigs,
+                "signed_by_seed_index": [0, 1],
             },
         ],
         "ledger_file": ledger_file,

@@ -97,6 +97,10 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Propose restoring version SEQ's bundle as a new version.
     Rollback(RollbackArgs),
+    /// Propose a new trust set (kind rotate): who approves from now on,
+    /// and how many must sign. It commits with M signatures of the set in
+    /// force and M' of the new one; the bundle stays the head's.
+    Rotate(RotateArgs),
     /// List the cluster's versions, oldest first, from one node.
     Log(LogArgs),
     /// Show one version, from one node.
@@ -366,7 +370,9 @@ pub struct NodeArgs {
     /// (gRPC only; HTTP always answers decision: false when stale).
     #[arg(long, value_enum)]
     pub on_stale: Option<OnStaleArg>,
-    /// How long a pending proposal waits for approvals (default 24h).
+    /// The longest this node holds a pending proposal while it waits for
+    /// approvals (default 24h); a proposal's own `expires_at` may end it
+    /// sooner.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
     pub pending_ttl: Option<Duration>,
     /// Snapshot and compact the Raft log every N entries (default 1000).
@@ -451,8 +457,10 @@ pub enum ClusterCommand {
 pub struct GenesisArgs {
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
-    /// An approver public key file (repeat for each approver).
-    #[arg(long = "approver", value_name = "PUB", required = true)]
+    /// An approver: NAME=PUB, or a public key file named after its
+    /// approver (alice.pub is alice). Repeat for each approver; the names
+    /// are signed into the genesis.
+    #[arg(long = "approver", value_name = "[NAME=]PUB", required = true)]
     pub approvers: Vec<PathBuf>,
     #[arg(long, value_name = "M")]
     pub threshold: u32,
@@ -465,8 +473,13 @@ pub struct GenesisArgs {
         value_name = "MSG"
     )]
     pub message: String,
+    /// Who proposes it: an approver's name (default: the name of your
+    /// first --key).
     #[arg(long, value_name = "NAME")]
     pub author: Option<String>,
+    /// How long the genesis may take to commit (see `propose --help`).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub expires_in: Duration,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -514,6 +527,23 @@ pub struct RollbackArgs {
     /// The seq whose bundle to restore.
     #[arg(long, value_name = "SEQ")]
     pub to: u64,
+    #[command(flatten)]
+    pub about: About,
+    #[command(flatten)]
+    pub signing: SigningKeys,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// An approver of the new trust set: NAME=PUB, or a public key file
+    /// named after its approver (alice.pub is alice). Repeat for each.
+    #[arg(long = "approver", value_name = "[NAME=]PUB", required = true)]
+    pub approvers: Vec<PathBuf>,
+    /// How many approvers of the new set must sign each version.
+    #[arg(long, value_name = "M")]
+    pub threshold: u32,
     #[command(flatten)]
     pub about: About,
     #[command(flatten)]
@@ -689,9 +719,10 @@ pub struct ProposalNewArgs {
     /// The seq whose bundle a rollback restores.
     #[arg(long, value_name = "SEQ")]
     pub to: Option<u64>,
-    /// An approver public key file of the declared trust set (genesis and
-    /// rotate; repeat for each approver).
-    #[arg(long = "approver", value_name = "PUB")]
+    /// An approver of the declared trust set (genesis and rotate): NAME=PUB,
+    /// or a public key file named after its approver (alice.pub is alice).
+    /// Repeat for each approver.
+    #[arg(long = "approver", value_name = "[NAME=]PUB")]
     pub approvers: Vec<PathBuf>,
     /// How many approvers must sign (genesis and rotate).
     #[arg(long, value_name = "M")]
@@ -709,9 +740,18 @@ pub struct About {
     /// Why this version exists: it is signed and stays in the ledger forever.
     #[arg(short = 'm', long = "message", value_name = "MSG")]
     pub message: String,
-    /// Who proposes it (default: $USER).
+    /// Who proposes it: an approver's name in the trust set (default: the
+    /// name of your first --key). Admission refuses an author who is not
+    /// among the signers. (For a trust set made before approvers had
+    /// names, any text; default: your key.)
     #[arg(long, value_name = "NAME")]
     pub author: Option<String>,
+    /// How long the version may take to commit: its header says it cannot
+    /// commit after now + DUR (the leader's clock decides), so signatures
+    /// collected for a change that was never submitted do not stay good
+    /// forever.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub expires_in: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -727,10 +767,11 @@ pub enum LedgerCommand {
         /// The bundle directory.
         #[arg(long, value_name = "DIR", required_unless_present = "proposal")]
         bundle: Option<PathBuf>,
-        /// An approver public key file (repeat for each approver).
+        /// An approver: NAME=PUB, or a public key file named after its
+        /// approver (alice.pub is alice). Repeat for each approver.
         #[arg(
             long = "approver",
-            value_name = "PUB",
+            value_name = "[NAME=]PUB",
             required_unless_present = "proposal"
         )]
         approvers: Vec<PathBuf>,
@@ -748,7 +789,8 @@ pub enum LedgerCommand {
             default_value = "genesis"
         )]
         message: String,
-        /// Who creates it (default: $USER).
+        /// Who creates it: an approver's name (default: the name of your
+        /// first --key).
         #[arg(long, value_name = "NAME")]
         author: Option<String>,
     },
@@ -772,7 +814,8 @@ pub enum LedgerCommand {
         /// Why this version exists.
         #[arg(short = 'm', long = "message", value_name = "MSG")]
         message: Option<String>,
-        /// Who proposes it (default: $USER).
+        /// Who proposes it: an approver's name (default: the name of your
+        /// first --key).
         #[arg(long, value_name = "NAME")]
         author: Option<String>,
         /// A secret key file to sign with (repeat).

@@ -159,10 +159,6 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey> {
         .map_err(|e| Failure::new(Code::BadKey, format!("{}: {e}", path.display())))
 }
 
-pub fn load_public_keys(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>> {
-    paths.iter().map(|p| load_public_key(p)).collect()
-}
-
 pub fn load_secret_keys(paths: &[std::path::PathBuf]) -> Result<Vec<SecretKey>> {
     paths.iter().map(|p| load_secret_key(p)).collect()
 }

@@ -50,6 +50,7 @@ fn next_header(chain: &Ledger, bundle: &BundleFiles, kind: Kind) -> Header {
         author: "mallory".into(),
         created_at: 1_800_000_000,
         trust: None,
+        expires_at: None,
     }
 }
 
@@ -153,7 +154,8 @@ fn attack_replay_an_old_signed_version() {
     ws.genesis();
     ws.bundle_variant("v2", |text| format!("{text}\n// v2\n"));
     ws.run(&[
-        "proposal", "new", "--ledger", "ledger.l", "--bundle", "v2", "-m", "v2", "--out", "v2.json",
+        "proposal", "new", "--author", "a", "--ledger", "ledger.l", "--bundle", "v2", "-m", "v2",
+        "--out", "v2.json",
     ])
     .ok();
     ws.run(&["proposal", "sign", "v2.json", "--key", "a", "--key", "b"])
@@ -161,8 +163,8 @@ fn attack_replay_an_old_signed_version() {
     // A second proposal on the same parent, signed but not yet appended.
     ws.bundle_variant("v2b", |text| format!("{text}\n// v2b\n"));
     ws.run(&[
-        "proposal", "new", "--ledger", "ledger.l", "--bundle", "v2b", "-m", "v2b", "--out",
-        "v2b.json",
+        "proposal", "new", "--author", "a", "--ledger", "ledger.l", "--bundle", "v2b", "-m", "v2b",
+        "--out", "v2b.json",
     ])
     .ok();
     ws.run(&["proposal", "sign", "v2b.json", "--key", "a", "--key", "b"])

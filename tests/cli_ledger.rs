@@ -121,6 +121,8 @@ fn proposals_are_signed_on_separate_machines_then_appended() {
             "--json",
             "proposal",
             "new",
+            "--author",
+            "a",
             "--ledger",
             "ledger.l",
             "--bundle",
@@ -205,7 +207,8 @@ fn appending_a_committed_version_again_is_already_committed() {
     ws.genesis();
     ws.bundle_variant("v2", |text| format!("{text}\n// v2\n"));
     ws.run(&[
-        "proposal", "new", "--ledger", "ledger.l", "--bundle", "v2", "-m", "v2", "--out", "p.json",
+        "proposal", "new", "--author", "a", "--ledger", "ledger.l", "--bundle", "v2", "-m", "v2",
+        "--out", "p.json",
     ])
     .ok();
     ws.run(&["proposal", "sign", "p.json", "--key", "a", "--key", "b"])
@@ -280,6 +283,8 @@ fn a_rotation_by_proposal_replaces_the_trust_set() {
     ws.run(&[
         "proposal",
         "new",
+        "--author",
+        "a",
         "--kind",
         "rotate",
         "--ledger",
@@ -352,6 +357,8 @@ fn a_genesis_can_be_approved_offline_by_proposal() {
     ws.run(&[
         "proposal",
         "new",
+        "--author",
+        "a",
         "--kind",
         "genesis",
         "--bundle",
@@ -412,8 +419,8 @@ fn proposal_flags_that_do_not_fit_the_kind_are_usage_errors() {
     ws.genesis();
     let run = ws
         .run(&[
-            "--json", "proposal", "new", "--kind", "rollback", "--ledger", "ledger.l", "-m", "x",
-            "--out", "p.json",
+            "--json", "proposal", "new", "--author", "a", "--kind", "rollback", "--ledger",
+            "ledger.l", "-m", "x", "--out", "p.json",
         ])
         .fails();
     assert_eq!(run.json()["error"], "usage");
@@ -422,6 +429,8 @@ fn proposal_flags_that_do_not_fit_the_kind_are_usage_errors() {
         .run(&[
             "proposal",
             "new",
+            "--author",
+            "a",
             "--ledger",
             "ledger.l",
             "--bundle",
@@ -549,4 +558,54 @@ fn concurrent_appends_lose_nothing() {
         .ok()
         .json_lines();
     assert_eq!(log.len(), names.len() + 1);
+}
+
+#[test]
+fn approvers_are_named_in_the_ledger_and_the_author_is_one_of_them() {
+    let ws = Workspace::new();
+    let genesis = ws.genesis();
+    assert_eq!(genesis["seq"], 1);
+    // Named after their key files, signed into the genesis.
+    let shown = ws
+        .run(&["--json", "ledger", "show", "ledger.l", "1"])
+        .ok()
+        .json();
+    assert_eq!(approver_names(&shown), ["a", "b", "c"], "{shown}");
+    // The author is the first signer's name, never $USER ("tester" here).
+    assert_eq!(shown["author"], "a");
+    let mut signed_by: Vec<&str> = shown["signed_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    signed_by.sort();
+    assert_eq!(signed_by, ["a", "b"]);
+    ws.bundle_variant("v2", |text| format!("{text}\n// v2\n"));
+    ws.run(&[
+        "ledger", "append", "ledger.l", "--bundle", "v2", "-m", "v2", "--key", "c", "--key", "b",
+    ])
+    .ok();
+    let log = ws.run(&["ledger", "log", "ledger.l"]).ok();
+    let second = log.stdout.lines().nth(1).unwrap();
+    assert!(second.contains("by c"), "{second}");
+    assert!(
+        second.contains("signed by b, c") || second.contains("signed by c, b"),
+        "{second}"
+    );
+    // An author who is not among the signers is refused before signing.
+    ws.bundle_variant("v3", |text| format!("{text}\n// v3\n"));
+    let wrong = ws
+        .run(&[
+            "--json", "ledger", "append", "ledger.l", "--bundle", "v3", "-m", "v3", "--author",
+            "a", "--key", "b", "--key", "c",
+        ])
+        .fails()
+        .json();
+    assert_eq!(wrong["error"], "usage", "{wrong}");
+    let unchanged = ws
+        .run(&["--json", "ledger", "verify", "ledger.l"])
+        .ok()
+        .json();
+    assert_eq!(unchanged["head"]["seq"], 2, "{unchanged}");
 }

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::cluster::{Cluster, serial, wait_until};
+use common::{approver_names, stele};
 use serde_json::Value;
 
 const CONTEXT: &str = r#"{"network_zone":"vpn","device":{"managed":true,"disk_encrypted":true,"os_patch_age_days":3},"mfa_age_seconds":60}"#;
@@ -36,6 +37,109 @@ fn no_ssh_from_vpn(cluster: &Cluster) -> std::path::PathBuf {
     )
     .unwrap();
     dir
+}
+
+#[test]
+fn a_proposal_past_its_own_expiry_cannot_commit() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    no_ssh_from_vpn(&cluster);
+    let proposed = cluster
+        .run(&[
+            "--json",
+            "propose",
+            "--bundle",
+            "no-ssh",
+            "-m",
+            "expires at once",
+            "--expires-in",
+            "1s",
+            "--key",
+            "a",
+        ])
+        .ok()
+        .json();
+    assert_eq!(proposed["status"], "pending");
+    let id = proposed["proposal_id"].as_str().unwrap();
+    // Held until the version's own expiry, not the node's 24 h.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let held_until = proposed["expires_at_ms"].as_u64().unwrap();
+    assert!(held_until <= now_ms + 1_000, "{proposed}");
+    // Past the expiry, the approval that would reach M commits nothing.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let late = cluster
+        .run(&["--json", "approve", id, "--key", "b"])
+        .fails()
+        .json();
+    assert_eq!(late["error"], "unknown_proposal", "{late}");
+    assert_eq!(cluster.served_seq(1), Some(1));
+}
+
+#[test]
+fn a_rotation_through_the_cluster_names_the_new_approvers_and_retires_the_old() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    stele(cluster.path(), &["keygen", "--out", "d"]).ok();
+    // c retires, dana joins: 2 of the old set and 2 of the new sign.
+    let rotated = cluster
+        .run(&[
+            "--json",
+            "rotate",
+            "--approver",
+            "a.pub",
+            "--approver",
+            "b.pub",
+            "--approver",
+            "dana=d.pub",
+            "--threshold",
+            "2",
+            "-m",
+            "dana replaces c",
+            "--key",
+            "a",
+            "--key",
+            "b",
+        ])
+        .ok()
+        .json();
+    assert_eq!(rotated["status"], "committed", "{rotated}");
+    cluster.wait_all_serve(2);
+    let shown = cluster.run(&["--json", "show", "2"]).ok().json();
+    assert_eq!(shown["kind"], "rotate");
+    assert_eq!(shown["author"], "a");
+    assert_eq!(approver_names(&shown), ["a", "b", "dana"], "{shown}");
+    // c's signature no longer counts; dana's does, under her name.
+    let variant = cluster.variant("after-rotation");
+    let variant = variant.to_str().unwrap();
+    let retired = cluster
+        .run(&[
+            "--json", "propose", "--bundle", variant, "-m", "x", "--key", "c", "--key", "a",
+        ])
+        .fails()
+        .json();
+    assert_eq!(retired["error"], "unknown_key", "{retired}");
+    let proposed = cluster
+        .run(&[
+            "--json", "propose", "--bundle", variant, "-m", "x", "--key", "d", "--key", "a",
+        ])
+        .ok()
+        .json();
+    assert_eq!(proposed["status"], "committed", "{proposed}");
+    let log = cluster.run(&["log"]).ok();
+    let third = log.stdout.lines().nth(2).unwrap();
+    assert!(third.contains("by dana"), "{third}");
+    let signers = third.split("signed by ").nth(1).unwrap();
+    assert!(
+        signers.starts_with("a, dana") || signers.starts_with("dana, a"),
+        "{third}"
+    );
 }
 
 #[test]
@@ -224,6 +328,8 @@ fn resubmit_across_a_leader_kill(cluster: &mut Cluster, leader: u64, head: u64) 
         .run(&[
             "proposal",
             "new",
+            "--author",
+            "a",
             "--ledger",
             "before.l",
             "--bundle",
@@ -466,15 +572,15 @@ fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
     cluster.variant("v2");
     cluster
         .run(&[
-            "proposal", "new", "--ledger", "at1.l", "--bundle", "v2", "-m", "v2", "--out",
-            "v2.json",
+            "proposal", "new", "--author", "a", "--ledger", "at1.l", "--bundle", "v2", "-m", "v2",
+            "--out", "v2.json",
         ])
         .ok();
     cluster.variant("v2b");
     cluster
         .run(&[
-            "proposal", "new", "--ledger", "at1.l", "--bundle", "v2b", "-m", "v2b", "--out",
-            "v2b.json",
+            "proposal", "new", "--author", "a", "--ledger", "at1.l", "--bundle", "v2b", "-m",
+            "v2b", "--out", "v2b.json",
         ])
         .ok();
     // Unsigned, then under the threshold: refused, nothing held.

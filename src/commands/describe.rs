@@ -1,11 +1,53 @@
 //! How versions are printed, shared by `ledger log|show` and `proposal show`.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
-use stele_ledger::{Kind, Ledger, Version};
+use stele_ledger::{Kind, Ledger, PublicKey, TrustSet, Version};
 use stele_policy::BundleDiff;
 
+/// What the ledger calls each approver key: every name a genesis or a
+/// rotation signed in (a later one wins). A key the ledger does not name
+/// is shown by its first 16 hex digits.
+#[derive(Default)]
+pub struct Names(BTreeMap<PublicKey, String>);
+
+impl Names {
+    pub fn of<'a>(versions: impl IntoIterator<Item = &'a Version>) -> Names {
+        let mut names = Names::default();
+        for version in versions {
+            if let Some(trust) = &version.header.trust {
+                names.learn(trust);
+            }
+        }
+        names
+    }
+
+    /// Adds the names `trust` declares.
+    pub fn learn(&mut self, trust: &TrustSet) {
+        for (key, approver) in trust
+            .keys()
+            .iter()
+            .zip(trust.approvers().unwrap_or_default())
+        {
+            self.0.insert(*key, approver.name.clone());
+        }
+    }
+
+    pub fn name(&self, key: &PublicKey) -> String {
+        match self.0.get(key) {
+            Some(name) => name.clone(),
+            None => format!("key {}", &key.to_hex()[..16]),
+        }
+    }
+
+    fn signers(&self, version: &Version) -> Vec<String> {
+        version.signers().map(|key| self.name(key)).collect()
+    }
+}
+
 /// A version's header and signers as JSON.
-pub fn version_json(version: &Version) -> Value {
+pub fn version_json(version: &Version, names: &Names) -> Value {
     let header = &version.header;
     let mut value = json!({
         "seq": header.seq,
@@ -17,32 +59,44 @@ pub fn version_json(version: &Version) -> Value {
         "author": header.author,
         "created_at": header.created_at,
         "signers": version.signers().collect::<Vec<_>>(),
+        "signed_by": names.signers(version),
     });
     if let Kind::Rollback { to_seq } = header.kind {
         value["to_seq"] = to_seq.into();
     }
     if let Some(trust) = &header.trust {
         value["trust"] = json!({ "threshold": trust.threshold(), "keys": trust.keys() });
+        if let Some(approvers) = trust.approvers() {
+            value["trust"]["approvers"] = trust
+                .keys()
+                .iter()
+                .zip(approvers)
+                .map(|(key, who)| json!({ "key": key, "name": who.name, "contact": who.contact }))
+                .collect();
+        }
+    }
+    if let Some(at) = header.expires_at {
+        value["expires_at"] = at.into();
     }
     value
 }
 
 /// One line per version, for `ledger log`.
-pub fn version_line(version: &Version) -> String {
+pub fn version_line(version: &Version, names: &Names) -> String {
     let header = &version.header;
     format!(
-        "{:>5}  {}  {:<14} {} signer(s)  {}  {}",
+        "{:>5}  {}  {:<14} by {:<12} signed by {}  {}",
         header.seq,
         version.hash().short(),
         header.kind.to_string(),
-        version.distinct_signers(),
         header.author,
+        names.signers(version).join(", "),
         header.message.lines().next().unwrap_or_default()
     )
 }
 
 /// A full description, for `ledger show` and `proposal show`.
-pub fn version_text(version: &Version) -> String {
+pub fn version_text(version: &Version, names: &Names) -> String {
     let header = &version.header;
     let mut text = format!(
         "seq:           {}\nhash:          {}\nparent:        {}\nbundle digest: {}\nkind:          {}\nauthor:        {}\ncreated at:    {} (Unix seconds, the author's claim)\n",
@@ -54,14 +108,29 @@ pub fn version_text(version: &Version) -> String {
         header.author,
         header.created_at,
     );
+    if let Some(at) = header.expires_at {
+        text.push_str(&format!(
+            "expires at:    {at} (Unix seconds: it cannot commit after this)\n"
+        ));
+    }
     if let Some(trust) = &header.trust {
         text.push_str(&format!(
             "trust set:     {} of {} approvers\n",
             trust.threshold(),
             trust.keys().len()
         ));
-        for key in trust.keys() {
-            text.push_str(&format!("  approver     {key}\n"));
+        let approvers = trust.approvers().unwrap_or_default();
+        for (i, key) in trust.keys().iter().enumerate() {
+            match approvers.get(i) {
+                Some(who) if who.contact.is_empty() => {
+                    text.push_str(&format!("  approver     {} {key}\n", who.name));
+                }
+                Some(who) => text.push_str(&format!(
+                    "  approver     {} <{}> {key}\n",
+                    who.name, who.contact
+                )),
+                None => text.push_str(&format!("  approver     {key}\n")),
+            }
         }
     }
     text.push_str(&format!("signatures:    {}\n", version.signatures.len()));
@@ -72,7 +141,11 @@ pub fn version_text(version: &Version) -> String {
         } else {
             "INVALID: does not verify"
         };
-        text.push_str(&format!("  signed by    {} ({verdict})\n", approval.key));
+        text.push_str(&format!(
+            "  signed by    {} {} ({verdict})\n",
+            names.name(&approval.key),
+            approval.key
+        ));
     }
     text.push_str(&format!(
         "message:\n  {}",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stele_client::Client;
-use stele_ledger::{Proposal, SecretKey, TrustSet};
+use stele_ledger::{Approver, Proposal, SecretKey, TrustSet};
 use stele_proto::v1::{InitRequest, Member, StatusRequest};
 
 use super::certs;
@@ -365,14 +365,25 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
         .iter()
         .map(|k| load_secret_key(k))
         .collect::<Result<_>>()?;
-    let trust = TrustSet::new(secrets.iter().map(SecretKey::public_key).collect(), 2)
-        .expect("three distinct keys");
+    // Each approver is named after its key file: approver1, approver2, …
+    let named = keys.iter().zip(&secrets).map(|(path, secret)| {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        (
+            secret.public_key(),
+            Approver::named(name.unwrap_or_default()),
+        )
+    });
+    let trust = TrustSet::named(named.collect(), 2).expect("three distinct, named keys");
     let bundle = zero_trust();
     let about = About {
         message: "genesis: the zero-trust example".into(),
-        author: Some("stele dev".into()),
+        author: None,
+        expires_in: Some(std::time::Duration::from_secs(3600)),
     };
-    let version = signed(genesis_header(&bundle, trust, &about), &secrets[..2]);
+    let version = signed(
+        genesis_header(&bundle, trust, &about, &secrets[..2])?,
+        &secrets[..2],
+    );
     client.submit(&Proposal { version, bundle }, true).await?;
     Ok(())
 }

@@ -4,18 +4,17 @@ use std::path::Path;
 
 use serde_json::json;
 use stele_ledger::{
-    Admitted, Authorship, BundleFiles, Hash, Head, Header, Kind, Ledger, LedgerFileError,
-    Rejection, SecretKey, TrustSet, Version, export, structural_only,
+    Admitted, Approver, Authorship, BundleFiles, Hash, Head, Header, Kind, Ledger, LedgerFileError,
+    PublicKey, Rejection, SecretKey, TrustSet, Version, export, structural_only,
 };
 use stele_policy::{admission_check, check_ledger_bundles, load_dir};
 
-use super::describe::{bundle_files_json, version_json, version_line, version_text};
+use super::describe::{Names, bundle_files_json, version_json, version_line, version_text};
 use crate::cli::{About, LedgerCommand};
 use crate::failure::{Code, Failure, Result};
-use crate::files::{create_new, load_public_keys, load_secret_keys, read_limited, update_locked};
+use crate::files::{create_new, load_public_key, load_secret_keys, read_limited, update_locked};
 use crate::ledger_files::{
-    MAX_LEDGER_FILE_BYTES, author_or_default, decode_ledger, load_ledger, load_proposal,
-    now_unix_seconds,
+    MAX_LEDGER_FILE_BYTES, author_for, decode_ledger, load_ledger, load_proposal, now_unix_seconds,
 };
 use crate::output::Output;
 
@@ -41,9 +40,16 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                 None => {
                     let files = load_dir(bundle.as_deref().expect("clap requires --bundle"))?;
                     let trust = trust_set(&approvers, threshold)?;
-                    let header = genesis_header(&files, trust, &About { message, author });
+                    let keys = load_secret_keys(&keys)?;
+                    let about = About {
+                        message,
+                        author,
+                        // Written straight into the file: nothing to expire.
+                        expires_in: None,
+                    };
+                    let header = genesis_header(&files, trust, &about, &keys)?;
                     let mut version = Version::unsigned(header);
-                    sign_all(&mut version, &load_secret_keys(&keys)?);
+                    sign_all(&mut version, &keys);
                     (version, files)
                 }
             };
@@ -72,9 +78,10 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                     let about = About {
                         message: message.expect("clap requires --message"),
                         author,
+                        expires_in: None,
                     };
                     append(out, &ledger, |chain| {
-                        let header = next_header(chain, &files, Kind::Update, &about)?;
+                        let header = next_header(chain, &files, Kind::Update, None, &about, &keys)?;
                         Ok((signed(header, &keys), files))
                     })
                 }
@@ -89,7 +96,8 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             let keys = load_secret_keys(&signing.keys)?;
             append(out, &ledger, |chain| {
                 let files = rollback_bundle(chain, to)?;
-                let header = next_header(chain, &files, Kind::Rollback { to_seq: to }, &about)?;
+                let kind = Kind::Rollback { to_seq: to };
+                let header = next_header(chain, &files, kind, None, &about, &keys)?;
                 Ok((signed(header, &keys), files))
             })
         }
@@ -100,8 +108,11 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
         } => verify(out, &ledger, genesis.as_deref(), &contains),
         LedgerCommand::Log { ledger } => {
             let chain = load_ledger(&ledger)?;
+            let names = Names::of(chain.versions());
             for version in chain.versions() {
-                out.result(&version_json(version), || version_line(version));
+                out.result(&version_json(version, &names), || {
+                    version_line(version, &names)
+                });
             }
             Ok(())
         }
@@ -117,32 +128,83 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                     ),
                 )
             })?;
-            let mut value = version_json(version);
+            let names = Names::of(chain.versions());
+            let mut value = version_json(version, &names);
             value["files"] = bundle_files_json(&chain, version);
-            out.result(&value, || version_text(version));
+            out.result(&value, || version_text(version, &names));
             Ok(())
         }
     }
 }
 
+/// The trust set `--approver` and `--threshold` declare, every approver
+/// named (`NAME=PUB`, or the key file's name: `alice.pub` is alice).
 pub fn trust_set(approvers: &[std::path::PathBuf], threshold: Option<u32>) -> Result<TrustSet> {
-    let keys = load_public_keys(approvers)?;
     let threshold = threshold.ok_or_else(|| Failure::usage("--threshold M is required"))?;
-    TrustSet::new(keys, threshold).map_err(|e| Failure::usage(format!("trust set: {e}")))
+    let entries = approvers
+        .iter()
+        .map(|arg| {
+            let (name, path) = approver_arg(arg)?;
+            Ok((load_public_key(&path)?, Approver::named(name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    TrustSet::named(entries, threshold).map_err(|e| Failure::usage(format!("trust set: {e}")))
 }
 
-/// What `about` says, signed now.
-fn authorship(about: &About) -> Authorship {
+/// `NAME=PATH`, or `PATH` named after its file.
+fn approver_arg(arg: &Path) -> Result<(String, std::path::PathBuf)> {
+    let text = arg.to_string_lossy();
+    if let Some((name, path)) = text.split_once('=') {
+        return Ok((name.to_string(), path.into()));
+    }
+    let name = arg
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--approver {text:?}: give NAME=PUB or a .pub file named after its approver"
+            ))
+        })?;
+    Ok((name, arg.to_path_buf()))
+}
+
+/// What `about` says, by `author`, signed now.
+fn authorship(about: &About, author: String) -> Authorship {
     Authorship {
         message: about.message.clone(),
-        author: author_or_default(about.author.clone()),
+        author,
         created_at: now_unix_seconds(),
     }
 }
 
-/// The header of a genesis version declaring `trust`.
-pub fn genesis_header(files: &BundleFiles, trust: TrustSet, about: &About) -> Header {
-    Header::genesis(files.digest(), trust, authorship(about))
+fn public(keys: &[SecretKey]) -> Vec<PublicKey> {
+    keys.iter().map(SecretKey::public_key).collect()
+}
+
+/// `header`, expiring as `about` says.
+fn expiring(header: Header, about: &About) -> Header {
+    match about.expires_in {
+        Some(within) => {
+            let at = header.created_at.saturating_add(within.as_secs());
+            header.expiring(at)
+        }
+        None => header,
+    }
+}
+
+/// The header of a genesis version declaring `trust`, proposed by the
+/// holder of `keys` (none: `--author` names who will sign).
+pub fn genesis_header(
+    files: &BundleFiles,
+    trust: TrustSet,
+    about: &About,
+    keys: &[SecretKey],
+) -> Result<Header> {
+    let author = author_for(&[&trust], &public(keys), about.author.as_deref())?;
+    Ok(expiring(
+        Header::genesis(files.digest(), trust, authorship(about, author)),
+        about,
+    ))
 }
 
 /// The bundle a rollback to `to_seq` must carry.
@@ -164,22 +226,40 @@ pub fn head_bundle(chain: &Ledger) -> Result<BundleFiles> {
         .ok_or_else(|| Failure::new(Code::EmptyLedger, "the ledger has no genesis yet"))
 }
 
-/// The header of the next version on `chain`'s head.
+/// The header of the next version on `chain`'s head, proposed by the
+/// holder of `keys`; a rotation's `declares` its new trust set.
 pub fn next_header(
     chain: &Ledger,
     files: &BundleFiles,
     kind: Kind,
+    declares: Option<TrustSet>,
     about: &About,
+    keys: &[SecretKey],
 ) -> Result<Header> {
     let head = chain
         .head()
         .ok_or_else(|| Failure::new(Code::EmptyLedger, "the ledger has no genesis yet"))?;
-    Ok(header_on(head, files, kind, about))
+    let sets: Vec<&TrustSet> = chain.trust().into_iter().chain(declares.as_ref()).collect();
+    let author = author_for(&sets, &public(keys), about.author.as_deref())?;
+    let header = header_on(head, files, kind, about, author);
+    Ok(match declares {
+        Some(trust) => header.declaring(trust),
+        None => header,
+    })
 }
 
-/// The header of a version whose parent is `head`, created now.
-pub fn header_on(head: Head, files: &BundleFiles, kind: Kind, about: &About) -> Header {
-    Header::after(head, files.digest(), kind, authorship(about))
+/// The header of a version whose parent is `head`, by `author`, created now.
+pub fn header_on(
+    head: Head,
+    files: &BundleFiles,
+    kind: Kind,
+    about: &About,
+    author: String,
+) -> Header {
+    expiring(
+        Header::after(head, files.digest(), kind, authorship(about, author)),
+        about,
+    )
 }
 
 fn sign_all(version: &mut Version, keys: &[SecretKey]) {

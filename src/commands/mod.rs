@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Approve(args) => writes::approve(out, args),
         Command::Submit(args) => writes::submit(out, args),
         Command::Rollback(args) => writes::rollback(out, args),
+        Command::Rotate(args) => writes::rotate(out, args),
         Command::Log(args) => reads::log(out, args),
         Command::Show(args) => reads::show(out, args),
         Command::Diff(args) => reads::diff(out, args),

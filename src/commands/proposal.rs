@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use stele_ledger::{Admitted, BundleFiles, Kind, Ledger, Proposal, TrustSet, Version};
 use stele_policy::{admission_check, check_bundle, diff, load_dir};
 
-use super::describe::{diff_lines, files_json, version_json, version_text};
+use super::describe::{Names, diff_lines, files_json, version_json, version_text};
 use super::ledger::{genesis_header, head_bundle, next_header, rollback_bundle, trust_set};
 use crate::cli::{ProposalCommand, ProposalKind, ProposalNewArgs};
 use crate::failure::{Failure, Result};
@@ -63,12 +63,9 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
         )?)
         .map_err(Failure::from)
     };
+    // Unsigned: `--author` names the approver who will sign first.
     let extend = |chain: &Ledger, files: BundleFiles, kind: Kind, trust: Option<TrustSet>| {
-        let header = next_header(chain, &files, kind, &args.about)?;
-        let header = match trust {
-            Some(trust) => header.declaring(trust),
-            None => header,
-        };
+        let header = next_header(chain, &files, kind, trust, &args.about, &[])?;
         Ok::<_, Failure>(Proposal {
             version: Version::unsigned(header),
             bundle: files,
@@ -82,7 +79,7 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
             )?;
             let files = bundle()?;
             let trust = trust_set(&args.approvers, args.threshold)?;
-            let header = genesis_header(&files, trust, &args.about);
+            let header = genesis_header(&files, trust, &args.about, &[])?;
             Proposal {
                 version: Version::unsigned(header),
                 bundle: files,
@@ -170,14 +167,19 @@ fn show(out: Output, path: &Path, ledger_path: Option<&Path>) -> Result<()> {
     let proposal = load_proposal(path)?;
     let version = &proposal.version;
     let hash = version.hash();
-    let mut value = version_json(version);
+    let chain = ledger_path.map(load_ledger).transpose()?;
+    let mut names = Names::of(chain.iter().flat_map(Ledger::versions));
+    if let Some(trust) = &version.header.trust {
+        names.learn(trust);
+    }
+    let mut value = version_json(version, &names);
     value["signatures"] = version
         .signatures
         .iter()
         .map(|a| json!({ "key": a.key, "valid": a.key.verifies(&hash, &a.signature) }))
         .collect();
     value["files"] = files_json(&proposal.bundle);
-    let mut text = version_text(version);
+    let mut text = version_text(version, &names);
     match check_bundle(&proposal.bundle) {
         Ok(_) => {
             value["bundle_check"] = json!({ "ok": true });
@@ -191,12 +193,11 @@ fn show(out: Output, path: &Path, ledger_path: Option<&Path>) -> Result<()> {
             ));
         }
     }
-    if let Some(ledger_path) = ledger_path {
-        let chain = load_ledger(ledger_path)?;
-        let (admission, admission_text) = admission_preview(&chain, &proposal);
+    if let Some(chain) = &chain {
+        let (admission, admission_text) = admission_preview(chain, &proposal);
         value["admission"] = admission;
         text.push_str(&format!("\nadmission:     {admission_text}"));
-        let (changes, changes_text) = changes_against_parent(&chain, &proposal);
+        let (changes, changes_text) = changes_against_parent(chain, &proposal);
         value["changes"] = changes;
         text.push_str(&format!("\nchanges against the parent:\n{changes_text}"));
     }

@@ -3,7 +3,10 @@
 use serde_json::json;
 use stele_proto::v1::ListVersionsRequest;
 
-use super::describe::{diff_lines, files_json, version_json, version_line, version_text};
+use stele_client::Client;
+use stele_ledger::Version;
+
+use super::describe::{Names, diff_lines, files_json, version_json, version_line, version_text};
 use crate::cli::{DiffArgs, ExportArgs, LogArgs, ShowArgs};
 use crate::failure::Result;
 use crate::files::{create_new, refuse_existing};
@@ -12,26 +15,37 @@ use crate::remote::{call, client};
 
 pub fn log(out: Output, args: LogArgs) -> Result<()> {
     let client = client(&args.remote)?;
-    let mut from_seq = 1;
-    loop {
-        let page = call(client.list_versions(ListVersionsRequest { from_seq, limit: 0 }))?;
-        if page.is_empty() {
-            return Ok(());
-        }
-        for version in &page {
-            out.result(&version_json(version), || version_line(version));
-            from_seq = version.seq() + 1;
-        }
+    let versions = all_versions(&client)?;
+    let names = Names::of(&versions);
+    for version in &versions {
+        out.result(&version_json(version, &names), || {
+            version_line(version, &names)
+        });
     }
+    Ok(())
 }
 
 pub fn show(out: Output, args: ShowArgs) -> Result<()> {
     let client = client(&args.remote)?;
     let (version, bundle) = call(client.version(args.seq))?;
-    let mut value = version_json(&version);
+    let names = Names::of(&all_versions(&client)?);
+    let mut value = version_json(&version, &names);
     value["files"] = files_json(&bundle);
-    out.result(&value, || version_text(&version));
+    out.result(&value, || version_text(&version, &names));
     Ok(())
+}
+
+/// Every version the node holds, a page at a time.
+fn all_versions(client: &Client) -> Result<Vec<Version>> {
+    let mut versions = Vec::new();
+    loop {
+        let from_seq = versions.len() as u64 + 1;
+        let page = call(client.list_versions(ListVersionsRequest { from_seq, limit: 0 }))?;
+        if page.is_empty() {
+            return Ok(versions);
+        }
+        versions.extend(page);
+    }
 }
 
 pub fn diff(out: Output, args: DiffArgs) -> Result<()> {

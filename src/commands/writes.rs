@@ -1,18 +1,22 @@
-//! `stele genesis|propose|approve|submit|rollback`: writes to a cluster. Each
+//! `stele genesis|propose|approve|submit|rollback|rotate`: writes to a cluster. Each
 //! builds and signs a version here (keys never leave this machine) and sends
 //! it to one node, which forwards it to the leader.
 
 use serde_json::json;
 use stele_client::Client;
-use stele_ledger::{BundleFiles, Hash, Head, Kind, Proposal, Version};
+use stele_ledger::{
+    BundleFiles, Hash, Head, Kind, Proposal, PublicKey, SecretKey, TrustSet, Version,
+};
 use stele_policy::load_dir;
-use stele_proto::v1::{ApproveRequest, ProposalStatus};
+use stele_proto::v1::{ApproveRequest, ListVersionsRequest, ProposalStatus};
 
 use super::ledger::{genesis_header, header_on, signed, trust_set};
-use crate::cli::{About, ApproveArgs, GenesisArgs, ProposeArgs, RollbackArgs, SubmitArgs};
+use crate::cli::{
+    About, ApproveArgs, GenesisArgs, ProposeArgs, RollbackArgs, RotateArgs, SubmitArgs,
+};
 use crate::failure::{Code, Failure, Result};
 use crate::files::load_secret_keys;
-use crate::ledger_files::load_proposal;
+use crate::ledger_files::{author_for, load_proposal};
 use crate::output::Output;
 use crate::remote::{call, client, retrying_write};
 
@@ -22,11 +26,10 @@ pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
     let about = About {
         message: args.message,
         author: args.author,
+        expires_in: Some(args.expires_in),
     };
-    let version = signed(
-        genesis_header(&files, trust, &about),
-        &load_secret_keys(&args.signing.keys)?,
-    );
+    let keys = load_secret_keys(&args.signing.keys)?;
+    let version = signed(genesis_header(&files, trust, &about, &keys)?, &keys);
     let client = client(&args.remote)?;
     send_new(out, &client, version, files)
 }
@@ -36,7 +39,11 @@ pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
     let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
-    let version = signed(header_on(head, &files, Kind::Update, &args.about), &keys);
+    let author = author_here(&client, &keys, &args.about)?;
+    let version = signed(
+        header_on(head, &files, Kind::Update, &args.about, author),
+        &keys,
+    );
     send_new(out, &client, version, files)
 }
 
@@ -45,16 +52,32 @@ pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
     let client = client(&args.remote)?;
     let head = head(&client)?;
     let (_, files) = call(client.version(args.to))?;
+    let author = author_here(&client, &keys, &args.about)?;
     let version = signed(
         header_on(
             head,
             &files,
             Kind::Rollback { to_seq: args.to },
             &args.about,
+            author,
         ),
         &keys,
     );
     send_new(out, &client, version, files)
+}
+
+pub fn rotate(out: Output, args: RotateArgs) -> Result<()> {
+    let keys = load_secret_keys(&args.signing.keys)?;
+    let declared = trust_set(&args.approvers, Some(args.threshold))?;
+    let client = client(&args.remote)?;
+    let head = head(&client)?;
+    let (_, files) = call(client.version(head.seq))?;
+    let in_force = trust_in_force(&client)?;
+    let sets: Vec<&TrustSet> = in_force.iter().chain([&declared]).collect();
+    let public: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+    let author = author_for(&sets, &public, args.about.author.as_deref())?;
+    let header = header_on(head, &files, Kind::Rotate, &args.about, author).declaring(declared);
+    send_new(out, &client, signed(header, &keys), files)
 }
 
 pub fn submit(out: Output, args: SubmitArgs) -> Result<()> {
@@ -100,6 +123,41 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
     })?;
     print_status(out, &status);
     Ok(())
+}
+
+/// The author of a version the holder of `keys` proposes to the cluster:
+/// their name in the cluster's trust set in force.
+fn author_here(client: &Client, keys: &[SecretKey], about: &About) -> Result<String> {
+    let trust = trust_in_force(client)?;
+    let keys: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+    author_for(
+        &trust.iter().collect::<Vec<_>>(),
+        &keys,
+        about.author.as_deref(),
+    )
+}
+
+/// The trust set the cluster's last genesis or rotation declared.
+fn trust_in_force(client: &Client) -> Result<Option<TrustSet>> {
+    const PAGE: u32 = 1000;
+    let mut trust = None;
+    let mut from_seq = 1;
+    loop {
+        let page = call(client.list_versions(ListVersionsRequest {
+            from_seq,
+            limit: PAGE,
+        }))?;
+        let read = page.len() as u64;
+        for version in page {
+            if let Some(declared) = version.header.trust {
+                trust = Some(declared);
+            }
+        }
+        if read < u64::from(PAGE) {
+            return Ok(trust);
+        }
+        from_seq += read;
+    }
 }
 
 /// The head, read through the leader: a new version's parent must be the

@@ -194,3 +194,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The approver names a version's `--json` trust set declares, sorted.
+pub fn approver_names(version: &Value) -> Vec<String> {
+    let mut names: Vec<String> = version["trust"]["approvers"]
+        .as_array()
+        .expect("a trust set with named approvers")
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}

@@ -89,6 +89,10 @@ pub enum Rejection {
     BadSignature { key: PublicKey },
     #[error("{valid} distinct approver signature(s), {threshold} required")]
     BelowThreshold { valid: u32, threshold: u32 },
+    #[error(
+        "author {author:?} is not the name of an approver who signed this version (the trust set names its approvers; a version's author must be one of its signers)"
+    )]
+    AuthorNotASigner { author: String },
     #[error("bundle digest is {actual}, but the header declares {declared}")]
     DigestMismatch { declared: Hash, actual: Hash },
     #[error("bundle is invalid: {message}")]
@@ -124,6 +128,7 @@ impl Rejection {
             Rejection::UnknownKey { .. } => Reason::UnknownKey,
             Rejection::BadSignature { .. } => Reason::BadSignature,
             Rejection::BelowThreshold { .. } => Reason::BelowThreshold,
+            Rejection::AuthorNotASigner { .. } => Reason::AuthorNotASigner,
             Rejection::DigestMismatch { .. } => Reason::DigestMismatch,
             Rejection::BundleInvalid { .. } => Reason::BundleInvalid,
             Rejection::RollbackTargetMissing { .. } => Reason::RollbackTargetMissing,
@@ -217,6 +222,7 @@ impl ChainState {
         {
             return Err(shortfall.clone());
         }
+        self.check_author(candidate)?;
         let actual = bundle.digest();
         if actual != header.bundle_digest {
             return Err(Rejection::DigestMismatch {
@@ -359,6 +365,36 @@ impl ChainState {
             }
         }
         Ok(())
+    }
+
+    /// When the trust set names its approvers, the author is one of them
+    /// who signed: a version's author is never a free-text claim. (The
+    /// set in force names them, or, for a genesis or rotation, the set it
+    /// declares.) Sets from before names existed name nobody, and the
+    /// rule does not apply to them.
+    fn check_author(&self, candidate: &Version) -> Result<(), Rejection> {
+        let header = &candidate.header;
+        let named: Vec<&TrustSet> = [self.trust.as_ref(), header.trust.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|set| set.approvers().is_some())
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        let author = header.author.as_str();
+        let signed_by_author = candidate.signatures.iter().any(|approval| {
+            named
+                .iter()
+                .any(|set| set.name_of(&approval.key) == Some(author))
+        });
+        if signed_by_author {
+            Ok(())
+        } else {
+            Err(Rejection::AuthorNotASigner {
+                author: author.to_string(),
+            })
+        }
     }
 
     /// How the candidate's distinct signers measure against the threshold:

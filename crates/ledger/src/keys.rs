@@ -25,6 +25,10 @@ pub enum KeyError {
     NotAPoint,
     #[error("a weak (small-order) ed25519 public key is not allowed")]
     Weak,
+    #[error(
+        "not the canonical encoding of its ed25519 public key (the same key has another, shorter encoding); give the key as `stele keygen` wrote it"
+    )]
+    NotCanonical,
     #[error("this is a secret key file; give the matching .pub file")]
     SecretKeyFile,
     #[error(
@@ -38,12 +42,17 @@ pub enum KeyError {
 pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
-    /// Accepts only a valid curve point that is not of small order: a weak key
-    /// could "verify" signatures it never made.
+    /// Accepts only a valid curve point that is not of small order (a weak
+    /// key could "verify" signatures it never made), in its canonical
+    /// encoding: a point has at most one, so one approver cannot be listed
+    /// twice under two byte strings and counted twice.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)?;
         if key.is_weak() {
             return Err(KeyError::Weak);
+        }
+        if key.to_edwards().compress().to_bytes() != bytes {
+            return Err(KeyError::NotCanonical);
         }
         Ok(PublicKey(bytes))
     }
@@ -232,6 +241,44 @@ mod tests {
         );
         assert!(PublicKey::from_key_file(&secret_text).is_err());
         assert!(SecretKey::from_key_file(&public.to_key_file()).is_err());
+    }
+
+    /// Encodings of points whose y is below 19 that are valid keys, with y
+    /// written as y + p (2^255 - 19 + y): non-canonical, but ed25519
+    /// decodes them to the same point as y itself.
+    fn non_canonical_keys() -> Vec<([u8; 32], [u8; 32])> {
+        let mut found = Vec::new();
+        for y in 2u8..19 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = y;
+            let mut long = [0xffu8; 32];
+            long[0] = 0xed + y;
+            long[31] = 0x7f;
+            let decodes = VerifyingKey::from_bytes(&long).is_ok_and(|k| !k.is_weak());
+            if decodes {
+                found.push((long, canonical));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_key_in_a_non_canonical_encoding_is_refused_and_its_canonical_one_is_not() {
+        let keys = non_canonical_keys();
+        assert!(!keys.is_empty(), "some small y gives a valid, strong point");
+        for (long, canonical) in keys {
+            assert_eq!(
+                VerifyingKey::from_bytes(&long).unwrap().to_edwards(),
+                VerifyingKey::from_bytes(&canonical).unwrap().to_edwards(),
+                "the same point"
+            );
+            assert_eq!(PublicKey::from_bytes(long), Err(KeyError::NotCanonical));
+            assert_eq!(
+                hex::encode(long).parse::<PublicKey>(),
+                Err(KeyError::NotCanonical)
+            );
+            assert!(PublicKey::from_bytes(canonical).is_ok());
+        }
     }
 
     #[test]

@@ -35,5 +35,5 @@ pub use proposal::{Proposal, ProposalError};
 pub use stele_reason::Reason;
 pub use strict_json::StrictJsonError;
 pub use time::WallClock;
-pub use trust::{TrustSet, TrustSetError};
+pub use trust::{Approver, TrustSet, TrustSetError};
 pub use version::{Authorship, Header, Kind, Version};

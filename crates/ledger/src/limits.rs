@@ -7,6 +7,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 pub const MAX_AUTHOR_BYTES: usize = 256;
 /// Most approvers in one trust set.
 pub const MAX_TRUST_KEYS: usize = 64;
+/// Longest approver name, in bytes.
+pub const MAX_APPROVER_NAME_BYTES: usize = 64;
+/// Longest approver contact, in bytes.
+pub const MAX_APPROVER_CONTACT_BYTES: usize = 256;
 /// Most signatures on one version.
 pub const MAX_SIGNATURES: usize = 64;
 /// Most files in one bundle.

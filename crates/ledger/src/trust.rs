@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::keys::PublicKey;
-use crate::limits::MAX_TRUST_KEYS;
+use crate::limits::{MAX_APPROVER_CONTACT_BYTES, MAX_APPROVER_NAME_BYTES, MAX_TRUST_KEYS};
 
 /// Keys and a threshold that do not make a trust set.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -21,15 +21,79 @@ pub enum TrustSetError {
     Threshold { threshold: u32, keys: usize },
     #[error("trust set keys must be sorted ascending and distinct")]
     Unsorted,
+    #[error("the trust set names {names} approvers for {keys} keys: name every key or none")]
+    NamesDoNotMatchKeys { names: usize, keys: usize },
+    #[error("approver name {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("approver contact {contact:?}: {why}")]
+    BadContact { contact: String, why: &'static str },
+    #[error("two approvers are both named {0:?}: names must tell approvers apart")]
+    DuplicateName(String),
+}
+
+/// Who holds a trust-set key, as the ledger names them: signed into the
+/// genesis or rotation that declares the set, so `log`, `show` and a
+/// version's author can say "alice" instead of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approver {
+    pub name: String,
+    /// How to reach them (an address, a team); may be empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub contact: String,
+}
+
+impl Approver {
+    pub fn named(name: impl Into<String>) -> Approver {
+        Approver {
+            name: name.into(),
+            contact: String::new(),
+        }
+    }
+
+    fn check(&self) -> Result<(), TrustSetError> {
+        let bad_name = |why| TrustSetError::BadName {
+            name: self.name.clone(),
+            why,
+        };
+        if self.name.is_empty() {
+            return Err(bad_name("a name cannot be empty"));
+        }
+        if self.name.len() > MAX_APPROVER_NAME_BYTES {
+            return Err(bad_name("longer than 64 bytes"));
+        }
+        if self.name.trim() != self.name || self.name.chars().any(char::is_control) {
+            return Err(bad_name(
+                "no control characters, and no spaces at either end",
+            ));
+        }
+        if self.contact.len() > MAX_APPROVER_CONTACT_BYTES {
+            return Err(TrustSetError::BadContact {
+                contact: self.contact.clone(),
+                why: "longer than 256 bytes",
+            });
+        }
+        if self.contact.chars().any(char::is_control) {
+            return Err(TrustSetError::BadContact {
+                contact: self.contact.clone(),
+                why: "no control characters",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The approvers whose signatures count, and the threshold M. Keys are kept
-/// sorted and distinct, so a trust set has exactly one encoding.
+/// sorted and distinct, so a trust set has exactly one encoding. A set
+/// made since approvers have names names every key (`approvers[i]` holds
+/// `keys[i]`); one from before names none.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "TrustSetFields")]
 pub struct TrustSet {
     threshold: u32,
     keys: Vec<PublicKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approvers: Option<Vec<Approver>>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +101,8 @@ pub struct TrustSet {
 struct TrustSetFields {
     threshold: u32,
     keys: Vec<PublicKey>,
+    #[serde(default)]
+    approvers: Option<Vec<Approver>>,
 }
 
 impl TryFrom<TrustSetFields> for TrustSet {
@@ -45,7 +111,11 @@ impl TryFrom<TrustSetFields> for TrustSet {
         if !fields.keys.windows(2).all(|pair| pair[0] < pair[1]) {
             return Err(TrustSetError::Unsorted);
         }
-        TrustSet::new(fields.keys, fields.threshold)
+        let set = TrustSet::new(fields.keys, fields.threshold)?;
+        match fields.approvers {
+            None => Ok(set),
+            Some(approvers) => set.naming(approvers),
+        }
     }
 }
 
@@ -72,7 +142,52 @@ impl TrustSet {
         Ok(TrustSet {
             threshold,
             keys: distinct.into_iter().collect(),
+            approvers: None,
         })
+    }
+
+    /// A trust set whose every key is named, in any order of entries.
+    pub fn named(
+        entries: Vec<(PublicKey, Approver)>,
+        threshold: u32,
+    ) -> Result<TrustSet, TrustSetError> {
+        let mut entries = entries;
+        entries.sort_by_key(|(key, _)| *key);
+        let keys = entries.iter().map(|(key, _)| *key).collect();
+        let set = TrustSet::new(keys, threshold)?;
+        set.naming(entries.into_iter().map(|(_, who)| who).collect())
+    }
+
+    /// This set with `approvers[i]` naming `keys[i]`.
+    fn naming(self, approvers: Vec<Approver>) -> Result<TrustSet, TrustSetError> {
+        if approvers.len() != self.keys.len() {
+            return Err(TrustSetError::NamesDoNotMatchKeys {
+                names: approvers.len(),
+                keys: self.keys.len(),
+            });
+        }
+        let mut names = BTreeSet::new();
+        for approver in &approvers {
+            approver.check()?;
+            if !names.insert(approver.name.as_str()) {
+                return Err(TrustSetError::DuplicateName(approver.name.clone()));
+            }
+        }
+        Ok(TrustSet {
+            approvers: Some(approvers),
+            ..self
+        })
+    }
+
+    /// The approvers, in key order, when the set names them.
+    pub fn approvers(&self) -> Option<&[Approver]> {
+        self.approvers.as_deref()
+    }
+
+    /// What the set calls `key`, when it names its keys and holds this one.
+    pub fn name_of(&self, key: &PublicKey) -> Option<&str> {
+        let index = self.keys.binary_search(key).ok()?;
+        Some(self.approvers.as_ref()?[index].name.as_str())
     }
 
     pub fn threshold(&self) -> u32 {
@@ -126,6 +241,61 @@ mod tests {
         assert!(TrustSet::new(vec![key(1)], 0).is_err());
         assert!(TrustSet::new(vec![key(1)], 2).is_err());
         assert!(TrustSet::new(vec![key(1), key(1)], 1).is_err());
+    }
+
+    #[test]
+    fn a_named_set_names_every_key_once_and_round_trips() {
+        let set = TrustSet::named(
+            vec![
+                (key(3), Approver::named("carol")),
+                (key(1), Approver::named("alice")),
+                (
+                    key(2),
+                    Approver {
+                        name: "bob".into(),
+                        contact: "bob@example.com".into(),
+                    },
+                ),
+            ],
+            2,
+        )
+        .unwrap();
+        assert_eq!(set.name_of(&key(1)), Some("alice"));
+        assert_eq!(set.name_of(&key(2)), Some("bob"));
+        assert_eq!(set.name_of(&key(9)), None);
+        let json = serde_json::to_value(&set).unwrap();
+        assert_eq!(
+            serde_json::from_value::<TrustSet>(json.clone()).unwrap(),
+            set
+        );
+        // Names must match the keys one for one, and tell approvers apart.
+        let mut short = json.clone();
+        short["approvers"].as_array_mut().unwrap().pop();
+        assert!(serde_json::from_value::<TrustSet>(short).is_err());
+        let twice = TrustSet::named(
+            vec![
+                (key(1), Approver::named("al")),
+                (key(2), Approver::named("al")),
+            ],
+            1,
+        );
+        assert_eq!(twice, Err(TrustSetError::DuplicateName("al".into())));
+        for bad in ["", " alice", "al\nice", &"x".repeat(65)] {
+            let named = TrustSet::named(vec![(key(1), Approver::named(bad))], 1);
+            assert!(
+                matches!(named, Err(TrustSetError::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+        // An unnamed set names nobody.
+        let unnamed = TrustSet::new(vec![key(1)], 1).unwrap();
+        assert_eq!(unnamed.name_of(&key(1)), None);
+        assert!(
+            serde_json::to_value(&unnamed)
+                .unwrap()
+                .get("approvers")
+                .is_none()
+        );
     }
 
     #[test]

@@ -79,7 +79,17 @@ pub struct Header {
     /// The trust set this version declares: present exactly on `genesis` and
     /// `rotate`.
     pub trust: Option<TrustSet>,
+    /// Unix seconds after which this version can no longer commit (a
+    /// cluster compares it with its leader's clock), so that signatures
+    /// collected for a change nobody submitted do not stay good forever.
+    /// Absent in versions made before it existed, which never expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
+
+/// The tags of the canonical header's optional fields.
+const EXPIRES_AT_FIELD: u8 = 1;
+const APPROVER_NAMES_FIELD: u8 = 2;
 
 /// The proposer's own words on a version: what it is for, who wrote it,
 /// and when (Unix seconds, a claim: never trusted for ordering or expiry).
@@ -102,6 +112,7 @@ impl Header {
             author: by.author,
             created_at: by.created_at,
             trust: Some(trust),
+            expires_at: None,
         }
     }
 
@@ -117,7 +128,23 @@ impl Header {
             author: by.author,
             created_at: by.created_at,
             trust: None,
+            expires_at: None,
         }
+    }
+
+    /// This header, unable to commit after Unix second `at`.
+    pub fn expiring(self, at: u64) -> Header {
+        Header {
+            expires_at: Some(at),
+            ..self
+        }
+    }
+
+    /// Whether this version can no longer commit at `now_ms` (Unix
+    /// milliseconds, a leader's clock).
+    pub fn expired_at(&self, now_ms: u64) -> bool {
+        self.expires_at
+            .is_some_and(|at| now_ms >= at.saturating_mul(1000))
     }
 
     /// This header, declaring `trust` (a genesis or a rotation does).
@@ -151,6 +178,20 @@ impl Header {
                 for key in trust.keys() {
                     out.extend_from_slice(key.as_bytes());
                 }
+            }
+        }
+        // Optional fields, each a tag and its value, in ascending tag order.
+        // A header without them encodes as it did before they existed.
+        if let Some(at) = self.expires_at {
+            out.push(EXPIRES_AT_FIELD);
+            out.extend_from_slice(&at.to_be_bytes());
+        }
+        // The declared trust set's names, one per key, in key order.
+        if let Some(approvers) = self.trust.as_ref().and_then(TrustSet::approvers) {
+            out.push(APPROVER_NAMES_FIELD);
+            for approver in approvers {
+                put_bytes(&mut out, approver.name.as_bytes());
+                put_bytes(&mut out, approver.contact.as_bytes());
             }
         }
         out

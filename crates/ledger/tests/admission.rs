@@ -400,3 +400,73 @@ fn rejection_codes_are_stable_snake_case() {
         "seq 3 does not follow the head: the next seq is 2"
     );
 }
+
+/// Approvers 1, 2, 3 named alice, bob and carol, 2 of 3.
+fn named_trust() -> TrustSet {
+    let entries = [(1, "alice"), (2, "bob"), (3, "carol")]
+        .map(|(n, name)| (public(n), stele_ledger::Approver::named(name)));
+    TrustSet::named(entries.to_vec(), 2).unwrap()
+}
+
+fn by(author: &str, mut header: stele_ledger::Header) -> stele_ledger::Header {
+    header.author = author.into();
+    header
+}
+
+#[test]
+fn when_approvers_have_names_the_author_is_a_signer() {
+    let first = bundle("v1");
+    let genesis = |author: &str, signers: &[u8]| {
+        let header = header(1, Hash::ZERO, &first, Kind::Genesis, Some(named_trust()));
+        signed(by(author, header), signers)
+    };
+    // Nobody of that name, or an approver who did not sign: refused.
+    for author in ["mallory", "carol", "tester"] {
+        let mut ledger = Ledger::new();
+        let rejection = refuse(&mut ledger, genesis(author, &[1, 2]), first.clone());
+        assert_eq!(
+            rejection,
+            Rejection::AuthorNotASigner {
+                author: author.into()
+            },
+            "{author}"
+        );
+    }
+    let mut ledger = Ledger::new();
+    ledger
+        .submit(genesis("bob", &[1, 2]), first.clone(), &accept_all)
+        .unwrap();
+
+    // An update on the named chain: its author must be among its signers,
+    // already in review (a pending proposal carries its proposer's name).
+    let b = bundle("v2");
+    let head = ledger.head().unwrap();
+    let update = |author: &str, signers: &[u8]| {
+        let header = header(2, head.hash, &b, Kind::Update, None);
+        signed(by(author, header), signers)
+    };
+    let review = ledger
+        .state()
+        .review(&update("alice", &[2]), &b, &accept_all);
+    assert_eq!(
+        review.unwrap_err(),
+        Rejection::AuthorNotASigner {
+            author: "alice".into()
+        }
+    );
+    let review = ledger.state().review(&update("bob", &[2]), &b, &accept_all);
+    assert!(matches!(review, Ok(stele_ledger::Review::Valid { .. })));
+    ledger
+        .submit(update("carol", &[2, 3]), b, &accept_all)
+        .unwrap();
+    assert_eq!(ledger.head().unwrap().seq, 2);
+}
+
+#[test]
+fn a_trust_set_without_names_takes_any_author() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let version = next(&ledger, &b, Kind::Update, None, &[2, 3]);
+    let version = signed(by("whoever", version.header), &[2, 3]);
+    ledger.submit(version, b, &accept_all).unwrap();
+}

@@ -90,6 +90,13 @@ fn the_ledger_file_is_byte_exact_and_verifies() {
         &structural_only,
     )
     .expect("the golden ledger verifies");
-    assert_eq!(ledger.head().unwrap().hash, vector.versions[1].hash);
+    assert_eq!(ledger.head().unwrap().hash, vector.versions[3].hash);
+    assert_eq!(ledger.versions()[2].header.expires_at, Some(1_764_892_920));
+    let named = ledger.trust().unwrap();
+    let bob = named
+        .keys()
+        .iter()
+        .find(|k| named.name_of(k) == Some("bob"));
+    assert!(bob.is_some(), "the rotation names its approvers");
     assert_eq!(export::encode(&ledger), vector.ledger_file);
 }

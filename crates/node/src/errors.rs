@@ -19,7 +19,8 @@ pub fn code(reason: Reason) -> Code {
         | Reason::UnknownProposal
         | Reason::RollbackTargetMissing
         | Reason::BehindMinVersion
-        | Reason::TlsRequired => Code::FailedPrecondition,
+        | Reason::TlsRequired
+        | Reason::ProposalExpired => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
         Reason::PermissionDenied => Code::PermissionDenied,
         Reason::NoLeader | Reason::NoPolicy | Reason::Stale | Reason::DecisionLogUnavailable => {
@@ -31,6 +32,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::UnknownKey
         | Reason::BadSignature
         | Reason::BelowThreshold
+        | Reason::AuthorNotASigner
         | Reason::DigestMismatch
         | Reason::BundleInvalid
         | Reason::RollbackDigestDiffers

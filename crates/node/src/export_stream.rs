@@ -143,16 +143,17 @@ mod tests {
                 author: "t".into(),
                 created_at: 0,
                 trust: (n == 1).then(|| TrustSet::new(vec![key.public_key()], 1).unwrap()),
+                expires_at: None,
             });
             version.sign(&key);
             store.bundles.insert(files.digest(), files.clone());
             let request = Request {
                 time_ms: 0,
                 command: Command::Propose {
-                    proposal: Proposal {
+                    proposal: Box::new(Proposal {
                         version,
                         bundle: files,
-                    },
+                    }),
                     commit_only: true,
                     pending_ttl_ms: 1_000,
                 },

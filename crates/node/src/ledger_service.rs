@@ -102,7 +102,7 @@ impl LedgerService {
         let proposal = Proposal::decode(&proposal)
             .map_err(|e| refuse(Reason::BadProposal, format!("not a valid proposal: {e}")))?;
         self.write(Command::Propose {
-            proposal,
+            proposal: Box::new(proposal),
             commit_only,
             pending_ttl_ms: self.node.config.pending_ttl.as_millis() as u64,
         })

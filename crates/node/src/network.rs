@@ -340,13 +340,14 @@ mod tests {
             author: "t".into(),
             created_at: 0,
             trust: None,
+            expires_at: None,
         });
         Entry {
             log_id: LogId::default(),
             payload: EntryPayload::Normal(Request {
                 time_ms: 0,
                 command: Command::Propose {
-                    proposal: Proposal { version, bundle },
+                    proposal: Box::new(Proposal { version, bundle }),
                     commit_only: true,
                     pending_ttl_ms: 0,
                 },

@@ -61,6 +61,8 @@ reasons! {
     BadSignature = "bad_signature",
     /// Fewer distinct valid signatures than the threshold.
     BelowThreshold = "below_threshold",
+    /// The trust set names its approvers and the author is none who signed.
+    AuthorNotASigner = "author_not_a_signer",
     /// The bundle's digest is not the one the header declares.
     DigestMismatch = "digest_mismatch",
     /// The bundle does not compile, validate or pass its scenarios.
@@ -77,6 +79,8 @@ reasons! {
     UnknownProposal = "unknown_proposal",
     /// The pending proposals are at their limit.
     TooManyPending = "too_many_pending",
+    /// The version's own `expires_at` has passed on the leader's clock.
+    ProposalExpired = "proposal_expired",
 
     // A write the node could not read.
     /// The proposal does not decode.

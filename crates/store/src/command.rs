@@ -21,7 +21,8 @@ pub enum Command {
     /// parent stops being the head, or `pending_ttl_ms` passes; or refused
     /// outright when `commit_only`.
     Propose {
-        proposal: Proposal,
+        /// Boxed: a proposal is far larger than an approval.
+        proposal: Box<Proposal>,
         commit_only: bool,
         pending_ttl_ms: u64,
     },

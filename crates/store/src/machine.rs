@@ -161,10 +161,11 @@ impl Machine {
         self.expire(changes);
         match request.command {
             Command::Propose {
-                proposal: Proposal { version, bundle },
+                proposal,
                 commit_only,
                 pending_ttl_ms,
             } => {
+                let Proposal { version, bundle } = *proposal;
                 let id = version.hash();
                 // Signatures already collected for the same version count too.
                 let (version, bundle, hold) = match self.pending.get(&id) {
@@ -218,6 +219,25 @@ impl Machine {
         changes: &mut Vec<Change>,
     ) -> Response {
         let id = version.hash();
+        if let Some(at) = version.header.expires_at
+            && version.header.expired_at(self.clock_ms)
+            && self.chain.seq_of(&id).is_none()
+        {
+            if self.pending.remove(&id).is_some() {
+                changes.push(Change::PendingRemoved(id));
+            }
+            return Response::Refused(Refusal::new(
+                Reason::ProposalExpired,
+                format!(
+                    "version {id} expired at {at} (Unix seconds, as it says) and the leader's clock is past it: make and sign it again"
+                ),
+            ));
+        }
+        // A pending proposal is held no longer than it may commit.
+        let hold = hold.map(|until| match version.header.expires_at {
+            Some(at) => until.min(at.saturating_mul(1000)),
+            None => until,
+        });
         let compiled = RefCell::new(None);
         // `review` checks the bundle's digest before it calls this.
         let digest = version.header.bundle_digest;

@@ -52,6 +52,7 @@ fn version(machine: &Machine, bundle: &BundleFiles, signers: &[u8]) -> Version {
             )
             .unwrap()
         }),
+        expires_at: None,
     };
     let mut version = Version::unsigned(header);
     for n in signers {
@@ -64,7 +65,7 @@ fn propose(time_ms: u64, version: Version, bundle: BundleFiles, commit_only: boo
     Request {
         time_ms,
         command: Command::Propose {
-            proposal: Proposal { version, bundle },
+            proposal: Box::new(Proposal { version, bundle }),
             commit_only,
             pending_ttl_ms: 1_000,
         },
@@ -213,6 +214,62 @@ fn pending_proposals_expire_by_leader_time_which_never_goes_back() {
     );
     assert_eq!(
         refusal(&apply(&mut machine, &approve(11_000, id, 3))),
+        Reason::UnknownProposal
+    );
+    assert_eq!(machine.head().unwrap().seq, 1);
+}
+
+/// `version` re-signed by `signers` with `expires_at`.
+fn expiring(version: Version, at: u64, signers: &[u8]) -> Version {
+    let mut version = Version::unsigned(version.header.expiring(at));
+    for n in signers {
+        version.sign(&key(*n));
+    }
+    version
+}
+
+#[test]
+fn a_version_past_its_own_expiry_never_commits() {
+    let mut machine = with_genesis();
+    let bundle = variant(2);
+    let v2 = expiring(version(&machine, &bundle, &[]), 100, &[1, 2]);
+    // Fully signed, but the leader's clock is at its expiry.
+    let refused = apply(
+        &mut machine,
+        &propose(100_000, v2.clone(), bundle.clone(), false),
+    );
+    assert_eq!(refusal(&refused), Reason::ProposalExpired);
+    assert_eq!(machine.head().unwrap().seq, 1);
+    assert_eq!(machine.pending().count(), 0);
+    // A moment before, the same version commits.
+    let mut machine = with_genesis();
+    let committed = apply(&mut machine, &propose(99_999, v2, bundle, false));
+    assert_eq!(state(&committed), ProposalState::Committed);
+}
+
+#[test]
+fn a_pending_proposal_is_held_no_longer_than_its_own_expiry() {
+    let mut machine = with_genesis();
+    let bundle = variant(2);
+    // The node would hold it for 1,000 s (the request's ttl); the version
+    // says 20 s.
+    let v2 = expiring(version(&machine, &bundle, &[]), 20, &[1]);
+    let id = v2.hash();
+    let mut request = propose(10_000, v2, bundle, false);
+    if let Command::Propose { pending_ttl_ms, .. } = &mut request.command {
+        *pending_ttl_ms = 1_000_000;
+    }
+    let held = apply(&mut machine, &request);
+    match held {
+        Response::Accepted(status) => {
+            assert_eq!(status.state, ProposalState::Pending);
+            assert_eq!(status.expires_at_ms, Some(20_000));
+        }
+        other => panic!("expected a pending proposal, got {other:?}"),
+    }
+    // The approval that would reach M comes after the expiry.
+    assert_eq!(
+        refusal(&apply(&mut machine, &approve(20_000, id, 2))),
         Reason::UnknownProposal
     );
     assert_eq!(machine.head().unwrap().seq, 1);

@@ -53,6 +53,7 @@ fn chain(len: u64, fork: &str, signers: &[u8]) -> Ledger {
             author: "t".into(),
             created_at: 0,
             trust: (seq == 1).then(|| trust.clone()),
+            expires_at: None,
         });
         for n in signers {
             version.sign(&key(*n));
@@ -154,6 +155,7 @@ fn a_snapshot_with_a_bundle_that_fails_admission_is_refused() {
         author: "t".into(),
         created_at: 0,
         trust: None,
+        expires_at: None,
     });
     version.sign(&key(1));
     version.sign(&key(2));
@@ -216,6 +218,7 @@ fn a_stored_or_received_pending_proposal_with_a_forged_signature_is_dropped() {
             author: "t".into(),
             created_at: 0,
             trust: None,
+            expires_at: None,
         });
         if let Some(n) = signer {
             version.sign(&key(n));

@@ -42,6 +42,7 @@ pub fn header(
         author: "tests".into(),
         created_at: 1_760_000_000 + seq,
         trust,
+        expires_at: None,
     }
 }
 
