@@ -142,6 +142,57 @@ fn a_rotation_through_the_cluster_names_the_new_approvers_and_retires_the_old() 
     );
 }
 
+/// Node ids and voter flags from `cluster status` at the first node.
+fn voters_and_learners(cluster: &Cluster) -> Vec<(u64, bool)> {
+    let status = cluster.run(&["--json", "cluster", "status"]).ok().json();
+    status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m["voter"].as_bool().unwrap()))
+        .collect()
+}
+
+#[test]
+fn promoting_a_learner_that_does_not_answer_or_removing_the_last_voter_changes_nothing() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    // Nothing listens at the learner's addresses: it may join as a
+    // learner (harmless), never as a voter.
+    let dead = format!(
+        "5=127.0.0.1:{},127.0.0.1:{}",
+        common::cluster::free_port(),
+        common::cluster::free_port()
+    );
+    cluster.run(&["cluster", "add-learner", &dead]).ok();
+    let before = voters_and_learners(&cluster);
+    assert_eq!(before, [(1, true), (5, false)]);
+    let refused = cluster
+        .run(&["--json", "cluster", "promote", "5"])
+        .fails()
+        .json();
+    assert_eq!(refused["error"], "membership_unsafe", "{refused}");
+    let refused = cluster
+        .run(&["--json", "cluster", "remove", "1"])
+        .fails()
+        .json();
+    assert_eq!(refused["error"], "membership_unsafe", "{refused}");
+    assert_eq!(voters_and_learners(&cluster), before);
+    // The cluster still commits on its one voter, and the learner goes.
+    no_ssh_from_vpn(&cluster);
+    let committed = cluster
+        .run(&[
+            "--json", "propose", "--bundle", "no-ssh", "-m", "still", "--key", "a", "--key", "b",
+        ])
+        .ok()
+        .json();
+    assert_eq!(committed["status"], "committed");
+    cluster.run(&["cluster", "remove", "5"]).ok();
+    assert_eq!(voters_and_learners(&cluster), [(1, true)]);
+}
+
 #[test]
 fn a_proposal_at_a_follower_approved_at_another_node_is_served_everywhere() {
     let _one_at_a_time = serial();

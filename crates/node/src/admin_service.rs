@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{ChangeMembers, ServerState};
+use stele_ledger::Reason;
 use stele_proto::v1::admin_server::Admin as AdminRpc;
 use stele_proto::v1::{
     AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MemberStatus,
@@ -14,7 +15,9 @@ use stele_proto::v1::{
 use stele_store::MemberAddrs;
 use tonic::{Request, Response, Status};
 
+use crate::errors;
 use crate::members::{check_member, check_members};
+use crate::membership_safety::{self, Change, Health};
 use crate::state::NodeState;
 
 /// How long `Status` waits for each other member.
@@ -83,6 +86,64 @@ impl AdminService {
         }
     }
 
+    /// Member `id`'s own status, if it answers within the status timeout.
+    async fn probe(&self, id: u64, addrs: &MemberAddrs) -> Option<MemberStatus> {
+        let client = self.node.peer(id, &addrs.addr).ok()?;
+        let ask = StatusRequest { local_only: true };
+        let reply = client
+            .with_timeout(PEER_STATUS_TIMEOUT)
+            .status(ask)
+            .await
+            .ok()?;
+        reply.members.into_iter().next()
+    }
+
+    /// How every other member is doing, as this leader sees it now: does
+    /// it answer, and how far behind its log is.
+    async fn health(&self) -> BTreeMap<u64, Health> {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let last_index = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics.replication.unwrap_or_default();
+        let members: Vec<(u64, MemberAddrs)> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.node.id())
+            .map(|(id, addrs)| (*id, addrs.clone()))
+            .collect();
+        let asks = members.into_iter().map(|(id, addrs)| {
+            let behind = matched
+                .get(&id)
+                .copied()
+                .flatten()
+                .map(|log_id| last_index.saturating_sub(log_id.index));
+            async move {
+                let reachable = self.probe(id, &addrs).await.is_some();
+                (id, Health { reachable, behind })
+            }
+        });
+        futures::future::join_all(asks).await.into_iter().collect()
+    }
+
+    /// Refuses `change` unless the cluster can still commit after it
+    /// (`membership_safety`).
+    async fn check_safe(&self, change: Change) -> Result<(), Status> {
+        let health = self.health().await;
+        let membership = self.node.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        membership_safety::check(&voters, &learners, self.node.id(), change, &health).map_err(
+            |why| {
+                errors::with_reason(
+                    Reason::MembershipUnsafe,
+                    format!("membership change refused: {why}"),
+                    Default::default(),
+                )
+            },
+        )
+    }
+
     async fn change(
         &self,
         changes: ChangeMembers<u64, MemberAddrs>,
@@ -116,35 +177,23 @@ impl AdminRpc for AdminService {
                 .map(|(id, node)| (*id, node.clone()))
                 .collect();
             let asks = others.into_iter().map(|(id, addrs)| {
-                let client = self.node.peer(id, &addrs.addr);
-                let MemberAddrs { addr, peer_addr } = addrs;
                 let voter = voters.contains(&id);
                 async move {
-                    let unreachable = MemberStatus {
-                        id,
-                        addr: addr.clone(),
-                        peer_addr,
-                        role: "unreachable".into(),
-                        applied_seq: None,
-                        stale: true,
-                        voter,
-                        log_key: String::new(),
-                        log_signed_count: None,
-                        log_signed_head: String::new(),
-                        log_error: String::new(),
-                    };
-                    let Ok(client) = client else {
-                        return unreachable;
-                    };
-                    let ask = StatusRequest { local_only: true };
-                    match client.with_timeout(PEER_STATUS_TIMEOUT).status(ask).await {
-                        Ok(reply) => reply
-                            .members
-                            .into_iter()
-                            .next()
-                            .map(|m| MemberStatus { voter, ..m })
-                            .unwrap_or(unreachable),
-                        Err(_) => unreachable,
+                    match self.probe(id, &addrs).await {
+                        Some(answer) => MemberStatus { voter, ..answer },
+                        None => MemberStatus {
+                            id,
+                            addr: addrs.addr,
+                            peer_addr: addrs.peer_addr,
+                            role: "unreachable".into(),
+                            applied_seq: None,
+                            stale: true,
+                            voter,
+                            log_key: String::new(),
+                            log_signed_count: None,
+                            log_signed_head: String::new(),
+                            log_error: String::new(),
+                        },
                     }
                 }
             });
@@ -260,7 +309,10 @@ impl AdminService {
         };
         self.node
             .raft
-            .add_learner(member.id, addrs, true)
+            // Not blocking: openraft's blocking form waits for the learner
+            // to catch up, forever if it is unreachable. Promotion checks
+            // that it has (`membership_safety`).
+            .add_learner(member.id, addrs, false)
             .await
             .map_err(|e| Status::failed_precondition(format!("adding the learner failed: {e}")))?;
         Ok(Response::new(self.membership()))
@@ -281,14 +333,17 @@ impl AdminService {
             .collect();
         match request.change {
             Some(change_membership_request::Change::Promote(id)) => {
+                self.check_safe(Change::Promote(id)).await?;
                 self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
                     .await
             }
             Some(change_membership_request::Change::Remove(id)) if voters.contains(&id) => {
+                self.check_safe(Change::Remove(id)).await?;
                 self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
                     .await
             }
             Some(change_membership_request::Change::Remove(id)) => {
+                self.check_safe(Change::Remove(id)).await?;
                 self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
                     .await
             }

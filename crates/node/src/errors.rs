@@ -20,7 +20,8 @@ pub fn code(reason: Reason) -> Code {
         | Reason::RollbackTargetMissing
         | Reason::BehindMinVersion
         | Reason::TlsRequired
-        | Reason::ProposalExpired => Code::FailedPrecondition,
+        | Reason::ProposalExpired
+        | Reason::MembershipUnsafe => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
         Reason::PermissionDenied => Code::PermissionDenied,
         Reason::NoLeader | Reason::NoPolicy | Reason::Stale | Reason::DecisionLogUnavailable => {

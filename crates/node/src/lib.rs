@@ -33,6 +33,7 @@ mod ledger_service;
 pub mod limits;
 pub mod listener;
 pub mod members;
+pub mod membership_safety;
 pub mod metrics;
 mod network;
 mod not_tls;

@@ -95,6 +95,11 @@ reasons! {
     /// A plaintext client at a port that speaks TLS only.
     TlsRequired = "TLS_REQUIRED",
 
+    // Changing membership.
+    /// The change would leave voters that cannot form a quorum, or
+    /// promote a learner that does not answer or has not caught up.
+    MembershipUnsafe = "MEMBERSHIP_UNSAFE",
+
     // Routing writes to the leader.
     /// No leader is known (an election may be under way).
     NoLeader = "NO_LEADER",
