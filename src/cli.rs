@@ -462,6 +462,10 @@ pub struct GenesisArgs {
     /// are signed into the genesis.
     #[arg(long = "approver", value_name = "[NAME=]PUB", required = true)]
     pub approvers: Vec<PathBuf>,
+    /// How to reach an approver, signed in with their name: NAME=TEXT (an
+    /// address, a team). Repeat for each approver who has one.
+    #[arg(long = "contact", value_name = "NAME=TEXT")]
+    pub contacts: Vec<String>,
     #[arg(long, value_name = "M")]
     pub threshold: u32,
     #[command(flatten)]
@@ -541,6 +545,10 @@ pub struct RotateArgs {
     /// named after its approver (alice.pub is alice). Repeat for each.
     #[arg(long = "approver", value_name = "[NAME=]PUB", required = true)]
     pub approvers: Vec<PathBuf>,
+    /// How to reach an approver, signed in with their name: NAME=TEXT (an
+    /// address, a team). Repeat for each approver who has one.
+    #[arg(long = "contact", value_name = "NAME=TEXT")]
+    pub contacts: Vec<String>,
     /// How many approvers of the new set must sign each version.
     #[arg(long, value_name = "M")]
     pub threshold: u32,
@@ -724,6 +732,10 @@ pub struct ProposalNewArgs {
     /// Repeat for each approver.
     #[arg(long = "approver", value_name = "[NAME=]PUB")]
     pub approvers: Vec<PathBuf>,
+    /// How to reach an approver, signed in with their name: NAME=TEXT (an
+    /// address, a team). Repeat for each approver who has one.
+    #[arg(long = "contact", value_name = "NAME=TEXT")]
+    pub contacts: Vec<String>,
     /// How many approvers must sign (genesis and rotate).
     #[arg(long, value_name = "M")]
     pub threshold: Option<u32>,
@@ -775,6 +787,10 @@ pub enum LedgerCommand {
             required_unless_present = "proposal"
         )]
         approvers: Vec<PathBuf>,
+        /// How to reach an approver, signed in with their name: NAME=TEXT (an
+        /// address, a team). Repeat for each approver who has one.
+        #[arg(long = "contact", value_name = "NAME=TEXT")]
+        contacts: Vec<String>,
         /// How many approvers must sign each version.
         #[arg(long, value_name = "M", required_unless_present = "proposal")]
         threshold: Option<u32>,

@@ -98,6 +98,8 @@ fn a_rotation_through_the_cluster_names_the_new_approvers_and_retires_the_old() 
             "b.pub",
             "--approver",
             "dana=d.pub",
+            "--contact",
+            "dana=dana@example.com",
             "--threshold",
             "2",
             "-m",
@@ -115,6 +117,13 @@ fn a_rotation_through_the_cluster_names_the_new_approvers_and_retires_the_old() 
     assert_eq!(shown["kind"], "rotate");
     assert_eq!(shown["author"], "a");
     assert_eq!(approver_names(&shown), ["a", "b", "dana"], "{shown}");
+    let dana = shown["trust"]["approvers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "dana")
+        .unwrap();
+    assert_eq!(dana["contact"], "dana@example.com");
     // c's signature no longer counts; dana's does, under her name.
     let variant = cluster.variant("after-rotation");
     let variant = variant.to_str().unwrap();

@@ -25,6 +25,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             proposal,
             bundle,
             approvers,
+            contacts,
             threshold,
             keys,
             message,
@@ -39,7 +40,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                 }
                 None => {
                     let files = load_dir(bundle.as_deref().expect("clap requires --bundle"))?;
-                    let trust = trust_set(&approvers, threshold)?;
+                    let trust = trust_set(&approvers, &contacts, threshold)?;
                     let keys = load_secret_keys(&keys)?;
                     let about = About {
                         message,
@@ -137,17 +138,38 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
     }
 }
 
-/// The trust set `--approver` and `--threshold` declare, every approver
-/// named (`NAME=PUB`, or the key file's name: `alice.pub` is alice).
-pub fn trust_set(approvers: &[std::path::PathBuf], threshold: Option<u32>) -> Result<TrustSet> {
+/// The trust set `--approver`, `--contact` and `--threshold` declare,
+/// every approver named (`NAME=PUB`, or the key file's name: `alice.pub`
+/// is alice).
+pub fn trust_set(
+    approvers: &[std::path::PathBuf],
+    contacts: &[String],
+    threshold: Option<u32>,
+) -> Result<TrustSet> {
     let threshold = threshold.ok_or_else(|| Failure::usage("--threshold M is required"))?;
+    let mut contacts: std::collections::BTreeMap<&str, &str> = contacts
+        .iter()
+        .map(|arg| {
+            arg.split_once('=')
+                .ok_or_else(|| Failure::usage(format!("--contact {arg:?}: give NAME=TEXT")))
+        })
+        .collect::<Result<_>>()?;
     let entries = approvers
         .iter()
         .map(|arg| {
             let (name, path) = approver_arg(arg)?;
-            Ok((load_public_key(&path)?, Approver::named(name)))
+            let contact = contacts
+                .remove(name.as_str())
+                .unwrap_or_default()
+                .to_string();
+            Ok((load_public_key(&path)?, Approver { name, contact }))
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(name) = contacts.keys().next() {
+        return Err(Failure::usage(format!(
+            "--contact {name}=…: no --approver is named {name:?}"
+        )));
+    }
     TrustSet::named(entries, threshold).map_err(|e| Failure::usage(format!("trust set: {e}")))
 }
 

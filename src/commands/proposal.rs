@@ -78,7 +78,7 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
                 "--ledger (a genesis starts a new ledger)",
             )?;
             let files = bundle()?;
-            let trust = trust_set(&args.approvers, args.threshold)?;
+            let trust = trust_set(&args.approvers, &args.contacts, args.threshold)?;
             let header = genesis_header(&files, trust, &args.about, &[])?;
             Proposal {
                 version: Version::unsigned(header),
@@ -102,7 +102,7 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
                 "--bundle (a rotation keeps the head's bundle)",
             )?;
             let chain = ledger()?;
-            let trust = trust_set(&args.approvers, args.threshold)?;
+            let trust = trust_set(&args.approvers, &args.contacts, args.threshold)?;
             let files = head_bundle(&chain)?;
             extend(&chain, files, Kind::Rotate, Some(trust))?
         }
