@@ -319,7 +319,11 @@ fn attack_compromised_single_operator_key() {
     let head_bundle = chain.bundle_at(1).unwrap().clone();
     let mut header = next_header(&chain, &head_bundle, Kind::Rotate);
     let mallory = secret(&ws, "mallory");
-    header.trust = Some(stele_ledger::TrustSet::new(vec![mallory.public_key()], 1).unwrap());
+    let mallorys = vec![(
+        mallory.public_key(),
+        stele_ledger::Approver::named("mallory"),
+    )];
+    header.trust = Some(stele_ledger::TrustSet::named(mallorys, 1).unwrap());
     let mut rotate = Version::unsigned(header);
     rotate.sign(&stolen);
     rotate.sign(&mallory);

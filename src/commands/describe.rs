@@ -6,16 +6,18 @@ use serde_json::{Value, json};
 use stele_ledger::{Kind, Ledger, PublicKey, TrustSet, Version};
 use stele_policy::BundleDiff;
 
-/// What the ledger calls each approver key: every name a genesis or a
-/// rotation signed in (a later one wins). A key the ledger does not name
-/// is shown by its first 16 hex digits.
+/// What the ledger calls each approver key: the name the latest genesis
+/// or rotation that named it signed in. A key the ledger does not name is
+/// shown by its first 16 hex digits.
 #[derive(Default)]
 pub struct Names(BTreeMap<PublicKey, String>);
 
 impl Names {
-    pub fn of<'a>(versions: impl IntoIterator<Item = &'a Version>) -> Names {
+    pub fn of<'a>(
+        versions: impl IntoIterator<Item = &'a Version, IntoIter: DoubleEndedIterator>,
+    ) -> Names {
         let mut names = Names::default();
-        for version in versions {
+        for version in versions.into_iter().rev() {
             if let Some(trust) = &version.header.trust {
                 names.learn(trust);
             }
@@ -23,14 +25,12 @@ impl Names {
         names
     }
 
-    /// Adds the names `trust` declares.
+    /// Adds the names `trust` declares for keys not named yet: a
+    /// proposal under review cannot rename a key the ledger names.
     pub fn learn(&mut self, trust: &TrustSet) {
-        for (key, approver) in trust
-            .keys()
-            .iter()
-            .zip(trust.approvers().unwrap_or_default())
-        {
-            self.0.insert(*key, approver.name.clone());
+        let approvers = trust.approvers().unwrap_or_default();
+        for (key, approver) in trust.keys().iter().zip(approvers) {
+            self.0.entry(*key).or_insert_with(|| approver.name.clone());
         }
     }
 
@@ -110,7 +110,7 @@ pub fn version_text(version: &Version, names: &Names) -> String {
     );
     if let Some(at) = header.expires_at {
         text.push_str(&format!(
-            "expires at:    {at} (Unix seconds: it cannot commit after this)\n"
+            "expires at:    {at} (Unix seconds: from then on it cannot commit)\n"
         ));
     }
     if let Some(trust) = &header.trust {

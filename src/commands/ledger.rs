@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::json;
 use stele_ledger::{
     Admitted, Approver, Authorship, BundleFiles, Hash, Head, Header, Kind, Ledger, LedgerFileError,
-    PublicKey, Rejection, SecretKey, TrustSet, Version, export, structural_only,
+    PublicKey, Reason, Rejection, SecretKey, TrustSet, Version, export, structural_only,
 };
 use stele_policy::{admission_check, check_ledger_bundles, load_dir};
 
@@ -34,6 +34,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             let (version, files) = match proposal {
                 Some(path) => {
                     let proposal = load_proposal(&path)?;
+                    refuse_expired(&proposal.version)?;
                     let mut version = proposal.version;
                     sign_all(&mut version, &load_secret_keys(&keys)?);
                     (version, proposal.bundle)
@@ -68,6 +69,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             match proposal {
                 Some(path) => {
                     let proposal = load_proposal(&path)?;
+                    refuse_expired(&proposal.version)?;
                     append(out, &ledger, |_| {
                         let mut version = proposal.version;
                         sign_all(&mut version, &keys);
@@ -203,12 +205,27 @@ fn public(keys: &[SecretKey]) -> Vec<PublicKey> {
     keys.iter().map(SecretKey::public_key).collect()
 }
 
-/// `header`, expiring as `about` says.
+/// A proposal past its own expiry is refused here as a cluster refuses
+/// it: a ledger file has no clock, so this machine's judges.
+fn refuse_expired(version: &Version) -> Result<()> {
+    let now_ms = stele_node::system_clock()();
+    match version.header.expires_at {
+        Some(at) if version.header.expired_at(now_ms) => Err(Failure::new(
+            Code::Reason(Reason::ProposalExpired),
+            format!("the proposal expired at {at} (Unix seconds): make and sign it again"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `header`, expiring as `about` says: rounded up, so that the version
+/// has at least that long.
 fn expiring(header: Header, about: &About) -> Header {
     match about.expires_in {
         Some(within) => {
-            let at = header.created_at.saturating_add(within.as_secs());
-            header.expiring(at)
+            let now_ms = stele_node::system_clock()();
+            let at_ms = now_ms.saturating_add(within.as_millis() as u64);
+            header.expiring(at_ms.div_ceil(1000))
         }
         None => header,
     }

@@ -343,6 +343,14 @@ impl ChainState {
                         "a rotate must carry the head's bundle digest unchanged",
                     ));
                 }
+                // Names, once given, stay: a rotation to an unnamed set
+                // would switch the author rule off for good.
+                let named = |set: Option<&TrustSet>| set.is_some_and(|s| s.approvers().is_some());
+                if named(self.trust.as_ref()) && !named(header.trust.as_ref()) {
+                    return Err(malformed(
+                        "the trust set in force names its approvers, so a rotation must name the approvers of the set it declares",
+                    ));
+                }
             }
             Kind::Genesis | Kind::Update => {}
         }

@@ -159,6 +159,9 @@ pub struct Chunked {
     encoder: Encoder,
     chunk_bytes: usize,
     buffer: Vec<u8>,
+    /// How much of `buffer` has been taken: it is compacted only once that
+    /// is half of it, so a large record is not copied once per chunk.
+    taken: usize,
 }
 
 impl Chunked {
@@ -171,6 +174,7 @@ impl Chunked {
             encoder,
             chunk_bytes: chunk_bytes.max(1),
             buffer: header.into_bytes(),
+            taken: 0,
         }
     }
 
@@ -188,16 +192,25 @@ impl Chunked {
 
     /// A whole chunk, if that much has been written and not taken.
     pub fn take_full(&mut self) -> Option<Vec<u8>> {
-        if self.buffer.len() < self.chunk_bytes {
+        let end = self.taken + self.chunk_bytes;
+        if self.buffer.len() < end {
             return None;
         }
-        let rest = self.buffer.split_off(self.chunk_bytes);
-        Some(std::mem::replace(&mut self.buffer, rest))
+        let chunk = self.buffer[self.taken..end].to_vec();
+        self.taken = end;
+        if self.taken * 2 >= self.buffer.len() {
+            self.buffer.drain(..self.taken);
+            self.taken = 0;
+        }
+        Some(chunk)
     }
 
     /// What is left once every version is in (empty if nothing is).
     pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buffer)
+        let rest = self.buffer.split_off(self.taken);
+        self.buffer.clear();
+        self.taken = 0;
+        rest
     }
 }
 

@@ -470,3 +470,24 @@ fn a_trust_set_without_names_takes_any_author() {
     let version = signed(by("whoever", version.header), &[2, 3]);
     ledger.submit(version, b, &accept_all).unwrap();
 }
+
+#[test]
+fn a_named_trust_set_cannot_rotate_to_an_unnamed_one() {
+    let first = bundle("v1");
+    let header = header(1, Hash::ZERO, &first, Kind::Genesis, Some(named_trust()));
+    let mut ledger = Ledger::new();
+    ledger
+        .submit(
+            signed(by("alice", header), &[1, 2]),
+            first.clone(),
+            &accept_all,
+        )
+        .unwrap();
+    let unnamed = TrustSet::new(vec![public(1), public(2)], 2).unwrap();
+    let rotate = next(&ledger, &first, Kind::Rotate, Some(unnamed), &[]);
+    let rotate = signed(by("alice", rotate.header), &[1, 2]);
+    assert!(matches!(
+        refuse(&mut ledger, rotate, first),
+        Rejection::Malformed { .. }
+    ));
+}

@@ -25,6 +25,10 @@ const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
 pub struct AdminService {
     pub node: Arc<NodeState>,
+    /// Held from a membership change's safety check until Raft has it:
+    /// two changes checked at once against the same membership could
+    /// each pass and together leave no quorum.
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 fn role(state: ServerState) -> &'static str {
@@ -38,6 +42,13 @@ fn role(state: ServerState) -> &'static str {
 }
 
 impl AdminService {
+    pub fn new(node: Arc<NodeState>) -> AdminService {
+        AdminService {
+            node,
+            membership_changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
     fn membership(&self) -> MembershipResponse {
         let metrics = self.node.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
@@ -131,6 +142,13 @@ impl AdminService {
         let health = self.health().await;
         let membership = self.node.raft.metrics().borrow().membership_config.clone();
         let membership = membership.membership();
+        if membership.get_joint_config().len() > 1 {
+            return Err(errors::with_reason(
+                Reason::MembershipUnsafe,
+                "membership change refused: another change is still in progress; try again in a moment".into(),
+                Default::default(),
+            ));
+        }
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let learners: BTreeSet<u64> = membership.learner_ids().collect();
         membership_safety::check(&voters, &learners, self.node.id(), change, &health).map_err(
@@ -307,6 +325,7 @@ impl AdminService {
             addr: member.addr,
             peer_addr: member.peer_addr,
         };
+        let _one_at_a_time = self.membership_changes.lock().await;
         self.node
             .raft
             // Not blocking: openraft's blocking form waits for the learner
@@ -322,6 +341,7 @@ impl AdminService {
         &self,
         request: ChangeMembershipRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let _one_at_a_time = self.membership_changes.lock().await;
         let voters: BTreeSet<u64> = self
             .node
             .raft

@@ -103,7 +103,7 @@ pub fn accept(
                             Some(first) if not_tls::starts_tls(first) => {}
                             Some(_) => {
                                 tracing::info!(port, %remote, "a plaintext client at a TLS port: told it so");
-                                not_tls::explain(stream, HANDSHAKE_DEADLINE).await;
+                                not_tls::explain(stream, deadline).await;
                                 return;
                             }
                             None => {

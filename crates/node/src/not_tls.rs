@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -13,6 +12,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use stele_ledger::Reason;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::errors;
 
@@ -29,13 +29,13 @@ pub fn starts_tls(first: u8) -> bool {
     first == TLS_HANDSHAKE_RECORD
 }
 
-/// Answers every request on a plaintext connection with [`REQUIRES_TLS`],
-/// for at most `deadline`, then closes it.
-pub async fn explain(stream: TcpStream, deadline: Duration) {
+/// Answers every request on a plaintext connection with [`REQUIRES_TLS`]
+/// until `deadline` (the connection's handshake deadline), then closes it.
+pub async fn explain(stream: TcpStream, deadline: Instant) {
     let connection = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer))
         .into_owned();
-    let _ = tokio::time::timeout(deadline, connection).await;
+    let _ = tokio::time::timeout_at(deadline, connection).await;
 }
 
 async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -92,7 +92,14 @@ impl Machine {
         let offered = pending.len();
         let pending: BTreeMap<Hash, Arc<Pending>> = pending
             .into_iter()
-            .filter(|held| still_pending(&chain, held))
+            .filter(|held| still_pending(&chain, held) && !held.version.header.expired_at(clock_ms))
+            .map(|mut held| {
+                // The hold is not signed: the version's own expiry caps it.
+                if let Some(at) = held.version.header.expires_at {
+                    held.expires_at_ms = held.expires_at_ms.min(at.saturating_mul(1000));
+                }
+                held
+            })
             .take(MAX_PENDING)
             .map(|p| (p.version.hash(), Arc::new(p)))
             .collect();
@@ -157,6 +164,11 @@ impl Machine {
 
     /// Applies one command. Deterministic: it reads only `self` and `request`.
     pub fn apply(&mut self, request: Request, changes: &mut Vec<Change>) -> Response {
+        // Expiry is judged by this entry's own stamp: one entry stamped
+        // far ahead (a leader's clock jump) must not expire every later
+        // version, as it would if judged by the clock that only moves
+        // forward.
+        let stamped_ms = request.time_ms;
         self.clock_ms = self.clock_ms.max(request.time_ms);
         self.expire(changes);
         match request.command {
@@ -180,7 +192,7 @@ impl Machine {
                         (!commit_only).then(|| self.clock_ms.saturating_add(pending_ttl_ms)),
                     ),
                 };
-                self.consider(version, bundle, hold, changes)
+                self.consider(version, bundle, hold, stamped_ms, changes)
             }
             Command::Approve {
                 proposal_id,
@@ -202,6 +214,7 @@ impl Machine {
                     version,
                     held.bundle.clone(),
                     Some(held.expires_at_ms),
+                    stamped_ms,
                     changes,
                 )
             }
@@ -210,17 +223,18 @@ impl Machine {
 
     /// Admission for a new or grown proposal: commit it when its signatures
     /// suffice, hold it while they do not (if `hold` gives an expiry), refuse
-    /// it otherwise.
+    /// it otherwise, or when its own expiry has passed at `stamped_ms`.
     fn consider(
         &mut self,
         version: Version,
         bundle: Arc<BundleFiles>,
         hold: Option<u64>,
+        stamped_ms: u64,
         changes: &mut Vec<Change>,
     ) -> Response {
         let id = version.hash();
         if let Some(at) = version.header.expires_at
-            && version.header.expired_at(self.clock_ms)
+            && version.header.expired_at(stamped_ms)
             && self.chain.seq_of(&id).is_none()
         {
             if self.pending.remove(&id).is_some() {

@@ -6,7 +6,7 @@ use std::path::Path;
 use stele_ledger::{
     BundleFiles, Hash, Header, Kind, Proposal, Reason, SecretKey, TrustSet, Version,
 };
-use stele_store::{Change, Command, Machine, ProposalState, Request, Response};
+use stele_store::{Change, Command, Machine, Pending, ProposalState, Request, Response};
 
 fn key(n: u8) -> SecretKey {
     SecretKey::from_seed([n; 32])
@@ -273,6 +273,48 @@ fn a_pending_proposal_is_held_no_longer_than_its_own_expiry() {
         Reason::UnknownProposal
     );
     assert_eq!(machine.head().unwrap().seq, 1);
+}
+
+#[test]
+fn one_entry_stamped_far_ahead_does_not_expire_every_later_version() {
+    let mut machine = with_genesis();
+    // A leader's clock jumped a year ahead for one entry.
+    let year_ms = 365 * 24 * 3600 * 1000;
+    let bundle = variant(2);
+    let v2 = version(&machine, &bundle, &[1]);
+    apply(&mut machine, &propose(year_ms, v2, bundle, false));
+    // Back to now: a version expiring in a minute still commits.
+    let bundle = variant(3);
+    let v3 = expiring(version(&machine, &bundle, &[]), 60, &[1, 2]);
+    let committed = apply(&mut machine, &propose(1_000, v3, bundle, false));
+    assert_eq!(state(&committed), ProposalState::Committed);
+}
+
+#[test]
+fn a_received_pending_proposal_is_held_no_longer_than_its_own_expiry() {
+    let machine = with_genesis();
+    let bundle = variant(2);
+    let v2 = expiring(version(&machine, &bundle, &[]), 20, &[1]);
+    // A snapshot claims it is held for ever.
+    let forged = Pending {
+        version: v2.clone(),
+        bundle: std::sync::Arc::new(bundle.clone()),
+        expires_at_ms: u64::MAX,
+    };
+    let versions: Vec<Version> = machine.versions().cloned().collect();
+    let (received, dropped) = Machine::from_parts(
+        machine.chain().clone(),
+        versions.clone(),
+        vec![forged.clone()],
+        5_000,
+    );
+    assert_eq!(dropped, 0);
+    let held = received.pending().next().unwrap();
+    assert_eq!(held.expires_at_ms, 20_000);
+    // Received after its expiry: dropped.
+    let (late, dropped) =
+        Machine::from_parts(machine.chain().clone(), versions, vec![forged], 20_000);
+    assert_eq!((dropped, late.pending().count()), (1, 0));
 }
 
 #[test]
