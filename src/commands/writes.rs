@@ -39,7 +39,7 @@ pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
     let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
-    let author = author_here(&client, &keys, &args.about)?;
+    let author = author_here(&client, head, &keys, &args.about)?;
     let version = signed(
         header_on(head, &files, Kind::Update, &args.about, author),
         &keys,
@@ -52,7 +52,7 @@ pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
     let client = client(&args.remote)?;
     let head = head(&client)?;
     let (_, files) = call(client.version(args.to))?;
-    let author = author_here(&client, &keys, &args.about)?;
+    let author = author_here(&client, head, &keys, &args.about)?;
     let version = signed(
         header_on(
             head,
@@ -72,7 +72,7 @@ pub fn rotate(out: Output, args: RotateArgs) -> Result<()> {
     let client = client(&args.remote)?;
     let head = head(&client)?;
     let (_, files) = call(client.version(head.seq))?;
-    let in_force = trust_in_force(&client)?;
+    let in_force = trust_in_force(&client, head)?;
     let sets: Vec<&TrustSet> = in_force.iter().chain([&declared]).collect();
     let public: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
     let author = author_for(&sets, &public, args.about.author.as_deref())?;
@@ -127,8 +127,8 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
 
 /// The author of a version the holder of `keys` proposes to the cluster:
 /// their name in the cluster's trust set in force.
-fn author_here(client: &Client, keys: &[SecretKey], about: &About) -> Result<String> {
-    let trust = trust_in_force(client)?;
+fn author_here(client: &Client, head: Head, keys: &[SecretKey], about: &About) -> Result<String> {
+    let trust = trust_in_force(client, head)?;
     let keys: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
     author_for(
         &trust.iter().collect::<Vec<_>>(),
@@ -137,27 +137,34 @@ fn author_here(client: &Client, keys: &[SecretKey], about: &About) -> Result<Str
     )
 }
 
-/// The trust set the cluster's last genesis or rotation declared.
-fn trust_in_force(client: &Client) -> Result<Option<TrustSet>> {
+/// The trust set in force at `head` (the leader's): the one the last
+/// genesis or rotation up to it declared. Read a page at a time from the
+/// node, no further than `head`.
+fn trust_in_force(client: &Client, head: Head) -> Result<Option<TrustSet>> {
     const PAGE: u32 = 1000;
     let mut trust = None;
     let mut from_seq = 1;
-    loop {
+    while from_seq <= head.seq {
         let page = call(client.list_versions(ListVersionsRequest {
             from_seq,
             limit: PAGE,
         }))?;
-        let read = page.len() as u64;
+        let asked = from_seq;
         for version in page {
+            if version.seq() > head.seq {
+                break;
+            }
+            from_seq = version.seq() + 1;
             if let Some(declared) = version.header.trust {
                 trust = Some(declared);
             }
         }
-        if read < u64::from(PAGE) {
-            return Ok(trust);
+        // An empty page, or one that did not move on: no further to read.
+        if from_seq == asked {
+            break;
         }
-        from_seq += read;
     }
+    Ok(trust)
 }
 
 /// The head, read through the leader: a new version's parent must be the
