@@ -228,9 +228,14 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
     // Without a certificate, the peer port does not even finish the handshake.
     let raft = raw_channel(&cluster.node(1).peer_addr, anonymous(&ca));
     let reply = runtime.block_on(append(raft, &heartbeat(Vote::new_committed(1, 1)), None));
+    // How tonic reports the refused handshake varies with timing
+    // (Unavailable, Unknown, or Cancelled under load); never an answer.
     let code = reply.unwrap_err().code();
     assert!(
-        matches!(code, tonic::Code::Unavailable | tonic::Code::Unknown),
+        matches!(
+            code,
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        ),
         "a transport failure, not an answer: {code:?}"
     );
 
