@@ -457,17 +457,8 @@ pub enum ClusterCommand {
 pub struct GenesisArgs {
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
-    /// An approver: NAME=PUB, or a public key file named after its
-    /// approver (alice.pub is alice). Repeat for each approver; the names
-    /// are signed into the genesis.
-    #[arg(long = "approver", value_name = "[NAME=]PUB", required = true)]
-    pub approvers: Vec<PathBuf>,
-    /// How to reach an approver, signed in with their name: NAME=TEXT (an
-    /// address, a team). Repeat for each approver who has one.
-    #[arg(long = "contact", value_name = "NAME=TEXT")]
-    pub contacts: Vec<String>,
-    #[arg(long, value_name = "M")]
-    pub threshold: u32,
+    #[command(flatten)]
+    pub trust: TrustSetArgs,
     #[command(flatten)]
     pub signing: SigningKeys,
     #[arg(
@@ -539,19 +530,28 @@ pub struct RollbackArgs {
     pub remote: Remote,
 }
 
+/// A trust set to declare: who approves, and how many must sign.
 #[derive(Debug, Args)]
-pub struct RotateArgs {
-    /// An approver of the new trust set: NAME=PUB, or a public key file
-    /// named after its approver (alice.pub is alice). Repeat for each.
+pub struct TrustSetArgs {
+    /// An approver: NAME=PUB, or a public key file named after its
+    /// approver (alice.pub is alice). Repeat for each approver; the names
+    /// are signed in with the set.
     #[arg(long = "approver", value_name = "[NAME=]PUB", required = true)]
     pub approvers: Vec<PathBuf>,
     /// How to reach an approver, signed in with their name: NAME=TEXT (an
     /// address, a team). Repeat for each approver who has one.
     #[arg(long = "contact", value_name = "NAME=TEXT")]
     pub contacts: Vec<String>,
-    /// How many approvers of the new set must sign each version.
+    /// How many of these approvers must sign each version.
     #[arg(long, value_name = "M")]
     pub threshold: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The new trust set.
+    #[command(flatten)]
+    pub trust: TrustSetArgs,
     #[command(flatten)]
     pub about: About,
     #[command(flatten)]

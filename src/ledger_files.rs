@@ -95,7 +95,7 @@ pub fn author_for(sets: &[&TrustSet], keys: &[PublicKey], given: Option<&str>) -
             .iter()
             .find_map(name_of)
             .map(str::to_string)
-            .unwrap_or_else(|| format!("key {}", &keys[0].to_hex()[..16]))),
+            .unwrap_or_else(|| keys[0].short())),
     }
 }
 

@@ -178,6 +178,17 @@ fn promoting_a_learner_that_does_not_answer_or_removing_the_last_voter_changes_n
     cluster.run(&["cluster", "add-learner", &dead]).ok();
     let before = voters_and_learners(&cluster);
     assert_eq!(before, [(1, true), (5, false)]);
+    // Adding the same id again would have answered OK and changed nothing.
+    let again = cluster
+        .run(&[
+            "--json",
+            "cluster",
+            "add-learner",
+            "5=127.0.0.1:1,127.0.0.1:2",
+        ])
+        .fails()
+        .json();
+    assert_eq!(again["error"], "already_exists", "{again}");
     let refused = cluster
         .run(&["--json", "cluster", "promote", "5"])
         .fails()

@@ -25,19 +25,39 @@ impl Names {
         names
     }
 
-    /// Adds the names `trust` declares for keys not named yet: a
-    /// proposal under review cannot rename a key the ledger names.
-    pub fn learn(&mut self, trust: &TrustSet) {
+    /// Adds the names `trust` declares for keys not named yet.
+    fn learn(&mut self, trust: &TrustSet) {
         let approvers = trust.approvers().unwrap_or_default();
         for (key, approver) in trust.keys().iter().zip(approvers) {
             self.0.entry(*key).or_insert_with(|| approver.name.clone());
         }
     }
 
+    /// Adds the names a proposal under review declares. It cannot rename a
+    /// key the ledger names, and a new key given a name the ledger already
+    /// uses is shown as new, so "signed by alice" means the ledger's alice.
+    pub fn learn_proposed(&mut self, trust: &TrustSet) {
+        let approvers = trust.approvers().unwrap_or_default();
+        for (key, approver) in trust.keys().iter().zip(approvers) {
+            if self.0.contains_key(key) {
+                continue;
+            }
+            let taken = self.0.values().any(|name| *name == approver.name);
+            let name = match taken {
+                true => format!(
+                    "{} (a new key, not the ledger's {})",
+                    approver.name, approver.name
+                ),
+                false => approver.name.clone(),
+            };
+            self.0.insert(*key, name);
+        }
+    }
+
     pub fn name(&self, key: &PublicKey) -> String {
         match self.0.get(key) {
             Some(name) => name.clone(),
-            None => format!("key {}", &key.to_hex()[..16]),
+            None => key.short(),
         }
     }
 

@@ -149,13 +149,18 @@ pub fn trust_set(
     threshold: Option<u32>,
 ) -> Result<TrustSet> {
     let threshold = threshold.ok_or_else(|| Failure::usage("--threshold M is required"))?;
-    let mut contacts: std::collections::BTreeMap<&str, &str> = contacts
-        .iter()
-        .map(|arg| {
-            arg.split_once('=')
-                .ok_or_else(|| Failure::usage(format!("--contact {arg:?}: give NAME=TEXT")))
-        })
-        .collect::<Result<_>>()?;
+    let mut contacts_by_name = std::collections::BTreeMap::new();
+    for arg in contacts {
+        let (name, text) = arg
+            .split_once('=')
+            .ok_or_else(|| Failure::usage(format!("--contact {arg:?}: give NAME=TEXT")))?;
+        if contacts_by_name.insert(name, text).is_some() {
+            return Err(Failure::usage(format!(
+                "--contact {name}=… is given twice; give one contact per approver"
+            )));
+        }
+    }
+    let mut contacts = contacts_by_name;
     let entries = approvers
         .iter()
         .map(|arg| {
@@ -224,7 +229,8 @@ fn expiring(header: Header, about: &About) -> Header {
     match about.expires_in {
         Some(within) => {
             let now_ms = stele_node::system_clock()();
-            let at_ms = now_ms.saturating_add(within.as_millis() as u64);
+            let within_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+            let at_ms = now_ms.saturating_add(within_ms);
             header.expiring(at_ms.div_ceil(1000))
         }
         None => header,

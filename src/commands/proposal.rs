@@ -170,7 +170,7 @@ fn show(out: Output, path: &Path, ledger_path: Option<&Path>) -> Result<()> {
     let chain = ledger_path.map(load_ledger).transpose()?;
     let mut names = Names::of(chain.iter().flat_map(Ledger::versions));
     if let Some(trust) = &version.header.trust {
-        names.learn(trust);
+        names.learn_proposed(trust);
     }
     let mut value = version_json(version, &names);
     value["signatures"] = version

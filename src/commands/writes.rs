@@ -22,7 +22,11 @@ use crate::remote::{call, client, retrying_write};
 
 pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
     let files = load_dir(&args.bundle)?;
-    let trust = trust_set(&args.approvers, &args.contacts, Some(args.threshold))?;
+    let trust = trust_set(
+        &args.trust.approvers,
+        &args.trust.contacts,
+        Some(args.trust.threshold),
+    )?;
     let about = About {
         message: args.message,
         author: args.author,
@@ -68,7 +72,11 @@ pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
 
 pub fn rotate(out: Output, args: RotateArgs) -> Result<()> {
     let keys = load_secret_keys(&args.signing.keys)?;
-    let declared = trust_set(&args.approvers, &args.contacts, Some(args.threshold))?;
+    let declared = trust_set(
+        &args.trust.approvers,
+        &args.trust.contacts,
+        Some(args.trust.threshold),
+    )?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
     let (_, files) = call(client.version(head.seq))?;

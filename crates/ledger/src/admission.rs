@@ -382,20 +382,20 @@ impl ChainState {
     /// rule does not apply to them.
     fn check_author(&self, candidate: &Version) -> Result<(), Rejection> {
         let header = &candidate.header;
-        let named: Vec<&TrustSet> = [self.trust.as_ref(), header.trust.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter(|set| set.approvers().is_some())
-            .collect();
-        if named.is_empty() {
+        let named = || {
+            [self.trust.as_ref(), header.trust.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter(|set| set.approvers().is_some())
+        };
+        if named().next().is_none() {
             return Ok(());
         }
         let author = header.author.as_str();
-        let signed_by_author = candidate.signatures.iter().any(|approval| {
-            named
-                .iter()
-                .any(|set| set.name_of(&approval.key) == Some(author))
-        });
+        let signed_by_author = candidate
+            .signatures
+            .iter()
+            .any(|approval| named().any(|set| set.name_of(&approval.key) == Some(author)));
         if signed_by_author {
             Ok(())
         } else {

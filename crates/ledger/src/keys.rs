@@ -65,6 +65,11 @@ impl PublicKey {
         hex::encode(self.0)
     }
 
+    /// The first 16 hex digits, how a key the ledger does not name is shown.
+    pub fn short(&self) -> String {
+        format!("key {}", &self.to_hex()[..16])
+    }
+
     /// Parses the contents of a `.pub` file: the hex key, optionally followed
     /// by a newline.
     pub fn from_key_file(text: &str) -> Result<PublicKey, KeyError> {

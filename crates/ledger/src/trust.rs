@@ -62,9 +62,9 @@ impl Approver {
         if self.name.len() > MAX_APPROVER_NAME_BYTES {
             return Err(bad_name("longer than 64 bytes"));
         }
-        if self.name.trim() != self.name || self.name.chars().any(char::is_control) {
+        if self.name.trim() != self.name || self.name.chars().any(hides_text) {
             return Err(bad_name(
-                "no control characters, and no spaces at either end",
+                "no control, invisible or text-direction characters, and no spaces at either end",
             ));
         }
         if self.contact.len() > MAX_APPROVER_CONTACT_BYTES {
@@ -73,7 +73,7 @@ impl Approver {
                 why: "longer than 256 bytes",
             });
         }
-        if self.contact.chars().any(char::is_control) {
+        if self.contact.chars().any(hides_text) {
             return Err(TrustSetError::BadContact {
                 contact: self.contact.clone(),
                 why: "no control characters",
@@ -81,6 +81,15 @@ impl Approver {
         }
         Ok(())
     }
+}
+
+/// A character that could make a name read as another on a reviewer's
+/// screen: control characters, zero-width ones, and text-direction
+/// overrides.
+fn hides_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// The approvers whose signatures count, and the threshold M. Keys are kept
@@ -280,7 +289,14 @@ mod tests {
             1,
         );
         assert_eq!(twice, Err(TrustSetError::DuplicateName("al".into())));
-        for bad in ["", " alice", "al\nice", &"x".repeat(65)] {
+        for bad in [
+            "",
+            " alice",
+            "al\nice",
+            "ali\u{202E}ecila",
+            "al\u{200B}ice",
+            &"x".repeat(65),
+        ] {
             let named = TrustSet::named(vec![(key(1), Approver::named(bad))], 1);
             assert!(
                 matches!(named, Err(TrustSetError::BadName { .. })),

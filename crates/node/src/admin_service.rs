@@ -16,7 +16,7 @@ use stele_store::MemberAddrs;
 use tonic::{Request, Response, Status};
 
 use crate::errors;
-use crate::members::{check_member, check_members};
+use crate::members::{MemberError, check_members};
 use crate::membership_safety::{self, Change, Health};
 use crate::state::NodeState;
 
@@ -139,27 +139,36 @@ impl AdminService {
     /// Refuses `change` unless the cluster can still commit after it
     /// (`membership_safety`).
     async fn check_safe(&self, change: Change) -> Result<(), Status> {
+        let refuse = |why: String| {
+            errors::with_reason(
+                Reason::MembershipUnsafe,
+                format!("membership change refused: {why}"),
+                Default::default(),
+            )
+        };
+        // The cheap refusal first: no probes while a change is under way.
+        let in_progress = self
+            .node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .len()
+            > 1;
+        if in_progress {
+            return Err(refuse(
+                "another change is still in progress; try again in a moment".into(),
+            ));
+        }
         let health = self.health().await;
         let membership = self.node.raft.metrics().borrow().membership_config.clone();
         let membership = membership.membership();
-        if membership.get_joint_config().len() > 1 {
-            return Err(errors::with_reason(
-                Reason::MembershipUnsafe,
-                "membership change refused: another change is still in progress; try again in a moment".into(),
-                Default::default(),
-            ));
-        }
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let learners: BTreeSet<u64> = membership.learner_ids().collect();
-        membership_safety::check(&voters, &learners, self.node.id(), change, &health).map_err(
-            |why| {
-                errors::with_reason(
-                    Reason::MembershipUnsafe,
-                    format!("membership change refused: {why}"),
-                    Default::default(),
-                )
-            },
-        )
+        membership_safety::check(&voters, &learners, self.node.id(), change, &health)
+            .map_err(|why| refuse(why.to_string()))
     }
 
     async fn change(
@@ -319,13 +328,26 @@ impl AdminService {
         let member = request.member.ok_or_else(|| {
             Status::invalid_argument("the learner's id and addresses are missing")
         })?;
-        check_member(member.id, &member.addr, &member.peer_addr)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let _one_at_a_time = self.membership_changes.lock().await;
+        // Checked with the members there are: openraft keeps an existing
+        // member's record, so re-adding an id would answer OK and change
+        // nothing, and an address must not be two members'.
+        let current = self.node.raft.metrics().borrow().membership_config.clone();
+        let existing = current
+            .membership()
+            .nodes()
+            .map(|(id, a)| (*id, a.addr.as_str(), a.peer_addr.as_str()));
+        let new = [(member.id, member.addr.as_str(), member.peer_addr.as_str())];
+        check_members(existing.chain(new)).map_err(|e| match e {
+            MemberError::DuplicateId(id) => Status::already_exists(format!(
+                "node {id} is already a member; to change its addresses, remove it and add it again"
+            )),
+            other => Status::invalid_argument(other.to_string()),
+        })?;
         let addrs = MemberAddrs {
             addr: member.addr,
             peer_addr: member.peer_addr,
         };
-        let _one_at_a_time = self.membership_changes.lock().await;
         self.node
             .raft
             // Not blocking: openraft's blocking form waits for the learner

@@ -378,14 +378,19 @@ const MIN_SEGMENT_BYTES: u64 = 4096;
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_sets_what_it_names_and_refuses_unknown_keys() {
-        let mut config = NodeConfig::new(
+    /// Node 1 on loopback, as `stele node` would start it.
+    fn local_config() -> NodeConfig {
+        NodeConfig::new(
             1,
             "d".into(),
             "127.0.0.1:7001".parse().unwrap(),
             "127.0.0.1:7401".parse().unwrap(),
-        );
+        )
+    }
+
+    #[test]
+    fn a_file_sets_what_it_names_and_refuses_unknown_keys() {
+        let mut config = local_config();
         config
             .apply_file("max_staleness = \"2s\"\non_stale = \"serve\"\nsnapshot_every = 10\n")
             .unwrap();
@@ -398,12 +403,7 @@ mod tests {
 
     #[test]
     fn a_file_configures_the_decision_log() {
-        let mut config = NodeConfig::new(
-            1,
-            "d".into(),
-            "127.0.0.1:7001".parse().unwrap(),
-            "127.0.0.1:7401".parse().unwrap(),
-        );
+        let mut config = local_config();
         config
             .apply_file("[decision_log]\nevery = 4\nwhen_full = \"drop\"\nrequests = true\nsegment_bytes = 8192\n")
             .unwrap();
@@ -430,12 +430,7 @@ mod tests {
 
     #[test]
     fn plaintext_only_on_loopback_and_tls_files_all_or_none() {
-        let mut config = NodeConfig::new(
-            1,
-            "d".into(),
-            "127.0.0.1:7001".parse().unwrap(),
-            "127.0.0.1:7401".parse().unwrap(),
-        );
+        let mut config = local_config();
         assert!(config.check_plaintext_is_local().is_ok());
         config.peer_listen = "0.0.0.0:7401".parse().unwrap();
         assert!(config.check_plaintext_is_local().is_err());
@@ -458,12 +453,7 @@ mod tests {
 
     #[test]
     fn staleness_must_exceed_heartbeats() {
-        let mut config = NodeConfig::new(
-            1,
-            "d".into(),
-            "127.0.0.1:7001".parse().unwrap(),
-            "127.0.0.1:7401".parse().unwrap(),
-        );
+        let mut config = local_config();
         config.max_staleness = Duration::from_millis(150);
         assert!(config.validate().is_err());
     }
