@@ -378,6 +378,23 @@ pub struct NodeArgs {
     /// Snapshot and compact the Raft log every N entries (default 1000).
     #[arg(long, value_name = "N")]
     pub snapshot_every: Option<u64>,
+    /// Most connections each port holds at once (default 4096). Raise the
+    /// process's open-file limit to match: `stele node` raises its own soft
+    /// limit to the hard one.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most connections each port holds while they send their first byte
+    /// or TLS handshake (default 512): whoever opens connections and never
+    /// finishes them takes at most these.
+    #[arg(long, value_name = "N")]
+    pub max_handshakes: Option<usize>,
+    /// Most connections each port holds from callers without a client
+    /// certificate (default 512), each for at most 60 s: probes, and
+    /// enforcement points under --decide-without-certificate. With
+    /// --max-handshakes, less than --max-connections, so that callers who
+    /// prove nothing never take a certified caller's connection.
+    #[arg(long, value_name = "N")]
+    pub max_anonymous_connections: Option<usize>,
     /// Raft heartbeat interval (default 100ms).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
     pub heartbeat_interval: Option<Duration>,

@@ -818,3 +818,72 @@ fn assert_refused_as_stale(http: &common::http::Http, evaluation: &serde_json::V
         "{reply}"
     );
 }
+
+#[test]
+fn a_removed_node_says_removed_and_does_not_disturb_the_cluster() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(3, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    let leader = cluster.wait_for_leader();
+    // A follower other than node 1 (which `run` talks to), left running.
+    let removed = [2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let staying: Vec<u64> = (1..=3).filter(|id| *id != removed).collect();
+    cluster
+        .run(&["cluster", "remove", &removed.to_string()])
+        .ok();
+    // It learns it was removed: decisions are refused as REMOVED, gRPC and
+    // HTTP alike, /readyz says so, and its log tells the operator.
+    let node = cluster.node(removed);
+    let mut refusal = Value::Null;
+    wait_until(
+        "the removed node says REMOVED",
+        Duration::from_secs(30),
+        || {
+            let run = cluster.run_at(&node.addr, &check_args());
+            refusal = if run.code != 0 {
+                run.json()
+            } else {
+                Value::Null
+            };
+            refusal["error"] == "removed"
+        },
+    );
+    assert!(
+        refusal["message"].as_str().unwrap().contains("REMOVED"),
+        "{refusal}"
+    );
+    let ready = common::http::get(&node.http, "/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("removed"), "{}", ready.body);
+    assert!(
+        cluster.log_of(removed).contains("it can be shut down"),
+        "the log tells the operator"
+    );
+    // It does not disturb the members: their term stays where it was while
+    // it runs for seconds (dozens of its election timeouts), and they commit.
+    let term = |id: u64| cluster.status_of(id).unwrap()["term"].as_u64().unwrap();
+    let before = term(staying[0]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        term(staying[0]),
+        before,
+        "the removed node raised the members' term"
+    );
+    cluster.variant("v2");
+    let committed = cluster
+        .run(&[
+            "--json", "propose", "--bundle", "v2", "-m", "v2", "--key", "a", "--key", "b",
+        ])
+        .ok()
+        .json();
+    assert_eq!(committed["seq"], 2);
+    for id in &staying {
+        wait_until(
+            &format!("node {id} serves seq 2"),
+            Duration::from_secs(30),
+            || cluster.served_seq(*id) == Some(2),
+        );
+    }
+    assert_eq!(term(staying[0]), before);
+}

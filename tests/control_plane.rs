@@ -178,6 +178,33 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         "refused at the handshake: {refused}"
     );
 
+    // A node certificate of the cluster's own CA, for a node that is no
+    // member (one removed, or issued and never added), forwards for nobody:
+    // its word that an operator sent the call counts for nothing.
+    stele(
+        cluster.path(),
+        &["certs", "node", "tls", "--id", "7", "--host", "127.0.0.1"],
+    )
+    .ok();
+    let outsider = stele_tls::TlsFiles {
+        ca: ca.clone(),
+        cert: cluster.tls().join("node-7.pem"),
+        key: cluster.tls().join("node-7.key"),
+    };
+    let outsider = stele_client::Client::connect(
+        &cluster.node(cluster.wait_for_leader()).addr,
+        &stele_client::Transport::Tls(outsider.load().unwrap().client_config().unwrap()),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .forwarding(Duration::from_secs(5), "operator".into());
+    let refused = add_learner(&outsider).unwrap_err();
+    assert_eq!(
+        refused.reason(),
+        Some(stele_client::Reason::PermissionDenied),
+        "{refused}"
+    );
+
     // The decide role cannot administer: refused, with the role named.
     let decide = cluster.client_as(1, "decide", Duration::from_secs(5));
     let refused = add_learner(&decide).unwrap_err();
@@ -573,4 +600,79 @@ fn half_sent_requests_and_half_finished_handshakes_are_closed_while_real_ones_ar
     assert!(Instant::now() < deadline);
     let value: Value = post(&http, "/access/v1/evaluation", &evaluation).json();
     assert_eq!(value["decision"], true);
+}
+
+/// A finished TLS handshake without a client certificate, then silence:
+/// `None` when the node closes the connection at once.
+fn held_anonymously(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Option<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    let socket = std::net::TcpStream::connect(addr).ok()?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls =
+        rustls::StreamOwned::new(rustls::ClientConnection::new(config, name).unwrap(), socket);
+    tls.conn.complete_io(&mut tls.sock).ok()?;
+    Some(tls)
+}
+
+#[test]
+fn callers_without_a_certificate_cannot_take_every_connection() {
+    let _one_at_a_time = serial();
+    // Caps small enough for a test to fill: 64 connections a port, of which
+    // at most 16 anonymous ones.
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--max-connections",
+            "64",
+            "--max-handshakes",
+            "16",
+            "--max-anonymous-connections",
+            "16",
+        ],
+    );
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    let node = cluster.node(1);
+    let config = anonymous(&cluster.tls().join("ca.pem"));
+    // Twice each port's cap, every one handshaken and kept open, on the
+    // client and the HTTP ports.
+    let mut held = Vec::new();
+    for addr in [&node.addr, &node.http.addr] {
+        for _ in 0..128 {
+            held.extend(held_anonymously(addr, config.clone()));
+        }
+    }
+    // Certified callers are still let in: a new version commits through the
+    // client port, and the HTTP port answers a decision.
+    still_commits(&cluster, "during-the-flood");
+    let value: Value = post(&node.http, "/access/v1/evaluation", &allowed()).json();
+    assert_eq!(value["decision"], true, "{value}");
+    // The node holds at most its cap of them: the rest were closed.
+    let mut open = 0;
+    for tls in &mut held {
+        tls.sock
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buffer = [0u8; 256];
+        let still_open = loop {
+            match tls.read(&mut buffer) {
+                Ok(0) => break false,
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break true;
+                }
+                Err(_) => break false,
+            }
+        };
+        open += usize::from(still_open);
+    }
+    assert!(open <= 2 * 16, "{open} anonymous connections held open");
+    drop(held);
 }

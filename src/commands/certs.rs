@@ -86,6 +86,16 @@ fn issue_error(e: stele_tls::issue::IssueError) -> Failure {
     Failure::usage(e.to_string())
 }
 
+/// Writes a new key and its certificate, both or neither: a key whose
+/// certificate could not be written is removed again, so that a retry does
+/// not find half a pair in its way.
+fn create_pair(key: &Path, cert: &Path, issued: &Issued) -> Result<()> {
+    create_new(key, issued.key_pem.as_bytes(), 0o600)?;
+    create_new(cert, issued.cert_pem.as_bytes(), 0o644).inspect_err(|_| {
+        let _ = std::fs::remove_file(key);
+    })
+}
+
 /// A new CA in `dir`; refuses if one is there.
 pub fn init(dir: &Path, name: &str) -> Result<Written> {
     std::fs::create_dir_all(dir).map_err(|e| Failure::io(dir, e))?;
@@ -93,8 +103,7 @@ pub fn init(dir: &Path, name: &str) -> Result<Written> {
     refuse_existing(&cert)?;
     refuse_existing(&key)?;
     let issued = new_ca(name).map_err(issue_error)?;
-    create_new(&key, issued.key_pem.as_bytes(), 0o600)?;
-    create_new(&cert, issued.cert_pem.as_bytes(), 0o644)?;
+    create_pair(&key, &cert, &issued)?;
     Ok(Written { cert, key, issued })
 }
 
@@ -136,8 +145,7 @@ fn write(
     refuse_existing(&cert)?;
     refuse_existing(&key)?;
     let issued = make(None)?;
-    create_new(&key, issued.key_pem.as_bytes(), 0o600)?;
-    create_new(&cert, issued.cert_pem.as_bytes(), 0o644)?;
+    create_pair(&key, &cert, &issued)?;
     Ok(Written { cert, key, issued })
 }
 

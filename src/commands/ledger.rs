@@ -183,7 +183,12 @@ pub fn trust_set(
 /// `NAME=PATH`, or `PATH` named after its file.
 fn approver_arg(arg: &Path) -> Result<(String, std::path::PathBuf)> {
     let text = arg.to_string_lossy();
-    if let Some((name, path)) = text.split_once('=') {
+    // A file that exists is a file, "=" in its path or not; a name never
+    // holds a path separator.
+    if !arg.is_file()
+        && let Some((name, path)) = text.split_once('=')
+        && !name.contains(std::path::MAIN_SEPARATOR)
+    {
         return Ok((name.to_string(), path.into()));
     }
     let name = arg
@@ -427,4 +432,27 @@ fn verify(out: Output, path: &Path, genesis: Option<&str>, contains: &[String]) 
         )
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approver_is_a_name_and_a_key_or_a_file_named_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // A key file whose directory has "=" in its name is still a file.
+        let odd = dir.path().join("keys=2026").join("alice.pub");
+        std::fs::create_dir_all(odd.parent().unwrap()).unwrap();
+        std::fs::write(&odd, "key").unwrap();
+        assert_eq!(
+            approver_arg(&odd).unwrap(),
+            ("alice".to_string(), odd.clone())
+        );
+        assert_eq!(
+            approver_arg(Path::new("bob=keys/b.pub")).unwrap(),
+            ("bob".to_string(), "keys/b.pub".into())
+        );
+        assert_eq!(approver_arg(Path::new("carol.pub")).unwrap().0, "carol");
+    }
 }

@@ -25,6 +25,7 @@ pub fn run(args: NodeArgs) -> Result<()> {
     }
     let config = config(&args)?;
     tracing::info!(id = config.id, listen = %config.listen, data = %config.data_dir.display(), "starting node");
+    raise_open_file_limit(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(NODE_THREAD_STACK_BYTES)
@@ -35,6 +36,41 @@ pub fn run(args: NodeArgs) -> Result<()> {
         .map_err(|e| Failure::new(Code::Node, e.to_string()))?;
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Files RocksDB, the decision log and the runtime keep open, besides
+/// connections.
+const FILES_BESIDES_CONNECTIONS: u64 = 1024;
+
+/// Raises the soft limit on open files to the hard one, as Go's runtime and
+/// etcd do: under a common soft limit of 1024, a thousand idle connections
+/// would stop the node accepting any, long before its own caps.
+fn raise_open_file_limit(config: &NodeConfig) {
+    let needed = 3 * config.connections.total as u64 + FILES_BESIDES_CONNECTIONS;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    if limit.rlim_cur < needed {
+        tracing::warn!(
+            "the open-file limit is {}, and 3 ports of --max-connections {} need about {needed}: raise it (ulimit -n, or LimitNOFILE= in a systemd unit) or lower --max-connections",
+            limit.rlim_cur,
+            config.connections.total
+        );
+    }
 }
 
 fn config(args: &NodeArgs) -> Result<NodeConfig> {
@@ -103,6 +139,15 @@ fn config(args: &NodeArgs) -> Result<NodeConfig> {
     }
     if let Some(n) = args.snapshot_every {
         config.snapshot_every = n;
+    }
+    if let Some(n) = args.max_connections {
+        config.connections.total = n;
+    }
+    if let Some(n) = args.max_handshakes {
+        config.connections.handshaking = n;
+    }
+    if let Some(n) = args.max_anonymous_connections {
+        config.connections.anonymous = n;
     }
     if let Some(d) = args.heartbeat_interval {
         config.set_heartbeat_interval(d);

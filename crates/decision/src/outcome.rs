@@ -45,6 +45,9 @@ pub enum Undecided {
     /// The decision log cannot take the decision: the node must not answer,
     /// and the caller should ask another node.
     Unlogged(Unlogged),
+    /// The node was removed from the cluster: it decides nothing, and
+    /// the caller should ask a member.
+    Removed,
     /// The request cannot be evaluated.
     Invalid(QueryError),
 }
@@ -56,6 +59,7 @@ impl Undecided {
         match self {
             Undecided::NoPolicy => Some(Reason::NoPolicy),
             Undecided::Stale { .. } => Some(Reason::Stale),
+            Undecided::Removed => Some(Reason::Removed),
             Undecided::BehindMinVersion { .. } => Some(Reason::BehindMinVersion),
             Undecided::Unlogged(_) => Some(Reason::DecisionLogUnavailable),
             Undecided::Invalid(_) => None,
@@ -93,6 +97,9 @@ impl fmt::Display for Undecided {
             Undecided::Unlogged(why) => write!(
                 f,
                 "{why}; this node refuses decisions it cannot log (ask another node)"
+            ),
+            Undecided::Removed => f.write_str(
+                "REMOVED: this node was removed from the cluster and decides nothing; ask a member",
             ),
             Undecided::Invalid(why) => write!(f, "{why}"),
         }

@@ -5,6 +5,7 @@
 //! batch is one session: every answer in it comes from the same version.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use stele_audit::{DecisionLog, ToLog};
@@ -55,6 +56,7 @@ pub struct Ask {
 
 /// Why the node would not answer now, before any question.
 enum NotServing {
+    Removed,
     NoPolicy,
     Unlogged(stele_audit::Unlogged),
     Stale { served_seq: u64, stale: Stale },
@@ -80,6 +82,8 @@ pub struct DecisionPath {
     log: Option<Arc<DecisionLog>>,
     ids: DecisionIds,
     counters: DecisionCounters,
+    /// Set when the node learns it was removed from the cluster.
+    removed: AtomicBool,
 }
 
 impl DecisionPath {
@@ -98,7 +102,18 @@ impl DecisionPath {
             log,
             ids: DecisionIds::new(settings.node_id, settings.boot_id),
             counters: DecisionCounters::default(),
+            removed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this node was removed from the cluster: while it is, it
+    /// decides nothing ([`Undecided::Removed`]) and is not ready.
+    pub fn set_removed(&self, removed: bool) {
+        self.removed.store(removed, Ordering::Relaxed);
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     pub fn node_id(&self) -> u64 {
@@ -167,6 +182,7 @@ impl DecisionPath {
     pub fn session(&self, decisions: u64, answers: StaleAnswers) -> Result<Session<'_>, Undecided> {
         let (served, stale) = self.serving(answers).map_err(|why| {
             let undecided = match why {
+                NotServing::Removed => Undecided::Removed,
                 NotServing::NoPolicy => Undecided::NoPolicy,
                 NotServing::Unlogged(why) => Undecided::Unlogged(why),
                 NotServing::Stale { served_seq, stale } => Undecided::Stale { stale, served_seq },
@@ -192,6 +208,7 @@ impl DecisionPath {
                     hash: served.hash_hex.clone(),
                 })
             }
+            Err(NotServing::Removed) => Err(NotReady::Removed),
             Err(NotServing::NoPolicy) => Err(NotReady::NoPolicy),
             Err(NotServing::Unlogged(why)) => Err(NotReady::Unlogged(why)),
             Err(NotServing::Stale { served_seq, stale }) => {
@@ -201,9 +218,12 @@ impl DecisionPath {
     }
 
     /// The served version, and why it is served stale if it is: whether
-    /// this node answers now. A policy first, then a log that takes
-    /// decisions, then freshness.
+    /// this node answers now. Membership first, then a policy, then a log
+    /// that takes decisions, then freshness.
     fn serving(&self, answers: StaleAnswers) -> Result<(ServedGuard, Option<Stale>), NotServing> {
+        if self.is_removed() {
+            return Err(NotServing::Removed);
+        }
         let served = self.published.served();
         let Some(current) = served.as_deref() else {
             return Err(NotServing::NoPolicy);

@@ -30,6 +30,8 @@ pub enum NotReady {
         served_seq: u64,
         stale: Stale,
     },
+    /// It was removed from the cluster.
+    Removed,
 }
 
 impl fmt::Display for NotReady {
@@ -37,6 +39,9 @@ impl fmt::Display for NotReady {
         match self {
             NotReady::Unlogged(why) => write!(f, "{why}"),
             NotReady::NoPolicy => f.write_str("no policy version yet"),
+            NotReady::Removed => f.write_str(
+                "removed from the cluster: this node decides nothing and can be shut down",
+            ),
             NotReady::Stale { served_seq, stale } => write!(
                 f,
                 "serving seq {served_seq} but cannot show it is current (last evidence {}, bound {:?})",

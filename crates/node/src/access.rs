@@ -177,6 +177,9 @@ pub fn denied_status(denied: &Denied) -> Status {
 pub struct AccessLayer {
     pub decide_requires_certificate: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whose forwarded roles count: only a node the applied membership
+    /// lists forwards for anyone.
+    pub raft: stele_store::Raft,
 }
 
 impl<S> tower::Layer<S> for AccessLayer {
@@ -210,7 +213,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if request.headers().contains_key(FORWARDED_ROLES) && !self.forwards_as_member(&request) {
+            // A node certificate the membership does not list (a node
+            // removed, or one issued for a node never added) forwards for
+            // nobody; handlers that read the roles never see the header.
+            request.headers_mut().remove(FORWARDED_ROLES);
+        }
         match self.check(&request) {
             None => Box::pin(self.inner.call(request)),
             Some(status) => Box::pin(futures::future::ready(Ok(status.into_http()))),
@@ -219,6 +228,25 @@ where
 }
 
 impl<S> Access<S> {
+    /// Whether the caller is a node that the applied membership lists.
+    fn forwards_as_member<B>(&self, request: &http::Request<B>) -> bool {
+        let Caller::Certified(certified) = Caller::proven(request.extensions().get::<Caller>())
+        else {
+            return false;
+        };
+        let Some(id) = certified.node else {
+            return false;
+        };
+        self.layer
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some()
+    }
+
     fn check<B>(&self, request: &http::Request<B>) -> Option<Status> {
         let path = request.uri().path();
         let Some(need) = grpc_need(path) else {

@@ -12,6 +12,8 @@ use stele_ledger::Hash;
 pub use stele_tls::TlsFiles;
 use thiserror::Error;
 
+use crate::limits::ConnectionLimits;
+
 /// Settings that cannot be used: a file that does not parse, a value out
 /// of range, settings that do not fit together.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -68,6 +70,8 @@ pub struct NodeConfig {
     pub genesis: Option<Hash>,
     /// The decision log; off when `None` (`stele node` turns it on).
     pub decision_log: Option<LogConfig>,
+    /// Connections each port holds (see [`ConnectionLimits`]).
+    pub connections: ConnectionLimits,
 }
 
 /// How a node's ports are served.
@@ -110,6 +114,7 @@ impl NodeConfig {
             snapshot_every: 1000,
             genesis: None,
             decision_log: None,
+            connections: ConnectionLimits::default(),
         }
     }
 
@@ -187,6 +192,15 @@ impl NodeConfig {
         }
         if let Some(log) = file.decision_log {
             self.apply_decision_log(log)?;
+        }
+        if let Some(v) = file.max_connections {
+            self.connections.total = v;
+        }
+        if let Some(v) = file.max_handshakes {
+            self.connections.handshaking = v;
+        }
+        if let Some(v) = file.max_anonymous_connections {
+            self.connections.anonymous = v;
         }
         Ok(())
     }
@@ -317,6 +331,9 @@ impl NodeConfig {
         if self.snapshot_every == 0 {
             return invalid("snapshot_every must be at least 1".into());
         }
+        if let Some(why) = self.connections.problem() {
+            return invalid(why);
+        }
         Ok(())
     }
 }
@@ -355,6 +372,9 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     genesis: Option<String>,
     decision_log: Option<DecisionLogFile>,
+    max_connections: Option<usize>,
+    max_handshakes: Option<usize>,
+    max_anonymous_connections: Option<usize>,
 }
 
 /// `[decision_log]`: the flags `--no-decision-log` (`enabled = false`),

@@ -24,9 +24,11 @@ pub fn code(reason: Reason) -> Code {
         | Reason::MembershipUnsafe => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
         Reason::PermissionDenied => Code::PermissionDenied,
-        Reason::NoLeader | Reason::NoPolicy | Reason::Stale | Reason::DecisionLogUnavailable => {
-            Code::Unavailable
-        }
+        Reason::NoLeader
+        | Reason::NoPolicy
+        | Reason::Stale
+        | Reason::DecisionLogUnavailable
+        | Reason::Removed => Code::Unavailable,
         Reason::OverSizeLimit
         | Reason::Malformed
         | Reason::GenesisMismatch
@@ -107,7 +109,10 @@ pub fn undecided(undecided: &Undecided) -> Status {
             ("served_seq".to_string(), served_seq.to_string()),
             ("min_version".to_string(), min_version.to_string()),
         ]),
-        Undecided::NoPolicy | Undecided::Unlogged(_) | Undecided::Invalid(_) => HashMap::new(),
+        Undecided::NoPolicy
+        | Undecided::Unlogged(_)
+        | Undecided::Removed
+        | Undecided::Invalid(_) => HashMap::new(),
     };
     with_reason(reason, undecided.to_string(), metadata)
 }

@@ -244,7 +244,7 @@ impl HttpApi {
             Undecided::Invalid(_) => Err(error(StatusCode::BAD_REQUEST)),
             Undecided::Unlogged(_) => Err(error(StatusCode::SERVICE_UNAVAILABLE)),
             Undecided::BehindMinVersion { .. } => Err(error(StatusCode::PRECONDITION_FAILED)),
-            Undecided::NoPolicy | Undecided::Stale { .. } => {
+            Undecided::NoPolicy | Undecided::Stale { .. } | Undecided::Removed => {
                 Ok(refused_json(&why.to_string(), self.node.id()))
             }
         }
@@ -260,6 +260,7 @@ impl HttpApi {
             Undecided::Unlogged(_)
             | Undecided::NoPolicy
             | Undecided::Stale { .. }
+            | Undecided::Removed
             | Undecided::BehindMinVersion { .. } => refused_json(&why.to_string(), self.node.id()),
         }
     }

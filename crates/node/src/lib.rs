@@ -39,6 +39,7 @@ mod network;
 mod not_tls;
 pub mod raft_guard;
 mod raft_service;
+mod removal;
 mod server;
 mod state;
 

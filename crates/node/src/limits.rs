@@ -37,3 +37,80 @@ pub const MAX_HTTP_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// has copied the batch's defaults it leaves out (subject, resource,
 /// context): a small body must not become gigabytes of requests.
 pub const MAX_EXPANDED_BATCH_BYTES: usize = 4 * MAX_HTTP_BODY_BYTES;
+
+/// How many connections one port holds, and how many of them callers who
+/// proved nothing may take. A caller without a certificate holds a
+/// connection only while it handshakes or as an anonymous one, each with
+/// its own cap below the total, so such callers together never hold more
+/// than `handshaking + anonymous` connections: certified callers always
+/// have the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once, in every state.
+    pub total: usize,
+    /// Connections still sending their first byte or their TLS handshake.
+    pub handshaking: usize,
+    /// Finished handshakes without a client certificate (probes, and
+    /// enforcement points under `--decide-without-certificate`).
+    pub anonymous: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            total: 4096,
+            handshaking: 512,
+            anonymous: 512,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// Why these limits leave certified callers no room, if they do.
+    pub fn problem(&self) -> Option<String> {
+        if self.handshaking == 0 || self.anonymous == 0 {
+            return Some(
+                "--max-handshakes and --max-anonymous-connections must be at least 1".into(),
+            );
+        }
+        if self.handshaking.saturating_add(self.anonymous) >= self.total {
+            return Some(format!(
+                "--max-handshakes ({}) and --max-anonymous-connections ({}) must add up to less than --max-connections ({}), so that callers without a certificate can never take every connection",
+                self.handshaking, self.anonymous, self.total
+            ));
+        }
+        None
+    }
+}
+
+/// Longest an anonymous connection stays open, busy or not: a probe needs
+/// milliseconds, and an enforcement point without a certificate simply
+/// reconnects. A caller who proved nothing cannot keep a slot for ever.
+pub const ANONYMOUS_CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_without_a_certificate_must_leave_certified_ones_room() {
+        assert_eq!(ConnectionLimits::default().problem(), None);
+        let at_the_total = ConnectionLimits {
+            total: 64,
+            handshaking: 32,
+            anonymous: 32,
+        };
+        assert!(at_the_total.problem().unwrap().contains("less than"));
+        let near_overflow = ConnectionLimits {
+            total: 64,
+            handshaking: usize::MAX,
+            anonymous: 1,
+        };
+        assert!(near_overflow.problem().is_some());
+        let none_anonymous = ConnectionLimits {
+            anonymous: 0,
+            ..ConnectionLimits::default()
+        };
+        assert!(none_anonymous.problem().is_some());
+    }
+}

@@ -1,9 +1,13 @@
 //! Accepting connections on a node's ports: TCP, then (unless plaintext) a
 //! TLS handshake in a task of its own under a deadline, so that a
-//! half-finished handshake holds nothing but its own task; a cap on open
-//! connections. Each connection carries who is calling ([`Caller`]), read
-//! once from its certificate.
+//! half-finished handshake holds nothing but its own task. Caps on open
+//! connections ([`ConnectionLimits`]): callers who proved nothing, while
+//! they handshake and after, can never take the slots of certified ones,
+//! and an anonymous connection is closed after
+//! [`ANONYMOUS_CONNECTION_LIFETIME`]. Each connection carries who is
+//! calling ([`Caller`]), read once from its certificate.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,12 +22,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::limits::{ANONYMOUS_CONNECTION_LIFETIME, ConnectionLimits};
 use crate::not_tls;
 
 /// Longest a TLS handshake may take before its connection is closed.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-/// Most connections open at once on one port; more are closed at once.
-pub const MAX_CONNECTIONS: usize = 4096;
 /// Connections handshaken and waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 
@@ -31,7 +34,10 @@ const ACCEPTED_QUEUE: usize = 64;
 pub struct Conn {
     io: Io,
     caller: Caller,
+    /// When an anonymous connection ends, whatever it is doing.
+    ends: Option<Pin<Box<tokio::time::Sleep>>>,
     _open: OwnedSemaphorePermit,
+    _anonymous: Option<OwnedSemaphorePermit>,
 }
 
 enum Io {
@@ -43,6 +49,21 @@ impl Conn {
     pub fn caller(&self) -> &Caller {
         &self.caller
     }
+
+    /// Whether the connection's lifetime is over; if not, `cx` is woken
+    /// when it is.
+    fn ended(&mut self, cx: &mut Context<'_>) -> bool {
+        self.ends
+            .as_mut()
+            .is_some_and(|ends| ends.as_mut().poll(cx).is_ready())
+    }
+}
+
+fn lifetime_over() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "an anonymous connection's lifetime is over",
+    )
 }
 
 impl tonic::transport::server::Connected for Conn {
@@ -60,9 +81,12 @@ pub fn accept(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     port: &'static str,
+    limits: ConnectionLimits,
 ) -> ReceiverStream<io::Result<Conn>> {
     let (accepted, incoming) = mpsc::channel(ACCEPTED_QUEUE);
-    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Semaphore::new(limits.total));
+    let handshaking = Arc::new(Semaphore::new(limits.handshaking));
+    let anonymous = Arc::new(Semaphore::new(limits.anonymous));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
@@ -79,8 +103,19 @@ pub fn accept(
                 return;
             }
             let Ok(permit) = open.clone().try_acquire_owned() else {
-                tracing::warn!(port, %remote, "{MAX_CONNECTIONS} connections are open: closed a new one");
+                tracing::warn!(port, %remote, "{} connections are open (--max-connections): closed a new one", limits.total);
                 continue;
+            };
+            // Taken only under TLS: a plaintext port is loopback only.
+            let handshake = match acceptor {
+                None => None,
+                Some(_) => match handshaking.clone().try_acquire_owned() {
+                    Ok(slot) => Some(slot),
+                    Err(_) => {
+                        tracing::warn!(port, %remote, "{} connections are in their handshake (--max-handshakes): closed a new one", limits.handshaking);
+                        continue;
+                    }
+                },
             };
             // Without TCP_NODELAY, a reply's frames wait on the client's
             // delayed ACK: about 40 ms per call.
@@ -89,12 +124,15 @@ pub fn accept(
             }
             let accepted = accepted.clone();
             let acceptor = acceptor.clone();
+            let anonymous = anonymous.clone();
             tokio::spawn(async move {
                 let conn = match acceptor {
                     None => Conn {
                         io: Io::Plain(stream),
                         caller: Caller::Insecure,
+                        ends: None,
                         _open: permit,
+                        _anonymous: None,
                     },
                     Some(acceptor) => {
                         // One deadline for the first byte and the handshake.
@@ -111,12 +149,32 @@ pub fn accept(
                                 return;
                             }
                         }
-                        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                        let handshaken =
+                            tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
+                        drop(handshake);
+                        match handshaken {
                             Ok(Ok(tls)) => match caller_of(&tls) {
+                                Ok(Caller::Anonymous) => {
+                                    let Ok(slot) = anonymous.try_acquire_owned() else {
+                                        tracing::warn!(port, %remote, "{} connections without a certificate are open (--max-anonymous-connections): closed a new one", limits.anonymous);
+                                        return;
+                                    };
+                                    Conn {
+                                        io: Io::Tls(Box::new(tls)),
+                                        caller: Caller::Anonymous,
+                                        ends: Some(Box::pin(tokio::time::sleep(
+                                            ANONYMOUS_CONNECTION_LIFETIME,
+                                        ))),
+                                        _open: permit,
+                                        _anonymous: Some(slot),
+                                    }
+                                }
                                 Ok(caller) => Conn {
                                     io: Io::Tls(Box::new(tls)),
                                     caller,
+                                    ends: None,
                                     _open: permit,
+                                    _anonymous: None,
                                 },
                                 Err(why) => {
                                     tracing::warn!(port, %remote, "refused a connection: {why}");
@@ -168,6 +226,10 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.ended(cx) {
+            // Nothing more arrives: the server closes the connection.
+            return Poll::Ready(Ok(()));
+        }
         match &mut self.io {
             Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
@@ -181,6 +243,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.ended(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
         match &mut self.io {
             Io::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
@@ -192,6 +257,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.ended(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
         match &mut self.io {
             Io::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
@@ -217,5 +285,38 @@ impl AsyncWrite for Conn {
             Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_with_a_lifetime_ends_when_it_is_over_whatever_the_peer_does() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut conn = Conn {
+            io: Io::Plain(accepted),
+            caller: Caller::Anonymous,
+            ends: Some(Box::pin(tokio::time::sleep(Duration::from_millis(200)))),
+            _open: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            _anonymous: None,
+        };
+        // Within its lifetime it reads what the peer sends.
+        peer.write_all(b"x").await.unwrap();
+        let mut buffer = [0u8; 8];
+        assert_eq!(conn.read(&mut buffer).await.unwrap(), 1);
+        // Then, with the peer still there and silent, the read ends (EOF)
+        // instead of waiting, and writes fail.
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buffer)).await;
+        assert_eq!(read.expect("the lifetime ended the read").unwrap(), 0);
+        assert!(conn.write_all(b"y").await.is_err());
+        drop(peer);
     }
 }

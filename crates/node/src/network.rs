@@ -32,7 +32,10 @@ use crate::dial::Dial;
 use crate::limits::{MAX_RAFT_MESSAGE_BYTES, RAFT_BATCH_BYTES, SNAPSHOT_CHUNK_BYTES};
 use crate::metrics::Metrics;
 use crate::raft_guard::{self, Forged};
+use crate::removal::Removal;
 use stele_decision::Freshness;
+use stele_ledger::Reason;
+use tonic_types::StatusExt;
 
 /// Opens clients to peers.
 pub struct Network {
@@ -40,6 +43,8 @@ pub struct Network {
     /// This node's freshness: as a leader, its last quorum ack.
     pub freshness: Arc<Freshness>,
     pub metrics: Arc<Metrics>,
+    /// Told when a peer refuses this node as no member.
+    pub removal: Arc<Removal>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -56,6 +61,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             }),
             freshness: self.freshness.clone(),
             metrics: self.metrics.clone(),
+            removal: self.removal.clone(),
             replies: VecDeque::new(),
         }
     }
@@ -71,6 +77,7 @@ pub struct Peer {
     client: Result<RaftClient<Channel>, crate::dial::BadAddress>,
     freshness: Arc<Freshness>,
     metrics: Arc<Metrics>,
+    removal: Arc<Removal>,
     /// The peer's recent AppendEntries replies: when each arrived, and the
     /// peer's clock and boot it carried.
     replies: VecDeque<(tokio::time::Instant, u64, u64)>,
@@ -91,6 +98,14 @@ fn network<E: std::error::Error>(message: String) -> RpcError<E> {
     RPCError::Network(NetworkError::new(&TransportError(message)))
 }
 
+/// The typed reason a peer's refusal carries, if any.
+fn reason_of(status: &tonic::Status) -> Option<Reason> {
+    status
+        .get_error_details()
+        .error_info()
+        .and_then(|info| info.reason.parse().ok())
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("Raft messages serialize")
 }
@@ -107,6 +122,11 @@ impl Peer {
         &self,
         reply: Result<tonic::Response<stele_proto::v1::RaftReply>, tonic::Status>,
     ) -> Result<T, RpcError<E>> {
+        if let Err(status) = &reply
+            && reason_of(status) == Some(Reason::Removed)
+        {
+            self.removal.refused_by(self.target);
+        }
         let reply = reply
             .map_err(|status| match status.code() {
                 tonic::Code::Unavailable

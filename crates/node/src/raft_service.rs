@@ -17,10 +17,13 @@ use stele_store::{NodeId, Published, Raft, SnapshotMeta, TypeConfig, Vote, snaps
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::errors::with_reason;
 use crate::limits::{MAX_SNAPSHOT_BYTES, SNAPSHOT_IDLE_DEADLINE, SNAPSHOT_TOTAL_DEADLINE};
 use crate::metrics::Metrics;
 use crate::raft_guard::{self, Committed, Forged, Local, Sender};
+use crate::removal::{Removal, members_of};
 use stele_decision::Freshness;
+use stele_ledger::Reason;
 use stele_tls::Caller;
 
 pub struct RaftService {
@@ -36,6 +39,7 @@ pub struct RaftService {
     /// This process's boot, in every reply: an echo of another boot's
     /// clock is no evidence.
     pub boot: u64,
+    pub removal: Arc<Removal>,
 }
 
 impl RaftService {
@@ -45,6 +49,7 @@ impl RaftService {
         published: Arc<Published>,
         pinned_genesis: Option<stele_ledger::Hash>,
         metrics: Arc<Metrics>,
+        removal: Arc<Removal>,
     ) -> RaftService {
         RaftService {
             raft,
@@ -55,6 +60,7 @@ impl RaftService {
             receiving_snapshot: tokio::sync::Semaphore::new(1),
             committed: Mutex::new(None),
             boot: rand::Rng::r#gen(&mut stele_store::ThreadRng),
+            removal,
         }
     }
 
@@ -76,13 +82,34 @@ impl RaftService {
     /// The members of the membership this node has, `None` before it has
     /// any (a new node, which counts no evidence until it joins).
     fn members(&self) -> Option<BTreeSet<NodeId>> {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership = &metrics.membership_config;
-        membership
-            .log_id()
-            .is_some()
-            .then(|| membership.membership().nodes().map(|(id, _)| *id).collect())
+        members_of(&self.raft.metrics().borrow())
+    }
+
+    /// A vote from a node the applied membership does not list is refused
+    /// (`REMOVED`) before openraft sees it: a removed node campaigns for
+    /// ever, and its terms must not disturb the members. The refusal tells
+    /// it so; most members saying it makes it stop.
+    fn refuse_non_member(&self, sender: Sender) -> Result<(), Status> {
+        let Sender::Node(id) = sender else {
+            return Ok(());
+        };
+        match self.members() {
+            Some(members) if !members.contains(&id) => {
+                self.metrics.raft_refused("not_a_member");
+                tracing::info!(
+                    peer = id,
+                    "refused a vote from node {id}, which the applied membership does not list (removed?)"
+                );
+                Err(with_reason(
+                    Reason::Removed,
+                    format!(
+                        "node {id} is not a member of this cluster (it was removed, or never added): it may stop; add it again with `stele cluster add-learner`"
+                    ),
+                    Default::default(),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Logs and counts a refused message, and the status that tells the
@@ -189,8 +216,10 @@ impl RaftRpc for RaftService {
                 return Ok(self.stamped(reply(&result)));
             }
         };
-        // openraft took the vote: this is the current leader.
+        // openraft took the vote: this is the current leader, and it counts
+        // this node a member.
         self.note_commit(vote, leader_commit);
+        self.removal.heard_from_leader();
         // Accepted from the current leader, a member: as current as that
         // leader was, no fresher than the reply of this boot it echoes,
         // once this node has applied what the leader had committed.
@@ -215,6 +244,7 @@ impl RaftRpc for RaftService {
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().json)?;
         raft_guard::check_vote_request(sender, &rpc, self.local())
             .map_err(|why| self.refused(sender, "RequestVote", why))?;
+        self.refuse_non_member(sender)?;
         Ok(reply(&self.raft.vote(rpc).await))
     }
 

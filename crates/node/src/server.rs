@@ -32,6 +32,7 @@ use crate::limits::{
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::raft_service::RaftService;
+use crate::removal::Removal;
 use crate::state::NodeState;
 
 /// How long a stopping node waits for open calls and streams.
@@ -106,10 +107,12 @@ impl Node {
         .validate()
         .map_err(|e| NodeError::RaftConfig(e.to_string()))?;
         let metrics = Arc::new(Metrics::default());
+        let removal = Arc::new(Removal::default());
         let network = Network {
             dial: dial.clone(),
             freshness: freshness.clone(),
             metrics: metrics.clone(),
+            removal: removal.clone(),
         };
         let raft = Raft::new(
             config.id,
@@ -134,6 +137,7 @@ impl Node {
             freshness.clone(),
             decision_log,
         ));
+        crate::removal::spawn_watch(config.id, removal.clone(), raft.clone(), decisions.clone());
         Ok(Node {
             state: Arc::new(NodeState {
                 config,
@@ -146,6 +150,7 @@ impl Node {
                 clock,
                 peers: Default::default(),
                 metrics,
+                removal,
             }),
         })
     }
@@ -189,6 +194,7 @@ impl Node {
             node.published.clone(),
             node.config.genesis,
             node.metrics.clone(),
+            node.removal.clone(),
         );
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let signalled = async move {
@@ -207,6 +213,7 @@ impl Node {
         let access = AccessLayer {
             decide_requires_certificate: node.config.decide_requires_certificate,
             metrics: node.metrics.clone(),
+            raft: node.raft.clone(),
         };
         let client_port = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
@@ -402,6 +409,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         None => None,
     };
     let dial = crate::dial::tcp(tls.as_ref().map(|tls| tls.loaded.clone()));
+    let limits = config.connections;
     let node = Node::start(
         config,
         log_store,
@@ -415,7 +423,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // before the log closes.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let http = http.map(|listener| {
-        let connections = accept(listener, tls.as_ref().map(|t| t.http.clone()), "http");
+        let connections = accept(
+            listener,
+            tls.as_ref().map(|t| t.http.clone()),
+            "http",
+            limits,
+        );
         tokio::spawn(crate::http_serve::serve(
             connections,
             node.http_router(),
@@ -426,8 +439,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         client_listener,
         tls.as_ref().map(|t| t.client.clone()),
         "client",
+        limits,
     );
-    let peers = accept(peer_listener, tls.as_ref().map(|t| t.peer.clone()), "peer");
+    let peers = accept(
+        peer_listener,
+        tls.as_ref().map(|t| t.peer.clone()),
+        "peer",
+        limits,
+    );
     let decision_log = node.state.decisions.log().cloned();
     let signalled = async {
         shutdown.await;

@@ -18,6 +18,7 @@ use crate::config::NodeConfig;
 use crate::dial::Dial;
 use crate::errors::{no_leader, refused};
 use crate::metrics::Metrics;
+use crate::removal::Removal;
 
 pub use stele_client::FORWARDED;
 
@@ -45,6 +46,8 @@ pub struct NodeState {
     /// every forwarded write and status call.
     pub peers: Mutex<HashMap<String, Client>>,
     pub metrics: Arc<Metrics>,
+    /// Which peers refused this node as no member (see [`Removal`]).
+    pub removal: Arc<Removal>,
 }
 
 /// The deadline of a forwarded call whose caller set none.

@@ -99,6 +99,10 @@ reasons! {
     /// The change would leave voters that cannot form a quorum, or
     /// promote a learner that does not answer or has not caught up.
     MembershipUnsafe = "MEMBERSHIP_UNSAFE",
+    /// The node was removed from the cluster: the membership it applied
+    /// does not list it, or most of its last members refuse it as none of
+    /// theirs. It decides nothing and stands for no election.
+    Removed = "REMOVED",
 
     // Routing writes to the leader.
     /// No leader is known (an election may be under way).

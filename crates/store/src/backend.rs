@@ -16,6 +16,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("refused a snapshot from the leader: {0}")]
     BadSnapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(
+        "this data directory was written by an older stele (store layout {found}; this build reads layout {reads}), and is left as it was. Start this node on an empty --data directory and add it to the cluster again (`stele cluster add-learner`, then `stele cluster promote`): it catches up from the members. Keep the old directory until it has."
+    )]
+    OlderLayout { found: u32, reads: u32 },
+    #[error(
+        "this data directory was written by a newer stele (store layout {found}; this build reads layout {reads}), and is left as it was: run that stele or a newer one"
+    )]
+    NewerLayout { found: u32, reads: u32 },
 }
 
 /// Everything the state machine keeps, as read at open.

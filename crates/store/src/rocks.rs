@@ -56,6 +56,7 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
         COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(&cache)));
     let db = DB::open_cf_descriptors(&options, dir.join("db"), families)
         .map_err(|e| io(format!("opening RocksDB in {}: {e}", dir.display())))?;
+    check_layout(&db)?;
     let db = Arc::new(db);
     let snapshot_dir = dir.join("snapshot");
     fs::create_dir_all(&snapshot_dir)
@@ -68,6 +69,49 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
             snapshot_lock: Mutex::new(()),
         }),
     ))
+}
+
+/// The store layout this build reads and writes. 2: members record a peer
+/// address beside the client address. Stores of layout 1 carry no layout
+/// key; they are told apart by a membership that does not read.
+const LAYOUT: u32 = 2;
+const LAYOUT_KEY: &[u8] = b"layout";
+
+/// Refuses a store of another layout before anything reads it, naming
+/// what to do; records the layout in a new store (or one of this layout
+/// written before the key existed).
+fn check_layout(db: &DB) -> Result<(), StoreError> {
+    let machine = cf(db, CF_MACHINE);
+    let stored = db
+        .get_cf(machine, LAYOUT_KEY)
+        .map_err(|e| io(format!("reading the store layout: {e}")))?;
+    let found = match stored {
+        Some(bytes) => decode::<u32>(&bytes, "the store layout")?,
+        None => {
+            let membership = db
+                .get_cf(machine, b"membership")
+                .map_err(|e| io(format!("reading the membership: {e}")))?;
+            match membership {
+                Some(bytes) if serde_json::from_slice::<StoredMembership>(&bytes).is_err() => 1,
+                _ => {
+                    db.put_cf_opt(machine, LAYOUT_KEY, encode(&LAYOUT), &synced())
+                        .map_err(|e| io(format!("recording the store layout: {e}")))?;
+                    LAYOUT
+                }
+            }
+        }
+    };
+    match found.cmp(&LAYOUT) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(StoreError::OlderLayout {
+            found,
+            reads: LAYOUT,
+        }),
+        std::cmp::Ordering::Greater => Err(StoreError::NewerLayout {
+            found,
+            reads: LAYOUT,
+        }),
+    }
 }
 
 /// Memory bounds. RocksDB's defaults (a 64 MiB memtable per column family,
@@ -481,5 +525,86 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
             (log_id.index + 1).to_be_bytes(),
         );
         self.db.write_opt(batch, &synced()).map_err(log_write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens `dir`, writes `key = value` in the machine's column, closes.
+    fn write_raw(dir: &Path, key: &[u8], value: Option<&[u8]>) {
+        let (log, backend) = open(dir).unwrap();
+        let machine = cf(&backend.db, CF_MACHINE);
+        match value {
+            Some(value) => backend.db.put_cf(machine, key, value).unwrap(),
+            None => backend.db.delete_cf(machine, key).unwrap(),
+        }
+        drop((log, backend));
+    }
+
+    #[test]
+    fn a_store_of_another_layout_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new store records its layout, and opens again.
+        drop(open(dir.path()).unwrap());
+        drop(open(dir.path()).unwrap());
+        // A store of layout 1: no layout key, members without a peer address.
+        let membership = serde_json::json!({
+            "log_id": null,
+            "membership": {"configs": [[1]], "nodes": {"1": {"addr": "127.0.0.1:7001"}}}
+        });
+        write_raw(
+            dir.path(),
+            b"membership",
+            Some(membership.to_string().as_bytes()),
+        );
+        write_raw(dir.path(), LAYOUT_KEY, None);
+        let refused = open(dir.path()).err().expect("an older store is refused");
+        assert!(
+            matches!(
+                refused,
+                StoreError::OlderLayout {
+                    found: 1,
+                    reads: LAYOUT
+                }
+            ),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("empty --data directory"));
+        // Refused again: nothing was written over it.
+        assert!(matches!(
+            open(dir.path()),
+            Err(StoreError::OlderLayout { .. })
+        ));
+        // A newer layout.
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        write_raw(dir.path(), LAYOUT_KEY, Some(b"3"));
+        let refused = open(dir.path()).err().expect("a newer store is refused");
+        assert!(
+            matches!(
+                refused,
+                StoreError::NewerLayout {
+                    found: 3,
+                    reads: LAYOUT
+                }
+            ),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_store_of_this_layout_written_before_the_key_opens_and_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let membership = encode(&StoredMembership::default());
+        write_raw(dir.path(), b"membership", Some(&membership));
+        write_raw(dir.path(), LAYOUT_KEY, None);
+        let (_log, backend) = open(dir.path()).unwrap();
+        let recorded = backend
+            .db
+            .get_cf(cf(&backend.db, CF_MACHINE), LAYOUT_KEY)
+            .unwrap();
+        assert_eq!(recorded.as_deref(), Some(encode(&LAYOUT).as_slice()));
     }
 }

@@ -1,0 +1,152 @@
+//! Whether this node was removed from the cluster. A removed voter hears
+//! no more heartbeats, so it campaigns, raising its term, for ever; its
+//! peers refuse its votes as from no member (`REMOVED`), and this module
+//! counts who did. The node counts as removed when the membership it
+//! applied does not list it, or when most of the other members of that
+//! membership refused it: then it decides nothing, `/readyz` says so, it
+//! stands for no election, and its log tells the operator it can be shut
+//! down. A leader's message it accepts (it was added again) undoes it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use stele_decision::DecisionPath;
+use stele_store::{NodeId, Raft};
+use tokio::sync::watch;
+
+/// The peers that refused this node as no member, since it last heard
+/// from a leader.
+pub struct Removal {
+    refused_by: watch::Sender<BTreeSet<NodeId>>,
+}
+
+impl Default for Removal {
+    fn default() -> Removal {
+        Removal {
+            refused_by: watch::Sender::new(BTreeSet::new()),
+        }
+    }
+}
+
+impl Removal {
+    /// `peer` refused a message of this node's: no membership it applied
+    /// lists this node.
+    pub fn refused_by(&self, peer: NodeId) {
+        self.refused_by.send_if_modified(|peers| peers.insert(peer));
+    }
+
+    /// This node accepted a leader's AppendEntries: whatever peers said
+    /// before, a leader counts it a member.
+    pub fn heard_from_leader(&self) {
+        self.refused_by.send_if_modified(|peers| {
+            let had = !peers.is_empty();
+            peers.clear();
+            had
+        });
+    }
+}
+
+/// Whether node `me` is removed: `members` (the membership it applied,
+/// `None` before it has one) does not list it, or more than half of the
+/// other members refused it.
+pub fn is_removed(
+    me: NodeId,
+    members: Option<&BTreeSet<NodeId>>,
+    refused_by: &BTreeSet<NodeId>,
+) -> bool {
+    let Some(members) = members else {
+        return false;
+    };
+    if !members.contains(&me) {
+        return true;
+    }
+    let others = members.len() - 1;
+    let refusing = members
+        .iter()
+        .filter(|id| **id != me && refused_by.contains(id))
+        .count();
+    others > 0 && 2 * refusing > others
+}
+
+/// Follows the refusals and the applied membership for as long as the
+/// node runs, and acts on a change of verdict.
+pub fn spawn_watch(me: NodeId, removal: Arc<Removal>, raft: Raft, decisions: Arc<DecisionPath>) {
+    let mut refusals = removal.refused_by.subscribe();
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        let mut removed = false;
+        loop {
+            let members = members_of(&metrics.borrow_and_update());
+            let now = is_removed(me, members.as_ref(), &refusals.borrow_and_update());
+            if now != removed {
+                removed = now;
+                decisions.set_removed(removed);
+                raft.runtime_config().elect(!removed);
+                if removed {
+                    tracing::warn!(
+                        "node {me} was removed from the cluster (the membership it applied, or most of its members, no longer list it): it decides nothing and stands for no election; it can be shut down, or added again with `stele cluster add-learner`"
+                    );
+                } else {
+                    tracing::info!("node {me} is a member again: deciding and voting");
+                }
+            }
+            tokio::select! {
+                changed = refusals.changed() => if changed.is_err() { return },
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+}
+
+/// The node ids of the membership `metrics` reports as applied, `None`
+/// before there is one.
+pub fn members_of(
+    metrics: &openraft::RaftMetrics<NodeId, stele_store::MemberAddrs>,
+) -> Option<BTreeSet<NodeId>> {
+    let membership = &metrics.membership_config;
+    membership
+        .log_id()
+        .is_some()
+        .then(|| membership.membership().nodes().map(|(id, _)| *id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[NodeId]) -> BTreeSet<NodeId> {
+        list.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_node_is_removed_by_its_own_membership_or_most_of_its_members() {
+        let members = ids(&[1, 2, 3]);
+        // No membership yet (a new node): never removed.
+        assert!(!is_removed(3, None, &ids(&[1, 2])));
+        // The applied membership does not list it.
+        assert!(is_removed(4, Some(&members), &ids(&[])));
+        // One of two others is no majority; both are.
+        assert!(!is_removed(3, Some(&members), &ids(&[])));
+        assert!(!is_removed(3, Some(&members), &ids(&[1])));
+        assert!(is_removed(3, Some(&members), &ids(&[1, 2])));
+        // Refusals from nodes outside the membership do not count.
+        assert!(!is_removed(3, Some(&members), &ids(&[1, 7, 8])));
+        // Five members: two of four others are not more than half.
+        let five = ids(&[1, 2, 3, 4, 5]);
+        assert!(!is_removed(5, Some(&five), &ids(&[1, 2])));
+        assert!(is_removed(5, Some(&five), &ids(&[1, 2, 3])));
+        // Alone: nobody can refuse it.
+        assert!(!is_removed(1, Some(&ids(&[1])), &ids(&[2])));
+    }
+
+    #[test]
+    fn hearing_from_a_leader_forgets_the_refusals() {
+        let removal = Removal::default();
+        let seen = removal.refused_by.subscribe();
+        removal.refused_by(1);
+        removal.refused_by(2);
+        assert_eq!(*seen.borrow(), ids(&[1, 2]));
+        removal.heard_from_leader();
+        assert!(seen.borrow().is_empty());
+    }
+}
