@@ -196,13 +196,20 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         &stele_client::Transport::Tls(outsider.load().unwrap().client_config().unwrap()),
         Duration::from_secs(5),
     )
-    .unwrap()
-    .forwarding(Duration::from_secs(5), "operator".into());
-    let refused = add_learner(&outsider).unwrap_err();
+    .unwrap();
+    let refused =
+        add_learner(&outsider.forwarding(Duration::from_secs(5), "operator".into())).unwrap_err();
     assert_eq!(
         refused.reason(),
         Some(stele_client::Reason::PermissionDenied),
         "{refused}"
+    );
+    // Nor does it keep what a member's certificate may do by itself: read.
+    let status =
+        runtime.block_on(outsider.status(stele_proto::v1::StatusRequest { local_only: true }));
+    assert_eq!(
+        status.unwrap_err().reason(),
+        Some(stele_client::Reason::PermissionDenied)
     );
 
     // The decide role cannot administer: refused, with the role named.
@@ -644,9 +651,36 @@ fn callers_without_a_certificate_cannot_take_every_connection() {
             held.extend(held_anonymously(addr, config.clone()));
         }
     }
+    // Meanwhile a new connection every 5 ms that never sends a byte: each
+    // would hold a handshake slot for 10 s, so without the oldest giving
+    // way every slot stays taken and no new handshake could start.
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let silent = {
+        let flooding = flooding.clone();
+        let addr = node.addr.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                held.extend(std::net::TcpStream::connect(&addr).ok());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            held.len()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // A certified caller gets in at its first try, every time.
+    for _ in 0..3 {
+        let run = cluster.run_at(&node.addr, &["--json", "log"]);
+        assert_eq!(run.code, 0, "a certified caller was shut out: {}", run.stderr);
+    }
     // Certified callers are still let in: a new version commits through the
     // client port, and the HTTP port answers a decision.
     still_commits(&cluster, "during-the-flood");
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        silent.join().unwrap() > 16,
+        "the flood outnumbered the handshake slots"
+    );
     let value: Value = post(&node.http, "/access/v1/evaluation", &allowed()).json();
     assert_eq!(value["decision"], true, "{value}");
     // The node holds at most its cap of them: the rest were closed.

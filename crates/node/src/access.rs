@@ -177,8 +177,8 @@ pub fn denied_status(denied: &Denied) -> Status {
 pub struct AccessLayer {
     pub decide_requires_certificate: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Whose forwarded roles count: only a node the applied membership
-    /// lists forwards for anyone.
+    /// Whose forwarded roles count: only a node this node's membership
+    /// lists acts as a node.
     pub raft: stele_store::Raft,
 }
 
@@ -214,11 +214,20 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if request.headers().contains_key(FORWARDED_ROLES) && !self.forwards_as_member(&request) {
+        match self.standing(&request) {
+            // Only a node forwards: anyone else's header means nothing.
+            Standing::NotANode => {
+                request.headers_mut().remove(FORWARDED_ROLES);
+            }
             // A node certificate the membership does not list (a node
-            // removed, or one issued for a node never added) forwards for
-            // nobody; handlers that read the roles never see the header.
-            request.headers_mut().remove(FORWARDED_ROLES);
+            // removed, or one issued for a node never added) acts with no
+            // role at all, not even a node's own reader and decide.
+            Standing::NotAMember => {
+                request
+                    .headers_mut()
+                    .insert(FORWARDED_ROLES, http::HeaderValue::from_static(""));
+            }
+            Standing::Member | Standing::NoMembershipYet => {}
         }
         match self.check(&request) {
             None => Box::pin(self.inner.call(request)),
@@ -227,24 +236,30 @@ where
     }
 }
 
+/// Who a caller is to this node's membership.
+enum Standing {
+    NotANode,
+    Member,
+    NotAMember,
+    /// This node has no membership yet (a node about to join, probed by
+    /// the leader that adds it): any node of the cluster's CA counts.
+    NoMembershipYet,
+}
+
 impl<S> Access<S> {
-    /// Whether the caller is a node that the applied membership lists.
-    fn forwards_as_member<B>(&self, request: &http::Request<B>) -> bool {
+    fn standing<B>(&self, request: &http::Request<B>) -> Standing {
         let Caller::Certified(certified) = Caller::proven(request.extensions().get::<Caller>())
         else {
-            return false;
+            return Standing::NotANode;
         };
         let Some(id) = certified.node else {
-            return false;
+            return Standing::NotANode;
         };
-        self.layer
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .is_some()
+        match crate::removal::members_of(&self.layer.raft.metrics().borrow()) {
+            None => Standing::NoMembershipYet,
+            Some(members) if members.nodes.contains(&id) => Standing::Member,
+            Some(_) => Standing::NotAMember,
+        }
     }
 
     fn check<B>(&self, request: &http::Request<B>) -> Option<Status> {

@@ -41,6 +41,7 @@ pub mod raft_guard;
 mod raft_service;
 mod removal;
 mod server;
+mod slots;
 mod state;
 
 pub use config::{ConfigError, NodeConfig, OnStale, TlsFiles, Transport};

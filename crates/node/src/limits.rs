@@ -68,6 +68,12 @@ impl Default for ConnectionLimits {
 impl ConnectionLimits {
     /// Why these limits leave certified callers no room, if they do.
     pub fn problem(&self) -> Option<String> {
+        if self.total > MAX_CONNECTIONS_PER_PORT {
+            return Some(format!(
+                "--max-connections {} is more than a port can hold: at most {MAX_CONNECTIONS_PER_PORT}",
+                self.total
+            ));
+        }
         if self.handshaking == 0 || self.anonymous == 0 {
             return Some(
                 "--max-handshakes and --max-anonymous-connections must be at least 1".into(),
@@ -82,6 +88,10 @@ impl ConnectionLimits {
         None
     }
 }
+
+/// The most `--max-connections` may say (each connection is a file
+/// descriptor, and far more than any open-file limit).
+pub const MAX_CONNECTIONS_PER_PORT: usize = 1 << 20;
 
 /// Longest an anonymous connection stays open, busy or not: a probe needs
 /// milliseconds, and an enforcement point without a certificate simply
@@ -107,6 +117,11 @@ mod tests {
             anonymous: 1,
         };
         assert!(near_overflow.problem().is_some());
+        let too_many = ConnectionLimits {
+            total: usize::MAX,
+            ..ConnectionLimits::default()
+        };
+        assert!(too_many.problem().unwrap().contains("at most"));
         let none_anonymous = ConnectionLimits {
             anonymous: 0,
             ..ConnectionLimits::default()

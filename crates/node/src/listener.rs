@@ -2,10 +2,12 @@
 //! TLS handshake in a task of its own under a deadline, so that a
 //! half-finished handshake holds nothing but its own task. Caps on open
 //! connections ([`ConnectionLimits`]): callers who proved nothing, while
-//! they handshake and after, can never take the slots of certified ones,
-//! and an anonymous connection is closed after
-//! [`ANONYMOUS_CONNECTION_LIFETIME`]. Each connection carries who is
-//! calling ([`Caller`]), read once from its certificate.
+//! they handshake and after, can never take the slots of certified ones.
+//! Handshakes and anonymous connections each have slots of their own where
+//! a newcomer evicts the oldest ([`Slots`]), so that filling them shuts
+//! nobody else out, and an anonymous connection is closed after
+//! [`ANONYMOUS_CONNECTION_LIFETIME`] whatever it is doing. Each connection
+//! carries who is calling ([`Caller`]), read once from its certificate.
 
 use std::future::Future;
 use std::io;
@@ -24,6 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::limits::{ANONYMOUS_CONNECTION_LIFETIME, ConnectionLimits};
 use crate::not_tls;
+use crate::slots::{Slot, Slots};
 
 /// Longest a TLS handshake may take before its connection is closed.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -37,7 +40,8 @@ pub struct Conn {
     /// When an anonymous connection ends, whatever it is doing.
     ends: Option<Pin<Box<tokio::time::Sleep>>>,
     _open: OwnedSemaphorePermit,
-    _anonymous: Option<OwnedSemaphorePermit>,
+    /// An anonymous connection's slot: a newcomer may evict it.
+    anonymous: Option<Slot>,
 }
 
 enum Io {
@@ -53,16 +57,22 @@ impl Conn {
     /// Whether the connection's lifetime is over; if not, `cx` is woken
     /// when it is.
     fn ended(&mut self, cx: &mut Context<'_>) -> bool {
-        self.ends
+        let lived = self
+            .ends
             .as_mut()
-            .is_some_and(|ends| ends.as_mut().poll(cx).is_ready())
+            .is_some_and(|ends| ends.as_mut().poll(cx).is_ready());
+        let evicted = self
+            .anonymous
+            .as_mut()
+            .is_some_and(|slot| slot.poll_evicted(cx).is_ready());
+        lived || evicted
     }
 }
 
 fn lifetime_over() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
-        "an anonymous connection's lifetime is over",
+        "an anonymous connection's lifetime is over, or a newer one took its slot",
     )
 }
 
@@ -85,8 +95,8 @@ pub fn accept(
 ) -> ReceiverStream<io::Result<Conn>> {
     let (accepted, incoming) = mpsc::channel(ACCEPTED_QUEUE);
     let open = Arc::new(Semaphore::new(limits.total));
-    let handshaking = Arc::new(Semaphore::new(limits.handshaking));
-    let anonymous = Arc::new(Semaphore::new(limits.anonymous));
+    let handshaking = Slots::new(limits.handshaking);
+    let anonymous = Slots::new(limits.anonymous);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
@@ -107,16 +117,13 @@ pub fn accept(
                 continue;
             };
             // Taken only under TLS: a plaintext port is loopback only.
-            let handshake = match acceptor {
-                None => None,
-                Some(_) => match handshaking.clone().try_acquire_owned() {
-                    Ok(slot) => Some(slot),
-                    Err(_) => {
-                        tracing::warn!(port, %remote, "{} connections are in their handshake (--max-handshakes): closed a new one", limits.handshaking);
-                        continue;
-                    }
-                },
-            };
+            let handshake = acceptor.as_ref().map(|_| {
+                let (slot, evicted) = handshaking.take();
+                if evicted {
+                    tracing::warn!(port, "{} connections are in their handshake (--max-handshakes): closed the oldest", limits.handshaking);
+                }
+                slot
+            });
             // Without TCP_NODELAY, a reply's frames wait on the client's
             // delayed ACK: about 40 ms per call.
             if let Err(error) = stream.set_nodelay(true) {
@@ -132,61 +139,51 @@ pub fn accept(
                         caller: Caller::Insecure,
                         ends: None,
                         _open: permit,
-                        _anonymous: None,
+                        anonymous: None,
                     },
                     Some(acceptor) => {
-                        // One deadline for the first byte and the handshake.
-                        let deadline = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
-                        match first_byte(&stream, deadline).await {
-                            Some(first) if not_tls::starts_tls(first) => {}
-                            Some(_) => {
-                                tracing::info!(port, %remote, "a plaintext client at a TLS port: told it so");
-                                not_tls::explain(stream, deadline).await;
+                        let mut handshake = handshake.expect("a slot under TLS");
+                        let handshaken = tokio::select! {
+                            biased;
+                            () = handshake.evicted() => {
+                                tracing::info!(port, %remote, "closed a connection still in its handshake: a newer one took its slot (--max-handshakes)");
                                 return;
                             }
-                            None => {
-                                tracing::info!(port, %remote, "nothing sent within {HANDSHAKE_DEADLINE:?}: closed");
-                                return;
-                            }
-                        }
-                        let handshaken =
-                            tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
+                            done = handshake_tls(stream, &acceptor, port, remote) => done,
+                        };
                         drop(handshake);
-                        match handshaken {
-                            Ok(Ok(tls)) => match caller_of(&tls) {
-                                Ok(Caller::Anonymous) => {
-                                    let Ok(slot) = anonymous.try_acquire_owned() else {
-                                        tracing::warn!(port, %remote, "{} connections without a certificate are open (--max-anonymous-connections): closed a new one", limits.anonymous);
-                                        return;
-                                    };
-                                    Conn {
-                                        io: Io::Tls(Box::new(tls)),
-                                        caller: Caller::Anonymous,
-                                        ends: Some(Box::pin(tokio::time::sleep(
-                                            ANONYMOUS_CONNECTION_LIFETIME,
-                                        ))),
-                                        _open: permit,
-                                        _anonymous: Some(slot),
-                                    }
+                        let Some(tls) = handshaken else {
+                            return;
+                        };
+                        match caller_of(&tls) {
+                            Ok(Caller::Anonymous) => {
+                                let (slot, evicted) = anonymous.take();
+                                if evicted {
+                                    tracing::warn!(
+                                        port,
+                                        "{} connections without a certificate are open (--max-anonymous-connections): closed the oldest",
+                                        limits.anonymous
+                                    );
                                 }
-                                Ok(caller) => Conn {
+                                Conn {
                                     io: Io::Tls(Box::new(tls)),
-                                    caller,
-                                    ends: None,
+                                    caller: Caller::Anonymous,
+                                    ends: Some(Box::pin(tokio::time::sleep(
+                                        ANONYMOUS_CONNECTION_LIFETIME,
+                                    ))),
                                     _open: permit,
-                                    _anonymous: None,
-                                },
-                                Err(why) => {
-                                    tracing::warn!(port, %remote, "refused a connection: {why}");
-                                    return;
+                                    anonymous: Some(slot),
                                 }
-                            },
-                            Ok(Err(error)) => {
-                                tracing::info!(port, %remote, "TLS handshake failed: {error}");
-                                return;
                             }
-                            Err(_) => {
-                                tracing::info!(port, %remote, "TLS handshake unfinished after {HANDSHAKE_DEADLINE:?}: closed");
+                            Ok(caller) => Conn {
+                                io: Io::Tls(Box::new(tls)),
+                                caller,
+                                ends: None,
+                                _open: permit,
+                                anonymous: None,
+                            },
+                            Err(why) => {
+                                tracing::warn!(port, %remote, "refused a connection: {why}");
                                 return;
                             }
                         }
@@ -197,6 +194,41 @@ pub fn accept(
         }
     });
     ReceiverStream::new(incoming)
+}
+
+/// The first byte, then the TLS handshake, under one deadline: the
+/// finished stream, or `None` (logged) for a plaintext client (told so), a
+/// silent one, or a failed handshake.
+async fn handshake_tls(
+    stream: TcpStream,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    port: &'static str,
+    remote: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
+    match first_byte(&stream, deadline).await {
+        Some(first) if not_tls::starts_tls(first) => {}
+        Some(_) => {
+            tracing::info!(port, %remote, "a plaintext client at a TLS port: told it so");
+            not_tls::explain(stream, deadline).await;
+            return None;
+        }
+        None => {
+            tracing::info!(port, %remote, "nothing sent within {HANDSHAKE_DEADLINE:?}: closed");
+            return None;
+        }
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(error)) => {
+            tracing::info!(port, %remote, "TLS handshake failed: {error}");
+            None
+        }
+        Err(_) => {
+            tracing::info!(port, %remote, "TLS handshake unfinished after {HANDSHAKE_DEADLINE:?}: closed");
+            None
+        }
+    }
 }
 
 /// The connection's first byte, once it has arrived (`None` if the
@@ -274,6 +306,11 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A client that stops reading would hold a flush, and so its slot,
+        // for ever.
+        if self.ended(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
         match &mut self.io {
             Io::Plain(stream) => Pin::new(stream).poll_flush(cx),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
@@ -281,6 +318,9 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.ended(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
         match &mut self.io {
             Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
@@ -306,7 +346,7 @@ mod tests {
             caller: Caller::Anonymous,
             ends: Some(Box::pin(tokio::time::sleep(Duration::from_millis(200)))),
             _open: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
-            _anonymous: None,
+            anonymous: None,
         };
         // Within its lifetime it reads what the peer sends.
         peer.write_all(b"x").await.unwrap();
@@ -317,6 +357,30 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buffer)).await;
         assert_eq!(read.expect("the lifetime ended the read").unwrap(), 0);
         assert!(conn.write_all(b"y").await.is_err());
+        assert!(conn.flush().await.is_err());
+        assert!(conn.shutdown().await.is_err());
         drop(peer);
+    }
+
+    #[tokio::test]
+    async fn an_anonymous_connection_ends_when_a_newer_one_takes_its_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let slots = Slots::new(1);
+        let mut conn = Conn {
+            io: Io::Plain(accepted),
+            caller: Caller::Anonymous,
+            ends: Some(Box::pin(tokio::time::sleep(ANONYMOUS_CONNECTION_LIFETIME))),
+            _open: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            anonymous: Some(slots.take().0),
+        };
+        let (_newer, evicted) = slots.take();
+        assert!(evicted);
+        let mut buffer = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buffer)).await;
+        assert_eq!(read.expect("the eviction ended the read").unwrap(), 0);
     }
 }

@@ -82,23 +82,26 @@ impl RaftService {
     /// The members of the membership this node has, `None` before it has
     /// any (a new node, which counts no evidence until it joins).
     fn members(&self) -> Option<BTreeSet<NodeId>> {
-        members_of(&self.raft.metrics().borrow())
+        members_of(&self.raft.metrics().borrow()).map(|members| members.nodes)
     }
 
-    /// A vote from a node the applied membership does not list is refused
+    /// A vote from a node this node's membership does not list is refused
     /// (`REMOVED`) before openraft sees it: a removed node campaigns for
     /// ever, and its terms must not disturb the members. The refusal tells
-    /// it so; most members saying it makes it stop.
-    fn refuse_non_member(&self, sender: Sender) -> Result<(), Status> {
+    /// it so; most voters saying it makes it stop. A candidate whose log
+    /// reaches past this node's membership entry may know a newer one that
+    /// lists it (this node lags): its vote goes to openraft as usual.
+    fn refuse_non_member(&self, sender: Sender, rpc: &VoteRequest<NodeId>) -> Result<(), Status> {
         let Sender::Node(id) = sender else {
             return Ok(());
         };
-        match self.members() {
-            Some(members) if !members.contains(&id) => {
+        let members = members_of(&self.raft.metrics().borrow());
+        match members {
+            Some(members) if !members.nodes.contains(&id) && rpc.last_log_id <= members.log_id => {
                 self.metrics.raft_refused("not_a_member");
                 tracing::info!(
                     peer = id,
-                    "refused a vote from node {id}, which the applied membership does not list (removed?)"
+                    "refused a vote from node {id}, which this node's membership does not list (removed?)"
                 );
                 Err(with_reason(
                     Reason::Removed,
@@ -244,7 +247,7 @@ impl RaftRpc for RaftService {
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().json)?;
         raft_guard::check_vote_request(sender, &rpc, self.local())
             .map_err(|why| self.refused(sender, "RequestVote", why))?;
-        self.refuse_non_member(sender)?;
+        self.refuse_non_member(sender, &rpc)?;
         Ok(reply(&self.raft.vote(rpc).await))
     }
 

@@ -1,8 +1,8 @@
 //! Whether this node was removed from the cluster. A removed voter hears
 //! no more heartbeats, so it campaigns, raising its term, for ever; its
 //! peers refuse its votes as from no member (`REMOVED`), and this module
-//! counts who did. The node counts as removed when the membership it
-//! applied does not list it, or when most of the other members of that
+//! counts who did. The node counts as removed when the membership in its
+//! log does not list it, or when most of the other voters of that
 //! membership refused it: then it decides nothing, `/readyz` says so, it
 //! stands for no election, and its log tells the operator it can be shut
 //! down. A leader's message it accepts (it was added again) undoes it.
@@ -46,26 +46,30 @@ impl Removal {
     }
 }
 
-/// Whether node `me` is removed: `members` (the membership it applied,
-/// `None` before it has one) does not list it, or more than half of the
-/// other members refused it.
-pub fn is_removed(
-    me: NodeId,
-    members: Option<&BTreeSet<NodeId>>,
-    refused_by: &BTreeSet<NodeId>,
-) -> bool {
+/// A membership as a node's log has it (the latest in the log, which
+/// openraft acts on before it commits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Members {
+    /// Voters and learners.
+    pub nodes: BTreeSet<NodeId>,
+    pub voters: BTreeSet<NodeId>,
+    /// The log entry that set it.
+    pub log_id: Option<stele_store::LogId>,
+}
+
+/// Whether node `me` is removed: `members` (`None` before it has any) does
+/// not list it, or more than half of the other voters refused it (only
+/// voters answer votes, so only they can).
+pub fn is_removed(me: NodeId, members: Option<&Members>, refused_by: &BTreeSet<NodeId>) -> bool {
     let Some(members) = members else {
         return false;
     };
-    if !members.contains(&me) {
+    if !members.nodes.contains(&me) {
         return true;
     }
-    let others = members.len() - 1;
-    let refusing = members
-        .iter()
-        .filter(|id| **id != me && refused_by.contains(id))
-        .count();
-    others > 0 && 2 * refusing > others
+    let others: Vec<&NodeId> = members.voters.iter().filter(|id| **id != me).collect();
+    let refusing = others.iter().filter(|id| refused_by.contains(id)).count();
+    !others.is_empty() && 2 * refusing > others.len()
 }
 
 /// Follows the refusals and the applied membership for as long as the
@@ -98,16 +102,18 @@ pub fn spawn_watch(me: NodeId, removal: Arc<Removal>, raft: Raft, decisions: Arc
     });
 }
 
-/// The node ids of the membership `metrics` reports as applied, `None`
+/// The membership `metrics` reports (the latest in the log), `None`
 /// before there is one.
 pub fn members_of(
     metrics: &openraft::RaftMetrics<NodeId, stele_store::MemberAddrs>,
-) -> Option<BTreeSet<NodeId>> {
-    let membership = &metrics.membership_config;
-    membership
-        .log_id()
-        .is_some()
-        .then(|| membership.membership().nodes().map(|(id, _)| *id).collect())
+) -> Option<Members> {
+    let config = &metrics.membership_config;
+    let membership = config.membership();
+    config.log_id().is_some().then(|| Members {
+        nodes: membership.nodes().map(|(id, _)| *id).collect(),
+        voters: membership.voter_ids().collect(),
+        log_id: *config.log_id(),
+    })
 }
 
 #[cfg(test)]
@@ -118,12 +124,20 @@ mod tests {
         list.iter().copied().collect()
     }
 
+    fn voters(list: &[NodeId], learners: &[NodeId]) -> Members {
+        Members {
+            nodes: ids(list).union(&ids(learners)).copied().collect(),
+            voters: ids(list),
+            log_id: None,
+        }
+    }
+
     #[test]
-    fn a_node_is_removed_by_its_own_membership_or_most_of_its_members() {
-        let members = ids(&[1, 2, 3]);
+    fn a_node_is_removed_by_its_own_membership_or_most_of_its_voters() {
+        let members = voters(&[1, 2, 3], &[]);
         // No membership yet (a new node): never removed.
         assert!(!is_removed(3, None, &ids(&[1, 2])));
-        // The applied membership does not list it.
+        // Its membership does not list it.
         assert!(is_removed(4, Some(&members), &ids(&[])));
         // One of two others is no majority; both are.
         assert!(!is_removed(3, Some(&members), &ids(&[])));
@@ -131,12 +145,16 @@ mod tests {
         assert!(is_removed(3, Some(&members), &ids(&[1, 2])));
         // Refusals from nodes outside the membership do not count.
         assert!(!is_removed(3, Some(&members), &ids(&[1, 7, 8])));
-        // Five members: two of four others are not more than half.
-        let five = ids(&[1, 2, 3, 4, 5]);
+        // Five voters: two of four others are not more than half.
+        let five = voters(&[1, 2, 3, 4, 5], &[]);
         assert!(!is_removed(5, Some(&five), &ids(&[1, 2])));
         assert!(is_removed(5, Some(&five), &ids(&[1, 2, 3])));
+        // Learners answer no votes, so they are not counted: the two other
+        // voters are enough, whatever the learners.
+        let with_learners = voters(&[1, 2, 3], &[4, 5]);
+        assert!(is_removed(3, Some(&with_learners), &ids(&[1, 2])));
         // Alone: nobody can refuse it.
-        assert!(!is_removed(1, Some(&ids(&[1])), &ids(&[2])));
+        assert!(!is_removed(1, Some(&voters(&[1], &[])), &ids(&[2])));
     }
 
     #[test]

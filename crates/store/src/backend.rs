@@ -17,7 +17,7 @@ pub enum StoreError {
     #[error("refused a snapshot from the leader: {0}")]
     BadSnapshot(#[from] crate::snapshot::SnapshotError),
     #[error(
-        "this data directory was written by an older stele (store layout {found}; this build reads layout {reads}), and is left as it was. Start this node on an empty --data directory and add it to the cluster again (`stele cluster add-learner`, then `stele cluster promote`): it catches up from the members. Keep the old directory until it has."
+        "this data directory was written by an older stele (store layout {found}; this build reads layout {reads}), and is left as it was. Start this node on an empty --data directory and add it to the cluster again (`stele cluster add-learner`, then `stele cluster promote`): it catches up from the members. Keep the old directory until it has; if no member has a newer store, export the ledger with the older stele first (`stele export`)."
     )]
     OlderLayout { found: u32, reads: u32 },
     #[error(

@@ -73,7 +73,9 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
 
 /// The store layout this build reads and writes. 2: members record a peer
 /// address beside the client address. Stores of layout 1 carry no layout
-/// key; they are told apart by a membership that does not read.
+/// key; they are told apart by a membership that does not read (or by Raft
+/// entries with no membership applied: those cannot be told apart, so they
+/// are refused rather than stamped).
 const LAYOUT: u32 = 2;
 const LAYOUT_KEY: &[u8] = b"layout";
 
@@ -91,9 +93,19 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
             let membership = db
                 .get_cf(machine, b"membership")
                 .map_err(|e| io(format!("reading the membership: {e}")))?;
-            match membership {
-                Some(bytes) if serde_json::from_slice::<StoredMembership>(&bytes).is_err() => 1,
-                _ => {
+            let reads = match &membership {
+                Some(bytes) => serde_json::from_slice::<StoredMembership>(bytes).is_ok(),
+                // Nothing applied: a new store, unless Raft wrote to it
+                // (whose entries this build may not read).
+                None => [CF_LOG, CF_RAFT].iter().all(|family| {
+                    db.iterator_cf(cf(db, family), IteratorMode::Start)
+                        .next()
+                        .is_none()
+                }),
+            };
+            match reads {
+                false => 1,
+                true => {
                     db.put_cf_opt(machine, LAYOUT_KEY, encode(&LAYOUT), &synced())
                         .map_err(|e| io(format!("recording the store layout: {e}")))?;
                     LAYOUT
@@ -592,6 +604,22 @@ mod tests {
             ),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn raft_entries_with_nothing_applied_and_no_layout_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        {
+            let (_log, backend) = open(dir.path()).unwrap();
+            let db = &backend.db;
+            db.put_cf(cf(db, CF_RAFT), b"vote", b"{}").unwrap();
+            db.delete_cf(cf(db, CF_MACHINE), LAYOUT_KEY).unwrap();
+        }
+        assert!(matches!(
+            open(dir.path()),
+            Err(StoreError::OlderLayout { found: 1, .. })
+        ));
     }
 
     #[test]
