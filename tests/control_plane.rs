@@ -671,7 +671,11 @@ fn callers_without_a_certificate_cannot_take_every_connection() {
     // A certified caller gets in at its first try, every time.
     for _ in 0..3 {
         let run = cluster.run_at(&node.addr, &["--json", "log"]);
-        assert_eq!(run.code, 0, "a certified caller was shut out: {}", run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "a certified caller was shut out: {}",
+            run.stderr
+        );
     }
     // Certified callers are still let in: a new version commits through the
     // client port, and the HTTP port answers a decision.
