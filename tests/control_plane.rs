@@ -186,14 +186,14 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         &["certs", "node", "tls", "--id", "7", "--host", "127.0.0.1"],
     )
     .ok();
-    let outsider = stele_tls::TlsFiles {
+    let outsider_files = stele_tls::TlsFiles {
         ca: ca.clone(),
         cert: cluster.tls().join("node-7.pem"),
         key: cluster.tls().join("node-7.key"),
     };
     let outsider = stele_client::Client::connect(
         &cluster.node(cluster.wait_for_leader()).addr,
-        &stele_client::Transport::Tls(outsider.load().unwrap().client_config().unwrap()),
+        &stele_client::Transport::Tls(outsider_files.load().unwrap().client_config().unwrap()),
         Duration::from_secs(5),
     )
     .unwrap();
@@ -210,6 +210,12 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
     assert_eq!(
         status.unwrap_err().reason(),
         Some(stele_client::Reason::PermissionDenied)
+    );
+    let outsider_http = common::http::Http::tls(&cluster.node(1).http.addr, &outsider_files);
+    assert_eq!(get(&outsider_http, "/metrics").status, 403);
+    assert_eq!(
+        post(&outsider_http, "/access/v1/evaluation", &allowed()).status,
+        403
     );
 
     // The decide role cannot administer: refused, with the role named.

@@ -215,8 +215,10 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match self.standing(&request) {
-            // Only a node forwards: anyone else's header means nothing.
-            Standing::NotANode => {
+            // Only a member forwards: anyone else's header means nothing.
+            // A node with no membership yet leads nobody, so nobody
+            // forwards to it.
+            Standing::NotANode | Standing::NoMembershipYet => {
                 request.headers_mut().remove(FORWARDED_ROLES);
             }
             // A node certificate the membership does not list (a node
@@ -225,9 +227,9 @@ where
             Standing::NotAMember => {
                 request
                     .headers_mut()
-                    .insert(FORWARDED_ROLES, http::HeaderValue::from_static(""));
+                    .insert(FORWARDED_ROLES, http::HeaderValue::from_static(NO_ROLE));
             }
-            Standing::Member | Standing::NoMembershipYet => {}
+            Standing::Member => {}
         }
         match self.check(&request) {
             None => Box::pin(self.inner.call(request)),
@@ -237,29 +239,40 @@ where
 }
 
 /// Who a caller is to this node's membership.
-enum Standing {
+pub enum Standing {
     NotANode,
     Member,
     NotAMember,
     /// This node has no membership yet (a node about to join, probed by
-    /// the leader that adds it): any node of the cluster's CA counts.
+    /// the leader that adds it): a node of the cluster's CA has a node's
+    /// own roles, and forwards for nobody.
     NoMembershipYet,
 }
 
+/// Where `caller` stands with the membership of the node `raft` runs.
+pub fn standing(caller: &Caller, raft: &stele_store::Raft) -> Standing {
+    let Caller::Certified(certified) = caller else {
+        return Standing::NotANode;
+    };
+    let Some(id) = certified.node else {
+        return Standing::NotANode;
+    };
+    match crate::removal::members_of(&raft.metrics().borrow()) {
+        None => Standing::NoMembershipYet,
+        Some(members) if members.nodes.contains(&id) => Standing::Member,
+        Some(_) => Standing::NotAMember,
+    }
+}
+
+/// What a node certificate that is no member acts with: no role.
+pub const NO_ROLE: &str = "";
+
 impl<S> Access<S> {
     fn standing<B>(&self, request: &http::Request<B>) -> Standing {
-        let Caller::Certified(certified) = Caller::proven(request.extensions().get::<Caller>())
-        else {
-            return Standing::NotANode;
-        };
-        let Some(id) = certified.node else {
-            return Standing::NotANode;
-        };
-        match crate::removal::members_of(&self.layer.raft.metrics().borrow()) {
-            None => Standing::NoMembershipYet,
-            Some(members) if members.nodes.contains(&id) => Standing::Member,
-            Some(_) => Standing::NotAMember,
-        }
+        standing(
+            Caller::proven(request.extensions().get::<Caller>()),
+            &self.layer.raft,
+        )
     }
 
     fn check<B>(&self, request: &http::Request<B>) -> Option<Status> {

@@ -26,7 +26,7 @@ use stele_decision::{Ask, Decided, DecisionPath, Session, StaleAnswers, Undecide
 use stele_ledger::limits::json_len;
 use stele_policy::Outcome;
 
-use crate::access::{Need, authorize};
+use crate::access::{NO_ROLE, Need, Standing, authorize, standing};
 use crate::authzen::{
     EntityJson, EvaluationJson, EvaluationsJson, Semantic, decision_json, invalid_json,
     refused_json,
@@ -81,9 +81,16 @@ fn route_need(path: &str) -> Need {
 /// naming the role.
 async fn check_access(State(api): State<HttpApi>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
+    let caller = Caller::proven(request.extensions().get::<Caller>());
+    // HTTP takes no forwarded roles; a node certificate that is no member
+    // acts with none at all, as on the gRPC port.
+    let forwarded = match standing(caller, &api.node.raft) {
+        Standing::NotAMember => Some(NO_ROLE),
+        Standing::NotANode | Standing::Member | Standing::NoMembershipYet => None,
+    };
     let allowed = authorize(
-        Caller::proven(request.extensions().get::<Caller>()),
-        None,
+        caller,
+        forwarded,
         route_need(path),
         api.node.config.decide_requires_certificate,
         path,

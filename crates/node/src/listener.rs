@@ -382,5 +382,9 @@ mod tests {
         let mut buffer = [0u8; 8];
         let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buffer)).await;
         assert_eq!(read.expect("the eviction ended the read").unwrap(), 0);
+        // Asked again, as a server closing the connection asks.
+        assert_eq!(conn.read(&mut buffer).await.unwrap(), 0);
+        assert!(conn.flush().await.is_err());
+        assert!(conn.shutdown().await.is_err());
     }
 }

@@ -29,6 +29,9 @@ pub struct Slot {
     id: u64,
     slots: Arc<Slots>,
     evicted: oneshot::Receiver<()>,
+    /// Set once `evicted` has resolved: a oneshot receiver must not be
+    /// polled again after that (tokio panics).
+    gone: bool,
 }
 
 impl Slots {
@@ -55,6 +58,7 @@ impl Slots {
             id,
             slots: self.clone(),
             evicted,
+            gone: false,
         };
         (slot, full)
     }
@@ -68,7 +72,12 @@ impl Slots {
 impl Slot {
     /// Ready once a newcomer has evicted this holder.
     pub fn poll_evicted(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        std::pin::Pin::new(&mut self.evicted).poll(cx).map(|_| ())
+        if self.gone {
+            return Poll::Ready(());
+        }
+        let polled = std::pin::Pin::new(&mut self.evicted).poll(cx).map(|_| ());
+        self.gone = polled.is_ready();
+        polled
     }
 
     /// Resolves once a newcomer has evicted this holder.
@@ -104,6 +113,7 @@ mod tests {
         let (mut third, full) = slots.take();
         assert!(full);
         assert!(evicted(&mut first), "the oldest leaves");
+        assert!(evicted(&mut first), "and stays evicted, asked again");
         assert!(!evicted(&mut second) && !evicted(&mut third));
         assert_eq!(slots.held(), 2);
         // A holder that leaves frees its slot: nobody is evicted next.

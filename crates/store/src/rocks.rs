@@ -97,11 +97,19 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
                 Some(bytes) => serde_json::from_slice::<StoredMembership>(bytes).is_ok(),
                 // Nothing applied: a new store, unless Raft wrote to it
                 // (whose entries this build may not read).
-                None => [CF_LOG, CF_RAFT].iter().all(|family| {
-                    db.iterator_cf(cf(db, family), IteratorMode::Start)
-                        .next()
-                        .is_none()
-                }),
+                None => {
+                    let mut empty = true;
+                    for family in [CF_LOG, CF_RAFT] {
+                        match db.iterator_cf(cf(db, family), IteratorMode::Start).next() {
+                            None => {}
+                            Some(Ok(_)) => empty = false,
+                            Some(Err(e)) => {
+                                return Err(io(format!("reading the {family} column: {e}")));
+                            }
+                        }
+                    }
+                    empty
+                }
             };
             match reads {
                 false => 1,
