@@ -24,6 +24,10 @@ pub enum StoreError {
         "this data directory was written by a newer stele (store layout {found}; this build reads layout {reads}), and is left as it was: run that stele or a newer one"
     )]
     NewerLayout { found: u32, reads: u32 },
+    #[error(
+        "this data directory was written by a newer stele (it has column families this build does not know: {names}), and is left as it was: run that stele or a newer one"
+    )]
+    UnknownColumnFamilies { names: String },
 }
 
 /// Everything the state machine keeps, as read at open.

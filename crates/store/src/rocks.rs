@@ -52,6 +52,7 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    refuse_unknown_families(&dir.join("db"))?;
     let families =
         COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(&cache)));
     let db = DB::open_cf_descriptors(&options, dir.join("db"), families)
@@ -78,6 +79,26 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
 /// are refused rather than stamped).
 const LAYOUT: u32 = 2;
 const LAYOUT_KEY: &[u8] = b"layout";
+
+/// A newer stele may add column families: RocksDB would refuse to open
+/// such a store with an error naming none of this, so it is checked first,
+/// reading only the store's manifest.
+fn refuse_unknown_families(db_dir: &Path) -> Result<(), StoreError> {
+    // No database yet: nothing to refuse.
+    let Ok(existing) = DB::list_cf(&Options::default(), db_dir) else {
+        return Ok(());
+    };
+    let unknown: Vec<String> = existing
+        .into_iter()
+        .filter(|name| name != "default" && !COLUMN_FAMILIES.contains(&name.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::UnknownColumnFamilies {
+        names: unknown.join(", "),
+    })
+}
 
 /// Refuses a store of another layout before anything reads it, naming
 /// what to do; records the layout in a new store (or one of this layout
@@ -612,6 +633,25 @@ mod tests {
             ),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_store_with_column_families_of_a_newer_stele_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        {
+            let mut options = Options::default();
+            options.create_missing_column_families(true);
+            let mut families: Vec<&str> = COLUMN_FAMILIES.to_vec();
+            families.push("membership_versions");
+            DB::open_cf(&options, dir.path().join("db"), families).unwrap();
+        }
+        let refused = open(dir.path()).err().expect("refused");
+        assert!(
+            matches!(&refused, StoreError::UnknownColumnFamilies { names } if names == "membership_versions"),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("newer stele"));
     }
 
     #[test]
