@@ -46,7 +46,9 @@ const FILES_BESIDES_CONNECTIONS: u64 = 1024;
 /// etcd do: under a common soft limit of 1024, a thousand idle connections
 /// would stop the node accepting any, long before its own caps.
 fn raise_open_file_limit(config: &NodeConfig) {
-    let needed = 3 * config.connections.total as u64 + FILES_BESIDES_CONNECTIONS;
+    let needed = (config.connections.total as u64)
+        .saturating_mul(3)
+        .saturating_add(FILES_BESIDES_CONNECTIONS);
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -257,10 +257,10 @@ pub fn standing(caller: &Caller, raft: &stele_store::Raft) -> Standing {
     let Some(id) = certified.node else {
         return Standing::NotANode;
     };
-    match crate::removal::members_of(&raft.metrics().borrow()) {
+    match crate::current_members::lists(&raft.metrics().borrow(), id) {
         None => Standing::NoMembershipYet,
-        Some(members) if members.nodes.contains(&id) => Standing::Member,
-        Some(_) => Standing::NotAMember,
+        Some(true) => Standing::Member,
+        Some(false) => Standing::NotAMember,
     }
 }
 

@@ -15,6 +15,7 @@ use stele_proto::v1::{
 use stele_store::MemberAddrs;
 use tonic::{Request, Response, Status};
 
+use crate::current_members::{Members, members_of};
 use crate::errors;
 use crate::members::{MemberError, check_members};
 use crate::membership_safety::{self, Change, Health};
@@ -47,6 +48,11 @@ impl AdminService {
             node,
             membership_changes: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The membership as this node's log has it (empty before any).
+    fn members(&self) -> Members {
+        members_of(&self.node.raft.metrics().borrow()).unwrap_or_default()
     }
 
     fn membership(&self) -> MembershipResponse {
@@ -147,28 +153,21 @@ impl AdminService {
             )
         };
         // The cheap refusal first: no probes while a change is under way.
-        let in_progress = self
-            .node
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_joint_config()
-            .len()
-            > 1;
-        if in_progress {
+        if self.members().changing {
             return Err(refuse(
                 "another change is still in progress; try again in a moment".into(),
             ));
         }
         let health = self.health().await;
-        let membership = self.node.raft.metrics().borrow().membership_config.clone();
-        let membership = membership.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let learners: BTreeSet<u64> = membership.learner_ids().collect();
-        membership_safety::check(&voters, &learners, self.node.id(), change, &health)
-            .map_err(|why| refuse(why.to_string()))
+        let members = self.members();
+        membership_safety::check(
+            &members.voters,
+            &members.learners,
+            self.node.id(),
+            change,
+            &health,
+        )
+        .map_err(|why| refuse(why.to_string()))
     }
 
     async fn change(
@@ -364,15 +363,7 @@ impl AdminService {
         request: ChangeMembershipRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
         let _one_at_a_time = self.membership_changes.lock().await;
-        let voters: BTreeSet<u64> = self
-            .node
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let voters = self.members().voters;
         match request.change {
             Some(change_membership_request::Change::Promote(id)) => {
                 self.check_safe(Change::Promote(id)).await?;

@@ -22,6 +22,7 @@ mod admin_service;
 mod authzen;
 pub mod check_wire;
 pub mod config;
+mod current_members;
 mod decision_service;
 pub mod dial;
 mod errors;

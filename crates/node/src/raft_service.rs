@@ -17,11 +17,12 @@ use stele_store::{NodeId, Published, Raft, SnapshotMeta, TypeConfig, Vote, snaps
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::current_members::members_of;
 use crate::errors::with_reason;
 use crate::limits::{MAX_SNAPSHOT_BYTES, SNAPSHOT_IDLE_DEADLINE, SNAPSHOT_TOTAL_DEADLINE};
 use crate::metrics::Metrics;
 use crate::raft_guard::{self, Committed, Forged, Local, Sender};
-use crate::removal::{Removal, members_of};
+use crate::removal::Removal;
 use stele_decision::Freshness;
 use stele_ledger::Reason;
 use stele_tls::Caller;

@@ -14,6 +14,8 @@ use stele_decision::DecisionPath;
 use stele_store::{NodeId, Raft};
 use tokio::sync::watch;
 
+use crate::current_members::{Members, members_of};
+
 /// The peers that refused this node as no member, since it last heard
 /// from a leader.
 pub struct Removal {
@@ -46,17 +48,6 @@ impl Removal {
     }
 }
 
-/// A membership as a node's log has it (the latest in the log, which
-/// openraft acts on before it commits).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Members {
-    /// Voters and learners.
-    pub nodes: BTreeSet<NodeId>,
-    pub voters: BTreeSet<NodeId>,
-    /// The log entry that set it.
-    pub log_id: Option<stele_store::LogId>,
-}
-
 /// Whether node `me` is removed: `members` (`None` before it has any) does
 /// not list it, or more than half of the other voters refused it (only
 /// voters answer votes, so only they can).
@@ -72,8 +63,10 @@ pub fn is_removed(me: NodeId, members: Option<&Members>, refused_by: &BTreeSet<N
     !others.is_empty() && 2 * refusing > others.len()
 }
 
-/// Follows the refusals and the applied membership for as long as the
-/// node runs, and acts on a change of verdict.
+/// Follows the refusals and the membership for as long as the node runs,
+/// and acts on a change of verdict. Raft's metrics change with every
+/// heartbeat; the verdict is worked out again only when the membership
+/// entry or the refusals did.
 pub fn spawn_watch(me: NodeId, removal: Arc<Removal>, raft: Raft, decisions: Arc<DecisionPath>) {
     let mut refusals = removal.refused_by.subscribe();
     let mut metrics = raft.metrics();
@@ -81,6 +74,7 @@ pub fn spawn_watch(me: NodeId, removal: Arc<Removal>, raft: Raft, decisions: Arc
         let mut removed = false;
         loop {
             let members = members_of(&metrics.borrow_and_update());
+            let membership_at = members.as_ref().and_then(|m| m.log_id);
             let now = is_removed(me, members.as_ref(), &refusals.borrow_and_update());
             if now != removed {
                 removed = now;
@@ -88,32 +82,27 @@ pub fn spawn_watch(me: NodeId, removal: Arc<Removal>, raft: Raft, decisions: Arc
                 raft.runtime_config().elect(!removed);
                 if removed {
                     tracing::warn!(
-                        "node {me} was removed from the cluster (the membership it applied, or most of its members, no longer list it): it decides nothing and stands for no election; it can be shut down, or added again with `stele cluster add-learner`"
+                        "node {me} was removed from the cluster (its membership, or most of its voters, no longer list it): it decides nothing and stands for no election; it can be shut down, or added again with `stele cluster add-learner`"
                     );
                 } else {
                     tracing::info!("node {me} is a member again: deciding and voting");
                 }
             }
-            tokio::select! {
-                changed = refusals.changed() => if changed.is_err() { return },
-                changed = metrics.changed() => if changed.is_err() { return },
+            loop {
+                tokio::select! {
+                    changed = refusals.changed() => match changed {
+                        Ok(()) => break,
+                        Err(_) => return,
+                    },
+                    changed = metrics.changed() => match changed {
+                        Ok(()) if *metrics.borrow().membership_config.log_id() != membership_at => break,
+                        Ok(()) => {}
+                        Err(_) => return,
+                    },
+                }
             }
         }
     });
-}
-
-/// The membership `metrics` reports (the latest in the log), `None`
-/// before there is one.
-pub fn members_of(
-    metrics: &openraft::RaftMetrics<NodeId, stele_store::MemberAddrs>,
-) -> Option<Members> {
-    let config = &metrics.membership_config;
-    let membership = config.membership();
-    config.log_id().is_some().then(|| Members {
-        nodes: membership.nodes().map(|(id, _)| *id).collect(),
-        voters: membership.voter_ids().collect(),
-        log_id: *config.log_id(),
-    })
 }
 
 #[cfg(test)]
@@ -128,7 +117,8 @@ mod tests {
         Members {
             nodes: ids(list).union(&ids(learners)).copied().collect(),
             voters: ids(list),
-            log_id: None,
+            learners: ids(learners),
+            ..Members::default()
         }
     }
 
