@@ -32,3 +32,15 @@ stele_install_build_deps() {
     $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"
   fi
 }
+
+# Makes sure clippy is installed (rustup's component), for the lint that
+# scripts/test and scripts/sim run while they compile. Returns 1 when it
+# cannot be had.
+stele_ensure_clippy() {
+  clippy-driver --version >/dev/null 2>&1 && return 0
+  if command -v rustup >/dev/null 2>&1; then
+    echo "installing: clippy (rustup component add clippy)" >&2
+    rustup component add clippy >&2 || true
+  fi
+  clippy-driver --version >/dev/null 2>&1
+}

@@ -9,6 +9,14 @@ mod ledger_files;
 mod output;
 mod remote;
 
+// The deliberate defects of simulation builds must never reach the product:
+// `stele` is never part of a simulation build (scripts/sim builds stele-sim
+// and its tests only), so a build of it with them does not compile.
+#[cfg(stele_sim)]
+compile_error!(
+    "--cfg stele_sim is for simulation builds (scripts/sim); the stele binary is never built with it"
+);
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -10,13 +10,6 @@
 //! does; the adapters here parse and map), or define the decision log
 //! (stele-audit).
 
-// The deliberate defects of simulation builds must never reach a node that
-// stores on RocksDB, that is, the product.
-#[cfg(all(stele_sim, feature = "rocksdb"))]
-compile_error!(
-    "--cfg stele_sim is for simulation builds (scripts/sim), which run nodes without RocksDB"
-);
-
 pub mod access;
 mod admin_service;
 mod authzen;
