@@ -37,7 +37,8 @@ def bundle_digest(files):
     return tagged("stele/bundle/v1", body)
 
 
-KINDS = {"genesis": 1, "update": 2, "rollback": 3, "rotate": 4}
+KINDS = {"genesis": 1, "update": 2, "rollback": 3, "rotate": 4, "membership": 5}
+ROLES = {"voter": 1, "learner": 2}
 
 
 def canonical_header(h):
@@ -61,6 +62,14 @@ def canonical_header(h):
         for approver in h["trust"]["approvers"]:
             out += length_prefixed(approver["name"].encode())
             out += length_prefixed(approver.get("contact", "").encode())
+    if h.get("members") is not None:
+        out += b"\x03" + u64(len(h["members"]))
+        for member in h["members"]:
+            out += u64(member["id"]) + bytes([ROLES[member["role"]]])
+            out += length_prefixed(member["client"].encode())
+            out += length_prefixed(member["peer"].encode())
+            out += length_prefixed(member.get("region", "").encode())
+            out += bytes.fromhex(member["spki_sha256"])
     return out
 
 
@@ -166,6 +175,34 @@ def main():
         key=lambda s: s["key"],
     )
 
+    # The first member set: two voters in two regions and a learner with
+    # none, one of them on IPv6, by an approver of the named set.
+    membership = {
+        "seq": 5,
+        "parent_hash": rotate_hash.hex(),
+        "bundle_digest": digest,
+        "kind": {"type": "membership"},
+        "message": "the first member set",
+        "author": "bob",
+        "created_at": 1764288240,
+        "trust": None,
+        "members": [
+            {"id": 1, "role": "voter", "client": "10.0.0.1:7000", "peer": "10.0.0.1:7100",
+             "region": "eu-west", "spki_sha256": hashlib.sha256(b"node 1 spki").hexdigest()},
+            {"id": 2, "role": "voter", "client": "[2001:db8::2]:7000", "peer": "[2001:db8::2]:7100",
+             "region": "us-east", "spki_sha256": hashlib.sha256(b"node 2 spki").hexdigest()},
+            {"id": 7, "role": "learner", "client": "node-7.example:7000", "peer": "node-7.example:7100",
+             "spki_sha256": hashlib.sha256(b"node 7 spki").hexdigest()},
+        ],
+    }
+    membership_bytes = canonical_header(membership)
+    membership_hash = tagged("stele/version/v1", membership_bytes)
+    membership_sigs = sorted(
+        ({"key": publics[i], "signature": secrets[i].sign(approval_message(membership_hash)).hex()}
+         for i in (1, 2)),
+        key=lambda s: s["key"],
+    )
+
     file_list = [{"path": p, "content": files[p]} for p in sorted(files, key=lambda p: p.encode())]
     ledger_file = "".join(
         compact(record) + "\n"
@@ -176,6 +213,7 @@ def main():
             {"version": {"header": rollback, "signatures": rollback_sigs}},
             {"version": {"header": expiring, "signatures": expiring_sigs}},
             {"version": {"header": rotate, "signatures": rotate_sigs}},
+            {"version": {"header": membership, "signatures": membership_sigs}},
         ]
     )
 
@@ -217,6 +255,14 @@ def main():
                 "approval_message": approval_message(rotate_hash).hex(),
                 "signatures": rotate_sigs,
                 "signed_by_seed_index": [0, 1],
+            },
+            {
+                "header": membership,
+                "canonical_header": membership_bytes.hex(),
+                "hash": membership_hash.hex(),
+                "approval_message": approval_message(membership_hash).hex(),
+                "signatures": membership_sigs,
+                "signed_by_seed_index": [1, 2],
             },
         ],
         "ledger_file": ledger_file,

@@ -449,25 +449,68 @@ pub enum ClusterCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Add a non-voting member that replicates and serves decisions.
+    /// Add a non-voting member that replicates and serves decisions. With
+    /// --key, proposes a signed membership version that lists it (the only
+    /// way once the ledger names the members).
     AddLearner {
         /// ID=HOST:PORT,PEER_HOST:PEER_PORT
         member: String,
+        /// Its region (free text, e.g. eu-west-1), recorded in the ledger.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        region: String,
+        #[command(flatten)]
+        change: MembershipChange,
         #[command(flatten)]
         remote: Remote,
     },
-    /// Make a learner a voter.
+    /// Make a learner a voter. With --key, proposes a signed membership
+    /// version.
     Promote {
         id: u64,
         #[command(flatten)]
-        remote: Remote,
-    },
-    /// Remove a member (voter or learner).
-    Remove {
-        id: u64,
+        change: MembershipChange,
         #[command(flatten)]
         remote: Remote,
     },
+    /// Remove a member (voter or learner). With --key, proposes a signed
+    /// membership version.
+    Remove {
+        id: u64,
+        #[command(flatten)]
+        change: MembershipChange,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// A membership change as a signed `membership` version: the new member set,
+/// proposed like a policy change and committed when M of the trust set
+/// signed it (`stele approve ID --key K`). Without --key, the change is the
+/// unsigned Admin call, which a cluster refuses once its ledger names its
+/// members (MEMBERSHIP_IN_LEDGER).
+#[derive(Debug, Args)]
+pub struct MembershipChange {
+    /// An approver's secret key to sign the membership version with
+    /// (repeat to sign with several: at M it commits at once).
+    #[arg(long = "key", value_name = "PATH")]
+    pub keys: Vec<PathBuf>,
+    /// A node's certificate (repeat): the SHA-256 of its public key goes into
+    /// the member set for the node it names (stele://node/N). Needed for a
+    /// node the ledger does not list yet: the one being added, and, when the
+    /// ledger names no members yet, every node. A listed node's given here
+    /// replaces its key.
+    #[arg(long = "cert", value_name = "PEM")]
+    pub certs: Vec<PathBuf>,
+    /// Why: signed into the version (default: what changes, e.g. "add
+    /// learner 4").
+    #[arg(short = 'm', long = "message", value_name = "MSG")]
+    pub message: Option<String>,
+    /// Who proposes it: an approver's name (default: your first --key's).
+    #[arg(long, value_name = "NAME")]
+    pub author: Option<String>,
+    /// The version cannot commit after now + DUR.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub expires_in: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,7 @@ fn next_header(chain: &Ledger, bundle: &BundleFiles, kind: Kind) -> Header {
         created_at: 1_800_000_000,
         trust: None,
         expires_at: None,
+        members: None,
     }
 }
 

@@ -887,3 +887,168 @@ fn a_removed_node_says_removed_and_does_not_disturb_the_cluster() {
     }
     assert_eq!(term(staying[0]), before);
 }
+
+/// Node `id`'s view of Raft's membership: each member and whether it votes.
+fn raft_members(cluster: &Cluster, id: u64) -> Option<BTreeMap<u64, bool>> {
+    let status = cluster.status_of(id)?;
+    Some(
+        status["members"]
+            .as_array()?
+            .iter()
+            .map(|m| (m["id"].as_u64().unwrap(), m["voter"].as_bool().unwrap()))
+            .collect(),
+    )
+}
+
+#[test]
+fn membership_changes_only_by_signed_membership_versions() {
+    let _one_at_a_time = serial();
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    cluster.launch(4, &[]);
+    let cert = |id: u64| {
+        cluster
+            .tls()
+            .join(format!("node-{id}.pem"))
+            .display()
+            .to_string()
+    };
+    let (c1, c2, c3, c4) = (cert(1), cert(2), cert(3), cert(4));
+    let four = cluster.node(4);
+    let member4 = format!("4={},{}", four.addr, four.peer_addr);
+    let three_voters = BTreeMap::from([(1, true), (2, true), (3, true)]);
+
+    // One approver's signature of the two needed: a pending proposal, and
+    // Raft's membership does not change.
+    let pending = cluster
+        .run(&[
+            "--json",
+            "cluster",
+            "add-learner",
+            &member4,
+            "--region",
+            "eu-west",
+            "--cert",
+            &c1,
+            "--cert",
+            &c2,
+            "--cert",
+            &c3,
+            "--cert",
+            &c4,
+            "--key",
+            "a",
+        ])
+        .ok()
+        .json();
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let id = pending["proposal_id"].as_str().unwrap().to_string();
+    assert_eq!(raft_members(&cluster, 1).unwrap(), three_voters);
+
+    // The second approval commits it; the leader adds node 4 as a learner,
+    // and node 4 serves the version that lists it.
+    let committed = cluster
+        .run(&["--json", "approve", &id, "--key", "b"])
+        .ok()
+        .json();
+    assert_eq!(committed["status"], "committed", "{committed}");
+    let seq = committed["seq"].as_u64().unwrap();
+    let shown = cluster
+        .run(&["--json", "show", &seq.to_string()])
+        .ok()
+        .json();
+    assert_eq!(shown["kind"], "membership", "{shown}");
+    assert_eq!(shown["members"][3]["region"], "eu-west", "{shown}");
+    assert_eq!(shown["members"][3]["role"], "learner", "{shown}");
+    wait_until("node 4 joins as a learner", Duration::from_secs(60), || {
+        raft_members(&cluster, 1).is_some_and(|m| m.get(&4) == Some(&false))
+    });
+    cluster.wait_all_serve(seq);
+
+    // From now on the unsigned Admin call is refused, and changes nothing.
+    let refused = cluster.run(&["--json", "cluster", "remove", "3"]);
+    assert_ne!(refused.code, 0);
+    assert_eq!(
+        refused.json()["error"],
+        "membership_in_ledger",
+        "{}",
+        refused.stderr
+    );
+    let unsigned_add = cluster.run(&[
+        "--json",
+        "cluster",
+        "add-learner",
+        "5=127.0.0.1:1,127.0.0.1:2",
+    ]);
+    assert_eq!(unsigned_add.json()["error"], "membership_in_ledger");
+    assert_eq!(raft_members(&cluster, 1).unwrap().len(), 4);
+
+    // Two keys at once: committed at once, and node 4 votes.
+    let promoted = cluster
+        .run(&[
+            "--json", "cluster", "promote", "4", "--key", "a", "--key", "b",
+        ])
+        .ok()
+        .json();
+    assert_eq!(promoted["status"], "committed", "{promoted}");
+    wait_until("node 4 votes", Duration::from_secs(60), || {
+        raft_members(&cluster, 1).is_some_and(|m| m.get(&4) == Some(&true))
+    });
+
+    // Removing the leader: once that version commits, the other voters
+    // refuse its messages, and the next leader finishes the change.
+    let old_leader = cluster.wait_for_leader();
+    let staying: Vec<u64> = (1..=4).filter(|id| *id != old_leader).collect();
+    let at = cluster.node(staying[0]).addr.clone();
+    let removed = cluster
+        .run_at(
+            &at,
+            &[
+                "--json",
+                "cluster",
+                "remove",
+                &old_leader.to_string(),
+                "--key",
+                "a",
+                "--key",
+                "b",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(removed["status"], "committed", "{removed}");
+    let removed_seq = removed["seq"].as_u64().unwrap();
+    let three: BTreeMap<u64, bool> = staying.iter().map(|id| (*id, true)).collect();
+    wait_until(
+        "a new leader finishes removing the old one",
+        Duration::from_secs(90),
+        || {
+            let Some(status) = cluster.status_of(staying[0]) else {
+                return false;
+            };
+            status["leader"].as_u64().is_some_and(|l| l != old_leader)
+                && raft_members(&cluster, staying[0]).as_ref() == Some(&three)
+        },
+    );
+    // The cluster without it commits, and every remaining node serves it.
+    cluster.variant("v-after");
+    let next = cluster
+        .run_at(
+            &at,
+            &[
+                "--json", "propose", "--bundle", "v-after", "-m", "after", "--key", "a", "--key",
+                "b",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(next["seq"], removed_seq + 1, "{next}");
+    for id in &staying {
+        wait_until(
+            &format!("node {id} serves the version after the removal"),
+            Duration::from_secs(30),
+            || cluster.served_seq(*id) == Some(removed_seq + 1),
+        );
+    }
+}

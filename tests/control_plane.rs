@@ -720,3 +720,117 @@ fn callers_without_a_certificate_cannot_take_every_connection() {
     assert!(open <= 2 * 16, "{open} anonymous connections held open");
     drop(held);
 }
+
+/// A Raft client to node `target` under node `as_node`'s id, with a
+/// certificate the cluster's CA issued for a fresh key (in `forged/`): what
+/// an attacker who stole the CA's key, but no member's, presents.
+fn as_new_key(cluster: &Cluster, as_node: u64, target: u64) -> RaftClient<Channel> {
+    let forged = cluster.path().join("forged");
+    if !forged.exists() {
+        std::fs::create_dir(&forged).unwrap();
+        for file in ["ca.pem", "ca.key"] {
+            std::fs::copy(cluster.tls().join(file), forged.join(file)).unwrap();
+        }
+        let id = as_node.to_string();
+        stele(
+            cluster.path(),
+            &[
+                "certs",
+                "node",
+                "forged",
+                "--id",
+                &id,
+                "--host",
+                "127.0.0.1",
+            ],
+        )
+        .ok();
+    }
+    let files = stele_tls::TlsFiles {
+        ca: cluster.tls().join("ca.pem"),
+        cert: forged.join(format!("node-{as_node}.pem")),
+        key: forged.join(format!("node-{as_node}.key")),
+    };
+    let dial = stele_node::dial::tcp(Some(Arc::new(files.load().unwrap())));
+    RaftClient::new(dial(&cluster.node(target).peer_addr, target).unwrap())
+}
+
+#[test]
+fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member() {
+    let _one_at_a_time = serial();
+    let cluster = cluster();
+    let leader = cluster.wait_for_leader();
+    let thief = (1..=3).find(|id| *id != leader).unwrap();
+    let victim = (1..=3).find(|id| *id != leader && *id != thief).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    // (Before the ledger lists keys, a certificate of the cluster's CA is
+    // what a member is; the stolen-certificate test shows what one can do.)
+    let heartbeat_at = |term| heartbeat(Vote::new_committed(term, thief));
+
+    // A signed membership version lists every node with its key (node 4,
+    // which never runs, as a learner).
+    stele(
+        cluster.path(),
+        &["certs", "node", "tls", "--id", "4", "--host", "127.0.0.1"],
+    )
+    .ok();
+    let cert = |id: u64| {
+        cluster
+            .tls()
+            .join(format!("node-{id}.pem"))
+            .display()
+            .to_string()
+    };
+    let listed = cluster
+        .run(&[
+            "--json",
+            "cluster",
+            "add-learner",
+            "4=127.0.0.1:1,127.0.0.1:2",
+            "--cert",
+            &cert(1),
+            "--cert",
+            &cert(2),
+            "--cert",
+            &cert(3),
+            "--cert",
+            &cert(4),
+            "--key",
+            "a",
+            "--key",
+            "b",
+        ])
+        .ok()
+        .json();
+    assert_eq!(listed["status"], "committed", "{listed}");
+    cluster.wait_all_serve(listed["seq"].as_u64().unwrap());
+
+    // Now the same certificate is refused before Raft sees the message:
+    // the victim keeps its term and its leader.
+    cluster.wait_for_leader();
+    let t = term(&cluster);
+    for rpc in [heartbeat_at(t + 1), heartbeat_at(t + 5)] {
+        let refused = runtime.block_on(append(as_new_key(&cluster, thief, victim), &rpc, None));
+        assert_eq!(
+            refused.unwrap_err().code(),
+            tonic::Code::PermissionDenied,
+            "a CA certificate with another key led node {victim}"
+        );
+    }
+    let vote = VoteRequest::new(Vote::new(t + 9, thief), None);
+    let request = RaftRequest {
+        json: serde_json::to_vec(&vote).unwrap(),
+        ..Default::default()
+    };
+    let refused = runtime.block_on(as_new_key(&cluster, thief, victim).vote(request));
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let victim_status = cluster.status_of(victim).unwrap();
+    assert!(
+        victim_status["term"].as_u64().unwrap() < t + 5,
+        "the forged messages moved node {victim}'s term: {victim_status}"
+    );
+    assert!(metric(&cluster, victim, "stele_raft_refused_total") >= 3.0);
+    // The real member, with its real key, still counts: the cluster commits.
+    still_commits(&cluster, "after-forged-key");
+}

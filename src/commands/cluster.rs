@@ -7,6 +7,7 @@ use stele_proto::v1::{
     MembershipResponse, StatusRequest, StatusResponse, change_membership_request,
 };
 
+use super::membership::{self, Edit};
 use crate::cli::{ClusterCommand, Remote};
 use crate::failure::{Failure, Result};
 use crate::output::Output;
@@ -41,8 +42,27 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
             out.result(&status_json(&status), || status_text(&status));
             Ok(())
         }
-        ClusterCommand::AddLearner { member, remote } => {
+        ClusterCommand::AddLearner {
+            member,
+            region,
+            change,
+            remote,
+        } => {
             let member = parse_member(&member)?;
+            if !change.keys.is_empty() {
+                let edit = Edit::AddLearner {
+                    id: member.id,
+                    client: member.addr,
+                    peer: member.peer_addr,
+                    region,
+                };
+                return membership::propose(out, &remote, change, edit);
+            }
+            if !region.is_empty() {
+                return Err(Failure::usage(
+                    "--region is recorded in the ledger: it needs --key (a signed membership version)",
+                ));
+            }
             let client = client(&remote)?;
             let reply = call(client.add_learner(AddLearnerRequest {
                 member: Some(member),
@@ -50,13 +70,25 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
             print_membership(out, &reply, "learner added");
             Ok(())
         }
-        ClusterCommand::Promote { id, remote } => change(
+        ClusterCommand::Promote {
+            id,
+            change: signed,
+            remote,
+        } if !signed.keys.is_empty() => {
+            membership::propose(out, &remote, signed, Edit::Promote(id))
+        }
+        ClusterCommand::Promote { id, remote, .. } => change(
             out,
             &remote,
             change_membership_request::Change::Promote(id),
             "promoted",
         ),
-        ClusterCommand::Remove { id, remote } => change(
+        ClusterCommand::Remove {
+            id,
+            change: signed,
+            remote,
+        } if !signed.keys.is_empty() => membership::propose(out, &remote, signed, Edit::Remove(id)),
+        ClusterCommand::Remove { id, remote, .. } => change(
             out,
             &remote,
             change_membership_request::Change::Remove(id),

@@ -98,6 +98,9 @@ pub fn version_json(version: &Version, names: &Names) -> Value {
     if let Some(at) = header.expires_at {
         value["expires_at"] = at.into();
     }
+    if let Some(members) = &header.members {
+        value["members"] = json!(members);
+    }
     value
 }
 
@@ -151,6 +154,23 @@ pub fn version_text(version: &Version, names: &Names) -> String {
                 )),
                 None => text.push_str(&format!("  approver     {key}\n")),
             }
+        }
+    }
+    if let Some(members) = &header.members {
+        text.push_str(&format!("members:       {}\n", members.members().len()));
+        for member in members.members() {
+            let region = match member.region.as_str() {
+                "" => String::new(),
+                region => format!(" region {region}"),
+            };
+            text.push_str(&format!(
+                "  node {:<7} {:<8} client {} peer {}{region} key {}\n",
+                member.id,
+                member.role.name(),
+                member.client,
+                member.peer,
+                member.spki_sha256.short()
+            ));
         }
     }
     text.push_str(&format!("signatures:    {}\n", version.signatures.len()));

@@ -12,6 +12,7 @@ mod dev;
 mod keygen;
 mod ledger;
 mod load_http;
+mod membership;
 mod node;
 mod proposal;
 mod reads;

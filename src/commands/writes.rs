@@ -5,7 +5,7 @@
 use serde_json::json;
 use stele_client::Client;
 use stele_ledger::{
-    BundleFiles, Hash, Head, Kind, Proposal, PublicKey, SecretKey, TrustSet, Version,
+    BundleFiles, Hash, Head, Kind, MemberSet, Proposal, PublicKey, SecretKey, TrustSet, Version,
 };
 use stele_policy::load_dir;
 use stele_proto::v1::{ApproveRequest, ListVersionsRequest, ProposalStatus};
@@ -135,7 +135,12 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
 
 /// The author of a version the holder of `keys` proposes to the cluster:
 /// their name in the cluster's trust set in force.
-fn author_here(client: &Client, head: Head, keys: &[SecretKey], about: &About) -> Result<String> {
+pub(crate) fn author_here(
+    client: &Client,
+    head: Head,
+    keys: &[SecretKey],
+    about: &About,
+) -> Result<String> {
     let trust = trust_in_force(client, head)?;
     let keys: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
     author_for(
@@ -145,12 +150,25 @@ fn author_here(client: &Client, head: Head, keys: &[SecretKey], about: &About) -
     )
 }
 
-/// The trust set in force at `head` (the leader's): the one the last
-/// genesis or rotation up to it declared. Read a page at a time from the
-/// node, no further than `head`.
+/// What is in force at `head` (the leader's): the trust set the last
+/// genesis or rotation up to it declared, and the member set the last
+/// genesis or membership version declared.
+#[derive(Default)]
+pub(crate) struct InForce {
+    pub trust: Option<TrustSet>,
+    pub members: Option<MemberSet>,
+}
+
+/// The trust set in force at `head`.
 fn trust_in_force(client: &Client, head: Head) -> Result<Option<TrustSet>> {
+    in_force(client, head).map(|in_force| in_force.trust)
+}
+
+/// What is in force at `head`, read a page at a time from the node, no
+/// further than `head`.
+pub(crate) fn in_force(client: &Client, head: Head) -> Result<InForce> {
     const PAGE: u32 = 1000;
-    let mut trust = None;
+    let mut in_force = InForce::default();
     let mut from_seq = 1;
     while from_seq <= head.seq {
         let page = call(client.list_versions(ListVersionsRequest {
@@ -164,7 +182,10 @@ fn trust_in_force(client: &Client, head: Head) -> Result<Option<TrustSet>> {
             }
             from_seq = version.seq() + 1;
             if let Some(declared) = version.header.trust {
-                trust = Some(declared);
+                in_force.trust = Some(declared);
+            }
+            if let Some(declared) = version.header.members {
+                in_force.members = Some(declared);
             }
         }
         // An empty page, or one that did not move on: no further to read.
@@ -172,12 +193,12 @@ fn trust_in_force(client: &Client, head: Head) -> Result<Option<TrustSet>> {
             break;
         }
     }
-    Ok(trust)
+    Ok(in_force)
 }
 
 /// The head, read through the leader: a new version's parent must be the
 /// cluster's head, not a lagging node's.
-fn head(client: &Client) -> Result<Head> {
+pub(crate) fn head(client: &Client) -> Result<Head> {
     call(client.cluster_head())?.ok_or_else(|| {
         Failure::new(
             Code::EmptyLedger,
@@ -188,7 +209,12 @@ fn head(client: &Client) -> Result<Head> {
 
 /// Proposes a version built here: committed at once with M signatures,
 /// pending with fewer.
-fn send_new(out: Output, client: &Client, version: Version, bundle: BundleFiles) -> Result<()> {
+pub(crate) fn send_new(
+    out: Output,
+    client: &Client,
+    version: Version,
+    bundle: BundleFiles,
+) -> Result<()> {
     send(out, client, Proposal { version, bundle }, false)
 }
 

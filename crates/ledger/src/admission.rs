@@ -12,6 +12,7 @@ use crate::bundle::BundleFiles;
 use crate::hash::Hash;
 use crate::keys::PublicKey;
 use crate::limits::{MAX_AUTHOR_BYTES, MAX_MESSAGE_BYTES, MAX_SIGNATURES};
+use crate::member_set::MemberSet;
 use crate::trust::TrustSet;
 use crate::version::{Kind, Version};
 
@@ -43,12 +44,14 @@ where
     }
 }
 
-/// What admission needs to know about a chain: its head, the trust set in
-/// force, every bundle digest by seq and every seq by version hash.
+/// What admission needs to know about a chain: its head, the trust set and
+/// member set in force, every bundle digest by seq and every seq by version
+/// hash.
 #[derive(Clone, Debug, Default)]
 pub struct ChainState {
     head: Option<Head>,
     trust: Option<TrustSet>,
+    members: Option<MemberSet>,
     digests: Vec<Hash>,
     seqs_by_hash: HashMap<Hash, u64>,
     pinned_genesis: Option<Hash>,
@@ -162,6 +165,12 @@ impl ChainState {
         self.trust.as_ref()
     }
 
+    /// The member set in force: the one the last genesis or membership
+    /// version declared (none on a chain that never declared one).
+    pub fn members(&self) -> Option<&MemberSet> {
+        self.members.as_ref()
+    }
+
     pub fn digest_at(&self, seq: u64) -> Option<Hash> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;
         self.digests.get(index).copied()
@@ -260,6 +269,9 @@ impl ChainState {
         if let Some(trust) = &header.trust {
             self.trust = Some(trust.clone());
         }
+        if let Some(members) = &header.members {
+            self.members = Some(members.clone());
+        }
         self.digests.push(header.bundle_digest);
         self.seqs_by_hash.insert(hash, header.seq);
         self.head = Some(Head {
@@ -323,6 +335,11 @@ impl ChainState {
                 "genesis and rotate versions must declare a trust set"
             }));
         }
+        if header.members.is_some() && !header.kind.may_declare_members() {
+            return Err(malformed(
+                "only genesis and membership versions may declare a member set",
+            ));
+        }
         let head_seq = self.head.map_or(0, |head| head.seq);
         match header.kind {
             Kind::Rollback { to_seq } => {
@@ -349,6 +366,23 @@ impl ChainState {
                 if named(self.trust.as_ref()) && !named(header.trust.as_ref()) {
                     return Err(malformed(
                         "the trust set in force names its approvers, so a rotation must name the approvers of the set it declares",
+                    ));
+                }
+            }
+            Kind::Membership => {
+                let Some(members) = &header.members else {
+                    return Err(malformed(
+                        "a membership version must declare the complete new member set",
+                    ));
+                };
+                if self.digest_at(head_seq) != Some(header.bundle_digest) {
+                    return Err(malformed(
+                        "a membership version must carry the head's bundle digest unchanged",
+                    ));
+                }
+                if self.members.as_ref() == Some(members) {
+                    return Err(malformed(
+                        "the membership version declares the member set already in force: it changes nothing",
                     ));
                 }
             }
@@ -406,8 +440,8 @@ impl ChainState {
     }
 
     /// How the candidate's distinct signers measure against the threshold:
-    /// genesis needs M of the set it declares, update and rollback M of the
-    /// set in force, rotate M of the set in force and M' of the one it
+    /// genesis needs M of the set it declares, update, rollback and
+    /// membership M of the set in force, rotate M of the set in force and M' of the one it
     /// declares.
     pub fn approvals(&self, candidate: &Version) -> Approvals {
         let header = &candidate.header;
@@ -431,7 +465,7 @@ impl ChainState {
                     }),
                 }
             }
-            (Kind::Update | Kind::Rollback { .. }, Some(set), None) => {
+            (Kind::Update | Kind::Rollback { .. } | Kind::Membership, Some(set), None) => {
                 Approvals::against(set, set.distinct_signers(signers()))
             }
             // Ruled out by the position and kind checks, which run first.

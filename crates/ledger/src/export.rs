@@ -25,7 +25,8 @@ pub const LEDGER_FILE_HEADER: &str = r#"{"format":"stele-ledger","format_version
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum Record {
     Bundle(BundleRecord),
-    Version(Version),
+    // Boxed: a version (with a member set) is far larger than a bundle record.
+    Version(Box<Version>),
 }
 
 #[derive(Deserialize, Serialize)]
@@ -287,7 +288,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entries, FormatError> {
                         )));
                     }
                 }
-                entries.versions.push(version);
+                entries.versions.push(*version);
             }
         }
     }

@@ -24,6 +24,13 @@ pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
 /// memory while it is verified.
 pub const MAX_LEDGER_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
+/// Most nodes, voters and learners together, in one member set.
+pub const MAX_MEMBERS: usize = 128;
+/// Longest node address (`HOST:PORT`), in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 256;
+/// Longest region name, in bytes.
+pub const MAX_REGION_BYTES: usize = 64;
+
 /// The length of `value` as compact JSON, counted without building the
 /// text: how a request is weighed against a limit.
 pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> u64 {

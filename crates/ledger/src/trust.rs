@@ -86,7 +86,7 @@ impl Approver {
 /// A character that could make a name read as another on a reviewer's
 /// screen: control characters, zero-width ones, and text-direction
 /// overrides.
-fn hides_text(c: char) -> bool {
+pub(crate) fn hides_text(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')

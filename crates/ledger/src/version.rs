@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::admission::Head;
 use crate::hash::{Hash, tagged_sha256};
 use crate::keys::{Approval, PublicKey, SecretKey};
+use crate::member_set::MemberSet;
 use crate::trust::TrustSet;
 
 /// Domain tag of a version hash: `sha256(tag ‖ 0x00 ‖ canonical header bytes)`.
@@ -26,6 +27,9 @@ pub enum Kind {
     /// Replaces the trust set; signed by M of the old set and M' of the new.
     /// The bundle stays the head's.
     Rotate,
+    /// Replaces the member set (who runs the cluster); signed by M of the
+    /// trust set in force. The bundle stays the head's.
+    Membership,
 }
 
 impl Kind {
@@ -35,6 +39,7 @@ impl Kind {
             Kind::Update => "update",
             Kind::Rollback { .. } => "rollback",
             Kind::Rotate => "rotate",
+            Kind::Membership => "membership",
         }
     }
 
@@ -44,12 +49,20 @@ impl Kind {
             Kind::Update => 2,
             Kind::Rollback { .. } => 3,
             Kind::Rotate => 4,
+            Kind::Membership => 5,
         }
     }
 
     /// Whether this kind of version declares a trust set in its header.
     pub fn declares_trust(&self) -> bool {
         matches!(self, Kind::Genesis | Kind::Rotate)
+    }
+
+    /// Whether this kind of version may declare a member set in its header:
+    /// a `membership` version must, a genesis may (the first member set;
+    /// a genesis from before member sets declares none).
+    pub fn may_declare_members(&self) -> bool {
+        matches!(self, Kind::Genesis | Kind::Membership)
     }
 }
 
@@ -85,11 +98,16 @@ pub struct Header {
     /// Absent in versions made before it existed, which never expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The member set this version declares: present on `membership`, and on
+    /// a genesis that names the first members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<MemberSet>,
 }
 
 /// The tags of the canonical header's optional fields.
 const EXPIRES_AT_FIELD: u8 = 1;
 const APPROVER_NAMES_FIELD: u8 = 2;
+const MEMBERS_FIELD: u8 = 3;
 
 /// The proposer's own words on a version: what it is for, who wrote it,
 /// and when (Unix seconds, a claim: never trusted for ordering or expiry).
@@ -113,6 +131,7 @@ impl Header {
             created_at: by.created_at,
             trust: Some(trust),
             expires_at: None,
+            members: None,
         }
     }
 
@@ -129,6 +148,7 @@ impl Header {
             created_at: by.created_at,
             trust: None,
             expires_at: None,
+            members: None,
         }
     }
 
@@ -145,6 +165,15 @@ impl Header {
     pub fn expired_at(&self, now_ms: u64) -> bool {
         self.expires_at
             .is_some_and(|at| now_ms >= at.saturating_mul(1000))
+    }
+
+    /// This header, declaring `members` (a membership version or a genesis
+    /// does).
+    pub fn listing(self, members: MemberSet) -> Header {
+        Header {
+            members: Some(members),
+            ..self
+        }
     }
 
     /// This header, declaring `trust` (a genesis or a rotation does).
@@ -192,6 +221,18 @@ impl Header {
             for approver in approvers {
                 put_bytes(&mut out, approver.name.as_bytes());
                 put_bytes(&mut out, approver.contact.as_bytes());
+            }
+        }
+        if let Some(members) = &self.members {
+            out.push(MEMBERS_FIELD);
+            out.extend_from_slice(&(members.members().len() as u64).to_be_bytes());
+            for member in members.members() {
+                out.extend_from_slice(&member.id.to_be_bytes());
+                out.push(member.role.code());
+                put_bytes(&mut out, member.client.as_bytes());
+                put_bytes(&mut out, member.peer.as_bytes());
+                put_bytes(&mut out, member.region.as_bytes());
+                out.extend_from_slice(member.spki_sha256.as_bytes());
             }
         }
         out

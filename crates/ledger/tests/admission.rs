@@ -491,3 +491,131 @@ fn a_named_trust_set_cannot_rotate_to_an_unnamed_one() {
         Rejection::Malformed { .. }
     ));
 }
+
+#[test]
+fn a_membership_version_signed_by_m_of_the_trust_set_sets_the_members_in_force() {
+    let mut ledger = chain(1);
+    assert_eq!(ledger.state().members(), None);
+    let (version, b) = membership(&ledger, voters_1_2_3(), &[1, 3]);
+    let hash = version.hash();
+    assert_eq!(
+        ledger.submit(version, b, &accept_all),
+        Ok(Admitted::Appended { seq: 3, hash })
+    );
+    assert_eq!(ledger.state().members(), Some(&voters_1_2_3()));
+    // The next membership version replaces the whole set.
+    use stele_ledger::Role::*;
+    let grown = stele_ledger::MemberSet::new(vec![
+        member(1, Voter),
+        member(2, Voter),
+        member(3, Voter),
+        member(4, Learner),
+    ])
+    .unwrap();
+    let (version, b) = membership(&ledger, grown.clone(), &[2, 3]);
+    ledger.submit(version, b, &accept_all).unwrap();
+    assert_eq!(ledger.state().members(), Some(&grown));
+    // An update leaves the members as they are.
+    let b = bundle("v5");
+    let update = next(&ledger, &b, Kind::Update, None, &[1, 2]);
+    ledger.submit(update, b, &accept_all).unwrap();
+    assert_eq!(ledger.state().members(), Some(&grown));
+}
+
+#[test]
+fn an_unsigned_under_threshold_or_outsider_signed_membership_change_changes_nothing() {
+    let mut ledger = chain(0);
+    let (first, b) = membership(&ledger, voters_1_2_3(), &[1, 2]);
+    ledger.submit(first, b, &accept_all).unwrap();
+    // An attacker's set: its own node 9 as the only voter.
+    use stele_ledger::Role::*;
+    let hostile = stele_ledger::MemberSet::new(vec![member(9, Voter)]).unwrap();
+    let (unsigned, b) = membership(&ledger, hostile.clone(), &[]);
+    assert_eq!(
+        refuse(&mut ledger, unsigned, b),
+        Rejection::BelowThreshold {
+            valid: 0,
+            threshold: 2
+        }
+    );
+    let (one, b) = membership(&ledger, hostile.clone(), &[1]);
+    assert_eq!(
+        refuse(&mut ledger, one, b),
+        Rejection::BelowThreshold {
+            valid: 1,
+            threshold: 2
+        }
+    );
+    let (outsider, b) = membership(&ledger, hostile.clone(), &[1, 9]);
+    assert_eq!(
+        refuse(&mut ledger, outsider, b),
+        Rejection::UnknownKey { key: public(9) }
+    );
+    // Signatures collected for one set do not carry over to another: the
+    // version hash covers every member's every field.
+    let (honest, b) = membership(&ledger, hostile.clone(), &[1, 2]);
+    let mut forged = honest.clone();
+    let mut swapped = member(9, Voter);
+    swapped.spki_sha256 = Hash::of_bytes(b"the attacker's key");
+    forged.header.members = Some(stele_ledger::MemberSet::new(vec![swapped]).unwrap());
+    assert_ne!(forged.hash(), honest.hash());
+    assert!(matches!(
+        refuse(&mut ledger, forged, b),
+        Rejection::BadSignature { .. }
+    ));
+    assert_eq!(ledger.state().members(), Some(&voters_1_2_3()));
+}
+
+#[test]
+fn members_appear_only_on_genesis_and_membership_versions() {
+    let mut ledger = chain(0);
+    let b = bundle("v2");
+    let update_with_members = signed(
+        next(&ledger, &b, Kind::Update, None, &[])
+            .header
+            .listing(voters_1_2_3()),
+        &[1, 2],
+    );
+    assert!(matches!(
+        refuse(&mut ledger, update_with_members, b),
+        Rejection::Malformed { .. }
+    ));
+    let head_bundle = ledger.bundle_at(1).unwrap().clone();
+    let without = next(&ledger, &head_bundle, Kind::Membership, None, &[1, 2]);
+    assert!(matches!(
+        refuse(&mut ledger, without, head_bundle),
+        Rejection::Malformed { .. }
+    ));
+    // A new bundle cannot ride in on a membership change.
+    let sneaked = bundle("sneaked in with a membership change");
+    let with_bundle = signed(
+        next(&ledger, &sneaked, Kind::Membership, None, &[])
+            .header
+            .listing(voters_1_2_3()),
+        &[1, 2],
+    );
+    assert!(matches!(
+        refuse(&mut ledger, with_bundle, sneaked),
+        Rejection::Malformed { .. }
+    ));
+    // Nor does a change that changes nothing make a version.
+    let (first, b) = membership(&ledger, voters_1_2_3(), &[1, 2]);
+    ledger.submit(first, b, &accept_all).unwrap();
+    let (again, b) = membership(&ledger, voters_1_2_3(), &[1, 2]);
+    assert!(matches!(
+        refuse(&mut ledger, again, b),
+        Rejection::Malformed { .. }
+    ));
+}
+
+#[test]
+fn a_genesis_may_declare_the_first_members() {
+    let mut ledger = Ledger::new();
+    let b = bundle("v1");
+    let header =
+        header(1, Hash::ZERO, &b, Kind::Genesis, Some(trust_1_2_3())).listing(voters_1_2_3());
+    ledger
+        .submit(signed(header, &[1, 2]), b, &accept_all)
+        .unwrap();
+    assert_eq!(ledger.state().members(), Some(&voters_1_2_3()));
+}

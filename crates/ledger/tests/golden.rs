@@ -90,7 +90,15 @@ fn the_ledger_file_is_byte_exact_and_verifies() {
         &structural_only,
     )
     .expect("the golden ledger verifies");
-    assert_eq!(ledger.head().unwrap().hash, vector.versions[3].hash);
+    assert_eq!(
+        ledger.head().unwrap().hash,
+        vector.versions.last().unwrap().hash
+    );
+    // The last version declares the first member set.
+    let members = ledger.state().members().expect("a member set in force");
+    assert_eq!(members.voter_ids().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(members.get(2).unwrap().client, "[2001:db8::2]:7000");
+    assert_eq!(members.get(7).unwrap().role, stele_ledger::Role::Learner);
     assert_eq!(ledger.versions()[2].header.expires_at, Some(1_764_892_920));
     let named = ledger.trust().unwrap();
     let bob = named

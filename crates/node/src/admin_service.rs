@@ -170,6 +170,20 @@ impl AdminService {
         .map_err(|why| refuse(why.to_string()))
     }
 
+    /// Refuses an unsigned membership change once the ledger names the
+    /// members: from then on only a `membership` version, signed by M of
+    /// the trust set, changes them (`reconcile`).
+    fn refuse_if_ledger_names_members(&self) -> Result<(), Status> {
+        match self.node.published.machine().chain().members() {
+            None => Ok(()),
+            Some(_) => Err(errors::with_reason(
+                Reason::MembershipInLedger,
+                "membership change refused: the ledger names this cluster's members, so they change only by a signed membership version (stele cluster add-learner|promote|remove ... --key K proposes one)".into(),
+                Default::default(),
+            )),
+        }
+    }
+
     async fn change(
         &self,
         changes: ChangeMembers<u64, MemberAddrs>,
@@ -324,6 +338,7 @@ impl AdminService {
         &self,
         request: AddLearnerRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
+        self.refuse_if_ledger_names_members()?;
         let member = request.member.ok_or_else(|| {
             Status::invalid_argument("the learner's id and addresses are missing")
         })?;
@@ -362,6 +377,7 @@ impl AdminService {
         &self,
         request: ChangeMembershipRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
+        self.refuse_if_ledger_names_members()?;
         let _one_at_a_time = self.membership_changes.lock().await;
         let voters = self.members().voters;
         match request.change {

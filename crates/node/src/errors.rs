@@ -21,7 +21,8 @@ pub fn code(reason: Reason) -> Code {
         | Reason::BehindMinVersion
         | Reason::TlsRequired
         | Reason::ProposalExpired
-        | Reason::MembershipUnsafe => Code::FailedPrecondition,
+        | Reason::MembershipUnsafe
+        | Reason::MembershipInLedger => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
         Reason::PermissionDenied => Code::PermissionDenied,
         Reason::NoLeader

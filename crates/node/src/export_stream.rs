@@ -144,6 +144,7 @@ mod tests {
                 created_at: 0,
                 trust: (n == 1).then(|| TrustSet::new(vec![key.public_key()], 1).unwrap()),
                 expires_at: None,
+                members: None,
             });
             version.sign(&key);
             store.bundles.insert(files.digest(), files.clone());

@@ -33,6 +33,7 @@ mod network;
 mod not_tls;
 pub mod raft_guard;
 mod raft_service;
+pub mod reconcile;
 mod removal;
 mod server;
 mod slots;

@@ -361,6 +361,7 @@ mod tests {
             created_at: 0,
             trust: None,
             expires_at: None,
+            members: None,
         });
         Entry {
             log_id: LogId::default(),

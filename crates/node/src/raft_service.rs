@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::raft_guard::{self, Committed, Forged, Local, Sender};
 use crate::removal::Removal;
 use stele_decision::Freshness;
-use stele_ledger::Reason;
+use stele_ledger::{Reason, Role};
 use stele_tls::Caller;
 
 pub struct RaftService {
@@ -114,6 +114,62 @@ impl RaftService {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Once the ledger names the members (a genesis or `membership`
+    /// version, signed by M of the trust set), a leader's or candidate's
+    /// message counts only from a node it lists as a voter, holding the key
+    /// it lists for that node. A certificate from the cluster CA alone
+    /// makes no member, so a stolen CA key adds no node; and a leader the
+    /// ledger removed is not followed, so the next leader finishes the
+    /// change (`reconcile`). Before the ledger names any (a new node, or a
+    /// chain from before member sets), openraft's membership decides.
+    fn refuse_unlisted<T>(
+        &self,
+        request: &Request<T>,
+        sender: Sender,
+        what: &str,
+    ) -> Result<(), Status> {
+        let Sender::Node(id) = sender else {
+            return Ok(());
+        };
+        let machine = self.published.machine();
+        let Some(members) = machine.chain().members() else {
+            return Ok(());
+        };
+        let presented = match Caller::proven(request.extensions().get::<Caller>()) {
+            Caller::Certified(certified) => Some(certified.spki_sha256.clone()),
+            _ => None,
+        };
+        let refusal = match members.get(id) {
+            Some(member) if member.role == Role::Voter => {
+                if presented.as_deref() == Some(member.spki_sha256.to_hex().as_str()) {
+                    return Ok(());
+                }
+                self.metrics.raft_refused("not_the_listed_key");
+                Status::permission_denied(format!(
+                    "node {id}'s certificate does not hold the key the ledger lists for node {id} (SHA-256 of its public key {}, listed {}): a certificate of the cluster CA alone makes no member",
+                    presented.as_deref().unwrap_or("unknown"),
+                    member.spki_sha256
+                ))
+            }
+            listed => {
+                self.metrics.raft_refused("not_a_voter_in_the_ledger");
+                let role = match listed {
+                    Some(_) => "lists it as a learner, which never leads or campaigns",
+                    None => "does not list it (it was removed, or never added)",
+                };
+                with_reason(
+                    Reason::Removed,
+                    format!(
+                        "the ledger's member set {role}: node {id} is no voter of this cluster, and its Raft messages are refused"
+                    ),
+                    Default::default(),
+                )
+            }
+        };
+        tracing::warn!(peer = id, "refused a Raft {what}: {}", refusal.message());
+        Err(refusal)
     }
 
     /// Logs and counts a refused message, and the status that tells the
@@ -206,6 +262,7 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<RaftReply>, Status> {
         let arrived = tokio::time::Instant::now();
         let sender = self.sender(&request)?;
+        self.refuse_unlisted(&request, sender, "AppendEntries")?;
         let request = request.into_inner();
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.json)?;
         raft_guard::check_append(sender, &rpc, self.local())
@@ -245,6 +302,7 @@ impl RaftRpc for RaftService {
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let sender = self.sender(&request)?;
+        self.refuse_unlisted(&request, sender, "RequestVote")?;
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().json)?;
         raft_guard::check_vote_request(sender, &rpc, self.local())
             .map_err(|why| self.refused(sender, "RequestVote", why))?;
@@ -257,6 +315,7 @@ impl RaftRpc for RaftService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
         let sender = self.sender(&request)?;
+        self.refuse_unlisted(&request, sender, "snapshot")?;
         let mut chunks = request.into_inner();
         // The header first, within the idle deadline, so that only the
         // leader it names, under a vote and position it could hold, ever

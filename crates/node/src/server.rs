@@ -184,6 +184,7 @@ impl Node {
         let Node { state: node } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         let health_watch = spawn_health_watch(health, node.clone());
+        let reconciler = crate::reconcile::spawn(node.clone());
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(stele_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -257,6 +258,7 @@ impl Node {
             }
         };
         health_watch.abort();
+        reconciler.abort();
         let stopped = node.raft.shutdown().await;
         result.map_err(|e| NodeError::Serve(e.to_string()))?;
         stopped.map_err(|e| NodeError::Raft(e.to_string()))

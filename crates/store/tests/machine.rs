@@ -53,6 +53,7 @@ fn version(machine: &Machine, bundle: &BundleFiles, signers: &[u8]) -> Version {
             .unwrap()
         }),
         expires_at: None,
+        members: None,
     };
     let mut version = Version::unsigned(header);
     for n in signers {

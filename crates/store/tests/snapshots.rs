@@ -54,6 +54,7 @@ fn chain(len: u64, fork: &str, signers: &[u8]) -> Ledger {
             created_at: 0,
             trust: (seq == 1).then(|| trust.clone()),
             expires_at: None,
+            members: None,
         });
         for n in signers {
             version.sign(&key(*n));
@@ -156,6 +157,7 @@ fn a_snapshot_with_a_bundle_that_fails_admission_is_refused() {
         created_at: 0,
         trust: None,
         expires_at: None,
+        members: None,
     });
     version.sign(&key(1));
     version.sign(&key(2));
@@ -219,6 +221,7 @@ fn a_stored_or_received_pending_proposal_with_a_forged_signature_is_dropped() {
             created_at: 0,
             trust: None,
             expires_at: None,
+            members: None,
         });
         if let Some(n) = signer {
             version.sign(&key(n));

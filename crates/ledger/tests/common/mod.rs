@@ -43,6 +43,7 @@ pub fn header(
         created_at: 1_760_000_000 + seq,
         trust,
         expires_at: None,
+        members: None,
     }
 }
 
@@ -94,4 +95,42 @@ pub fn chain(updates: u64) -> Ledger {
         ledger.submit(version, next_bundle, &accept_all).unwrap();
     }
     ledger
+}
+
+/// Node `id` as a member set lists it, with its own addresses and key.
+pub fn member(id: u64, role: stele_ledger::Role) -> stele_ledger::Member {
+    stele_ledger::Member {
+        id,
+        role,
+        client: format!("10.0.0.{id}:7000"),
+        peer: format!("10.0.0.{id}:7100"),
+        region: String::new(),
+        spki_sha256: Hash::of_bytes(format!("node {id}'s key").as_bytes()),
+    }
+}
+
+/// Nodes 1, 2 and 3, all voters.
+pub fn voters_1_2_3() -> stele_ledger::MemberSet {
+    use stele_ledger::Role::Voter;
+    stele_ledger::MemberSet::new(vec![member(1, Voter), member(2, Voter), member(3, Voter)])
+        .unwrap()
+}
+
+/// A `membership` version on `ledger`'s head declaring `members`.
+pub fn membership(
+    ledger: &Ledger,
+    members: stele_ledger::MemberSet,
+    signers: &[u8],
+) -> (Version, BundleFiles) {
+    let head = ledger.head().expect("a chain with a genesis");
+    let head_bundle = ledger.bundle_at(head.seq).unwrap().clone();
+    let header = header(
+        head.seq + 1,
+        head.hash,
+        &head_bundle,
+        Kind::Membership,
+        None,
+    )
+    .listing(members);
+    (signed(header, signers), head_bundle)
 }
