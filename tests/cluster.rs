@@ -944,6 +944,8 @@ fn membership_changes_only_by_signed_membership_versions() {
         .json();
     assert_eq!(pending["status"], "pending", "{pending}");
     let id = pending["proposal_id"].as_str().unwrap().to_string();
+    // (A moment for a change that should not happen.)
+    std::thread::sleep(Duration::from_secs(1));
     assert_eq!(raft_members(&cluster, 1).unwrap(), three_voters);
 
     // The second approval commits it; the leader adds node 4 as a learner,
@@ -1031,6 +1033,24 @@ fn membership_changes_only_by_signed_membership_versions() {
                 && raft_members(&cluster, staying[0]).as_ref() == Some(&three)
         },
     );
+    // The remaining voters refused the removed leader's messages (so it
+    // was the next leader that finished the change).
+    let refusals: f64 = staying
+        .iter()
+        .map(|id| {
+            common::http::get(&cluster.node(*id).http, "/metrics")
+                .body
+                .lines()
+                .filter(|line| {
+                    line.starts_with(
+                        "stele_raft_refused_total{check=\"not_a_voter_in_the_ledger\"}",
+                    )
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum();
+    assert!(refusals > 0.0, "no voter refused the removed leader");
     // The cluster without it commits, and every remaining node serves it.
     cluster.variant("v-after");
     let next = cluster

@@ -725,13 +725,32 @@ fn callers_without_a_certificate_cannot_take_every_connection() {
 /// certificate the cluster's CA issued for a fresh key (in `forged/`): what
 /// an attacker who stole the CA's key, but no member's, presents.
 fn as_new_key(cluster: &Cluster, as_node: u64, target: u64) -> RaftClient<Channel> {
+    let forged = new_key_certificate(cluster, as_node)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let files = stele_tls::TlsFiles {
+        ca: cluster.tls().join("ca.pem"),
+        cert: forged.join(format!("node-{as_node}.pem")),
+        key: forged.join(format!("node-{as_node}.key")),
+    };
+    let dial = stele_node::dial::tcp(Some(Arc::new(files.load().unwrap())));
+    RaftClient::new(dial(&cluster.node(target).peer_addr, target).unwrap())
+}
+
+/// A certificate the cluster's CA issued for node `id` on a fresh key,
+/// `forged/node-ID.pem`.
+fn new_key_certificate(cluster: &Cluster, id: u64) -> std::path::PathBuf {
     let forged = cluster.path().join("forged");
     if !forged.exists() {
         std::fs::create_dir(&forged).unwrap();
         for file in ["ca.pem", "ca.key"] {
             std::fs::copy(cluster.tls().join(file), forged.join(file)).unwrap();
         }
-        let id = as_node.to_string();
+    }
+    let cert = forged.join(format!("node-{id}.pem"));
+    if !cert.exists() {
+        let id = id.to_string();
         stele(
             cluster.path(),
             &[
@@ -746,13 +765,7 @@ fn as_new_key(cluster: &Cluster, as_node: u64, target: u64) -> RaftClient<Channe
         )
         .ok();
     }
-    let files = stele_tls::TlsFiles {
-        ca: cluster.tls().join("ca.pem"),
-        cert: forged.join(format!("node-{as_node}.pem")),
-        key: forged.join(format!("node-{as_node}.key")),
-    };
-    let dial = stele_node::dial::tcp(Some(Arc::new(files.load().unwrap())));
-    RaftClient::new(dial(&cluster.node(target).peer_addr, target).unwrap())
+    cert
 }
 
 #[test]
@@ -782,6 +795,42 @@ fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member
             .display()
             .to_string()
     };
+    // A set listing the wrong keys for two of the three voters cannot
+    // commit: once committed, no node would follow any leader.
+    let forged = |id: u64| new_key_certificate(&cluster, id).display().to_string();
+    let mut certs = [cert(1), cert(2), cert(3)];
+    certs[(thief - 1) as usize] = forged(thief);
+    certs[(victim - 1) as usize] = forged(victim);
+    let wrong = cluster.run(&[
+        "--json",
+        "cluster",
+        "add-learner",
+        "4=127.0.0.1:1,127.0.0.1:2",
+        "--cert",
+        &certs[0],
+        "--cert",
+        &certs[1],
+        "--cert",
+        &certs[2],
+        "--cert",
+        &cert(4),
+        "--key",
+        "a",
+        "--key",
+        "b",
+    ]);
+    assert_ne!(wrong.code, 0, "{}", wrong.stdout);
+    assert_eq!(
+        wrong.json()["error"],
+        "membership_unsafe",
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(
+        cluster.served_seq(leader),
+        Some(1),
+        "the wrong set committed"
+    );
     let listed = cluster
         .run(&[
             "--json",
@@ -830,7 +879,56 @@ fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member
         victim_status["term"].as_u64().unwrap() < t + 5,
         "the forged messages moved node {victim}'s term: {victim_status}"
     );
-    assert!(metric(&cluster, victim, "stele_raft_refused_total") >= 3.0);
+    assert!(
+        metric(
+            &cluster,
+            victim,
+            "stele_raft_refused_total{check=\"not_the_listed_key\"}"
+        ) >= 3.0
+    );
+    // Dialling a member, the listed key is checked too: a peer that holds
+    // another key is not taken for the member (what a node's dialler does,
+    // with the keys of the member set it applied).
+    let dial_listing = |key: stele_ledger::Hash| {
+        let keys = Arc::new(stele_node::dial::ListedKeys::default());
+        let listed = stele_ledger::Member {
+            id: victim,
+            role: stele_ledger::Role::Voter,
+            client: "127.0.0.1:1".into(),
+            peer: "127.0.0.1:2".into(),
+            region: String::new(),
+            spki_sha256: key,
+        };
+        keys.set(Some(&stele_ledger::MemberSet::new(vec![listed]).unwrap()));
+        let files = stele_tls::TlsFiles {
+            ca: cluster.tls().join("ca.pem"),
+            cert: cluster.tls().join(format!("node-{thief}.pem")),
+            key: cluster.tls().join(format!("node-{thief}.key")),
+        };
+        let dial = stele_node::dial::tcp_pinned(Some(Arc::new(files.load().unwrap())), keys);
+        RaftClient::new(dial(&cluster.node(victim).peer_addr, victim).unwrap())
+    };
+    let victims_key: stele_ledger::Hash = {
+        let pem = std::fs::read_to_string(cert(victim)).unwrap();
+        stele_tls::issue::names(&pem)
+            .unwrap()
+            .spki_sha256
+            .parse()
+            .unwrap()
+    };
+    // A vote at term 0: answered (and not granted) by a reachable member.
+    let harmless = || RaftRequest {
+        json: serde_json::to_vec(&VoteRequest::new(Vote::new(0, thief), None)).unwrap(),
+        ..Default::default()
+    };
+    let answered = runtime.block_on(dial_listing(victims_key).vote(harmless()));
+    assert!(answered.is_ok(), "{answered:?}");
+    let other = stele_ledger::Hash::of_bytes(b"a key node {victim} does not hold");
+    let not_dialled = runtime.block_on(dial_listing(other).vote(harmless()));
+    assert!(
+        not_dialled.is_err(),
+        "a peer holding another key than the listed one was taken for node {victim}"
+    );
     // The real member, with its real key, still counts: the cluster commits.
     still_commits(&cluster, "after-forged-key");
 }

@@ -8,7 +8,7 @@ use stele_proto::v1::{
 };
 
 use super::membership::{self, Edit};
-use crate::cli::{ClusterCommand, Remote};
+use crate::cli::{ClusterCommand, MembershipChange, Remote};
 use crate::failure::{Failure, Result};
 use crate::output::Output;
 use crate::remote::{call, client, connect};
@@ -63,6 +63,7 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
                     "--region is recorded in the ledger: it needs --key (a signed membership version)",
                 ));
             }
+            unsigned_only(&change)?;
             let client = client(&remote)?;
             let reply = call(client.add_learner(AddLearnerRequest {
                 member: Some(member),
@@ -77,24 +78,49 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
         } if !signed.keys.is_empty() => {
             membership::propose(out, &remote, signed, Edit::Promote(id))
         }
-        ClusterCommand::Promote { id, remote, .. } => change(
-            out,
-            &remote,
-            change_membership_request::Change::Promote(id),
-            "promoted",
-        ),
+        ClusterCommand::Promote {
+            id,
+            change: unsigned,
+            remote,
+        } => {
+            unsigned_only(&unsigned)?;
+            change(
+                out,
+                &remote,
+                change_membership_request::Change::Promote(id),
+                "promoted",
+            )
+        }
         ClusterCommand::Remove {
             id,
             change: signed,
             remote,
         } if !signed.keys.is_empty() => membership::propose(out, &remote, signed, Edit::Remove(id)),
-        ClusterCommand::Remove { id, remote, .. } => change(
-            out,
-            &remote,
-            change_membership_request::Change::Remove(id),
-            "removed",
-        ),
+        ClusterCommand::Remove {
+            id,
+            change: unsigned,
+            remote,
+        } => {
+            unsigned_only(&unsigned)?;
+            change(
+                out,
+                &remote,
+                change_membership_request::Change::Remove(id),
+                "removed",
+            )
+        }
     }
+}
+
+/// Refuses the flags of a signed membership version on the unsigned Admin
+/// call, rather than dropping them.
+fn unsigned_only(change: &MembershipChange) -> Result<()> {
+    if !change.certs.is_empty() || change.message.is_some() || change.author.is_some() {
+        return Err(Failure::usage(
+            "--cert, --message and --author belong to a signed membership version: add --key",
+        ));
+    }
+    Ok(())
 }
 
 fn status_json(status: &StatusResponse) -> serde_json::Value {
@@ -115,6 +141,7 @@ fn status_json(status: &StatusResponse) -> serde_json::Value {
                 "log_signed_count": m.log_signed_count,
                 "log_signed_head": present(&m.log_signed_head),
                 "log_error": present(&m.log_error),
+                "spki_sha256": present(&m.spki_sha256),
             })
         })
         .collect();

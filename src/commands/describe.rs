@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use stele_ledger::{Kind, Ledger, PublicKey, TrustSet, Version};
+use stele_ledger::{Kind, Ledger, Member, MemberChange, MemberSet, PublicKey, TrustSet, Version};
 use stele_policy::BundleDiff;
 
 /// What the ledger calls each approver key: the name the latest genesis
@@ -104,6 +104,49 @@ pub fn version_json(version: &Version, names: &Names) -> Value {
     value
 }
 
+/// What a version's member set changes, one line per node ("add node 4:
+/// learner …", "node 4: learner → voter", "remove node 3"); every node is
+/// new when `before` is `None`.
+pub fn member_changes(before: Option<&MemberSet>, after: &MemberSet) -> Vec<String> {
+    let describe = |m: &Member| {
+        let region = match m.region.as_str() {
+            "" => String::new(),
+            region => format!(", region {region}"),
+        };
+        format!(
+            "{} at {} (peers {}){region}, key {}",
+            m.role.name(),
+            m.client,
+            m.peer,
+            m.spki_sha256
+        )
+    };
+    let Some(before) = before else {
+        return after
+            .members()
+            .iter()
+            .map(|m| format!("node {}: {}", m.id, describe(m)))
+            .collect();
+    };
+    after
+        .changes_from(before)
+        .into_iter()
+        .map(|change| match change {
+            MemberChange::Added(m) => format!("add node {}: {}", m.id, describe(m)),
+            MemberChange::Removed(m) => format!("remove node {}", m.id),
+            MemberChange::Changed { before, after } if before.role != after.role => format!(
+                "node {}: {} -> {}",
+                after.id,
+                before.role.name(),
+                after.role.name()
+            ),
+            MemberChange::Changed { after, .. } => {
+                format!("node {} now: {}", after.id, describe(after))
+            }
+        })
+        .collect()
+}
+
 /// One line per version, for `ledger log`.
 pub fn version_line(version: &Version, names: &Names) -> String {
     let header = &version.header;
@@ -169,7 +212,7 @@ pub fn version_text(version: &Version, names: &Names) -> String {
                 member.role.name(),
                 member.client,
                 member.peer,
-                member.spki_sha256.short()
+                member.spki_sha256
             ));
         }
     }

@@ -50,6 +50,7 @@ pub fn propose(out: Output, remote: &Remote, change: MembershipChange, edit: Edi
         Some(set) => set.members().to_vec(),
         None => members_from_raft(&client, &fingerprints)?,
     };
+    let first = in_force.members.is_none();
     let members = apply(members, &edit, &fingerprints)?;
     let set = MemberSet::new(members).map_err(|e| Failure::usage(e.to_string()))?;
     let (_, files) = call(client.version(head.seq))?;
@@ -60,7 +61,10 @@ pub fn propose(out: Output, remote: &Remote, change: MembershipChange, edit: Edi
         change.author.as_deref(),
     )?;
     let about = About {
-        message: change.message.unwrap_or_else(|| edit.describe()),
+        message: change.message.unwrap_or_else(|| match first {
+            true => format!("{}; the first member set the ledger names", edit.describe()),
+            false => edit.describe(),
+        }),
         author: change.author,
         expires_in: Some(change.expires_in),
     };
@@ -170,9 +174,16 @@ fn apply(
             members.remove(index);
         }
     }
-    for member in &mut members {
-        if let Some(fingerprint) = fingerprints.get(&member.id) {
-            member.spki_sha256 = *fingerprint;
+    // A certificate for a node listed already must hold the listed key: a
+    // change signed as "promote 4" must not quietly re-key node 1.
+    for member in &members {
+        if let Some(fingerprint) = fingerprints.get(&member.id)
+            && *fingerprint != member.spki_sha256
+        {
+            return Err(Failure::usage(format!(
+                "the certificate given for node {} holds key {fingerprint}, but the ledger lists {} for it; this command does not re-key a node (remove it and add it again)",
+                member.id, member.spki_sha256
+            )));
         }
     }
     Ok(members)

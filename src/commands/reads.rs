@@ -6,7 +6,9 @@ use stele_proto::v1::ListVersionsRequest;
 use stele_client::Client;
 use stele_ledger::Version;
 
-use super::describe::{Names, diff_lines, files_json, version_json, version_line, version_text};
+use super::describe::{
+    Names, diff_lines, files_json, member_changes, version_json, version_line, version_text,
+};
 use crate::cli::{DiffArgs, ExportArgs, LogArgs, ShowArgs};
 use crate::failure::Result;
 use crate::files::{create_new, refuse_existing};
@@ -17,9 +19,21 @@ pub fn log(out: Output, args: LogArgs) -> Result<()> {
     let client = client(&args.remote)?;
     let versions = all_versions(&client)?;
     let names = Names::of(&versions);
+    let mut members = None;
     for version in &versions {
-        out.result(&version_json(version, &names), || {
-            version_line(version, &names)
+        let mut value = version_json(version, &names);
+        let mut changes = Vec::new();
+        if let Some(declared) = &version.header.members {
+            changes = member_changes(members, declared);
+            value["member_changes"] = json!(changes);
+            members = Some(declared);
+        }
+        out.result(&value, || {
+            let mut text = version_line(version, &names);
+            for change in &changes {
+                text.push_str(&format!("\n         {change}"));
+            }
+            text
         });
     }
     Ok(())

@@ -95,6 +95,7 @@ impl AdminService {
                 .and_then(|log| log.failed())
                 .map(str::to_string)
                 .unwrap_or_default(),
+            spki_sha256: self.node.spki_sha256.clone().unwrap_or_default(),
             voter: metrics
                 .membership_config
                 .membership()
@@ -233,6 +234,7 @@ impl AdminRpc for AdminService {
                             log_signed_count: None,
                             log_signed_head: String::new(),
                             log_error: String::new(),
+                            spki_sha256: String::new(),
                         },
                     }
                 }
@@ -338,11 +340,11 @@ impl AdminService {
         &self,
         request: AddLearnerRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
-        self.refuse_if_ledger_names_members()?;
         let member = request.member.ok_or_else(|| {
             Status::invalid_argument("the learner's id and addresses are missing")
         })?;
         let _one_at_a_time = self.membership_changes.lock().await;
+        self.refuse_if_ledger_names_members()?;
         // Checked with the members there are: openraft keeps an existing
         // member's record, so re-adding an id would answer OK and change
         // nothing, and an address must not be two members'.
@@ -377,8 +379,8 @@ impl AdminService {
         &self,
         request: ChangeMembershipRequest,
     ) -> Result<Response<MembershipResponse>, Status> {
-        self.refuse_if_ledger_names_members()?;
         let _one_at_a_time = self.membership_changes.lock().await;
+        self.refuse_if_ledger_names_members()?;
         let voters = self.members().voters;
         match request.change {
             Some(change_membership_request::Change::Promote(id)) => {

@@ -3,9 +3,11 @@
 //! dialled as, whatever its host name), plaintext when asked for; a
 //! simulation plugs in its own transport.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use stele_ledger::MemberSet;
 use stele_store::NodeId;
 use stele_tls::Loaded;
 use thiserror::Error;
@@ -46,8 +48,65 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, BadAddress> {
         .keep_alive_while_idle(true))
 }
 
+/// The key the ledger lists for each member (the SHA-256 of its
+/// certificate's SubjectPublicKeyInfo, hex). Once it lists one for node N,
+/// a peer dialled as node N must hold that key: a certificate from the
+/// cluster's CA alone does not answer for a member.
+#[derive(Debug, Default)]
+pub struct ListedKeys(RwLock<BTreeMap<NodeId, String>>);
+
+impl ListedKeys {
+    /// The keys `members` lists (none when the ledger names no members).
+    pub fn set(&self, members: Option<&MemberSet>) {
+        let keys = members
+            .map(|set| {
+                set.members()
+                    .iter()
+                    .map(|m| (m.id, m.spki_sha256.to_hex()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = keys;
+    }
+
+    pub fn get(&self, id: NodeId) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+}
+
+/// Whether the peer dialled as `node` presented `certificate` holding the
+/// key listed for it (anything goes while none is listed).
+pub fn check_listed_key(
+    node: NodeId,
+    listed: Option<&str>,
+    certificate: Option<&[u8]>,
+) -> Result<(), String> {
+    let Some(listed) = listed else {
+        return Ok(());
+    };
+    let holds = certificate
+        .and_then(|der| stele_tls::identity::read_certificate(der).ok())
+        .map(|certified| certified.spki_sha256);
+    match holds {
+        Some(holds) if holds == listed => Ok(()),
+        holds => Err(format!(
+            "the peer dialled as node {node} holds key {}, but the ledger lists {listed} for node {node}: a certificate of the cluster CA alone does not answer for a member",
+            holds.as_deref().unwrap_or("none")
+        )),
+    }
+}
+
 /// TCP, connecting on first use: with mutual TLS when `tls` is given.
 pub fn tcp(tls: Option<Arc<Loaded>>) -> Dial {
+    tcp_pinned(tls, Arc::new(ListedKeys::default()))
+}
+
+/// As [`tcp`], and a peer must hold the key `listed` names for it.
+pub fn tcp_pinned(tls: Option<Arc<Loaded>>, listed: Arc<ListedKeys>) -> Dial {
     Arc::new(move |addr: &str, node: NodeId| {
         let endpoint = endpoint(addr)?.tcp_nodelay(true);
         let Some(tls) = &tls else {
@@ -59,10 +118,12 @@ pub fn tcp(tls: Option<Arc<Loaded>>) -> Dial {
         })?;
         let connector = tokio_rustls::TlsConnector::from(config);
         let target = addr.to_string();
+        let listed = listed.clone();
         Ok(
             endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                 let connector = connector.clone();
                 let target = target.clone();
+                let listed = listed.clone();
                 async move {
                     let stream = tokio::net::TcpStream::connect(&target).await?;
                     stream.set_nodelay(true)?;
@@ -78,6 +139,15 @@ pub fn tcp(tls: Option<Arc<Loaded>>) -> Dial {
                                 format!("TLS handshake with node {node} at {target} unfinished after {HANDSHAKE_DEADLINE:?}"),
                             )
                         })??;
+                    let certificate = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|der| der.as_ref());
+                    check_listed_key(node, listed.get(node).as_deref(), certificate).map_err(
+                        |why| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+                    )?;
                     Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
                 }
             })),

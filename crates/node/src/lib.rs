@@ -26,6 +26,7 @@ mod http_serve;
 mod ledger_service;
 pub mod limits;
 pub mod listener;
+pub mod member_set_check;
 pub mod members;
 pub mod membership_safety;
 pub mod metrics;

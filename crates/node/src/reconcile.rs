@@ -30,6 +30,11 @@ pub const PROMOTION_LAG_BOUND: u64 = crate::membership_safety::MAX_PROMOTION_LAG
 /// up, or after a change failed).
 const RETRY: Duration = Duration::from_millis(500);
 
+/// The longest one openraft change may take: one that cannot commit (its
+/// new voters lost their quorum, or this node was deposed) is given up and
+/// planned again from what Raft and the ledger say then.
+const STEP_DEADLINE: Duration = Duration::from_secs(30);
+
 /// openraft's membership, as the task compares it with the ledger's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RaftMembers {
@@ -103,11 +108,21 @@ pub fn next_step(
             })
             .copied()
             .collect();
-        if !lagging.is_empty() {
-            return Some(Step::WaitForCatchUp(lagging));
+        // The voters that can vote now: a learner still catching up does
+        // not hold back the demotion of a voter the ledger dropped.
+        let ready: BTreeSet<NodeId> = voters.difference(&lagging).copied().collect();
+        if !ready.is_empty() && (ready != raft.voters || raft.joint) {
+            return Some(Step::ReplaceVoters(ready));
         }
-        return Some(Step::ReplaceVoters(voters));
+        // The voters are as close to the ledger's as they can be now:
+        // remove what it dropped (learners by now), then wait.
+        return Some(removal(ledger, raft).unwrap_or(Step::WaitForCatchUp(lagging)));
     }
+    removal(ledger, raft)
+}
+
+/// Removing the nodes Raft has and the ledger no longer lists.
+fn removal(ledger: &MemberSet, raft: &RaftMembers) -> Option<Step> {
     let gone: BTreeSet<NodeId> = raft
         .nodes
         .keys()
@@ -142,12 +157,29 @@ pub fn spawn(node: Arc<NodeState>) -> JoinHandle<()> {
                     continue;
                 }
             };
+            // A new leader may not have applied everything its
+            // predecessors committed, the latest membership version
+            // included: catch up, then plan again from there.
+            if let Err(error) = node.raft.ensure_linearizable().await {
+                tracing::debug!(%error, "not planning membership: leadership unconfirmed");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+            let Some(step) = plan(&node).filter(|again| *again == step) else {
+                continue;
+            };
             if last_logged.as_ref() != Some(&step) {
                 tracing::info!(?step, "membership follows the ledger");
                 last_logged = Some(step.clone());
             }
-            if let Err(error) = take(&node, step).await {
-                tracing::warn!(%error, "a membership step failed; trying again");
+            match tokio::time::timeout(STEP_DEADLINE, take(&node, step)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "a membership step failed; trying again");
+                }
+                Err(_) => tracing::warn!(
+                    "a membership step did not commit within {STEP_DEADLINE:?}; planning again"
+                ),
             }
             tokio::time::sleep(RETRY).await;
         }
@@ -301,6 +333,29 @@ mod tests {
         assert_eq!(
             next_step(&target, &demoted, &caught_up(&[2, 3])),
             Some(Step::RemoveNodes(BTreeSet::from([3])))
+        );
+    }
+
+    #[test]
+    fn a_lagging_new_voter_does_not_hold_back_a_demotion() {
+        // One version drops voter 3 and makes 4 a voter; 4 is behind.
+        let target = ledger(&[(1, Voter), (2, Voter), (4, Voter)]);
+        let now = raft(&[1, 2, 3], &[4]);
+        let mut behind = caught_up(&[2, 3]);
+        behind.insert(4, None);
+        assert_eq!(
+            next_step(&target, &now, &behind),
+            Some(Step::ReplaceVoters(BTreeSet::from([1, 2])))
+        );
+        let demoted = raft(&[1, 2], &[3, 4]);
+        assert_eq!(
+            next_step(&target, &demoted, &behind),
+            Some(Step::RemoveNodes(BTreeSet::from([3])))
+        );
+        let removed = raft(&[1, 2], &[4]);
+        assert_eq!(
+            next_step(&target, &removed, &behind),
+            Some(Step::WaitForCatchUp(BTreeSet::from([4])))
         );
     }
 

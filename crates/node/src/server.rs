@@ -84,6 +84,7 @@ impl Node {
         B: Backend,
     {
         config.validate()?;
+        let spki_sha256 = own_key_fingerprint(&config)?;
         let published = Published::new();
         let state_machine =
             PolicyStateMachine::open(backend.clone(), published.clone(), config.genesis)?;
@@ -151,6 +152,7 @@ impl Node {
                 peers: Default::default(),
                 metrics,
                 removal,
+                spki_sha256,
             }),
         })
     }
@@ -263,6 +265,37 @@ impl Node {
         result.map_err(|e| NodeError::Serve(e.to_string()))?;
         stopped.map_err(|e| NodeError::Raft(e.to_string()))
     }
+}
+
+/// Keeps `listed` to the keys of the member set this node applied, for its
+/// dialler to check every peer against.
+#[cfg(feature = "rocksdb")]
+fn spawn_listed_keys_watch(
+    node: Arc<NodeState>,
+    listed: Arc<crate::dial::ListedKeys>,
+) -> tokio::task::JoinHandle<()> {
+    let mut served = node.published.watch_served();
+    tokio::spawn(async move {
+        loop {
+            listed.set(node.published.machine().chain().members());
+            if served.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// SHA-256 of this node's TLS public key, from its certificate file
+/// (`None` without TLS).
+fn own_key_fingerprint(config: &NodeConfig) -> Result<Option<String>, NodeError> {
+    let crate::config::Transport::Tls(files) = &config.transport else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(&files.cert)
+        .map_err(|e| NodeError::Tls(format!("reading {}: {e}", files.cert.display())))?;
+    stele_tls::issue::names(&pem)
+        .map(|names| Some(names.spki_sha256))
+        .map_err(|e| NodeError::Tls(format!("{}: {e}", files.cert.display())))
 }
 
 /// `grpc.health.v1`: the node and its Decision service are SERVING only
@@ -410,7 +443,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    let dial = crate::dial::tcp(tls.as_ref().map(|tls| tls.loaded.clone()));
+    let listed_keys = Arc::new(crate::dial::ListedKeys::default());
+    let dial = crate::dial::tcp_pinned(
+        tls.as_ref().map(|tls| tls.loaded.clone()),
+        listed_keys.clone(),
+    );
     let limits = config.connections;
     let node = Node::start(
         config,
@@ -420,6 +457,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         crate::state::system_clock(),
     )
     .await?;
+    let keys_watch = spawn_listed_keys_watch(node.state.clone(), listed_keys);
     // One stop for both APIs: HTTP stops taking requests when gRPC does,
     // and finishes those it has, so that every decision answered is logged
     // before the log closes.
@@ -455,6 +493,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         let _ = stop.send(true);
     };
     let served = node.serve(clients, peers, signalled).await;
+    keys_watch.abort();
     let _ = stop.send(true);
     if let Some(mut http) = http
         && tokio::time::timeout(SHUTDOWN_GRACE, &mut http)

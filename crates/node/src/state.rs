@@ -9,7 +9,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use stele_client::Client;
 use stele_decision::{DecisionPath, Freshness};
-use stele_ledger::WallClock;
+use stele_ledger::{Reason, WallClock};
 use stele_store::{BundleSource, Published, Raft, Refusal, Request, Response};
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -48,6 +48,9 @@ pub struct NodeState {
     pub metrics: Arc<Metrics>,
     /// Which peers refused this node as no member (see [`Removal`]).
     pub removal: Arc<Removal>,
+    /// SHA-256 of this node's TLS public key, hex (`None` without TLS):
+    /// what the ledger's member set must list for it.
+    pub spki_sha256: Option<String>,
 }
 
 /// The deadline of a forwarded call whose caller set none.
@@ -177,14 +180,28 @@ impl NodeState {
             .map_err(|e| WriteError::LeadershipUnconfirmed(e.to_string()))?;
         let machine = self.published.machine();
         let trial = request.clone();
-        let verdict = stele_store::offload(move || {
+        let (verdict, new_members) = stele_store::offload(move || {
             let mut copy = (*machine).clone();
-            copy.apply(trial, &mut Vec::new())
+            let verdict = copy.apply(trial, &mut Vec::new());
+            // A membership version this write would commit.
+            let changed = copy.chain().members() != machine.chain().members();
+            let new_members = changed.then(|| copy.chain().members().cloned()).flatten();
+            (verdict, new_members)
         })
         .await
         .map_err(|e| WriteError::Check(e.to_string()))?;
         if let Response::Refused(refusal) = verdict {
             return Err(WriteError::Refused(refusal));
+        }
+        if let Some(members) = new_members {
+            crate::member_set_check::check(self, &members)
+                .await
+                .map_err(|why| {
+                    WriteError::Refused(Refusal::new(
+                        Reason::MembershipUnsafe,
+                        format!("membership version refused before it commits: {why}"),
+                    ))
+                })?;
         }
         match self.raft.client_write(request).await {
             Ok(written) => match written.data {
