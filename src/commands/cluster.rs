@@ -71,45 +71,40 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
             print_membership(out, &reply, "learner added");
             Ok(())
         }
-        ClusterCommand::Promote {
-            id,
-            change: signed,
-            remote,
-        } if !signed.keys.is_empty() => {
-            membership::propose(out, &remote, signed, Edit::Promote(id))
-        }
-        ClusterCommand::Promote {
-            id,
-            change: unsigned,
-            remote,
-        } => {
-            unsigned_only(&unsigned)?;
-            change(
-                out,
-                &remote,
-                change_membership_request::Change::Promote(id),
-                "promoted",
-            )
-        }
-        ClusterCommand::Remove {
-            id,
-            change: signed,
-            remote,
-        } if !signed.keys.is_empty() => membership::propose(out, &remote, signed, Edit::Remove(id)),
-        ClusterCommand::Remove {
-            id,
-            change: unsigned,
-            remote,
-        } => {
-            unsigned_only(&unsigned)?;
-            change(
-                out,
-                &remote,
-                change_membership_request::Change::Remove(id),
-                "removed",
-            )
-        }
+        ClusterCommand::Promote { id, change, remote } => voter_change(
+            out,
+            &remote,
+            change,
+            Edit::Promote(id),
+            change_membership_request::Change::Promote(id),
+            "promoted",
+        ),
+        ClusterCommand::Remove { id, change, remote } => voter_change(
+            out,
+            &remote,
+            change,
+            Edit::Remove(id),
+            change_membership_request::Change::Remove(id),
+            "removed",
+        ),
     }
+}
+
+/// `promote` or `remove`: a signed membership version with --key, the
+/// unsigned Admin call without.
+fn voter_change(
+    out: Output,
+    remote: &Remote,
+    signing: MembershipChange,
+    edit: Edit,
+    unsigned: change_membership_request::Change,
+    what: &str,
+) -> Result<()> {
+    if !signing.keys.is_empty() {
+        return membership::propose(out, remote, signing, edit);
+    }
+    unsigned_only(&signing)?;
+    change(out, remote, unsigned, what)
 }
 
 /// Refuses the flags of a signed membership version on the unsigned Admin

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -20,9 +19,6 @@ use crate::errors;
 use crate::members::{MemberError, check_members};
 use crate::membership_safety::{self, Change, Health};
 use crate::state::NodeState;
-
-/// How long `Status` waits for each other member.
-const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
 pub struct AdminService {
     pub node: Arc<NodeState>,
@@ -106,14 +102,7 @@ impl AdminService {
 
     /// Member `id`'s own status, if it answers within the status timeout.
     async fn probe(&self, id: u64, addrs: &MemberAddrs) -> Option<MemberStatus> {
-        let client = self.node.peer(id, &addrs.addr).ok()?;
-        let ask = StatusRequest { local_only: true };
-        let reply = client
-            .with_timeout(PEER_STATUS_TIMEOUT)
-            .status(ask)
-            .await
-            .ok()?;
-        reply.members.into_iter().next()
+        self.node.own_status_of(id, &addrs.addr).await
     }
 
     /// How every other member is doing, as this leader sees it now: does

@@ -11,17 +11,12 @@
 //! apply, which must stay deterministic.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use stele_ledger::MemberSet;
-use stele_proto::v1::StatusRequest;
 use thiserror::Error;
 
 use crate::membership_safety::MAX_PROMOTION_LAG;
 use crate::state::NodeState;
-
-/// How long the leader waits for each listed node's status.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// What the leader learnt of one listed node just now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -164,16 +159,7 @@ pub async fn check(node: &NodeState, new: &MemberSet) -> Result<(), Unrunnable> 
                 .flatten()
                 .map(|log_id| last_index.saturating_sub(log_id.index));
             async move {
-                let answer = async {
-                    let client = node.peer(member.id, &member.client).ok()?;
-                    let reply = client
-                        .with_timeout(PROBE_TIMEOUT)
-                        .status(StatusRequest { local_only: true })
-                        .await
-                        .ok()?;
-                    reply.members.into_iter().next()
-                }
-                .await;
+                let answer = node.own_status_of(member.id, &member.client).await;
                 let report = Report {
                     reachable: answer.is_some(),
                     spki_sha256: answer.map(|status| status.spki_sha256).unwrap_or_default(),
@@ -195,28 +181,8 @@ pub async fn check(node: &NodeState, new: &MemberSet) -> Result<(), Unrunnable> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stele_ledger::{Hash, Member, Role};
-
-    fn key(id: u64) -> Hash {
-        Hash::of_bytes(&id.to_be_bytes())
-    }
-
-    fn set(members: &[(u64, Role)]) -> MemberSet {
-        MemberSet::new(
-            members
-                .iter()
-                .map(|(id, role)| Member {
-                    id: *id,
-                    role: *role,
-                    client: format!("10.0.0.{id}:7000"),
-                    peer: format!("10.0.0.{id}:7100"),
-                    region: String::new(),
-                    spki_sha256: key(*id),
-                })
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::reconcile::tests::{key, ledger as set};
+    use stele_ledger::Role;
 
     fn up(id: u64) -> Report {
         Report {

@@ -138,18 +138,21 @@ impl RaftService {
             return Ok(());
         };
         let presented = match Caller::proven(request.extensions().get::<Caller>()) {
-            Caller::Certified(certified) => Some(certified.spki_sha256.clone()),
+            Caller::Certified(certified) => Some(certified.spki_sha256.as_str()),
             _ => None,
         };
         let refusal = match members.get(id) {
             Some(member) if member.role == Role::Voter => {
-                if presented.as_deref() == Some(member.spki_sha256.to_hex().as_str()) {
+                // Parsed, not printed: nothing allocated per heartbeat.
+                if presented.and_then(|hex| hex.parse::<stele_ledger::Hash>().ok())
+                    == Some(member.spki_sha256)
+                {
                     return Ok(());
                 }
                 self.metrics.raft_refused("not_the_listed_key");
                 Status::permission_denied(format!(
                     "node {id}'s certificate does not hold the key the ledger lists for node {id} (SHA-256 of its public key {}, listed {}): a certificate of the cluster CA alone makes no member",
-                    presented.as_deref().unwrap_or("unknown"),
+                    presented.unwrap_or("unknown"),
                     member.spki_sha256
                 ))
             }

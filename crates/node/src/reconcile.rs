@@ -189,7 +189,10 @@ pub fn spawn(node: Arc<NodeState>) -> JoinHandle<()> {
 /// What this node, if it leads and the ledger names members, should do
 /// next.
 fn plan(node: &NodeState) -> Option<Step> {
-    let metrics = node.raft.metrics().borrow().clone();
+    // Borrowed, not cloned: this runs on every change of the leader's
+    // metrics, which is every replication round.
+    let watch = node.raft.metrics();
+    let metrics = watch.borrow();
     if metrics.state != ServerState::Leader {
         return None;
     }
@@ -212,11 +215,11 @@ fn plan(node: &NodeState) -> Option<Step> {
     let last_index = metrics.last_log_index.unwrap_or(0);
     let behind = metrics
         .replication
-        .unwrap_or_default()
-        .into_iter()
+        .iter()
+        .flatten()
         .map(|(id, matched)| {
             (
-                id,
+                *id,
                 matched.map(|log_id| last_index.saturating_sub(log_id.index)),
             )
         })
@@ -242,22 +245,27 @@ async fn take(node: &NodeState, step: Step) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use stele_ledger::{Hash, Member};
 
-    fn member(id: u64, role: Role) -> Member {
+    /// Node `id` as a member set lists it; its key is `key(id)`.
+    pub(crate) fn member(id: u64, role: Role) -> Member {
         Member {
             id,
             role,
             client: format!("10.0.0.{id}:7000"),
             peer: format!("10.0.0.{id}:7100"),
             region: String::new(),
-            spki_sha256: Hash::of_bytes(&id.to_be_bytes()),
+            spki_sha256: key(id),
         }
     }
 
-    fn ledger(members: &[(u64, Role)]) -> MemberSet {
+    pub(crate) fn key(id: u64) -> Hash {
+        Hash::of_bytes(&id.to_be_bytes())
+    }
+
+    pub(crate) fn ledger(members: &[(u64, Role)]) -> MemberSet {
         MemberSet::new(
             members
                 .iter()

@@ -10,6 +10,7 @@ use openraft::ServerState;
 use stele_client::Client;
 use stele_decision::{DecisionPath, Freshness};
 use stele_ledger::{Reason, WallClock};
+use stele_proto::v1::{MemberStatus, StatusRequest};
 use stele_store::{BundleSource, Published, Raft, Refusal, Request, Response};
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -52,6 +53,10 @@ pub struct NodeState {
     /// what the ledger's member set must list for it.
     pub spki_sha256: Option<String>,
 }
+
+/// How long a node waits for another member's status (`Status`, and the
+/// leader's probes before a membership change).
+pub const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The deadline of a forwarded call whose caller set none.
 const FORWARD_DEADLINE: Duration = Duration::from_secs(30);
@@ -164,6 +169,18 @@ impl NodeState {
         let client = Client::from_channel(addr, channel, FORWARD_DEADLINE);
         peers.insert(addr.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// Node `id`'s own status, asked at its client address `addr`, if it
+    /// answers within [`PEER_STATUS_TIMEOUT`].
+    pub async fn own_status_of(&self, id: u64, addr: &str) -> Option<MemberStatus> {
+        let client = self.peer(id, addr).ok()?;
+        let reply = client
+            .with_timeout(PEER_STATUS_TIMEOUT)
+            .status(StatusRequest { local_only: true })
+            .await
+            .ok()?;
+        reply.members.into_iter().next()
     }
 
     /// Replicates a command through Raft (this node leads), after checking it
