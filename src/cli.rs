@@ -84,8 +84,6 @@ pub enum Command {
     /// Bootstrap a cluster, see its state, change its members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Start a cluster's ledger: the genesis version, signed here.
-    Genesis(GenesisArgs),
     /// Propose a new bundle for the cluster, signed with your key(s). With
     /// fewer than M signatures it waits, pending, for `stele approve`.
     Propose(ProposeArgs),
@@ -430,17 +428,21 @@ pub struct NodeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Bootstrap a new cluster with these voters (sent to --endpoint, which
-    /// defaults to the first member).
+    /// Start a new cluster from its signed genesis (`stele ledger new ...
+    /// --member ... --cert ...`): Raft begins with the voters the genesis
+    /// lists, and the genesis commits as seq 1. Every node must run with
+    /// --genesis set to its hash. Safe to run again: a cluster that has
+    /// this genesis answers already_committed, and any other is refused.
     Init {
-        /// A member: ID=HOST:PORT,PEER_HOST:PEER_PORT, its client address
-        /// and its peer (Raft) address (repeat).
-        #[arg(long = "member", value_name = "ID=ADDR,PEER_ADDR", required = true)]
-        members: Vec<String>,
-        /// The node to send it to (default: the first member).
-        #[arg(long, value_name = "URL")]
+        /// The genesis: a ledger file (its first version) or a signed
+        /// genesis proposal file.
+        #[arg(long, value_name = "FILE")]
+        genesis_file: PathBuf,
+        /// The node to send it to (default: the genesis's first voter).
+        #[arg(long, env = "STELE_ENDPOINT", value_name = "URL")]
         endpoint: Option<String>,
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DUR")]
+        /// How long to wait for a leader and for the genesis to commit.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DUR")]
         timeout: Duration,
     },
     /// The leader, the term, and each member's role, applied seq and
@@ -449,9 +451,8 @@ pub enum ClusterCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Add a non-voting member that replicates and serves decisions. With
-    /// --key, proposes a signed membership version that lists it (the only
-    /// way once the ledger names the members).
+    /// Add a non-voting member that replicates and serves decisions:
+    /// proposes a signed membership version that lists it.
     AddLearner {
         /// ID=HOST:PORT,PEER_HOST:PEER_PORT
         member: String,
@@ -463,8 +464,7 @@ pub enum ClusterCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Make a learner a voter. With --key, proposes a signed membership
-    /// version.
+    /// Make a learner a voter: proposes a signed membership version.
     Promote {
         id: u64,
         #[command(flatten)]
@@ -472,8 +472,8 @@ pub enum ClusterCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Remove a member (voter or learner). With --key, proposes a signed
-    /// membership version.
+    /// Remove a member (voter or learner): proposes a signed membership
+    /// version.
     Remove {
         id: u64,
         #[command(flatten)]
@@ -485,14 +485,12 @@ pub enum ClusterCommand {
 
 /// A membership change as a signed `membership` version: the new member set,
 /// proposed like a policy change and committed when M of the trust set
-/// signed it (`stele approve ID --key K`). Without --key, the change is the
-/// unsigned Admin call, which a cluster refuses once its ledger names its
-/// members (MEMBERSHIP_IN_LEDGER).
+/// signed it (`stele approve ID --key K`). There is no unsigned way.
 #[derive(Debug, Args)]
 pub struct MembershipChange {
     /// An approver's secret key to sign the membership version with
     /// (repeat to sign with several: at M it commits at once).
-    #[arg(long = "key", value_name = "PATH")]
+    #[arg(long = "key", value_name = "PATH", required = true)]
     pub keys: Vec<PathBuf>,
     /// A node's certificate (repeat): the SHA-256 of its public key goes into
     /// the member set for the node it names (stele://node/N). Needed for a
@@ -513,30 +511,21 @@ pub struct MembershipChange {
     pub expires_in: Duration,
 }
 
+/// The first member set, which a genesis declares: the voters Raft starts
+/// with, each with the key its certificate holds.
 #[derive(Debug, Args)]
-pub struct GenesisArgs {
-    #[arg(long, value_name = "DIR")]
-    pub bundle: PathBuf,
-    #[command(flatten)]
-    pub trust: TrustSetArgs,
-    #[command(flatten)]
-    pub signing: SigningKeys,
-    #[arg(
-        short = 'm',
-        long = "message",
-        default_value = "genesis",
-        value_name = "MSG"
-    )]
-    pub message: String,
-    /// Who proposes it: an approver's name (default: the name of your
-    /// first --key).
-    #[arg(long, value_name = "NAME")]
-    pub author: Option<String>,
-    /// How long the genesis may take to commit (see `propose --help`).
-    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration, value_name = "DUR")]
-    pub expires_in: Duration,
-    #[command(flatten)]
-    pub remote: Remote,
+pub struct GenesisMembers {
+    /// A voter: ID=HOST:PORT,PEER_HOST:PEER_PORT, its client address and
+    /// its peer (Raft) address (repeat for each).
+    #[arg(long = "member", value_name = "ID=ADDR,PEER_ADDR")]
+    pub members: Vec<String>,
+    /// Each member's node certificate (repeat): the SHA-256 of its public
+    /// key is listed for the node it names (stele://node/N).
+    #[arg(long = "cert", value_name = "PEM")]
+    pub certs: Vec<PathBuf>,
+    /// A member's region: ID=TEXT (repeat; default none).
+    #[arg(long = "region", value_name = "ID=TEXT")]
+    pub regions: Vec<String>,
 }
 
 /// The approver keys a command signs with, here, on this machine.
@@ -752,7 +741,7 @@ pub enum ProposalKind {
 #[derive(Debug, Subcommand)]
 pub enum ProposalCommand {
     /// Write a new, unsigned proposal file. Its parent is the ledger's head.
-    New(ProposalNewArgs),
+    New(Box<ProposalNewArgs>),
     /// Add your signature to a proposal file, in place. Approvers can sign
     /// one after another on separate machines.
     Sign {
@@ -799,6 +788,9 @@ pub struct ProposalNewArgs {
     /// How many approvers must sign (genesis and rotate).
     #[arg(long, value_name = "M")]
     pub threshold: Option<u32>,
+    /// The first members (genesis).
+    #[command(flatten)]
+    pub members: GenesisMembers,
     #[command(flatten)]
     pub about: About,
     /// Where to write the proposal file; never overwritten.
@@ -834,7 +826,7 @@ pub enum LedgerCommand {
         /// The ledger file to create; never overwritten.
         ledger: PathBuf,
         /// A signed genesis proposal file.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["bundle", "approvers", "threshold", "message"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["bundle", "approvers", "threshold", "message", "members"])]
         proposal: Option<PathBuf>,
         /// The bundle directory.
         #[arg(long, value_name = "DIR", required_unless_present = "proposal")]
@@ -854,6 +846,11 @@ pub enum LedgerCommand {
         /// How many approvers must sign each version.
         #[arg(long, value_name = "M", required_unless_present = "proposal")]
         threshold: Option<u32>,
+        /// The cluster's first members, signed into the genesis. A cluster
+        /// starts only from a genesis that names them (`stele cluster
+        /// init`); a ledger file for offline use may name none.
+        #[command(flatten)]
+        members: GenesisMembers,
         /// A secret key file to sign with (repeat; M of the approvers).
         #[arg(long = "key", value_name = "PATH")]
         keys: Vec<PathBuf>,

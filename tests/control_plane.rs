@@ -116,16 +116,27 @@ fn stranger(cluster: &Cluster) -> stele_tls::TlsFiles {
     }
 }
 
-fn add_learner(client: &stele_client::Client) -> Result<(), stele_client::Error> {
+/// The operator's bootstrap call, with the cluster's own genesis: what
+/// someone who wants to start or restart Raft on members of their own
+/// would call first. Only the operator role reaches it.
+fn bootstrap(cluster: &Cluster, client: &stele_client::Client) -> Result<(), stele_client::Error> {
+    let ledger = std::fs::read(cluster.path().join("genesis.l")).unwrap();
+    let ledger = stele_ledger::export::read(
+        &ledger,
+        stele_ledger::Ledger::new(),
+        &stele_ledger::structural_only,
+    )
+    .unwrap();
+    let (version, bundle) = ledger.entries().next().unwrap();
+    let genesis = stele_ledger::Proposal {
+        version: version.clone(),
+        bundle: bundle.clone(),
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         client
-            .add_learner(stele_proto::v1::AddLearnerRequest {
-                member: Some(stele_proto::v1::Member {
-                    id: 9,
-                    addr: "127.0.0.1:1".into(),
-                    peer_addr: "127.0.0.1:2".into(),
-                }),
+            .bootstrap(stele_proto::v1::BootstrapRequest {
+                genesis: genesis.encode().into_bytes(),
             })
             .await
             .map(|_| ())
@@ -150,7 +161,7 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let refused = add_learner(&nobody).unwrap_err();
+    let refused = bootstrap(&cluster, &nobody).unwrap_err();
     assert_eq!(
         refused.reason(),
         Some(stele_client::Reason::PermissionDenied),
@@ -171,7 +182,7 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let refused = add_learner(&mallory).unwrap_err();
+    let refused = bootstrap(&cluster, &mallory).unwrap_err();
     assert_eq!(
         refused.reason(),
         None,
@@ -197,8 +208,11 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let refused =
-        add_learner(&outsider.forwarding(Duration::from_secs(5), "operator".into())).unwrap_err();
+    let refused = bootstrap(
+        &cluster,
+        &outsider.forwarding(Duration::from_secs(5), "operator".into()),
+    )
+    .unwrap_err();
     assert_eq!(
         refused.reason(),
         Some(stele_client::Reason::PermissionDenied),
@@ -220,7 +234,7 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
 
     // The decide role cannot administer: refused, with the role named.
     let decide = cluster.client_as(1, "decide", Duration::from_secs(5));
-    let refused = add_learner(&decide).unwrap_err();
+    let refused = bootstrap(&cluster, &decide).unwrap_err();
     assert_eq!(
         refused.reason(),
         Some(stele_client::Reason::PermissionDenied)
@@ -229,7 +243,7 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
     let run = cluster.run_as(
         "decide",
         &cluster.node(1).addr,
-        &["cluster", "add-learner", "9=127.0.0.1:1,127.0.0.1:2"],
+        &["cluster", "init", "--genesis-file", "genesis.l"],
     );
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("operator role"), "{}", run.stderr);
@@ -319,7 +333,7 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let refused = add_learner(&plain).unwrap_err();
+    let refused = bootstrap(&cluster, &plain).unwrap_err();
     assert_eq!(
         refused.reason(),
         Some(stele_client::Reason::TlsRequired),
@@ -781,13 +795,10 @@ fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member
     // what a member is; the stolen-certificate test shows what one can do.)
     let heartbeat_at = |term| heartbeat(Vote::new_committed(term, thief));
 
-    // A signed membership version lists every node with its key (node 4,
-    // which never runs, as a learner).
-    stele(
-        cluster.path(),
-        &["certs", "node", "tls", "--id", "4", "--host", "127.0.0.1"],
-    )
-    .ok();
+    // The genesis lists every node with its key. A membership version
+    // listing the wrong keys for two of the three voters, signed by M
+    // approvers (a mistake, or a stolen CA key with M approvers fooled),
+    // cannot commit: once committed, no node would follow any leader.
     let cert = |id: u64| {
         cluster
             .tls()
@@ -795,65 +806,58 @@ fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member
             .display()
             .to_string()
     };
-    // A set listing the wrong keys for two of the three voters cannot
-    // commit: once committed, no node would follow any leader.
+    let key_of = |path: &str| -> stele_ledger::Hash {
+        let pem = std::fs::read_to_string(path).unwrap();
+        stele_tls::issue::names(&pem)
+            .unwrap()
+            .spki_sha256
+            .parse()
+            .unwrap()
+    };
     let forged = |id: u64| new_key_certificate(&cluster, id).display().to_string();
-    let mut certs = [cert(1), cert(2), cert(3)];
-    certs[(thief - 1) as usize] = forged(thief);
-    certs[(victim - 1) as usize] = forged(victim);
-    let wrong = cluster.run(&[
-        "--json",
-        "cluster",
-        "add-learner",
-        "4=127.0.0.1:1,127.0.0.1:2",
-        "--cert",
-        &certs[0],
-        "--cert",
-        &certs[1],
-        "--cert",
-        &certs[2],
-        "--cert",
-        &cert(4),
-        "--key",
-        "a",
-        "--key",
-        "b",
-    ]);
-    assert_ne!(wrong.code, 0, "{}", wrong.stdout);
+    let client = cluster.client_as(leader, "operator", Duration::from_secs(10));
+    let wrong = runtime.block_on(async {
+        let head = client.cluster_head().await.unwrap().unwrap();
+        let (genesis, bundle) = client.version(1).await.unwrap();
+        let mut members = genesis.header.members.unwrap().members().to_vec();
+        for member in &mut members {
+            if member.id == thief || member.id == victim {
+                member.spki_sha256 = key_of(&forged(member.id));
+            }
+        }
+        let header = stele_ledger::Header {
+            seq: head.seq + 1,
+            parent_hash: head.hash,
+            bundle_digest: bundle.digest(),
+            kind: stele_ledger::Kind::Membership,
+            message: "re-key two voters".into(),
+            author: "a".into(),
+            created_at: stele_node::system_clock()() / 1000,
+            trust: None,
+            expires_at: None,
+            members: Some(stele_ledger::MemberSet::new(members).unwrap()),
+        };
+        let mut version = stele_ledger::Version::unsigned(header);
+        for name in ["a", "b"] {
+            let text = std::fs::read_to_string(cluster.path().join(name)).unwrap();
+            version.sign(&stele_ledger::SecretKey::from_key_file(&text).unwrap());
+        }
+        version.signatures.sort_by_key(|approval| approval.key);
+        client
+            .submit(&stele_ledger::Proposal { version, bundle }, false)
+            .await
+    });
+    let wrong = wrong.unwrap_err();
     assert_eq!(
-        wrong.json()["error"],
-        "membership_unsafe",
-        "{}",
-        wrong.stderr
+        wrong.reason(),
+        Some(stele_client::Reason::MembershipUnsafe),
+        "{wrong}"
     );
     assert_eq!(
         cluster.served_seq(leader),
         Some(1),
         "the wrong set committed"
     );
-    let listed = cluster
-        .run(&[
-            "--json",
-            "cluster",
-            "add-learner",
-            "4=127.0.0.1:1,127.0.0.1:2",
-            "--cert",
-            &cert(1),
-            "--cert",
-            &cert(2),
-            "--cert",
-            &cert(3),
-            "--cert",
-            &cert(4),
-            "--key",
-            "a",
-            "--key",
-            "b",
-        ])
-        .ok()
-        .json();
-    assert_eq!(listed["status"], "committed", "{listed}");
-    cluster.wait_all_serve(listed["seq"].as_u64().unwrap());
 
     // Now the same certificate is refused before Raft sees the message:
     // the victim keeps its term and its leader.
@@ -931,4 +935,134 @@ fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member
     );
     // The real member, with its real key, still counts: the cluster commits.
     still_commits(&cluster, "after-forged-key");
+}
+
+/// `stele node` with node `id`'s certificate on fresh ports, run to its
+/// exit (it is expected to refuse to start); one still running after 20 s
+/// is killed, and counts as started.
+fn node_refusing_to_start(cluster: &Cluster, id: u64, data: &str, extra: &[&str]) -> common::Run {
+    let port = || format!("127.0.0.1:{}", common::cluster::free_port());
+    let stderr = cluster.path().join(format!("refusing-{id}.log"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
+        .args(["node", "--id", &id.to_string(), "--listen", &port()])
+        .args(["--peer-listen", &port(), "--http", &port()])
+        .args(cluster.node_tls_args(id))
+        .args(["--data", data])
+        .args(extra)
+        .env_remove("STELE_TLS_CA")
+        .env_remove("STELE_TLS_CERT")
+        .env_remove("STELE_TLS_KEY")
+        .current_dir(cluster.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    common::Run {
+        code,
+        stdout: String::new(),
+        stderr: std::fs::read_to_string(&stderr).unwrap(),
+    }
+}
+
+#[test]
+fn a_cluster_starts_only_from_the_genesis_its_nodes_were_started_with() {
+    let _one_at_a_time = serial();
+    let mut cluster = Cluster::start(3, &[]);
+    // A rival genesis naming the same nodes, with a trust set of the
+    // attacker's choosing (one key, one signature): what whoever reaches
+    // the port first would like the cluster to start from.
+    let mut rival = vec![
+        "--json",
+        "ledger",
+        "new",
+        "rival.l",
+        "--bundle",
+        "bundle",
+        "--approver",
+        "c.pub",
+        "--threshold",
+        "1",
+        "--key",
+        "c",
+    ];
+    let members: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("{}={},{}", n.id, n.addr, n.peer_addr))
+        .collect();
+    let certs: Vec<String> = (1..=3).map(|id| format!("tls/node-{id}.pem")).collect();
+    for (member, cert) in members.iter().zip(&certs) {
+        rival.extend(["--member", member, "--cert", cert]);
+    }
+    let rival_hash = stele(cluster.path(), &rival).ok().json()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Before the cluster starts: refused, and Raft does not start (no
+    // leader is elected).
+    let refused = cluster
+        .run(&["--json", "cluster", "init", "--genesis-file", "rival.l"])
+        .fails()
+        .json();
+    assert_eq!(refused["error"], "genesis_mismatch", "{refused}");
+    std::thread::sleep(Duration::from_secs(2));
+    for id in 1..=3 {
+        let status = cluster.status_of(id).unwrap();
+        assert!(status["leader"].is_null(), "Raft started: {status}");
+    }
+    // The right genesis starts it; again, it answers already_committed.
+    let started = cluster.genesis();
+    assert_eq!(
+        (started["status"].as_str(), started["initialized"].as_bool()),
+        (Some("committed"), Some(true)),
+        "{started}"
+    );
+    let again = cluster
+        .run(&["--json", "cluster", "init", "--genesis-file", "genesis.l"])
+        .ok()
+        .json();
+    assert_eq!(
+        (again["status"].as_str(), again["initialized"].as_bool()),
+        (Some("already_committed"), Some(false)),
+        "{again}"
+    );
+    // At an initialised node the rival is refused too, and nothing moves.
+    let refused = cluster
+        .run(&["--json", "cluster", "init", "--genesis-file", "rival.l"])
+        .fails()
+        .json();
+    assert_eq!(refused["error"], "genesis_mismatch", "{refused}");
+    let head = cluster.run(&["--json", "log"]).ok().json_lines();
+    assert_eq!(head.len(), 1);
+    assert_eq!(head[0]["hash"], cluster.genesis_hash.as_str());
+
+    // A node with an empty data directory and no --genesis does not start.
+    cluster.plan(7);
+    let unpinned = node_refusing_to_start(&cluster, 7, "empty", &[]);
+    assert_ne!(unpinned.code, 0);
+    assert!(unpinned.stderr.contains("--genesis"), "{}", unpinned.stderr);
+    // A node's store keeps its genesis: restarted with another, it refuses.
+    cluster.stop(3);
+    let moved = node_refusing_to_start(&cluster, 3, "node3", &["--genesis", &rival_hash]);
+    assert_ne!(moved.code, 0);
+    assert!(
+        moved.stderr.contains("never changes chains"),
+        "{}",
+        moved.stderr
+    );
+    cluster.launch(3, &[]);
+    still_commits(&cluster, "after-rival-genesis");
 }

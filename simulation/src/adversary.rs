@@ -16,7 +16,7 @@ use crate::workload::{Outcome, Workload};
 
 /// Runs one attack chosen by the seed.
 pub async fn attack(load: &mut Workload) {
-    match load.rng.gen_range(0..11) {
+    match load.rng.gen_range(0..13) {
         0 => replay(load).await,
         1 => fork(load).await,
         2 => forged_signature(load).await,
@@ -25,7 +25,8 @@ pub async fn attack(load: &mut Workload) {
         5 => rollback_digest_differs(load).await,
         6 => rotation_not_co_signed(load).await,
         7 | 8 => forged_raft(load).await,
-        _ => forged_snapshot(load).await,
+        9 | 10 => forged_snapshot(load).await,
+        _ => unapproved_membership(load).await,
     }
 }
 
@@ -134,6 +135,36 @@ async fn under_threshold(load: &mut Workload) {
     let keys = load.approvers(1);
     let version = load.book.next(&bundle, Kind::Update, None, "under", &keys);
     try_admit(load, "under-threshold", version, bundle).await;
+}
+
+/// A membership version that would make an outsider a voter, signed by
+/// nobody, by one approver of the two needed, or by two keys outside the
+/// trust set in force: membership must not change (the checkers prove it
+/// was never admitted, and that Raft's membership is the ledger's).
+async fn unapproved_membership(load: &mut Workload) {
+    let Some((head, _)) = load.book.head() else {
+        return;
+    };
+    let Some(set) = load.book.members() else {
+        return;
+    };
+    let mut members = set.members().to_vec();
+    let outsider = 9;
+    members.push(fixtures::member(outsider, stele_ledger::Role::Voter));
+    let new = stele_ledger::MemberSet::new(members).expect("a valid member set");
+    let bundle = load.book.bundle_of(head).expect("known").clone();
+    let trust = load.book.trust().expect("genesis is committed");
+    let mut other = load.keys.set(1 - load.keys.set_of(&trust));
+    other.truncate(2);
+    let (keys, attack) = match load.rng.gen_range(0..3) {
+        0 => (Vec::new(), "unsigned-membership"),
+        1 => (load.approvers(1), "under-threshold-membership"),
+        _ => (other, "outsider-membership"),
+    };
+    let mut version = load.book.next(&bundle, Kind::Membership, None, attack, &[]);
+    version.header = version.header.listing(new);
+    let version = fixtures::signed(version, &keys);
+    try_admit(load, attack, version, bundle).await;
 }
 
 /// A pending proposal approved again by the key that proposed it: still one

@@ -48,10 +48,43 @@ pub fn check(history: &History, ended: &Final) -> Vec<Violation> {
     every_answer_logged(history, ended, &mut found);
     no_adversarial_version(history, ended, &reference, &mut found);
     bounded_staleness(history, &mut found);
+    membership_follows_the_ledger(history, &reference, &mut found);
     if let Some(stuck) = &history.stuck {
         found.push(violation("liveness", stuck.clone()));
     }
     found
+}
+
+/// Membership changes only by signed versions: after healing, Raft's
+/// membership is the member set of the last committed genesis or
+/// `membership` version, every id with its role.
+fn membership_follows_the_ledger(
+    history: &History,
+    reference: &[Version],
+    found: &mut Vec<Violation>,
+) {
+    let Some(raft) = &history.raft_members else {
+        return;
+    };
+    let listed: BTreeMap<u64, bool> = reference
+        .iter()
+        .rev()
+        .find_map(|version| version.header.members.as_ref())
+        .map(|set| {
+            set.members()
+                .iter()
+                .map(|m| (m.id, m.role == stele_ledger::Role::Voter))
+                .collect()
+        })
+        .unwrap_or_default();
+    if *raft != listed {
+        found.push(violation(
+            "membership follows the ledger",
+            format!(
+                "after healing Raft's members (id, voter) are {raft:?}, and the last committed member set lists {listed:?}"
+            ),
+        ));
+    }
 }
 
 /// Invariant 5, as the decision log proves it: every node's log verifies

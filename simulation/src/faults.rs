@@ -58,7 +58,18 @@ pub struct Faults {
     /// Each node's "the power went" flag, read when its host restarts.
     power: BTreeMap<u64, Arc<AtomicBool>>,
     started: usize,
+    /// The leader last seen between a membership version's commit and the
+    /// end of Raft's change (a crash point is drawn once per such moment).
+    mid_change: Option<u64>,
+    crash_points: u32,
+    crash_points_on: bool,
 }
+
+/// How long a leader crashed at the membership crash point stays down.
+const CRASH_POINT_DOWN_MS: u64 = 3_000;
+/// At most this many crash points a run (a learner that cannot catch up
+/// keeps every leader mid-change, and each would be crashed in turn).
+const MAX_CRASH_POINTS: u32 = 2;
 
 fn pair(a: u64, b: u64) -> (u64, u64) {
     (a.min(b), a.max(b))
@@ -109,7 +120,16 @@ impl Faults {
             rng,
             power,
             started: 0,
+            mid_change: None,
+            crash_points: 0,
+            crash_points_on: false,
         }
+    }
+
+    /// Adds the crash point between a committed `membership` version and
+    /// the end of Raft's change.
+    pub fn crash_at_membership_changes(&mut self) {
+        self.crash_points_on = true;
     }
 
     /// How many faults started (a crash of a node already down does not).
@@ -151,6 +171,7 @@ impl Faults {
         for undo in ended {
             self.undo(sim, undo);
         }
+        self.crash_point(sim, now_ms, observed, history);
         while let Some((at, fault, lasts)) = self.plan.get(self.next).cloned()
             && at <= now_ms
         {
@@ -164,6 +185,44 @@ impl Faults {
                 .event(now_ms, format!("fault {text} for {lasts}ms"));
             self.active.push((now_ms + lasts, undo));
         }
+    }
+
+    /// The crash point between committing a `membership` version and
+    /// finishing the change it asks of Raft: half the times a leader is
+    /// seen there, it loses power, so that another leader must finish it.
+    fn crash_point(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        now_ms: u64,
+        observed: &Observed,
+        history: &Shared,
+    ) {
+        if !self.crash_points_on {
+            return;
+        }
+        let leader = observed.leader_mid_change();
+        let new = leader.is_some() && leader != self.mid_change;
+        self.mid_change = leader;
+        let Some(leader) = leader.filter(|_| new) else {
+            return;
+        };
+        if self.crash_points >= MAX_CRASH_POINTS || !self.rng.gen_bool(0.5) {
+            return;
+        }
+        self.down.insert(leader);
+        observed.forget(leader);
+        sim.crash(host(leader));
+        let undo = Undo::Restart(leader);
+        self.started += 1;
+        self.crash_points += 1;
+        history.lock().event(
+            now_ms,
+            format!("fault crash point: leader {leader} between a committed member set and Raft's change, for {CRASH_POINT_DOWN_MS}ms"),
+        );
+        history
+            .lock()
+            .count("crash point: leader mid membership change");
+        self.active.push((now_ms + CRASH_POINT_DOWN_MS, undo));
     }
 
     fn start(

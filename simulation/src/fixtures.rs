@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 
 use rand::Rng;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
 use stele_ledger::{
-    Authorship, BundleFiles, Hash, Head, Header, Kind, SecretKey, TrustSet, Version,
+    Authorship, BundleFiles, Hash, Head, Header, Kind, Member, MemberSet, Role, SecretKey,
+    TrustSet, Version,
 };
 
 use crate::history::Probe;
@@ -90,6 +92,37 @@ pub fn probe(rng: &mut StdRng) -> Probe {
         action: ACTIONS[rng.gen_range(0..ACTIONS.len())],
         level: rng.gen_range(0..10),
     }
+}
+
+/// The key node `id`'s certificate holds, as the ledger lists it.
+pub fn node_key(id: u64) -> Hash {
+    Hash::of_bytes(format!("stele-sim node key {id}").as_bytes())
+}
+
+/// Node `id` as a member set lists it.
+pub fn member(id: u64, role: Role) -> Member {
+    Member {
+        id,
+        role,
+        client: crate::net::addr(id),
+        peer: crate::net::peer_addr(id),
+        region: String::new(),
+        spki_sha256: node_key(id),
+    }
+}
+
+/// The run's genesis, from its seed alone (every node is started pinned
+/// to it): a bundle, approver set 0 (2 of 3) signing, and nodes
+/// 1..=`voters` as the voters.
+pub fn genesis(seed: u64, voters: u64) -> (Version, BundleFiles) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0067_656e_6573_6973);
+    let bundle = bundle(&mut rng);
+    let keys = Keys::from_seed(seed);
+    let members = MemberSet::new((1..=voters).map(|id| member(id, Role::Voter)).collect())
+        .expect("a valid member set");
+    let mut version = header(None, &bundle, Kind::Genesis, Some(keys.trust(0)), "genesis");
+    version.header = version.header.listing(members);
+    (signed(version, &keys.set(0)[..2]), bundle)
 }
 
 /// An unsigned version following `parent` (a genesis without one).
@@ -205,6 +238,13 @@ impl Book {
         }
         self.chain.extend(path.into_iter().rev());
         true
+    }
+
+    /// The member set in force at the head.
+    pub fn members(&self) -> Option<MemberSet> {
+        self.versions()
+            .filter_map(|(version, _)| version.header.members.clone())
+            .last()
     }
 
     /// The trust set in force at the head.

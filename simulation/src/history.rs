@@ -59,6 +59,10 @@ pub struct History {
     pub adversarial: BTreeMap<Hash, &'static str>,
     /// The cluster's members once it converged after healing.
     pub final_members: Vec<u64>,
+    /// Raft's membership after healing (node id, voter), as the node that
+    /// took the last write reports it: it must be the last committed
+    /// member set.
+    pub raft_members: Option<std::collections::BTreeMap<u64, bool>>,
     /// Violations seen as the run went, besides the checks at the end.
     pub live: Vec<crate::checkers::Violation>,
     /// A liveness failure after healing, if any.

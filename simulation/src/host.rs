@@ -3,7 +3,7 @@
 //! outlive the host (a crash or bounce restarts the software on the same
 //! "disk").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,6 +115,9 @@ struct RaftView {
     vote: Vote,
     /// The last log index, under the leader this node voted for.
     position: Option<LogId>,
+    /// Raft's membership is not (yet) the member set of the ledger this
+    /// node applied.
+    behind_ledger: bool,
 }
 
 impl Observed {
@@ -131,6 +134,17 @@ impl Observed {
             .map(|(_, id)| id)
     }
 
+    /// The leader (in the highest term), when its Raft membership is not
+    /// yet the member set its ledger committed: between a `membership`
+    /// version's commit and the end of the change it asks of Raft.
+    pub fn leader_mid_change(&self) -> Option<u64> {
+        let leader = self.leader()?;
+        self.lock()
+            .get(&leader)
+            .is_some_and(|view| view.behind_ledger)
+            .then_some(leader)
+    }
+
     /// Node `id`'s vote and log position.
     pub fn log_position(&self, id: u64) -> Option<(Vote, LogId)> {
         let view = *self.lock().get(&id)?;
@@ -142,7 +156,12 @@ impl Observed {
         self.lock().remove(&id);
     }
 
-    fn record(&self, id: u64, metrics: &openraft::RaftMetrics<u64, stele_store::MemberAddrs>) {
+    fn record(
+        &self,
+        id: u64,
+        metrics: &openraft::RaftMetrics<u64, stele_store::MemberAddrs>,
+        ledger: Option<&stele_ledger::MemberSet>,
+    ) {
         let voted = metrics.vote.leader_id();
         let position = match (metrics.last_log_index, voted.voted_for()) {
             (Some(last), Some(node)) if metrics.vote.is_committed() => Some(LogId::new(
@@ -155,9 +174,24 @@ impl Observed {
             leading_term: (metrics.state == ServerState::Leader).then_some(metrics.current_term),
             vote: metrics.vote,
             position,
+            behind_ledger: ledger.is_some_and(|set| !raft_is(set, metrics)),
         };
         self.lock().insert(id, view);
     }
+}
+
+/// Whether Raft's membership is exactly `set`: no joint configuration, the
+/// same nodes, the same voters.
+fn raft_is(
+    set: &stele_ledger::MemberSet,
+    metrics: &openraft::RaftMetrics<u64, stele_store::MemberAddrs>,
+) -> bool {
+    let membership = metrics.membership_config.membership();
+    let nodes: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    membership.get_joint_config().len() == 1
+        && nodes == set.members().iter().map(|m| m.id).collect()
+        && voters == set.voter_ids().collect()
 }
 
 pub fn config(id: u64, data_dir: PathBuf) -> NodeConfig {
@@ -221,6 +255,7 @@ pub async fn run(
     observed: Observed,
     history: Shared,
     logs: LogDir,
+    genesis: stele_ledger::Hash,
 ) -> turmoil::Result {
     observed.forget(id);
     if disk.power_lost.swap(false, Ordering::AcqRel) {
@@ -238,6 +273,7 @@ pub async fn run(
     }
     let data_dir = logs.node(id);
     let mut config = config(id, data_dir.clone());
+    config.genesis = Some(genesis);
     let boot = disk.boots.fetch_add(1, Ordering::Relaxed);
     config.decision_log = Some(decision_log(&data_dir, logs.seed, id, boot)?);
     let node = Node::start(
@@ -254,10 +290,12 @@ pub async fn run(
         held.push(log.clone());
     }
     let mut metrics = node.state.raft.metrics();
+    let published = node.state.published.clone();
     tokio::spawn(async move {
         while metrics.changed().await.is_ok() {
             let current = metrics.borrow_and_update().clone();
-            observed.record(id, &current);
+            let machine = published.machine();
+            observed.record(id, &current, machine.chain().members());
         }
     });
     let clients = net::incoming(net::PORT).await?;

@@ -48,6 +48,11 @@ pub struct SimConfig {
     pub duration: Duration,
     /// A deliberate defect to switch on (simulation builds only).
     pub defect: Option<String>,
+    /// Crash the leader between committing a `membership` version and
+    /// finishing Raft's change (twice at most). Off by default: a run with
+    /// them reproduces from its seed in a fresh process, not after other
+    /// runs in the same one (docs/SIMULATION.md).
+    pub crash_points: bool,
 }
 
 impl SimConfig {
@@ -58,6 +63,7 @@ impl SimConfig {
             voters: 3,
             duration: Duration::from_secs(60),
             defect: None,
+            crash_points: false,
         }
     }
 }
@@ -141,6 +147,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         root: Arc::new(log_root.path().to_path_buf()),
         seed,
     };
+    let genesis = fixtures::genesis(seed, config.voters).0.hash();
     for (&id, disk) in &disks {
         let (disk, observed, history) = (disk.clone(), observed.clone(), history.clone());
         let logs = logs.clone();
@@ -151,6 +158,7 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
                 observed.clone(),
                 history.clone(),
                 logs.clone(),
+                genesis,
             )
         });
     }
@@ -180,6 +188,9 @@ pub fn run(config: &SimConfig) -> Result<Report, String> {
         .map(|(&id, disk)| (id, disk.power_lost.clone()))
         .collect();
     let mut faults = Faults::plan(seed, config.nodes, config.duration, power);
+    if config.crash_points {
+        faults.crash_at_membership_changes();
+    }
     let mut failure = None;
     loop {
         match sim.step() {

@@ -34,9 +34,15 @@ struct Args {
     duration: Duration,
     /// Switch on a deliberate defect (simulation builds only, see
     /// scripts/sim): skip-parent-check, double-count-signer, serve-stale,
-    /// snapshot-regress.
+    /// snapshot-regress, log-wrong-version, ignore-member-set.
     #[arg(long, value_name = "NAME")]
     bug: Option<String>,
+    /// Also crash the leader between committing a membership version and
+    /// finishing Raft's change (twice at most): a cluster must finish it
+    /// under the next leader. Such a run reproduces from its seed in a
+    /// fresh process (as `--seed N` runs it).
+    #[arg(long)]
+    crash_points: bool,
     /// Print the whole event trace of a single seed.
     #[arg(long)]
     trace: bool,
@@ -84,6 +90,9 @@ fn reproduce(args: &Args, seed: u64) -> String {
     }
     if let Some(bug) = &args.bug {
         command += &format!(" --bug {bug}");
+    }
+    if args.crash_points {
+        command += " --crash-points";
     }
     command
 }
@@ -171,6 +180,7 @@ fn main() -> ExitCode {
             voters: args.voters,
             duration: args.duration,
             defect: args.bug.clone(),
+            crash_points: args.crash_points,
         };
         if let Ok(mut running) = running.lock() {
             *running = reproduce(&args, seed);

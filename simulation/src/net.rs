@@ -66,7 +66,9 @@ fn caller_of(stream: &turmoil::net::TcpStream) -> Caller {
             Role::ALL.into()
         },
         name: host,
-        spki_sha256: String::new(),
+        spki_sha256: node
+            .map(|id| crate::fixtures::node_key(id).to_hex())
+            .unwrap_or_default(),
     }))
 }
 

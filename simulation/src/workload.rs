@@ -12,11 +12,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use stele_client::Client;
-use stele_ledger::{BundleFiles, Hash, Kind, Proposal, Reason, Version};
-use stele_proto::v1::change_membership_request::Change;
+use stele_ledger::{BundleFiles, Hash, Kind, MemberSet, Proposal, Reason, Role, Version};
 use stele_proto::v1::{
-    AddLearnerRequest, Approval as WireApproval, ApproveRequest, ChangeMembershipRequest,
-    InitRequest, Member, ProposalState, ProposalStatus, StatusRequest,
+    Approval as WireApproval, ApproveRequest, BootstrapRequest, ProposalState, ProposalStatus,
+    StatusRequest,
 };
 
 use crate::adversary;
@@ -77,6 +76,7 @@ pub struct Workload {
     voting: Vec<u64>,
     voters: u64,
     membership: Vec<Step>,
+    seed: u64,
     duration_ms: u64,
     pub observed: crate::host::Observed,
 }
@@ -128,6 +128,7 @@ impl Workload {
             voting: (1..=voters).collect(),
             voters,
             membership,
+            seed,
             duration_ms: duration.as_millis() as u64,
             observed,
         })
@@ -147,16 +148,6 @@ impl Workload {
     /// The cluster's members now (voters and learners).
     pub fn current_members(&self) -> impl Iterator<Item = u64> + '_ {
         self.members.iter().copied()
-    }
-
-    /// The leader, as a member reports it.
-    async fn leader(&mut self) -> Option<u64> {
-        let (_, client) = self.any_client();
-        let status = client
-            .status(StatusRequest { local_only: true })
-            .await
-            .ok()?;
-        status.leader
     }
 
     pub async fn run(mut self, done: Arc<AtomicBool>) -> turmoil::Result {
@@ -186,35 +177,23 @@ impl Workload {
         Ok(())
     }
 
-    /// Initialises the cluster at node 1 and commits genesis.
+    /// Starts Raft at node 1 from the signed genesis every node is pinned
+    /// to, and commits it.
     async fn init(&mut self) {
-        let members: Vec<Member> = (1..=self.voters)
-            .map(|id| Member {
-                id,
-                addr: net::addr(id),
-                peer_addr: net::peer_addr(id),
-            })
-            .collect();
-        loop {
-            let request = InitRequest {
-                members: members.clone(),
-            };
-            match self.client(1).init(request).await {
-                Ok(_) => break,
-                Err(error) if error.code() == Some(tonic::Code::AlreadyExists) => {
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        let (genesis, bundle) = fixtures::genesis(self.seed, self.voters);
+        let request = BootstrapRequest {
+            genesis: Proposal {
+                version: genesis.clone(),
+                bundle: bundle.clone(),
             }
+            .encode()
+            .into_bytes(),
+        };
+        while self.client(1).bootstrap(request.clone()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.history
             .event(format!("init voters=1..={}", self.voters));
-        let bundle = fixtures::bundle(&mut self.rng);
-        let trust = self.keys.trust(0);
-        let genesis = fixtures::signed(
-            fixtures::header(None, &bundle, Kind::Genesis, Some(trust), "genesis"),
-            &self.keys.set(0)[..2],
-        );
         while self.book.head().is_none() {
             let (node, _) = self.any_client();
             let outcome = self.propose(node, &genesis, &bundle, true).await;
@@ -392,58 +371,57 @@ impl Workload {
         self.write("rotate", version, bundle).await;
     }
 
+    /// The next planned membership change, as a `membership` version
+    /// signed by two approvers: the only way membership changes.
     async fn change_membership(&mut self) {
         let Some(step) = self.membership.first().copied() else {
             return;
         };
-        let Some(node) = self.leader().await else {
+        let Some((head_seq, _)) = self.book.head() else {
             return;
         };
-        let client = self.client(node).clone();
-        let reply = match step {
-            Step::AddLearner(id) => {
-                client
-                    .add_learner(AddLearnerRequest {
-                        member: Some(Member {
-                            id,
-                            addr: net::addr(id),
-                            peer_addr: net::peer_addr(id),
-                        }),
-                    })
-                    .await
-            }
+        let Some(set) = self.book.members() else {
+            return;
+        };
+        let mut members = set.members().to_vec();
+        match step {
+            Step::AddLearner(id) => members.push(fixtures::member(id, Role::Learner)),
             Step::Promote(id) => {
-                client
-                    .change_membership(ChangeMembershipRequest {
-                        change: Some(Change::Promote(id)),
-                    })
-                    .await
+                for member in members.iter_mut().filter(|m| m.id == id) {
+                    member.role = Role::Voter;
+                }
             }
             Step::RemoveAVoter => {
-                let id = self.voting[self.rng.gen_range(0..self.voting.len())];
-                client
-                    .change_membership(ChangeMembershipRequest {
-                        change: Some(Change::Remove(id)),
-                    })
-                    .await
+                let voters: Vec<u64> = set.voter_ids().collect();
+                let id = voters[self.rng.gen_range(0..voters.len())];
+                members.retain(|m| m.id != id);
             }
+        }
+        let Ok(new) = MemberSet::new(members) else {
+            self.membership.remove(0);
+            return;
         };
-        let label = match &reply {
-            Ok(reply) => {
+        let bundle = self.book.bundle_of(head_seq).expect("known").clone();
+        let keys = self.approvers(2);
+        let mut version = self
+            .book
+            .next(&bundle, Kind::Membership, None, "membership", &[]);
+        version.header = version.header.listing(new.clone());
+        let version = fixtures::signed(version, &keys);
+        let outcome = self.write("membership", version, bundle).await;
+        // Whatever the answer said, the ledger decides (a timed-out write
+        // may have committed; `write` resynced the known head).
+        if let Some(set) = self.book.members() {
+            if set == new {
                 self.membership.remove(0);
-                let voters: Vec<u64> = reply.voters.iter().map(|m| m.id).collect();
-                self.members = voters.clone();
-                self.members.extend(reply.learners.iter().map(|m| m.id));
-                self.voting = voters.clone();
-                format!("ok voters={voters:?}")
             }
-            Err(error) => format!("failed {:?}", error.code().unwrap_or(tonic::Code::Unknown)),
-        };
-        self.history
-            .event(format!("membership {step:?} at node={node}: {label}"));
-        self.history.count(format!(
-            "membership: {}",
-            label.split(' ').next().unwrap_or_default()
+            self.members = set.members().iter().map(|m| m.id).collect();
+            self.voting = set.voter_ids().collect();
+        }
+        self.history.event(format!(
+            "membership {step:?}: {} voters={:?}",
+            outcome.label(),
+            self.voting
         ));
     }
 
@@ -475,6 +453,7 @@ impl Workload {
             ));
             return;
         };
+        self.raft_follows_the_ledger(node, healed).await;
         let members = self.members(node).await;
         let mut lagging: BTreeSet<u64> = members.iter().copied().collect();
         while !lagging.is_empty() && now_ms() < healed + CONVERGE_BOUND.as_millis() as u64 {
@@ -496,6 +475,41 @@ impl Workload {
             ));
         }
         history.event(now_ms(), format!("converged members={members:?} seq={seq}"));
+    }
+
+    /// Waits (within [`CONVERGE_BOUND`] of healing) until Raft's membership
+    /// at `node` is the last member set the ledger committed, and records
+    /// what it was last.
+    async fn raft_follows_the_ledger(&mut self, node: u64, healed: u64) {
+        let listed: std::collections::BTreeMap<u64, bool> = self
+            .book
+            .members()
+            .map(|set| {
+                set.members()
+                    .iter()
+                    .map(|m| (m.id, m.role == Role::Voter))
+                    .collect()
+            })
+            .unwrap_or_default();
+        loop {
+            let status = self
+                .client(node)
+                .status(StatusRequest { local_only: false })
+                .await;
+            if let Ok(status) = status {
+                let raft: std::collections::BTreeMap<u64, bool> =
+                    status.members.iter().map(|m| (m.id, m.voter)).collect();
+                let done = raft == listed;
+                self.history.lock().raft_members = Some(raft);
+                if done {
+                    return;
+                }
+            }
+            if now_ms() >= healed + CONVERGE_BOUND.as_millis() as u64 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The cluster's members, as `node` reports them.

@@ -138,6 +138,32 @@ mod defects {
     }
 
     #[test]
+    fn ignore_member_set_is_found() {
+        found_within("ignore-member-set", "membership follows the ledger", 3);
+    }
+
+    /// A leader crashed between committing a `membership` version and
+    /// finishing Raft's change leaves a cluster that finishes it: the
+    /// checker "membership follows the ledger" holds, and so does every
+    /// other. (In processes of their own: a crash point makes later runs in
+    /// the same process diverge from their seed, docs/SIMULATION.md.)
+    #[test]
+    fn a_leader_crashed_mid_membership_change_leaves_a_cluster_that_finishes_it() {
+        let mut crashed = 0;
+        for seed in 0..3 {
+            let output = Command::new(env!("CARGO_BIN_EXE_stele-sim"))
+                .args(["--seed", &seed.to_string(), "--duration", "30s"])
+                .args(["--crash-points", "--trace"])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "seed {seed}: {stdout}");
+            crashed += stdout.matches("fault crash point: leader").count();
+        }
+        assert!(crashed > 0, "no leader was crashed mid-change");
+    }
+
+    #[test]
     fn an_unknown_defect_is_refused_by_name() {
         let error = super::run(&super::config(0, 20, Some("no-such-bug")))
             .err()

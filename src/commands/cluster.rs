@@ -1,41 +1,25 @@
 //! `stele cluster init|status|add-learner|promote|remove`.
 
-use serde_json::json;
-use stele_node::members::{check_member, check_members};
-use stele_proto::v1::{
-    AddLearnerRequest, ChangeMembershipRequest, InitRequest, Member, MemberStatus,
-    MembershipResponse, StatusRequest, StatusResponse, change_membership_request,
-};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use super::membership::{self, Edit};
-use crate::cli::{ClusterCommand, MembershipChange, Remote};
-use crate::failure::{Failure, Result};
+use serde_json::json;
+use stele_ledger::{Ledger, Proposal};
+use stele_proto::v1::{BootstrapRequest, MemberStatus, StatusRequest, StatusResponse};
+
+use super::membership::{self, Edit, parse_member};
+use crate::cli::ClusterCommand;
+use crate::failure::{Code, Failure, Result};
 use crate::output::Output;
-use crate::remote::{call, client, connect};
+use crate::remote::{call, client, connect, retrying_write};
 
 pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
     match command {
         ClusterCommand::Init {
-            members,
+            genesis_file,
             endpoint,
             timeout,
-        } => {
-            let members = members
-                .iter()
-                .map(|m| parse_member(m))
-                .collect::<Result<Vec<_>>>()?;
-            check_members(
-                members
-                    .iter()
-                    .map(|m| (m.id, m.addr.as_str(), m.peer_addr.as_str())),
-            )
-            .map_err(|e| Failure::usage(e.to_string()))?;
-            let endpoint = endpoint.unwrap_or_else(|| members[0].addr.clone());
-            let client = connect(&endpoint, timeout)?;
-            let reply = call(client.init(InitRequest { members }))?;
-            print_membership(out, &reply, "initialized");
-            Ok(())
-        }
+        } => init(out, &genesis_file, endpoint, timeout),
         ClusterCommand::Status { remote } => {
             let client = client(&remote)?;
             let status = call(client.status(StatusRequest { local_only: false }))?;
@@ -49,73 +33,124 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
             remote,
         } => {
             let member = parse_member(&member)?;
-            if !change.keys.is_empty() {
-                let edit = Edit::AddLearner {
-                    id: member.id,
-                    client: member.addr,
-                    peer: member.peer_addr,
-                    region,
-                };
-                return membership::propose(out, &remote, change, edit);
-            }
-            if !region.is_empty() {
-                return Err(Failure::usage(
-                    "--region is recorded in the ledger: it needs --key (a signed membership version)",
-                ));
-            }
-            unsigned_only(&change)?;
-            let client = client(&remote)?;
-            let reply = call(client.add_learner(AddLearnerRequest {
-                member: Some(member),
-            }))?;
-            print_membership(out, &reply, "learner added");
-            Ok(())
+            let edit = Edit::AddLearner {
+                id: member.id,
+                client: member.client,
+                peer: member.peer,
+                region,
+            };
+            membership::propose(out, &remote, change, edit)
         }
-        ClusterCommand::Promote { id, change, remote } => voter_change(
-            out,
-            &remote,
-            change,
-            Edit::Promote(id),
-            change_membership_request::Change::Promote(id),
-            "promoted",
-        ),
-        ClusterCommand::Remove { id, change, remote } => voter_change(
-            out,
-            &remote,
-            change,
-            Edit::Remove(id),
-            change_membership_request::Change::Remove(id),
-            "removed",
-        ),
+        ClusterCommand::Promote { id, change, remote } => {
+            membership::propose(out, &remote, change, Edit::Promote(id))
+        }
+        ClusterCommand::Remove { id, change, remote } => {
+            membership::propose(out, &remote, change, Edit::Remove(id))
+        }
     }
 }
 
-/// `promote` or `remove`: a signed membership version with --key, the
-/// unsigned Admin call without.
-fn voter_change(
-    out: Output,
-    remote: &Remote,
-    signing: MembershipChange,
-    edit: Edit,
-    unsigned: change_membership_request::Change,
-    what: &str,
-) -> Result<()> {
-    if !signing.keys.is_empty() {
-        return membership::propose(out, remote, signing, edit);
+/// `cluster init --genesis-file F`: Raft starts at one of the genesis's
+/// voters with the voters it lists, then the genesis commits. Each step is
+/// idempotent, so a crash between them is mended by running it again; and
+/// every node accepts only the genesis it was started with (--genesis), so
+/// the moment between them is no window for anyone else's.
+fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -> Result<()> {
+    let genesis = read_genesis(path)?;
+    let members = genesis.version.header.members.as_ref().ok_or_else(|| {
+        Failure::usage(format!(
+            "{}: this genesis names no members, and a cluster starts only from one that does: make it with `stele ledger new ... --member ID=ADDR,PEER --cert node-ID.pem` (each voter)",
+            path.display()
+        ))
+    })?;
+    let endpoint = match endpoint {
+        Some(endpoint) => endpoint,
+        None => members
+            .voter_ids()
+            .find_map(|id| members.get(id))
+            .map(|m| m.client.clone())
+            .expect("a member set has a voter"),
+    };
+    let hash = genesis.version.hash();
+    let client = connect(&endpoint, timeout)?;
+    let started = call(client.bootstrap(BootstrapRequest {
+        genesis: genesis.encode().into_bytes(),
+    }))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = call(client.status(StatusRequest { local_only: true }))?;
+        if status.leader.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                Code::Timeout,
+                format!(
+                    "Raft started, but no leader was elected within {timeout:?}: start the other voters (with --genesis {hash}), then run this again"
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    unsigned_only(&signing)?;
-    change(out, remote, unsigned, what)
-}
-
-/// Refuses the flags of a signed membership version on the unsigned Admin
-/// call, rather than dropping them.
-fn unsigned_only(change: &MembershipChange) -> Result<()> {
-    if !change.certs.is_empty() || change.message.is_some() || change.author.is_some() {
-        return Err(Failure::usage(
-            "--cert, --message and --author belong to a signed membership version: add --key",
-        ));
-    }
+    let status = retrying_write(|| client.submit(&genesis, true))?;
+    let committed = super::writes::state_name(&status);
+    let value = json!({
+        "genesis": hash.to_hex(),
+        "initialized": started.initialized,
+        "voters": started.voters,
+        "status": committed,
+        "seq": status.seq,
+    });
+    out.result(&value, || {
+        let raft = match started.initialized {
+            true => "Raft initialized",
+            false => "Raft was already initialized",
+        };
+        let voters: Vec<String> = started.voters.iter().map(u64::to_string).collect();
+        format!(
+            "{raft} with voters {}; genesis {hash} {}",
+            voters.join(", "),
+            match committed {
+                "committed" => "committed as seq 1",
+                _ => "was already committed",
+            }
+        )
+    });
     Ok(())
+}
+
+/// The genesis in `path`: the first version of a ledger file, or a genesis
+/// proposal file; checked here as a verifier would (M signatures of the
+/// trust set it declares, the bundle its digest names).
+fn read_genesis(path: &Path) -> Result<Proposal> {
+    let bytes = crate::files::read_limited(path, crate::ledger_files::MAX_LEDGER_FILE_BYTES)?;
+    let proposal = match Proposal::decode(&bytes) {
+        Ok(proposal) => proposal,
+        Err(_) => {
+            let ledger = crate::ledger_files::decode_ledger(path, &bytes)?;
+            let (version, bundle) = ledger.entries().next().ok_or_else(|| {
+                Failure::usage(format!("{}: the ledger holds no version", path.display()))
+            })?;
+            Proposal {
+                version: version.clone(),
+                bundle: bundle.clone(),
+            }
+        }
+    };
+    let mut check = Ledger::new();
+    check
+        .submit(
+            proposal.version.clone(),
+            proposal.bundle.clone(),
+            &stele_policy::admission_check,
+        )
+        .map_err(|e| {
+            Failure::usage(format!(
+                "{}: not an admissible genesis: {e}",
+                path.display()
+            ))
+        })?;
+    Ok(proposal)
 }
 
 fn status_json(status: &StatusResponse) -> serde_json::Value {
@@ -183,68 +218,4 @@ fn member_text(m: &MemberStatus) -> String {
         ));
     }
     text
-}
-
-fn change(
-    out: Output,
-    remote: &Remote,
-    change: change_membership_request::Change,
-    what: &str,
-) -> Result<()> {
-    let client = client(remote)?;
-    let reply = call(client.change_membership(ChangeMembershipRequest {
-        change: Some(change),
-    }))?;
-    print_membership(out, &reply, what);
-    Ok(())
-}
-
-fn parse_member(text: &str) -> Result<Member> {
-    let shape =
-        "a member is ID=HOST:PORT,PEER_HOST:PEER_PORT (its client address, then its peer address)";
-    let (id, addrs) = text
-        .split_once('=')
-        .ok_or_else(|| Failure::usage(format!("{text:?}: {shape}")))?;
-    let (addr, peer_addr) = addrs
-        .split_once(',')
-        .ok_or_else(|| Failure::usage(format!("{text:?}: {shape}")))?;
-    let id: u64 =
-        id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
-            Failure::usage(format!("{text:?}: the id must be a positive integer"))
-        })?;
-    check_member(id, addr, peer_addr).map_err(|e| Failure::usage(e.to_string()))?;
-    Ok(Member {
-        id,
-        addr: addr.to_string(),
-        peer_addr: peer_addr.to_string(),
-    })
-}
-
-fn print_membership(out: Output, membership: &MembershipResponse, what: &str) {
-    let list = |members: &[Member]| -> Vec<serde_json::Value> {
-        members
-            .iter()
-            .map(|m| json!({"id": m.id, "addr": m.addr, "peer_addr": m.peer_addr}))
-            .collect()
-    };
-    let value =
-        json!({ "voters": list(&membership.voters), "learners": list(&membership.learners) });
-    out.result(&value, || {
-        let names = |members: &[Member]| {
-            members
-                .iter()
-                .map(|m| format!("{}={},{}", m.id, m.addr, m.peer_addr))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(
-            "{what}; voters: {}; learners: {}",
-            names(&membership.voters),
-            if membership.learners.is_empty() {
-                "none".into()
-            } else {
-                names(&membership.learners)
-            }
-        )
-    });
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stele_client::Client;
-use stele_ledger::{Approver, Proposal, SecretKey, TrustSet};
-use stele_proto::v1::{InitRequest, Member, StatusRequest};
+use stele_ledger::{Approver, Hash, Member, MemberSet, Proposal, Role, SecretKey, TrustSet};
+use stele_proto::v1::{BootstrapRequest, StatusRequest};
 
 use super::certs;
 use super::keygen::{public_path, write_key_pair};
@@ -81,6 +81,8 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
     let peer_addrs: Vec<String> = (0..NODES)
         .map(|i| format!("127.0.0.1:{}", args.base_port as u64 + PEER_PORT_OFFSET + i))
         .collect();
+    let genesis = genesis(&dir, &tls, &keys, &addrs, &peer_addrs)?;
+    let genesis_hash = genesis.version.hash();
     let mut nodes = Nodes(Vec::new());
     for i in 0..NODES as usize {
         let ports = Ports {
@@ -88,7 +90,14 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
             peer: &peer_addrs[i],
             http: &http_addrs[i],
         };
-        let node = spawn_node(&exe, &dir, i as u64 + 1, &ports, args.no_decision_log)?;
+        let node = spawn_node(
+            &exe,
+            &dir,
+            i as u64 + 1,
+            &ports,
+            &genesis_hash,
+            args.no_decision_log,
+        )?;
         nodes.0.push(node);
     }
     let transport = operator_transport(&tls)?;
@@ -100,8 +109,8 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
         for (i, client) in clients.iter().enumerate() {
             wait_until_up(client, &mut nodes, i, &dir).await?;
         }
-        bootstrap(&clients[0], &addrs, &peer_addrs).await?;
-        ensure_genesis(&clients[0], &keys).await?;
+        bootstrap(&clients[0], &genesis).await?;
+        ensure_genesis(&clients[0], &genesis).await?;
         wait_all_serving(&clients).await
     })?;
     let env_file = write_env(&dir, &tls, &addrs[0])?;
@@ -233,6 +242,7 @@ fn spawn_node(
     dir: &Path,
     id: u64,
     ports: &Ports,
+    genesis: &Hash,
     no_decision_log: bool,
 ) -> Result<Child> {
     let tls = dir.join("tls");
@@ -261,6 +271,7 @@ fn spawn_node(
         .arg(tls.join(format!("node-{id}.pem")))
         .arg("--tls-key")
         .arg(tls.join(format!("node-{id}.key")))
+        .args(["--genesis", &genesis.to_hex()])
         .args(no_decision_log.then_some("--no-decision-log"))
         .arg("--data")
         .arg(dir.join(format!("node{id}")))
@@ -317,24 +328,14 @@ async fn wait_until_up(client: &Client, nodes: &mut Nodes, index: usize, dir: &P
     .await
 }
 
-/// Initializes the cluster (a cluster that already is answers
-/// `already_exists`, which is fine) and waits for a leader.
-async fn bootstrap(client: &Client, addrs: &[String], peer_addrs: &[String]) -> Result<()> {
-    let members = addrs
-        .iter()
-        .zip(peer_addrs)
-        .enumerate()
-        .map(|(i, (addr, peer_addr))| Member {
-            id: i as u64 + 1,
-            addr: addr.clone(),
-            peer_addr: peer_addr.clone(),
+/// Starts Raft from the genesis (a cluster that already started answers
+/// `initialized: false`, which is fine) and waits for a leader.
+async fn bootstrap(client: &Client, genesis: &Proposal) -> Result<()> {
+    client
+        .bootstrap(BootstrapRequest {
+            genesis: genesis.encode().into_bytes(),
         })
-        .collect();
-    if let Err(error) = client.init(InitRequest { members }).await
-        && error.code() != Some(tonic::Code::AlreadyExists)
-    {
-        return Err(error.into());
-    }
+        .await?;
     poll_until(
         "no leader was elected (if DIR was created with another --base-port, use that one or a new --dir)",
         async || {
@@ -345,21 +346,27 @@ async fn bootstrap(client: &Client, addrs: &[String], peer_addrs: &[String]) -> 
     .await
 }
 
-/// The zero-trust example as genesis, approvers 1–3 (2 of 3), signed by 1 and 2.
-async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
-    // Right after startup, leadership may still move between nodes (they
-    // are busy loading a large ledger): wait out "no leader" answers.
-    let head = poll_until(
-        "no leader stayed long enough to read the ledger",
-        async || match client.cluster_head().await {
-            Ok(head) => Ok(Some(head)),
-            Err(error) if error.code() == Some(tonic::Code::Unavailable) => Ok(None),
-            Err(error) => Err(error.into()),
-        },
-    )
-    .await?;
-    if head.is_some() {
-        return Ok(());
+/// DIR/genesis.json, made on the first run: the zero-trust example,
+/// approvers 1–3 (2 of 3), signed by 1 and 2, and the three nodes as its
+/// voters with their certificates' keys. Every node accepts only this
+/// genesis (`--genesis`).
+fn genesis(
+    dir: &Path,
+    tls: &Path,
+    keys: &[PathBuf],
+    addrs: &[String],
+    peer_addrs: &[String],
+) -> Result<Proposal> {
+    let path = dir.join("genesis.json");
+    if path.exists() {
+        return crate::ledger_files::load_proposal(&path);
+    }
+    if dir.join("node1").exists() {
+        return Err(Failure::usage(format!(
+            "{} was made by an older stele, whose genesis named no members (it has nodes but no genesis.json): delete it (`rm -rf {}`) or give another --dir",
+            dir.display(),
+            dir.display()
+        )));
     }
     let secrets: Vec<SecretKey> = keys
         .iter()
@@ -374,17 +381,56 @@ async fn ensure_genesis(client: &Client, keys: &[PathBuf]) -> Result<()> {
         )
     });
     let trust = TrustSet::named(named.collect(), 2).expect("three distinct, named keys");
+    let certificates: Vec<PathBuf> = (1..=NODES)
+        .map(|id| tls.join(format!("node-{id}.pem")))
+        .collect();
+    let keys_of = super::membership::read_certificates(&certificates)?;
+    let mut members = Vec::new();
+    for (i, (addr, peer)) in addrs.iter().zip(peer_addrs).enumerate() {
+        let id = i as u64 + 1;
+        members.push(Member {
+            id,
+            role: Role::Voter,
+            client: addr.clone(),
+            peer: peer.clone(),
+            region: String::new(),
+            spki_sha256: keys_of[&id],
+        });
+    }
+    let members = MemberSet::new(members).map_err(|e| Failure::usage(e.to_string()))?;
     let bundle = zero_trust();
     let about = About {
         message: "genesis: the zero-trust example".into(),
         author: None,
-        expires_in: Some(std::time::Duration::from_secs(3600)),
+        // Written to a file this run commits, or the next one resumes.
+        expires_in: None,
     };
     let version = signed(
-        genesis_header(&bundle, trust, &about, &secrets[..2])?,
+        genesis_header(&bundle, trust, Some(members), &about, &secrets[..2])?,
         &secrets[..2],
     );
-    client.submit(&Proposal { version, bundle }, true).await?;
+    let proposal = Proposal { version, bundle };
+    crate::files::create_new(&path, proposal.encode().as_bytes(), 0o644)?;
+    Ok(proposal)
+}
+
+/// Commits the genesis unless the cluster has it already.
+async fn ensure_genesis(client: &Client, genesis: &Proposal) -> Result<()> {
+    // Right after startup, leadership may still move between nodes (they
+    // are busy loading a large ledger): wait out "no leader" answers.
+    let head = poll_until(
+        "no leader stayed long enough to read the ledger",
+        async || match client.cluster_head().await {
+            Ok(head) => Ok(Some(head)),
+            Err(error) if error.code() == Some(tonic::Code::Unavailable) => Ok(None),
+            Err(error) => Err(error.into()),
+        },
+    )
+    .await?;
+    if head.is_some() {
+        return Ok(());
+    }
+    client.submit(genesis, true).await?;
     Ok(())
 }
 

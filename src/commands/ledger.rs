@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::json;
 use stele_ledger::{
     Admitted, Approver, Authorship, BundleFiles, Hash, Head, Header, Kind, Ledger, LedgerFileError,
-    PublicKey, Reason, Rejection, SecretKey, TrustSet, Version, export, structural_only,
+    MemberSet, PublicKey, Reason, Rejection, SecretKey, TrustSet, Version, export, structural_only,
 };
 use stele_policy::{admission_check, check_ledger_bundles, load_dir};
 
@@ -27,6 +27,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             approvers,
             contacts,
             threshold,
+            members,
             keys,
             message,
             author,
@@ -49,7 +50,8 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                         // Written straight into the file: nothing to expire.
                         expires_in: None,
                     };
-                    let header = genesis_header(&files, trust, &about, &keys)?;
+                    let members = super::membership::genesis_members(&members)?;
+                    let header = genesis_header(&files, trust, members, &about, &keys)?;
                     let mut version = Version::unsigned(header);
                     sign_all(&mut version, &keys);
                     (version, files)
@@ -247,14 +249,17 @@ fn expiring(header: Header, about: &About) -> Header {
 pub fn genesis_header(
     files: &BundleFiles,
     trust: TrustSet,
+    members: Option<MemberSet>,
     about: &About,
     keys: &[SecretKey],
 ) -> Result<Header> {
     let author = author_for(&[&trust], &public(keys), about.author.as_deref())?;
-    Ok(expiring(
-        Header::genesis(files.digest(), trust, authorship(about, author)),
-        about,
-    ))
+    let header = Header::genesis(files.digest(), trust, authorship(about, author));
+    let header = match members {
+        Some(members) => header.listing(members),
+        None => header,
+    };
+    Ok(expiring(header, about))
 }
 
 /// The bundle a rollback to `to_seq` must carry.

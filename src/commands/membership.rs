@@ -11,7 +11,7 @@ use stele_proto::v1::StatusRequest;
 
 use super::ledger::{header_on, signed};
 use super::writes::{head, in_force, send_new};
-use crate::cli::{About, MembershipChange, Remote};
+use crate::cli::{About, GenesisMembers, MembershipChange, Remote};
 use crate::failure::{Failure, Result};
 use crate::files::load_secret_keys;
 use crate::ledger_files::author_for;
@@ -72,8 +72,95 @@ pub fn propose(out: Output, remote: &Remote, change: MembershipChange, edit: Edi
     send_new(out, &client, signed(header, &keys), files)
 }
 
+/// A node as `--member` or `add-learner` gives it.
+pub struct NewMember {
+    pub id: u64,
+    pub client: String,
+    pub peer: String,
+}
+
+/// `ID=HOST:PORT,PEER_HOST:PEER_PORT`.
+pub fn parse_member(text: &str) -> Result<NewMember> {
+    let shape =
+        "a member is ID=HOST:PORT,PEER_HOST:PEER_PORT (its client address, then its peer address)";
+    let (id, addrs) = text
+        .split_once('=')
+        .ok_or_else(|| Failure::usage(format!("{text:?}: {shape}")))?;
+    let (client, peer) = addrs
+        .split_once(',')
+        .ok_or_else(|| Failure::usage(format!("{text:?}: {shape}")))?;
+    let id: u64 =
+        id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+            Failure::usage(format!("{text:?}: the id must be a positive integer"))
+        })?;
+    stele_node::members::check_member(id, client, peer)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(NewMember {
+        id,
+        client: client.to_string(),
+        peer: peer.to_string(),
+    })
+}
+
+/// The member set a genesis declares (`--member`, `--cert`, `--region`):
+/// every member a voter, with its certificate's key. `None` without
+/// `--member`.
+pub fn genesis_members(args: &GenesisMembers) -> Result<Option<MemberSet>> {
+    if args.members.is_empty() {
+        if !args.certs.is_empty() || !args.regions.is_empty() {
+            return Err(Failure::usage(
+                "--cert and --region describe members: list each with --member ID=ADDR,PEER",
+            ));
+        }
+        return Ok(None);
+    }
+    let fingerprints = read_certificates(&args.certs)?;
+    let mut regions = BTreeMap::new();
+    for text in &args.regions {
+        let (id, region) = text
+            .split_once('=')
+            .and_then(|(id, region)| Some((id.parse::<u64>().ok()?, region)))
+            .ok_or_else(|| Failure::usage(format!("--region {text:?}: expected ID=TEXT")))?;
+        regions.insert(id, region.to_string());
+    }
+    let mut members = Vec::new();
+    for text in &args.members {
+        let member = parse_member(text)?;
+        let spki_sha256 = *fingerprints.get(&member.id).ok_or_else(|| {
+            Failure::usage(format!(
+                "give node {}'s certificate with --cert: the genesis lists the key each node holds",
+                member.id
+            ))
+        })?;
+        members.push(Member {
+            id: member.id,
+            role: Role::Voter,
+            client: member.client,
+            peer: member.peer,
+            region: regions.remove(&member.id).unwrap_or_default(),
+            spki_sha256,
+        });
+    }
+    if let Some(id) = fingerprints
+        .keys()
+        .find(|id| !members.iter().any(|m| m.id == **id))
+    {
+        return Err(Failure::usage(format!(
+            "--cert names node {id}, which no --member lists"
+        )));
+    }
+    if let Some(id) = regions.keys().next() {
+        return Err(Failure::usage(format!(
+            "--region names node {id}, which no --member lists"
+        )));
+    }
+    MemberSet::new(members)
+        .map(Some)
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
 /// The node id and key fingerprint each certificate names.
-fn read_certificates(paths: &[std::path::PathBuf]) -> Result<BTreeMap<u64, Hash>> {
+pub fn read_certificates(paths: &[std::path::PathBuf]) -> Result<BTreeMap<u64, Hash>> {
     let mut fingerprints = BTreeMap::new();
     for path in paths {
         let pem = std::fs::read_to_string(path).map_err(|e| {

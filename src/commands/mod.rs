@@ -32,7 +32,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ledger(command) => ledger::run(out, command),
         Command::Node(args) => node::run(args),
         Command::Cluster(command) => cluster::run(out, command),
-        Command::Genesis(args) => writes::genesis(out, args),
         Command::Propose(args) => writes::propose(out, args),
         Command::Approve(args) => writes::approve(out, args),
         Command::Submit(args) => writes::submit(out, args),

@@ -18,7 +18,7 @@ use crate::output::Output;
 
 pub fn run(out: Output, command: ProposalCommand) -> Result<()> {
     match command {
-        ProposalCommand::New(args) => new(out, args),
+        ProposalCommand::New(args) => new(out, *args),
         ProposalCommand::Sign { proposal, signing } => sign(out, &proposal, &signing.keys),
         ProposalCommand::Show { proposal, ledger } => show(out, &proposal, ledger.as_deref()),
     }
@@ -44,6 +44,10 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
     let declares_trust = matches!(args.kind, ProposalKind::Genesis | ProposalKind::Rotate);
     refuse(!declares_trust && !args.approvers.is_empty(), "--approver")?;
     refuse(!declares_trust && args.threshold.is_some(), "--threshold")?;
+    refuse(
+        args.kind != ProposalKind::Genesis && !args.members.members.is_empty(),
+        "--member (only a genesis lists members; later, `stele cluster add-learner`)",
+    )?;
     refuse(
         args.kind != ProposalKind::Rollback && args.to.is_some(),
         "--to",
@@ -79,7 +83,8 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
             )?;
             let files = bundle()?;
             let trust = trust_set(&args.approvers, &args.contacts, args.threshold)?;
-            let header = genesis_header(&files, trust, &args.about, &[])?;
+            let members = super::membership::genesis_members(&args.members)?;
+            let header = genesis_header(&files, trust, members, &args.about, &[])?;
             Proposal {
                 version: Version::unsigned(header),
                 bundle: files,

@@ -1,4 +1,4 @@
-//! `stele genesis|propose|approve|submit|rollback|rotate`: writes to a cluster. Each
+//! `stele propose|approve|submit|rollback|rotate`: writes to a cluster. Each
 //! builds and signs a version here (keys never leave this machine) and sends
 //! it to one node, which forwards it to the leader.
 
@@ -10,33 +10,13 @@ use stele_ledger::{
 use stele_policy::load_dir;
 use stele_proto::v1::{ApproveRequest, ListVersionsRequest, ProposalStatus};
 
-use super::ledger::{genesis_header, header_on, signed, trust_set};
-use crate::cli::{
-    About, ApproveArgs, GenesisArgs, ProposeArgs, RollbackArgs, RotateArgs, SubmitArgs,
-};
+use super::ledger::{header_on, signed, trust_set};
+use crate::cli::{About, ApproveArgs, ProposeArgs, RollbackArgs, RotateArgs, SubmitArgs};
 use crate::failure::{Code, Failure, Result};
 use crate::files::load_secret_keys;
 use crate::ledger_files::{author_for, load_proposal};
 use crate::output::Output;
 use crate::remote::{call, client, retrying_write};
-
-pub fn genesis(out: Output, args: GenesisArgs) -> Result<()> {
-    let files = load_dir(&args.bundle)?;
-    let trust = trust_set(
-        &args.trust.approvers,
-        &args.trust.contacts,
-        Some(args.trust.threshold),
-    )?;
-    let about = About {
-        message: args.message,
-        author: args.author,
-        expires_in: Some(args.expires_in),
-    };
-    let keys = load_secret_keys(&args.signing.keys)?;
-    let version = signed(genesis_header(&files, trust, &about, &keys)?, &keys);
-    let client = client(&args.remote)?;
-    send_new(out, &client, version, files)
-}
 
 pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
     let files = load_dir(&args.bundle)?;
@@ -202,7 +182,7 @@ pub(crate) fn head(client: &Client) -> Result<Head> {
     call(client.cluster_head())?.ok_or_else(|| {
         Failure::new(
             Code::EmptyLedger,
-            "the cluster has no genesis yet; run `stele genesis` first",
+            "the cluster has no genesis yet; start it with `stele cluster init --genesis-file FILE`",
         )
     })
 }
@@ -224,7 +204,7 @@ fn send(out: Output, client: &Client, proposal: Proposal, commit_only: bool) -> 
     Ok(())
 }
 
-fn state_name(status: &ProposalStatus) -> &'static str {
+pub(crate) fn state_name(status: &ProposalStatus) -> &'static str {
     match stele_proto::v1::ProposalState::try_from(status.state) {
         Ok(stele_proto::v1::ProposalState::Pending) => "pending",
         Ok(stele_proto::v1::ProposalState::Committed) => "committed",

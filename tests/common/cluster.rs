@@ -65,12 +65,19 @@ pub struct Cluster {
     /// Nodes and clients run with `--insecure-plaintext` (the benchmarks'
     /// baseline for what TLS costs); otherwise mutual TLS.
     pub plaintext: bool,
+    /// The genesis every node is started with (`--genesis`), in
+    /// DIR/genesis.l: the example bundle, approvers a, b, c (2 of 3), and
+    /// the first nodes as its voters.
+    pub genesis_hash: String,
+    /// Addresses chosen for nodes not launched yet: (client, peer, http).
+    planned: Vec<(u64, String, String, String)>,
 }
 
 impl Cluster {
-    /// Starts `count` voters, initializes the cluster and waits for a
-    /// leader. Approver keys a, b, c (2 of 3) and the example bundle are in
-    /// the cluster's directory.
+    /// Starts `count` nodes, each accepting only the genesis DIR/genesis.l
+    /// (whose voters they are); `genesis()` starts Raft and commits it.
+    /// Approver keys a, b, c (2 of 3) and the example bundle are in the
+    /// cluster's directory.
     pub fn start(count: u64, extra: &[&str]) -> Cluster {
         Cluster::start_with(count, extra, false)
     }
@@ -98,22 +105,61 @@ impl Cluster {
             dir,
             nodes: Vec::new(),
             plaintext,
+            genesis_hash: String::new(),
+            planned: Vec::new(),
         };
+        let mut args: Vec<String> = ["--json", "ledger", "new", "genesis.l"]
+            .iter()
+            .chain(GENESIS_ARGS)
+            .map(|s| s.to_string())
+            .collect();
+        for id in 1..=count {
+            let (addr, peer) = cluster.plan(id);
+            args.extend([
+                "--member".into(),
+                format!("{id}={addr},{peer}"),
+                "--cert".into(),
+                format!("tls/node-{id}.pem"),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let made = stele(cluster.path(), &args).ok().json();
+        cluster.genesis_hash = made["hash"].as_str().unwrap().to_string();
         for id in 1..=count {
             cluster.launch(id, extra);
         }
-        let members: Vec<String> = cluster
-            .nodes
-            .iter()
-            .map(|n| format!("{}={},{}", n.id, n.addr, n.peer_addr))
-            .collect();
-        let mut args = vec!["cluster", "init"];
-        for member in &members {
-            args.extend(["--member", member]);
-        }
-        cluster.run(&args).ok();
-        cluster.wait_for_leader();
         cluster
+    }
+
+    /// Node `id`'s client and peer addresses, chosen now (and its
+    /// certificate issued) so that a membership can list them before it
+    /// runs; `launch` uses them.
+    pub fn plan(&mut self, id: u64) -> (String, String) {
+        if let Some(node) = self.nodes.iter().find(|n| n.id == id) {
+            return (node.addr.clone(), node.peer_addr.clone());
+        }
+        if let Some((_, addr, peer, _)) = self.planned.iter().find(|p| p.0 == id) {
+            return (addr.clone(), peer.clone());
+        }
+        let tls = self.tls();
+        if !tls.join(format!("node-{id}.pem")).exists() {
+            stele(
+                self.path(),
+                &[
+                    "certs",
+                    "node",
+                    "tls",
+                    "--id",
+                    &id.to_string(),
+                    "--host",
+                    "127.0.0.1",
+                ],
+            )
+            .ok();
+        }
+        let [addr, peer, http] = [(); 3].map(|_| format!("127.0.0.1:{}", free_port()));
+        self.planned.push((id, addr.clone(), peer.clone(), http));
+        (addr, peer)
     }
 
     pub fn path(&self) -> &Path {
@@ -190,29 +236,14 @@ impl Cluster {
                 self.nodes[i].http.addr.clone(),
                 self.nodes[i].extra.clone(),
             ),
-            None => (
-                format!("127.0.0.1:{}", free_port()),
-                format!("127.0.0.1:{}", free_port()),
-                format!("127.0.0.1:{}", free_port()),
-                extra.iter().map(|s| s.to_string()).collect(),
-            ),
+            None => {
+                self.plan(id);
+                let at = self.planned.iter().position(|p| p.0 == id).unwrap();
+                let (_, addr, peer, http) = self.planned.remove(at);
+                let extra = extra.iter().map(|s| s.to_string()).collect();
+                (addr, peer, http, extra)
+            }
         };
-        let tls = self.tls();
-        if !tls.join(format!("node-{id}.pem")).exists() {
-            stele(
-                self.path(),
-                &[
-                    "certs",
-                    "node",
-                    "tls",
-                    "--id",
-                    &id.to_string(),
-                    "--host",
-                    "127.0.0.1",
-                ],
-            )
-            .ok();
-        }
         let data = self.path().join(format!("node{id}"));
         let log = self.path().join(format!("node{id}.log"));
         let log_file = std::fs::OpenOptions::new()
@@ -234,6 +265,7 @@ impl Cluster {
             .env_remove("STELE_TLS_KEY")
             .arg("--data")
             .arg(&data)
+            .args(["--genesis", &self.genesis_hash])
             .args(&extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
@@ -337,11 +369,27 @@ impl Cluster {
         leader.unwrap()
     }
 
-    /// The genesis: the example bundle, approvers a, b, c, 2 of 3.
+    /// `stele cluster init --genesis-file genesis.l`: Raft starts with the
+    /// genesis's voters and the genesis commits (the example bundle,
+    /// approvers a, b, c, 2 of 3).
     pub fn genesis(&self) -> Value {
-        let mut args = vec!["--json", "genesis"];
-        args.extend_from_slice(GENESIS_ARGS);
-        self.run(&args).ok().json()
+        let init = self
+            .run(&["--json", "cluster", "init", "--genesis-file", "genesis.l"])
+            .ok()
+            .json();
+        self.wait_for_leader();
+        init
+    }
+
+    /// `stele cluster ARGS --key a --key b`: a membership version signed by
+    /// two of the three approvers, which commits at once.
+    pub fn member_change(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json", "cluster"];
+        all.extend_from_slice(args);
+        all.extend(["--key", "a", "--key", "b"]);
+        let committed = self.run(&all).ok().json();
+        assert_eq!(committed["status"], "committed", "{committed}");
+        committed
     }
 
     /// A copy of the example bundle with a unique comment, at `name/`.

@@ -26,12 +26,11 @@ use stele_proto::v1::admin_client::AdminClient;
 use stele_proto::v1::decision_client::DecisionClient;
 use stele_proto::v1::ledger_client::LedgerClient;
 use stele_proto::v1::{
-    AddLearnerRequest, ApproveRequest, ChangeMembershipRequest, CheckBatchRequest,
-    CheckBatchResponse, CheckRequest, CheckResponse, ExportRequest, GetProposalRequest,
-    GetVersionRequest, HeadRequest, HeadResponse, InitRequest, ListProposalsRequest,
-    ListProposalsResponse, ListVersionsRequest, ListVersionsResponse, MembershipResponse,
-    ProposalReply, ProposalStatus, ProposeRequest, StatusRequest, StatusResponse, VersionRef,
-    WatchHeadRequest,
+    ApproveRequest, BootstrapRequest, BootstrapResponse, CheckBatchRequest, CheckBatchResponse,
+    CheckRequest, CheckResponse, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
+    HeadResponse, ListProposalsRequest, ListProposalsResponse, ListVersionsRequest,
+    ListVersionsResponse, ProposalReply, ProposalStatus, ProposeRequest, StatusRequest,
+    StatusResponse, VersionRef, WatchHeadRequest,
 };
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
@@ -402,24 +401,8 @@ impl Client {
         Ok(reply.map_err(self.failed())?.into_inner())
     }
 
-    pub async fn init(&self, request: InitRequest) -> Result<MembershipResponse, Error> {
-        let reply = self.admin().init(self.request(request)).await;
-        Ok(reply.map_err(self.failed())?.into_inner())
-    }
-
-    pub async fn add_learner(
-        &self,
-        request: AddLearnerRequest,
-    ) -> Result<MembershipResponse, Error> {
-        let reply = self.admin().add_learner(self.request(request)).await;
-        Ok(reply.map_err(self.failed())?.into_inner())
-    }
-
-    pub async fn change_membership(
-        &self,
-        request: ChangeMembershipRequest,
-    ) -> Result<MembershipResponse, Error> {
-        let reply = self.admin().change_membership(self.request(request)).await;
+    pub async fn bootstrap(&self, request: BootstrapRequest) -> Result<BootstrapResponse, Error> {
+        let reply = self.admin().bootstrap(self.request(request)).await;
         Ok(reply.map_err(self.failed())?.into_inner())
     }
 

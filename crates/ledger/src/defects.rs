@@ -24,15 +24,19 @@ pub enum Defect {
     /// that made it (invariant 5: the record names the version that made
     /// the decision).
     LogWrongVersion,
+    /// The leader never makes Raft's membership follow the member set the
+    /// ledger committed (membership follows only signed versions).
+    IgnoreMemberSet,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 5] = [
+    pub const ALL: [Defect; 6] = [
         Defect::SkipParentCheck,
         Defect::DoubleCountSigner,
         Defect::ServeStale,
         Defect::SnapshotRegress,
         Defect::LogWrongVersion,
+        Defect::IgnoreMemberSet,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +46,7 @@ impl Defect {
             Defect::ServeStale => "serve-stale",
             Defect::SnapshotRegress => "snapshot-regress",
             Defect::LogWrongVersion => "log-wrong-version",
+            Defect::IgnoreMemberSet => "ignore-member-set",
         }
     }
 

@@ -52,9 +52,7 @@ pub fn grpc_need(path: &str) -> Option<Need> {
         | "/stele.v1.Ledger/Export"
         | "/stele.v1.Ledger/WatchHead" => READER,
         "/stele.v1.Ledger/Head" | "/stele.v1.Admin/Status" => READER_OR_DECIDE,
-        "/stele.v1.Admin/Init"
-        | "/stele.v1.Admin/AddLearner"
-        | "/stele.v1.Admin/ChangeMembership" => OPERATOR,
+        "/stele.v1.Admin/Bootstrap" => OPERATOR,
         _ => return None,
     };
     Some(need)
@@ -330,12 +328,12 @@ mod tests {
         let operator = certified(None, &[Role::Operator]);
         assert!(may(&decide, None, "/stele.v1.Decision/Check"));
         assert!(may(&decide, None, "/stele.v1.Admin/Status"));
-        assert!(!may(&decide, None, "/stele.v1.Admin/AddLearner"));
+        assert!(!may(&decide, None, "/stele.v1.Admin/Bootstrap"));
         assert!(!may(&decide, None, "/stele.v1.Ledger/Export"));
         assert!(may(&reader, None, "/stele.v1.Ledger/Export"));
         assert!(!may(&reader, None, "/stele.v1.Ledger/Propose"));
         assert!(!may(&reader, None, "/stele.v1.Decision/Check"));
-        assert!(may(&operator, None, "/stele.v1.Admin/ChangeMembership"));
+        assert!(may(&operator, None, "/stele.v1.Admin/Bootstrap"));
         assert!(may(
             &operator,
             None,
@@ -352,7 +350,7 @@ mod tests {
             None,
             "/grpc.health.v1.Health/Check"
         ));
-        assert!(may(&Caller::Insecure, None, "/stele.v1.Admin/Init"));
+        assert!(may(&Caller::Insecure, None, "/stele.v1.Admin/Bootstrap"));
         assert_eq!(grpc_need("/stele.v1.Raft/AppendEntries"), None);
         // Decisions without a certificate, when the node allows them.
         let check = grpc_need("/stele.v1.Decision/Check").unwrap();

@@ -21,8 +21,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::BehindMinVersion
         | Reason::TlsRequired
         | Reason::ProposalExpired
-        | Reason::MembershipUnsafe
-        | Reason::MembershipInLedger => Code::FailedPrecondition,
+        | Reason::MembershipUnsafe => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
         Reason::PermissionDenied => Code::PermissionDenied,
         Reason::NoLeader

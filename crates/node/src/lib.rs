@@ -28,7 +28,6 @@ pub mod limits;
 pub mod listener;
 pub mod member_set_check;
 pub mod members;
-pub mod membership_safety;
 pub mod metrics;
 mod network;
 mod not_tls;

@@ -15,8 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use stele_ledger::MemberSet;
 use thiserror::Error;
 
-use crate::membership_safety::MAX_PROMOTION_LAG;
 use crate::state::NodeState;
+
+/// How far behind the leader's log a node may be when it becomes a voter.
+pub const MAX_PROMOTION_LAG: u64 = 64;
 
 /// What the leader learnt of one listed node just now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -137,11 +137,24 @@ impl RaftService {
         let Some(members) = machine.chain().members() else {
             return Ok(());
         };
-        let presented = match Caller::proven(request.extensions().get::<Caller>()) {
+        let caller = Caller::proven(request.extensions().get::<Caller>());
+        let presented = match caller {
             Caller::Certified(certified) => Some(certified.spki_sha256.as_str()),
             _ => None,
         };
+        // The simulation's stolen certificate comes with its key.
+        #[cfg(stele_sim)]
+        let listed_hex = members.get(id).map(|m| m.spki_sha256.to_hex());
+        #[cfg(stele_sim)]
+        let presented = match stolen_certificate(request, caller) {
+            Some(_) => listed_hex.as_deref(),
+            None => presented,
+        };
         let refusal = match members.get(id) {
+            // `--insecure-plaintext` proves no key (and is for one machine).
+            Some(member) if member.role == Role::Voter && matches!(caller, Caller::Insecure) => {
+                return Ok(());
+            }
             Some(member) if member.role == Role::Voter => {
                 // Parsed, not printed: nothing allocated per heartbeat.
                 if presented.and_then(|hex| hex.parse::<stele_ledger::Hash>().ok())

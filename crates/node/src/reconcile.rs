@@ -24,7 +24,7 @@ use crate::state::NodeState;
 /// How far (in log entries) a learner may trail the leader and still be
 /// made a voter: the bound the Admin calls' safety check uses (a voter far
 /// behind would hold back every commit it is needed for).
-pub const PROMOTION_LAG_BOUND: u64 = crate::membership_safety::MAX_PROMOTION_LAG;
+pub const PROMOTION_LAG_BOUND: u64 = crate::member_set_check::MAX_PROMOTION_LAG;
 
 /// How often the task looks again while it waits (for a learner to catch
 /// up, or after a change failed).
@@ -194,6 +194,10 @@ fn plan(node: &NodeState) -> Option<Step> {
     let watch = node.raft.metrics();
     let metrics = watch.borrow();
     if metrics.state != ServerState::Leader {
+        return None;
+    }
+    #[cfg(stele_sim)]
+    if stele_ledger::defects::active(stele_ledger::defects::Defect::IgnoreMemberSet) {
         return None;
     }
     let machine = node.published.machine();

@@ -1,9 +1,12 @@
-//! Whether this node was removed from the cluster. A removed voter hears
-//! no more heartbeats, so it campaigns, raising its term, for ever; its
-//! peers refuse its votes as from no member (`REMOVED`), and this module
-//! counts who did. The node counts as removed when the membership in its
-//! log does not list it, or when most of the other voters of that
-//! membership refused it: then it decides nothing, `/readyz` says so, it
+//! Whether this node was removed from the cluster. The surest sign is the
+//! ledger: a `membership` version it applied no longer lists it, though an
+//! earlier member set did. A removed node may not hear of that version (or
+//! of Raft's change after it): a voter then hears no more heartbeats, so
+//! it campaigns, raising its term, for ever; its peers refuse its votes as
+//! from no member (`REMOVED`), and this module counts who did. So the node
+//! counts as removed when the ledger it applied drops it, when the
+//! membership in its log does not list it, or when most of the other
+//! voters of that membership refused it: then it decides nothing, `/readyz` says so, it
 //! stands for no election, and its log tells the operator it can be shut
 //! down. A leader's message it accepts (it was added again) undoes it.
 
@@ -11,7 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use stele_decision::DecisionPath;
-use stele_store::{NodeId, Raft};
+use stele_store::{Machine, NodeId, Published, Raft};
 use tokio::sync::watch;
 
 use crate::current_members::{Members, members_of};
@@ -48,10 +51,34 @@ impl Removal {
     }
 }
 
-/// Whether node `me` is removed: `members` (`None` before it has any) does
-/// not list it, or more than half of the other voters refused it (only
-/// voters answer votes, so only they can).
-pub fn is_removed(me: NodeId, members: Option<&Members>, refused_by: &BTreeSet<NodeId>) -> bool {
+/// Whether the ledger `machine` applied removed node `me`: its member set
+/// in force does not list it, and an earlier one did. (A node being added
+/// applies versions from before the one that lists it: never listed yet,
+/// it is not removed.)
+pub fn removed_in_ledger(me: NodeId, machine: &Machine) -> bool {
+    let listed: Vec<bool> = machine
+        .versions()
+        .filter_map(|version| version.header.members.as_ref())
+        .map(|set| set.get(me).is_some())
+        .collect();
+    match listed.split_last() {
+        Some((false, earlier)) => earlier.contains(&true),
+        _ => false,
+    }
+}
+
+/// Whether node `me` is removed: the ledger removed it, `members` (`None`
+/// before it has any) does not list it, or more than half of the other
+/// voters refused it (only voters answer votes, so only they can).
+pub fn is_removed(
+    me: NodeId,
+    in_ledger: bool,
+    members: Option<&Members>,
+    refused_by: &BTreeSet<NodeId>,
+) -> bool {
+    if in_ledger {
+        return true;
+    }
     let Some(members) = members else {
         return false;
     };
@@ -67,22 +94,36 @@ pub fn is_removed(me: NodeId, members: Option<&Members>, refused_by: &BTreeSet<N
 /// and acts on a change of verdict. Raft's metrics change with every
 /// heartbeat; the verdict is worked out again only when the membership
 /// entry or the refusals did.
-pub fn spawn_watch(me: NodeId, removal: Arc<Removal>, raft: Raft, decisions: Arc<DecisionPath>) {
+pub fn spawn_watch(
+    me: NodeId,
+    removal: Arc<Removal>,
+    raft: Raft,
+    published: Arc<Published>,
+    decisions: Arc<DecisionPath>,
+) {
     let mut refusals = removal.refused_by.subscribe();
     let mut metrics = raft.metrics();
+    let mut served = published.watch_served();
     tokio::spawn(async move {
         let mut removed = false;
         loop {
+            served.borrow_and_update();
+            let in_ledger = removed_in_ledger(me, &published.machine());
             let members = members_of(&metrics.borrow_and_update());
             let membership_at = members.as_ref().and_then(|m| m.log_id);
-            let now = is_removed(me, members.as_ref(), &refusals.borrow_and_update());
+            let now = is_removed(
+                me,
+                in_ledger,
+                members.as_ref(),
+                &refusals.borrow_and_update(),
+            );
             if now != removed {
                 removed = now;
                 decisions.set_removed(removed);
                 raft.runtime_config().elect(!removed);
                 if removed {
                     tracing::warn!(
-                        "node {me} was removed from the cluster (its membership, or most of its voters, no longer list it): it decides nothing and stands for no election; it can be shut down, or added again with `stele cluster add-learner`"
+                        "node {me} was removed from the cluster (the ledger's member set, its Raft membership, or most of its voters no longer list it): it decides nothing and stands for no election; it can be shut down, or added again with `stele cluster add-learner`"
                     );
                 } else {
                     tracing::info!("node {me} is a member again: deciding and voting");
@@ -91,6 +132,10 @@ pub fn spawn_watch(me: NodeId, removal: Arc<Removal>, raft: Raft, decisions: Arc
             loop {
                 tokio::select! {
                     changed = refusals.changed() => match changed {
+                        Ok(()) => break,
+                        Err(_) => return,
+                    },
+                    changed = served.changed() => match changed {
                         Ok(()) => break,
                         Err(_) => return,
                     },
@@ -125,26 +170,28 @@ mod tests {
     #[test]
     fn a_node_is_removed_by_its_own_membership_or_most_of_its_voters() {
         let members = voters(&[1, 2, 3], &[]);
+        // The ledger it applied dropped it: removed, whatever Raft says.
+        assert!(is_removed(3, true, Some(&members), &ids(&[])));
         // No membership yet (a new node): never removed.
-        assert!(!is_removed(3, None, &ids(&[1, 2])));
+        assert!(!is_removed(3, false, None, &ids(&[1, 2])));
         // Its membership does not list it.
-        assert!(is_removed(4, Some(&members), &ids(&[])));
+        assert!(is_removed(4, false, Some(&members), &ids(&[])));
         // One of two others is no majority; both are.
-        assert!(!is_removed(3, Some(&members), &ids(&[])));
-        assert!(!is_removed(3, Some(&members), &ids(&[1])));
-        assert!(is_removed(3, Some(&members), &ids(&[1, 2])));
+        assert!(!is_removed(3, false, Some(&members), &ids(&[])));
+        assert!(!is_removed(3, false, Some(&members), &ids(&[1])));
+        assert!(is_removed(3, false, Some(&members), &ids(&[1, 2])));
         // Refusals from nodes outside the membership do not count.
-        assert!(!is_removed(3, Some(&members), &ids(&[1, 7, 8])));
+        assert!(!is_removed(3, false, Some(&members), &ids(&[1, 7, 8])));
         // Five voters: two of four others are not more than half.
         let five = voters(&[1, 2, 3, 4, 5], &[]);
-        assert!(!is_removed(5, Some(&five), &ids(&[1, 2])));
-        assert!(is_removed(5, Some(&five), &ids(&[1, 2, 3])));
+        assert!(!is_removed(5, false, Some(&five), &ids(&[1, 2])));
+        assert!(is_removed(5, false, Some(&five), &ids(&[1, 2, 3])));
         // Learners answer no votes, so they are not counted: the two other
         // voters are enough, whatever the learners.
         let with_learners = voters(&[1, 2, 3], &[4, 5]);
-        assert!(is_removed(3, Some(&with_learners), &ids(&[1, 2])));
+        assert!(is_removed(3, false, Some(&with_learners), &ids(&[1, 2])));
         // Alone: nobody can refuse it.
-        assert!(!is_removed(1, Some(&voters(&[1], &[])), &ids(&[2])));
+        assert!(!is_removed(1, false, Some(&voters(&[1], &[])), &ids(&[2])));
     }
 
     #[test]

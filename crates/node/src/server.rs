@@ -138,7 +138,13 @@ impl Node {
             freshness.clone(),
             decision_log,
         ));
-        crate::removal::spawn_watch(config.id, removal.clone(), raft.clone(), decisions.clone());
+        crate::removal::spawn_watch(
+            config.id,
+            removal.clone(),
+            raft.clone(),
+            published.clone(),
+            decisions.clone(),
+        );
         Ok(Node {
             state: Arc::new(NodeState {
                 config,
@@ -431,12 +437,16 @@ fn ports_tls(config: &NodeConfig) -> Result<Option<PortsTls>, NodeError> {
 /// Runs a node on RocksDB in `config.data_dir`, listening on TCP: the
 /// client port (`listen`), the peer port (`peer_listen`) and HTTP.
 #[cfg(feature = "rocksdb")]
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+pub async fn run(
+    mut config: NodeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
     use crate::listener::accept;
     config.validate()?;
     config.check_plaintext_is_local()?;
     let tls = ports_tls(&config)?;
     let (log_store, backend) = stele_store::rocks::open(&config.data_dir)?;
+    config.genesis = Some(backend.pin_genesis(config.genesis)?);
     let client_listener = bind(config.listen).await?;
     let peer_listener = bind(config.peer_listen).await?;
     let http = match config.http {

@@ -99,9 +99,6 @@ reasons! {
     /// The change would leave voters that cannot form a quorum, or
     /// promote a learner that does not answer or has not caught up.
     MembershipUnsafe = "MEMBERSHIP_UNSAFE",
-    /// The ledger names the cluster's members, so membership changes only
-    /// by a signed `membership` version: the unsigned Admin call is refused.
-    MembershipInLedger = "MEMBERSHIP_IN_LEDGER",
     /// The node was removed from the cluster: the membership it applied
     /// does not list it, or most of its last members refuse it as none of
     /// theirs. It decides nothing and stands for no election.

@@ -28,6 +28,14 @@ pub enum StoreError {
         "this data directory was written by a newer stele (it has column families this build does not know: {names}), and is left as it was: run that stele or a newer one"
     )]
     UnknownColumnFamilies { names: String },
+    #[error(
+        "this node's data directory is empty and no --genesis was given: a new node accepts only the chain whose genesis it is told. Pass --genesis HASH, the hash `stele ledger new` printed for the cluster's genesis (or `stele ledger verify FILE --json` shows it)"
+    )]
+    GenesisRequired,
+    #[error(
+        "this data directory belongs to the chain whose genesis is {stored}, and --genesis says {given}: a node never changes chains. Start it with --genesis {stored}, or on an empty --data directory to join the other chain"
+    )]
+    GenesisDiffers { stored: Hash, given: Hash },
 }
 
 /// Everything the state machine keeps, as read at open.

@@ -232,6 +232,47 @@ impl RocksBackend {
     }
 }
 
+const GENESIS_KEY: &[u8] = b"genesis";
+
+impl RocksBackend {
+    /// The genesis this store's node accepts, pinned in the store: the one
+    /// it was first started with (`--genesis`), and from then on the only
+    /// one. A store from before the pin that holds a chain is pinned to its
+    /// chain's genesis. A node with neither, an empty store and no
+    /// `--genesis`, would accept whichever genesis reached it first, so it
+    /// is refused.
+    pub fn pin_genesis(&self, given: Option<Hash>) -> Result<Hash, StoreError> {
+        let pinned: Option<String> = self.get(CF_MACHINE, GENESIS_KEY, "the pinned genesis")?;
+        let pinned = pinned
+            .map(|hex| {
+                hex.parse::<Hash>()
+                    .map_err(|e| StoreError::Corrupt(format!("the pinned genesis {hex:?}: {e}")))
+            })
+            .transpose()?;
+        let chain: Option<Version> = self.get(CF_LEDGER, &1u64.to_be_bytes(), "the genesis")?;
+        let stored = pinned.or(chain.map(|genesis| genesis.hash()));
+        let pin = match (stored, given) {
+            (Some(stored), Some(given)) if stored != given => {
+                return Err(StoreError::GenesisDiffers { stored, given });
+            }
+            (Some(stored), _) => stored,
+            (None, Some(given)) => given,
+            (None, None) => return Err(StoreError::GenesisRequired),
+        };
+        if pinned != Some(pin) {
+            self.db
+                .put_cf_opt(
+                    cf(&self.db, CF_MACHINE),
+                    GENESIS_KEY,
+                    encode(&pin.to_hex()),
+                    &synced(),
+                )
+                .map_err(|e| io(format!("pinning the genesis: {e}")))?;
+        }
+        Ok(pin)
+    }
+}
+
 impl RocksBackend {
     /// The current snapshot's metadata and data file name.
     fn current_snapshot_meta(&self) -> Result<Option<(SnapshotMeta, String)>, StoreError> {
