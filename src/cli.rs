@@ -826,7 +826,7 @@ pub enum LedgerCommand {
         /// The ledger file to create; never overwritten.
         ledger: PathBuf,
         /// A signed genesis proposal file.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["bundle", "approvers", "threshold", "message", "members"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["bundle", "approvers", "threshold", "message", "members", "certs", "regions"])]
         proposal: Option<PathBuf>,
         /// The bundle directory.
         #[arg(long, value_name = "DIR", required_unless_present = "proposal")]

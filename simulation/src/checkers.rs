@@ -64,6 +64,10 @@ fn membership_follows_the_ledger(
     found: &mut Vec<Violation>,
 ) {
     let Some(raft) = &history.raft_members else {
+        found.push(violation(
+            "membership follows the ledger",
+            "after healing no member answered a status call".into(),
+        ));
         return;
     };
     let listed: BTreeMap<u64, bool> = reference

@@ -157,7 +157,9 @@ impl Workload {
     }
 
     async fn drive(&mut self) -> turmoil::Result {
-        self.init().await;
+        if !self.init().await {
+            return Ok(());
+        }
         while now_ms() < self.duration_ms {
             tokio::time::sleep(Duration::from_millis(self.rng.gen_range(100..400))).await;
             if now_ms() >= self.duration_ms {
@@ -178,8 +180,8 @@ impl Workload {
     }
 
     /// Starts Raft at node 1 from the signed genesis every node is pinned
-    /// to, and commits it.
-    async fn init(&mut self) {
+    /// to, and commits it; false (recorded as stuck) when node 1 refuses.
+    async fn init(&mut self) -> bool {
         let (genesis, bundle) = fixtures::genesis(self.seed, self.voters);
         let request = BootstrapRequest {
             genesis: Proposal {
@@ -189,8 +191,19 @@ impl Workload {
             .encode()
             .into_bytes(),
         };
-        while self.client(1).bootstrap(request.clone()).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        loop {
+            match self.client(1).bootstrap(request.clone()).await {
+                Ok(_) => break,
+                // Node 1 still starting, or held by a fault: again.
+                Err(error) if error.reason().is_none() => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(refused) => {
+                    self.history.lock().stuck =
+                        Some(format!("the bootstrap was refused: {refused}"));
+                    return false;
+                }
+            }
         }
         self.history
             .event(format!("init voters=1..={}", self.voters));
@@ -204,6 +217,7 @@ impl Workload {
                 self.resync().await;
             }
         }
+        true
     }
 
     pub fn client(&self, node: u64) -> &Client {

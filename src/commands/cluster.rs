@@ -112,7 +112,8 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
             voters.join(", "),
             match committed {
                 "committed" => "committed as seq 1",
-                _ => "was already committed",
+                "already_committed" => "was already committed",
+                _ => "was sent, with an answer this stele does not know",
             }
         )
     });
@@ -126,8 +127,15 @@ fn read_genesis(path: &Path) -> Result<Proposal> {
     let bytes = crate::files::read_limited(path, crate::ledger_files::MAX_LEDGER_FILE_BYTES)?;
     let proposal = match Proposal::decode(&bytes) {
         Ok(proposal) => proposal,
-        Err(_) => {
-            let ledger = crate::ledger_files::decode_ledger(path, &bytes)?;
+        Err(as_proposal) => {
+            let ledger =
+                crate::ledger_files::decode_ledger(path, &bytes).map_err(|failure| Failure {
+                    message: format!(
+                        "{} (nor is it a genesis proposal file: {as_proposal})",
+                        failure.message
+                    ),
+                    ..failure
+                })?;
             let (version, bundle) = ledger.entries().next().ok_or_else(|| {
                 Failure::usage(format!("{}: the ledger holds no version", path.display()))
             })?;
@@ -137,6 +145,19 @@ fn read_genesis(path: &Path) -> Result<Proposal> {
             }
         }
     };
+    if proposal
+        .version
+        .header
+        .expired_at(crate::ledger_files::now_unix_seconds() * 1000)
+    {
+        return Err(Failure::new(
+            Code::Reason(stele_ledger::Reason::ProposalExpired),
+            format!(
+                "{}: this genesis expired (its signed expires_at has passed) and can never commit: make a new one (`stele ledger new` writes none that expire), and start the nodes with its hash",
+                path.display()
+            ),
+        ));
+    }
     let mut check = Ledger::new();
     check
         .submit(

@@ -394,7 +394,13 @@ fn genesis(
             client: addr.clone(),
             peer: peer.clone(),
             region: String::new(),
-            spki_sha256: keys_of[&id],
+            spki_sha256: *keys_of.get(&id).ok_or_else(|| {
+                Failure::usage(format!(
+                    "{}/node-{id}.pem names another node: delete {} and run again",
+                    tls.display(),
+                    tls.display()
+                ))
+            })?,
         });
     }
     let members = MemberSet::new(members).map_err(|e| Failure::usage(e.to_string()))?;

@@ -146,11 +146,28 @@ impl AdminRpc for AdminService {
                 format!("the genesis is not a valid proposal file: {e}"),
             )
         })?;
+        let hash = proposal.version.hash();
+        let machine = self.node.published.machine();
+        // Already the chain's genesis: nothing to check or start (its
+        // voters may have been re-keyed or replaced since).
+        if machine.version(1).map(|genesis| genesis.hash()) == Some(hash)
+            && self.node.config.genesis == Some(hash)
+        {
+            return Ok(Response::new(BootstrapResponse {
+                initialized: false,
+                genesis: hash.to_hex(),
+                voters: self.raft_voters(),
+            }));
+        }
         let voters = self.bootstrap_voters(&proposal).await?;
-        let ids: Vec<u64> = voters.keys().copied().collect();
-        let initialized = match self.node.raft.initialize(voters).await {
+        let initialized = match self.node.raft.initialize(voters.clone()).await {
             Ok(()) => true,
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => false,
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                // Started before, by this call or by someone else's Raft
+                // messages: only the genesis's own voters will do.
+                self.refuse_other_start(&voters)?;
+                false
+            }
             Err(e) => {
                 return Err(Status::failed_precondition(format!(
                     "this node cannot initialize a cluster: {e}"
@@ -158,12 +175,12 @@ impl AdminRpc for AdminService {
             }
         };
         if initialized {
-            tracing::info!(voters = ?ids, genesis = %proposal.version.hash(), "initialized Raft from the signed genesis");
+            tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), genesis = %hash, "initialized Raft from the signed genesis");
         }
         Ok(Response::new(BootstrapResponse {
             initialized,
-            genesis: proposal.version.hash().to_hex(),
-            voters: ids,
+            genesis: hash.to_hex(),
+            voters: self.raft_voters(),
         }))
     }
 }
@@ -173,6 +190,43 @@ fn refuse(reason: Reason, message: String) -> Status {
 }
 
 impl AdminService {
+    fn raft_voters(&self) -> Vec<u64> {
+        self.node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// Refuses a Raft already started (before the genesis committed) with
+    /// other members than the genesis's voters: a node certificate of the
+    /// cluster CA can send an uninitialised node a membership of its own.
+    fn refuse_other_start(&self, voters: &BTreeMap<u64, MemberAddrs>) -> Result<(), Status> {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let nodes: BTreeMap<u64, MemberAddrs> = membership
+            .nodes()
+            .map(|(id, addrs)| (*id, addrs.clone()))
+            .collect();
+        let same = membership.get_joint_config().len() == 1
+            && membership.voter_ids().collect::<BTreeSet<_>>() == voters.keys().copied().collect()
+            && nodes == *voters;
+        if same {
+            return Ok(());
+        }
+        Err(refuse(
+            Reason::MembershipUnsafe,
+            format!(
+                "Raft on this node was started with other members ({:?}) than the genesis lists ({:?}), before the genesis committed: someone holding a node certificate of this cluster's CA may have done it. Stop every node, start them on empty --data directories (with --genesis), and run `stele cluster init` again",
+                nodes.keys().collect::<Vec<_>>(),
+                voters.keys().collect::<Vec<_>>()
+            ),
+        ))
+    }
+
     /// The voters Raft starts with: those of the genesis this node was
     /// started with (`--genesis`), once it shows M signatures of the trust
     /// set it declares and lists this node with the key it holds. Anything
@@ -193,24 +247,28 @@ impl AdminService {
                 ),
             ));
         }
-        match self.node.config.genesis {
-            Some(pinned) if pinned != hash => {
-                return Err(refuse(
-                    Reason::GenesisMismatch,
-                    format!(
-                        "this node accepts only the genesis {pinned} (its --genesis), not {hash}"
-                    ),
-                ));
-            }
-            _ => {}
+        let Some(pinned) = self.node.config.genesis else {
+            return Err(refuse(
+                Reason::GenesisMismatch,
+                "this node was started without --genesis, so it would start a cluster from any genesis: restart it with --genesis HASH".into(),
+            ));
+        };
+        if pinned != hash {
+            return Err(refuse(
+                Reason::GenesisMismatch,
+                format!("this node accepts only the genesis {pinned} (its --genesis), not {hash}"),
+            ));
         }
-        let chain = self
-            .node
-            .config
-            .genesis
-            .map(stele_ledger::ChainState::pinned_to)
-            .unwrap_or_default();
-        chain
+        // Expired, it could never commit, and every node is pinned to it.
+        if version.header.expired_at((self.node.clock)()) {
+            return Err(refuse(
+                Reason::ProposalExpired,
+                format!(
+                    "the genesis {hash} expired (its signed expires_at has passed) and can never commit: make a new one, and start every node on an empty --data directory with its hash"
+                ),
+            ));
+        }
+        stele_ledger::ChainState::pinned_to(pinned)
             .admit(version, &proposal.bundle, &structural_only)
             .map_err(|why| refuse(why.reason(), format!("the genesis is refused: {why}")))?;
         let Some(members) = &version.header.members else {

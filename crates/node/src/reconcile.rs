@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 use crate::state::NodeState;
 
 /// How far (in log entries) a learner may trail the leader and still be
-/// made a voter: the bound the Admin calls' safety check uses (a voter far
-/// behind would hold back every commit it is needed for).
+/// made a voter: the bound the membership pre-commit check uses (a voter
+/// far behind would hold back every commit it is needed for).
 pub const PROMOTION_LAG_BOUND: u64 = crate::member_set_check::MAX_PROMOTION_LAG;
 
 /// How often the task looks again while it waits (for a learner to catch

@@ -29,7 +29,7 @@ pub enum StoreError {
     )]
     UnknownColumnFamilies { names: String },
     #[error(
-        "this node's data directory is empty and no --genesis was given: a new node accepts only the chain whose genesis it is told. Pass --genesis HASH, the hash `stele ledger new` printed for the cluster's genesis (or `stele ledger verify FILE --json` shows it)"
+        "this node's data directory holds no chain and no --genesis was given: a new node accepts only the chain whose genesis it is told, and keeps it. Pass --genesis HASH: the hash `stele ledger new` printed for the cluster's genesis, which is also seq 1's in `stele ledger log FILE` (and `stele log` on a running member)"
     )]
     GenesisRequired,
     #[error(
