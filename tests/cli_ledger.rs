@@ -609,3 +609,60 @@ fn approvers_are_named_in_the_ledger_and_the_author_is_one_of_them() {
         .json();
     assert_eq!(unchanged["head"]["seq"], 2, "{unchanged}");
 }
+
+/// A genesis past its signed expiry could start Raft on every pinned node
+/// and then never commit: `cluster init` refuses it before it calls any
+/// node (nothing listens at the endpoint here).
+#[test]
+fn an_expired_genesis_is_refused_before_the_cluster_is_called() {
+    let ws = Workspace::new();
+    stele(ws.path(), &["certs", "init", "tls"]).ok();
+    stele(
+        ws.path(),
+        &["certs", "node", "tls", "--id", "1", "--host", "127.0.0.1"],
+    )
+    .ok();
+    ws.run(&[
+        "proposal",
+        "new",
+        "--author",
+        "a",
+        "--kind",
+        "genesis",
+        "--bundle",
+        "bundle",
+        "--approver",
+        "a.pub",
+        "--approver",
+        "b.pub",
+        "--threshold",
+        "2",
+        "--member",
+        "1=127.0.0.1:1,127.0.0.1:2",
+        "--cert",
+        "tls/node-1.pem",
+        "-m",
+        "first",
+        "--expires-in",
+        "1s",
+        "--out",
+        "g.json",
+    ])
+    .ok();
+    ws.run(&["proposal", "sign", "g.json", "--key", "a", "--key", "b"])
+        .ok();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let refused = ws
+        .run(&[
+            "--json",
+            "cluster",
+            "init",
+            "--genesis-file",
+            "g.json",
+            "--endpoint",
+            "127.0.0.1:1",
+        ])
+        .fails()
+        .json();
+    assert_eq!(refused["error"], "proposal_expired", "{refused}");
+}

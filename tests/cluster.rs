@@ -913,6 +913,39 @@ fn a_removed_node_says_removed_and_does_not_disturb_the_cluster() {
         );
     }
     assert_eq!(term(staying[0]), before);
+
+    // Added again under the same id, on an empty data directory, it replays
+    // the version that removed it while it catches up: that replay is not
+    // its removal (it never says so again), and it serves.
+    let mut cluster = cluster;
+    cluster.stop(removed);
+    std::fs::remove_dir_all(&cluster.node(removed).data).unwrap();
+    cluster.launch(removed, &[]);
+    let node = cluster.node(removed);
+    let member = format!("{removed}={},{}", node.addr, node.peer_addr);
+    let cert = cluster
+        .tls()
+        .join(format!("node-{removed}.pem"))
+        .display()
+        .to_string();
+    let readded = cluster.member_change(&["add-learner", &member, "--cert", &cert]);
+    let seq = readded["seq"].as_u64().unwrap();
+    wait_until(
+        "the node added again serves",
+        Duration::from_secs(60),
+        || {
+            cluster.served_seq(removed) == Some(seq)
+                && common::http::get(&cluster.node(removed).http, "/readyz").status == 200
+        },
+    );
+    assert_eq!(
+        cluster
+            .log_of(removed)
+            .matches("it can be shut down")
+            .count(),
+        1,
+        "the node added again took the replayed removal for its own"
+    );
 }
 
 /// Node `id`'s view of Raft's membership: each member and whether it votes.

@@ -1066,3 +1066,54 @@ fn a_cluster_starts_only_from_the_genesis_its_nodes_were_started_with() {
     cluster.launch(3, &[]);
     still_commits(&cluster, "after-rival-genesis");
 }
+
+#[test]
+fn a_raft_started_by_someone_else_before_the_genesis_is_refused_by_cluster_init() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(3, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    // Before `cluster init`, node 2's certificate (a stolen one, or any
+    // node certificate of the CA) tells node 1 that Raft runs with node 2
+    // alone, at addresses of its choosing.
+    let alone = openraft::Membership::new(
+        vec![std::collections::BTreeSet::from([2])],
+        std::collections::BTreeMap::from([(
+            2,
+            stele_store::MemberAddrs {
+                addr: "127.0.0.1:1".into(),
+                peer_addr: "127.0.0.1:2".into(),
+            },
+        )]),
+    );
+    let rpc = AppendEntriesRequest {
+        vote: Vote::new_committed(1, 2),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 2), 0),
+            payload: EntryPayload::Membership(alone),
+        }],
+    };
+    runtime
+        .block_on(append(as_member(&cluster, 2, 1), &rpc, None))
+        .unwrap();
+    // `cluster init` at node 1 does not take that Raft for the genesis's:
+    // it says so, and what to do.
+    let refused = cluster
+        .run_at(
+            &cluster.node(1).addr,
+            &["--json", "cluster", "init", "--genesis-file", "genesis.l"],
+        )
+        .fails()
+        .json();
+    assert_eq!(refused["error"], "membership_unsafe", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("empty --data"),
+        "{refused}"
+    );
+    assert!(cluster.served_seq(1).is_none(), "a genesis was served");
+}

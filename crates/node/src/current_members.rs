@@ -1,7 +1,6 @@
 //! Who the members are, as this node's log has it: the latest membership
 //! entry, which openraft acts on before it commits. One reading for every
-//! module that asks (access checks, the Raft guard, removal, membership
-//! changes).
+//! module that asks (access checks, the Raft guard, removal).
 
 use std::collections::BTreeSet;
 
@@ -18,8 +17,6 @@ pub struct Members {
     pub learners: BTreeSet<NodeId>,
     /// The log entry that set it.
     pub log_id: Option<LogId>,
-    /// A joint configuration: a change is still under way.
-    pub changing: bool,
 }
 
 /// The membership `metrics` reports, `None` before there is one.
@@ -31,7 +28,6 @@ pub fn members_of(metrics: &Metrics) -> Option<Members> {
         voters: membership.voter_ids().collect(),
         learners: membership.learner_ids().collect(),
         log_id: *config.log_id(),
-        changing: membership.get_joint_config().len() > 1,
     })
 }
 

@@ -1,8 +1,7 @@
-//! What a cluster member may be, checked before anything reaches Raft:
-//! membership is written into the log for good, so a bad entry must never
-//! get there.
-
-use std::collections::BTreeSet;
+//! What a member's id and addresses may be, checked where an operator
+//! types them (`--member`, `add-learner`), before anything is signed; the
+//! member set itself (no id or address twice) is the ledger's
+//! (`stele_ledger::MemberSet`).
 
 use thiserror::Error;
 
@@ -15,10 +14,6 @@ pub enum MemberError {
         addr: String,
         why: &'static str,
     },
-    #[error("node id {0} is given twice")]
-    DuplicateId(u64),
-    #[error("address {0} is given twice")]
-    DuplicateAddress(String),
     #[error(
         "member {id}: its client and peer addresses are both {addr}; the Raft transport has a port of its own (--peer-listen)"
     )]
@@ -66,27 +61,6 @@ fn check_address(id: u64, addr: &str) -> Result<(), MemberError> {
     Ok(())
 }
 
-/// A whole membership, as `(id, addr, peer_addr)`: every member valid, no
-/// id or address twice.
-pub fn check_members<'a>(
-    members: impl IntoIterator<Item = (u64, &'a str, &'a str)>,
-) -> Result<(), MemberError> {
-    let mut ids = BTreeSet::new();
-    let mut addrs = BTreeSet::new();
-    for (id, addr, peer_addr) in members {
-        check_member(id, addr, peer_addr)?;
-        if !ids.insert(id) {
-            return Err(MemberError::DuplicateId(id));
-        }
-        for addr in [addr, peer_addr] {
-            if !addrs.insert(addr) {
-                return Err(MemberError::DuplicateAddress(addr.to_string()));
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,9 +90,5 @@ mod tests {
                 assert!(check_member(id, "p:1", addr).is_err(), "{id}={addr}");
             }
         }
-        assert!(check_members([(1, "a:1", "a:2"), (1, "b:1", "b:2")]).is_err());
-        assert!(check_members([(1, "a:1", "a:2"), (2, "a:1", "b:2")]).is_err());
-        assert!(check_members([(1, "a:1", "a:2"), (2, "a:2", "b:2")]).is_err());
-        assert!(check_members([(1, "a:1", "a:2"), (2, "b:1", "b:2")]).is_ok());
     }
 }

@@ -295,6 +295,9 @@ impl RaftRpc for RaftService {
         // this node a member.
         self.note_commit(vote, leader_commit);
         self.removal.heard_from_leader();
+        if let Some(commit) = leader_commit {
+            self.removal.leader_committed(commit.index);
+        }
         // Accepted from the current leader, a member: as current as that
         // leader was, no fresher than the reply of this boot it echoes,
         // once this node has applied what the leader had committed.

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use stele_decision::DecisionPath;
 use stele_store::{Machine, NodeId, Published, Raft};
@@ -23,12 +24,15 @@ use crate::current_members::{Members, members_of};
 /// from a leader.
 pub struct Removal {
     refused_by: watch::Sender<BTreeSet<NodeId>>,
+    /// The highest commit index a leader told this node of.
+    leader_commit: AtomicU64,
 }
 
 impl Default for Removal {
     fn default() -> Removal {
         Removal {
             refused_by: watch::Sender::new(BTreeSet::new()),
+            leader_commit: AtomicU64::new(0),
         }
     }
 }
@@ -38,6 +42,11 @@ impl Removal {
     /// lists this node.
     pub fn refused_by(&self, peer: NodeId) {
         self.refused_by.send_if_modified(|peers| peers.insert(peer));
+    }
+
+    /// A leader this node accepted had committed up to log index `index`.
+    pub fn leader_committed(&self, index: u64) {
+        self.leader_commit.fetch_max(index, Ordering::Relaxed);
     }
 
     /// This node accepted a leader's AppendEntries: whatever peers said
@@ -65,6 +74,16 @@ pub fn removed_in_ledger(me: NodeId, machine: &Machine) -> bool {
         Some((false, earlier)) => earlier.contains(&true),
         _ => false,
     }
+}
+
+/// Whether the node has applied all that a leader told it was committed:
+/// only then is the ledger it applied the cluster's. A node added again
+/// under an id removed before replays the version that removed it while it
+/// catches up (by log or snapshot), long after the version adding it again
+/// committed, and must not take that replay for its removal. A removed
+/// node heard of at least the commit of the version that dropped it.
+pub fn caught_up(last_applied: Option<u64>, leader_commit: u64) -> bool {
+    last_applied.unwrap_or(0) >= leader_commit
 }
 
 /// Whether node `me` is removed: the ledger removed it, `members` (`None`
@@ -108,8 +127,13 @@ pub fn spawn_watch(
         let mut removed = false;
         loop {
             served.borrow_and_update();
-            let in_ledger = removed_in_ledger(me, &published.machine());
-            let members = members_of(&metrics.borrow_and_update());
+            let applied_at = metrics.borrow_and_update().last_applied;
+            let settled = caught_up(
+                applied_at.map(|id| id.index),
+                removal.leader_commit.load(Ordering::Relaxed),
+            );
+            let in_ledger = settled && removed_in_ledger(me, &published.machine());
+            let members = members_of(&metrics.borrow());
             let membership_at = members.as_ref().and_then(|m| m.log_id);
             let now = is_removed(
                 me,
@@ -140,7 +164,12 @@ pub fn spawn_watch(
                         Err(_) => return,
                     },
                     changed = metrics.changed() => match changed {
-                        Ok(()) if *metrics.borrow().membership_config.log_id() != membership_at => break,
+                        Ok(())
+                            if *metrics.borrow().membership_config.log_id() != membership_at
+                                || metrics.borrow().last_applied != applied_at =>
+                        {
+                            break;
+                        }
                         Ok(()) => {}
                         Err(_) => return,
                     },
@@ -165,6 +194,17 @@ mod tests {
             learners: ids(learners),
             ..Members::default()
         }
+    }
+
+    #[test]
+    fn the_ledger_counts_only_once_the_node_applied_what_its_leader_committed() {
+        // Replaying versions from before the one that adds it again.
+        assert!(!caught_up(Some(12), 40));
+        assert!(!caught_up(None, 40));
+        assert!(caught_up(Some(40), 40));
+        assert!(caught_up(Some(41), 40));
+        // Never told of a commit (a leader, or a node alone): its own.
+        assert!(caught_up(None, 0));
     }
 
     #[test]
