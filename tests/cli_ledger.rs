@@ -655,12 +655,13 @@ fn an_expired_genesis_is_refused_before_the_cluster_is_called() {
     let refused = ws
         .run(&[
             "--json",
+            "--insecure-plaintext",
             "cluster",
             "init",
             "--genesis-file",
             "g.json",
             "--endpoint",
-            "127.0.0.1:1",
+            "http://127.0.0.1:1",
         ])
         .fails()
         .json();

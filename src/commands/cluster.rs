@@ -73,6 +73,7 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
     };
     let hash = genesis.version.hash();
     let client = connect(&endpoint, timeout)?;
+    refuse_if_expired(&client, &genesis, path)?;
     let started = call(client.bootstrap(BootstrapRequest {
         genesis: genesis.encode().into_bytes(),
     }))?;
@@ -120,6 +121,29 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
     Ok(())
 }
 
+/// An expired genesis could start Raft on every node pinned to it and then
+/// never commit: refused, unless the cluster committed it already (then
+/// running init again is the idempotent no-op it always is).
+fn refuse_if_expired(client: &stele_client::Client, genesis: &Proposal, path: &Path) -> Result<()> {
+    let header = &genesis.version.header;
+    if !header.expired_at(crate::ledger_files::now_unix_seconds() * 1000) {
+        return Ok(());
+    }
+    let hash = genesis.version.hash();
+    let committed = crate::remote::block_on(async { Ok(client.version(1).await.ok()) })?
+        .is_some_and(|(version, _)| version.hash() == hash);
+    if committed {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Code::Reason(stele_ledger::Reason::ProposalExpired),
+        format!(
+            "{}: this genesis expired (its signed expires_at has passed) and the cluster has not committed it, so it never can: make a new one (`stele ledger new` writes none that expire), and start the nodes on empty --data directories with its hash (if the cluster did commit it, check that --endpoint answers)",
+            path.display()
+        ),
+    ))
+}
+
 /// The genesis in `path`: the first version of a ledger file, or a genesis
 /// proposal file; checked here as a verifier would (M signatures of the
 /// trust set it declares, the bundle its digest names).
@@ -145,19 +169,6 @@ fn read_genesis(path: &Path) -> Result<Proposal> {
             }
         }
     };
-    if proposal
-        .version
-        .header
-        .expired_at(crate::ledger_files::now_unix_seconds() * 1000)
-    {
-        return Err(Failure::new(
-            Code::Reason(stele_ledger::Reason::ProposalExpired),
-            format!(
-                "{}: this genesis expired (its signed expires_at has passed) and can never commit: make a new one (`stele ledger new` writes none that expire), and start the nodes with its hash",
-                path.display()
-            ),
-        ));
-    }
     let mut check = Ledger::new();
     check
         .submit(

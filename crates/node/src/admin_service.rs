@@ -206,6 +206,12 @@ impl AdminService {
     /// cluster CA can send an uninitialised node a membership of its own.
     fn refuse_other_start(&self, voters: &BTreeMap<u64, MemberAddrs>) -> Result<(), Status> {
         let metrics = self.node.raft.metrics().borrow().clone();
+        if metrics.membership_config.log_id().is_none() {
+            // openraft refuses to initialize a node that voted, too.
+            return Err(Status::unavailable(
+                "this node voted in an election but holds no membership yet: run `stele cluster init` at the node where Raft started, or again in a moment",
+            ));
+        }
         let membership = metrics.membership_config.membership();
         let nodes: BTreeMap<u64, MemberAddrs> = membership
             .nodes()

@@ -283,6 +283,18 @@ impl RaftRpc for RaftService {
             .map_err(|why| self.refused(sender, "AppendEntries", why))?;
         let vote = rpc.vote;
         let leader_commit = rpc.leader_commit;
+        // Before openraft applies anything of it: the removal watch must not
+        // see this batch applied with the commit still unknown. Capped at
+        // what this message brings, as openraft caps what it commits.
+        let reaches = rpc
+            .entries
+            .last()
+            .map(|entry| entry.log_id)
+            .or(rpc.prev_log_id);
+        if let (Some(commit), Some(reaches)) = (leader_commit, reaches) {
+            self.removal
+                .leader_committed(commit.index.min(reaches.index));
+        }
         let result = self.raft.append_entries(rpc).await;
         let accepted = match &result {
             Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)) => true,
@@ -295,9 +307,6 @@ impl RaftRpc for RaftService {
         // this node a member.
         self.note_commit(vote, leader_commit);
         self.removal.heard_from_leader();
-        if let Some(commit) = leader_commit {
-            self.removal.leader_committed(commit.index);
-        }
         // Accepted from the current leader, a member: as current as that
         // leader was, no fresher than the reply of this boot it echoes,
         // once this node has applied what the leader had committed.
@@ -394,6 +403,12 @@ impl RaftRpc for RaftService {
             }
         };
         tracing::info!(snapshot = %meta.snapshot_id, "installing a snapshot from the leader (checked against this node's chain)");
+        // A leader sends a snapshot to a node far behind, with entries to
+        // follow: until it applies past the snapshot, the ledger it holds is
+        // not taken for the cluster's (`removal`).
+        if let Some(last) = meta.last_log_id {
+            self.removal.leader_committed(last.index + 1);
+        }
         let snapshot = stele_store::Snapshot {
             meta,
             snapshot: Box::new(std::io::Cursor::new(bytes)),

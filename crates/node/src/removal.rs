@@ -44,7 +44,8 @@ impl Removal {
         self.refused_by.send_if_modified(|peers| peers.insert(peer));
     }
 
-    /// A leader this node accepted had committed up to log index `index`.
+    /// A leader told this node that it committed up to log index `index`,
+    /// of which this node is to hold at least that much.
     pub fn leader_committed(&self, index: u64) {
         self.leader_commit.fetch_max(index, Ordering::Relaxed);
     }
@@ -91,17 +92,20 @@ pub fn caught_up(last_applied: Option<u64>, leader_commit: u64) -> bool {
 /// voters refused it (only voters answer votes, so only they can).
 pub fn is_removed(
     me: NodeId,
+    settled: bool,
     in_ledger: bool,
     members: Option<&Members>,
     refused_by: &BTreeSet<NodeId>,
 ) -> bool {
-    if in_ledger {
+    if settled && in_ledger {
         return true;
     }
     let Some(members) = members else {
         return false;
     };
-    if !members.nodes.contains(&me) {
+    // Like the ledger, a membership this node's log holds while it catches
+    // up may be one that an entry it has not received yet undoes.
+    if settled && !members.nodes.contains(&me) {
         return true;
     }
     let others: Vec<&NodeId> = members.voters.iter().filter(|id| **id != me).collect();
@@ -132,11 +136,12 @@ pub fn spawn_watch(
                 applied_at.map(|id| id.index),
                 removal.leader_commit.load(Ordering::Relaxed),
             );
-            let in_ledger = settled && removed_in_ledger(me, &published.machine());
+            let in_ledger = removed_in_ledger(me, &published.machine());
             let members = members_of(&metrics.borrow());
             let membership_at = members.as_ref().and_then(|m| m.log_id);
             let now = is_removed(
                 me,
+                settled,
                 in_ledger,
                 members.as_ref(),
                 &refusals.borrow_and_update(),
@@ -211,27 +216,49 @@ mod tests {
     fn a_node_is_removed_by_its_own_membership_or_most_of_its_voters() {
         let members = voters(&[1, 2, 3], &[]);
         // The ledger it applied dropped it: removed, whatever Raft says.
-        assert!(is_removed(3, true, Some(&members), &ids(&[])));
+        assert!(is_removed(3, true, true, Some(&members), &ids(&[])));
+        // Catching up, neither the ledger nor Raft's membership counts; a
+        // majority of refusals does.
+        assert!(!is_removed(4, false, true, Some(&members), &ids(&[])));
+        assert!(is_removed(3, false, false, Some(&members), &ids(&[1, 2])));
         // No membership yet (a new node): never removed.
-        assert!(!is_removed(3, false, None, &ids(&[1, 2])));
+        assert!(!is_removed(3, true, false, None, &ids(&[1, 2])));
         // Its membership does not list it.
-        assert!(is_removed(4, false, Some(&members), &ids(&[])));
+        assert!(is_removed(4, true, false, Some(&members), &ids(&[])));
         // One of two others is no majority; both are.
-        assert!(!is_removed(3, false, Some(&members), &ids(&[])));
-        assert!(!is_removed(3, false, Some(&members), &ids(&[1])));
-        assert!(is_removed(3, false, Some(&members), &ids(&[1, 2])));
+        assert!(!is_removed(3, true, false, Some(&members), &ids(&[])));
+        assert!(!is_removed(3, true, false, Some(&members), &ids(&[1])));
+        assert!(is_removed(3, true, false, Some(&members), &ids(&[1, 2])));
         // Refusals from nodes outside the membership do not count.
-        assert!(!is_removed(3, false, Some(&members), &ids(&[1, 7, 8])));
+        assert!(!is_removed(
+            3,
+            true,
+            false,
+            Some(&members),
+            &ids(&[1, 7, 8])
+        ));
         // Five voters: two of four others are not more than half.
         let five = voters(&[1, 2, 3, 4, 5], &[]);
-        assert!(!is_removed(5, false, Some(&five), &ids(&[1, 2])));
-        assert!(is_removed(5, false, Some(&five), &ids(&[1, 2, 3])));
+        assert!(!is_removed(5, true, false, Some(&five), &ids(&[1, 2])));
+        assert!(is_removed(5, true, false, Some(&five), &ids(&[1, 2, 3])));
         // Learners answer no votes, so they are not counted: the two other
         // voters are enough, whatever the learners.
         let with_learners = voters(&[1, 2, 3], &[4, 5]);
-        assert!(is_removed(3, false, Some(&with_learners), &ids(&[1, 2])));
+        assert!(is_removed(
+            3,
+            true,
+            false,
+            Some(&with_learners),
+            &ids(&[1, 2])
+        ));
         // Alone: nobody can refuse it.
-        assert!(!is_removed(1, false, Some(&voters(&[1], &[])), &ids(&[2])));
+        assert!(!is_removed(
+            1,
+            true,
+            false,
+            Some(&voters(&[1], &[])),
+            &ids(&[2])
+        ));
     }
 
     #[test]
