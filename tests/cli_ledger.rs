@@ -666,4 +666,54 @@ fn an_expired_genesis_is_refused_before_the_cluster_is_called() {
         .fails()
         .json();
     assert_eq!(refused["error"], "proposal_expired", "{refused}");
+    // Nor one that would expire while init waits for a leader.
+    ws.run(&[
+        "proposal",
+        "new",
+        "--author",
+        "a",
+        "--kind",
+        "genesis",
+        "--bundle",
+        "bundle",
+        "--approver",
+        "a.pub",
+        "--approver",
+        "b.pub",
+        "--threshold",
+        "2",
+        "--member",
+        "1=127.0.0.1:1,127.0.0.1:2",
+        "--cert",
+        "tls/node-1.pem",
+        "-m",
+        "soon",
+        "--expires-in",
+        "20s",
+        "--out",
+        "soon.json",
+    ])
+    .ok();
+    ws.run(&["proposal", "sign", "soon.json", "--key", "a", "--key", "b"])
+        .ok();
+    let soon = ws
+        .run(&[
+            "--json",
+            "--insecure-plaintext",
+            "cluster",
+            "init",
+            "--genesis-file",
+            "soon.json",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--timeout",
+            "30s",
+        ])
+        .fails()
+        .json();
+    assert_eq!(soon["error"], "proposal_expired", "{soon}");
+    assert!(
+        soon["message"].as_str().unwrap().contains("--timeout 30s"),
+        "{soon}"
+    );
 }

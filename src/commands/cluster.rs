@@ -73,7 +73,7 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
     };
     let hash = genesis.version.hash();
     let client = connect(&endpoint, timeout)?;
-    refuse_if_expired(&client, &genesis, path)?;
+    refuse_if_expired(&client, &genesis, path, timeout)?;
     let started = call(client.bootstrap(BootstrapRequest {
         genesis: genesis.encode().into_bytes(),
     }))?;
@@ -122,11 +122,18 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
 }
 
 /// An expired genesis could start Raft on every node pinned to it and then
-/// never commit: refused, unless the cluster committed it already (then
-/// running init again is the idempotent no-op it always is).
-fn refuse_if_expired(client: &stele_client::Client, genesis: &Proposal, path: &Path) -> Result<()> {
+/// never commit, and so could one that expires while init waits for a
+/// leader (up to `timeout`): refused, unless the cluster committed it
+/// already (then running init again is the idempotent no-op it always is).
+fn refuse_if_expired(
+    client: &stele_client::Client,
+    genesis: &Proposal,
+    path: &Path,
+    timeout: Duration,
+) -> Result<()> {
     let header = &genesis.version.header;
-    if !header.expired_at(crate::ledger_files::now_unix_seconds() * 1000) {
+    let by = crate::ledger_files::now_unix_seconds() * 1000 + timeout.as_millis() as u64;
+    if !header.expired_at(by) {
         return Ok(());
     }
     let hash = genesis.version.hash();
@@ -138,8 +145,9 @@ fn refuse_if_expired(client: &stele_client::Client, genesis: &Proposal, path: &P
     Err(Failure::new(
         Code::Reason(stele_ledger::Reason::ProposalExpired),
         format!(
-            "{}: this genesis expired (its signed expires_at has passed) and the cluster has not committed it, so it never can: make a new one (`stele ledger new` writes none that expire), and start the nodes on empty --data directories with its hash (if the cluster did commit it, check that --endpoint answers)",
-            path.display()
+            "{}: this genesis expires before init could finish (its signed expires_at is past, or within --timeout {}), and the cluster has not committed it: make a new one (`stele ledger new` writes none that expire), and start the nodes on empty --data directories with its hash (if the cluster did commit it, check that --endpoint answers)",
+            path.display(),
+            humantime::format_duration(timeout)
         ),
     ))
 }
