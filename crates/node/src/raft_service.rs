@@ -284,16 +284,11 @@ impl RaftRpc for RaftService {
         let vote = rpc.vote;
         let leader_commit = rpc.leader_commit;
         // Before openraft applies anything of it: the removal watch must not
-        // see this batch applied with the commit still unknown. Capped at
-        // what this message brings, as openraft caps what it commits.
-        let reaches = rpc
-            .entries
-            .last()
-            .map(|entry| entry.log_id)
-            .or(rpc.prev_log_id);
-        if let (Some(commit), Some(reaches)) = (leader_commit, reaches) {
-            self.removal
-                .leader_committed(commit.index.min(reaches.index));
+        // see this batch applied with the commit still unknown. Not capped at
+        // what this message brings: a node catching up batch by batch is not
+        // caught up at the end of a batch.
+        if let Some(commit) = leader_commit {
+            self.removal.leader_committed(commit.index);
         }
         let result = self.raft.append_entries(rpc).await;
         let accepted = match &result {

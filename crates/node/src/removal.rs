@@ -139,13 +139,16 @@ pub fn spawn_watch(
             let in_ledger = removed_in_ledger(me, &published.machine());
             let members = members_of(&metrics.borrow());
             let membership_at = members.as_ref().and_then(|m| m.log_id);
-            let now = is_removed(
+            let verdict = is_removed(
                 me,
                 settled,
                 in_ledger,
                 members.as_ref(),
                 &refusals.borrow_and_update(),
             );
+            // Catching up delays a verdict, and undoes none: a removed node
+            // still receiving entries is behind its leader at every message.
+            let now = verdict || (removed && !settled);
             if now != removed {
                 removed = now;
                 decisions.set_removed(removed);
