@@ -610,6 +610,58 @@ fn approvers_are_named_in_the_ledger_and_the_author_is_one_of_them() {
     assert_eq!(unchanged["head"]["seq"], 2, "{unchanged}");
 }
 
+/// A signed genesis proposal at `out` listing node 1, which cannot commit
+/// after now + `expires_in`.
+fn expiring_genesis(ws: &Workspace, out: &str, expires_in: &str) {
+    ws.run(&[
+        "proposal",
+        "new",
+        "--author",
+        "a",
+        "--kind",
+        "genesis",
+        "--bundle",
+        "bundle",
+        "--approver",
+        "a.pub",
+        "--approver",
+        "b.pub",
+        "--threshold",
+        "2",
+        "--member",
+        "1=127.0.0.1:1,127.0.0.1:2",
+        "--cert",
+        "tls/node-1.pem",
+        "-m",
+        out,
+        "--expires-in",
+        expires_in,
+        "--out",
+        out,
+    ])
+    .ok();
+    ws.run(&["proposal", "sign", out, "--key", "a", "--key", "b"])
+        .ok();
+}
+
+/// `cluster init` with `genesis` at an endpoint where nothing listens.
+fn init_nowhere(ws: &Workspace, genesis: &str) -> serde_json::Value {
+    ws.run(&[
+        "--json",
+        "--insecure-plaintext",
+        "cluster",
+        "init",
+        "--genesis-file",
+        genesis,
+        "--endpoint",
+        "http://127.0.0.1:1",
+        "--timeout",
+        "30s",
+    ])
+    .fails()
+    .json()
+}
+
 /// A genesis past its signed expiry could start Raft on every pinned node
 /// and then never commit: `cluster init` refuses it before it calls any
 /// node (nothing listens at the endpoint here).
@@ -622,95 +674,13 @@ fn an_expired_genesis_is_refused_before_the_cluster_is_called() {
         &["certs", "node", "tls", "--id", "1", "--host", "127.0.0.1"],
     )
     .ok();
-    ws.run(&[
-        "proposal",
-        "new",
-        "--author",
-        "a",
-        "--kind",
-        "genesis",
-        "--bundle",
-        "bundle",
-        "--approver",
-        "a.pub",
-        "--approver",
-        "b.pub",
-        "--threshold",
-        "2",
-        "--member",
-        "1=127.0.0.1:1,127.0.0.1:2",
-        "--cert",
-        "tls/node-1.pem",
-        "-m",
-        "first",
-        "--expires-in",
-        "1s",
-        "--out",
-        "g.json",
-    ])
-    .ok();
-    ws.run(&["proposal", "sign", "g.json", "--key", "a", "--key", "b"])
-        .ok();
+    expiring_genesis(&ws, "g.json", "1s");
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let refused = ws
-        .run(&[
-            "--json",
-            "--insecure-plaintext",
-            "cluster",
-            "init",
-            "--genesis-file",
-            "g.json",
-            "--endpoint",
-            "http://127.0.0.1:1",
-        ])
-        .fails()
-        .json();
+    let refused = init_nowhere(&ws, "g.json");
     assert_eq!(refused["error"], "proposal_expired", "{refused}");
     // Nor one that would expire while init waits for a leader.
-    ws.run(&[
-        "proposal",
-        "new",
-        "--author",
-        "a",
-        "--kind",
-        "genesis",
-        "--bundle",
-        "bundle",
-        "--approver",
-        "a.pub",
-        "--approver",
-        "b.pub",
-        "--threshold",
-        "2",
-        "--member",
-        "1=127.0.0.1:1,127.0.0.1:2",
-        "--cert",
-        "tls/node-1.pem",
-        "-m",
-        "soon",
-        "--expires-in",
-        "20s",
-        "--out",
-        "soon.json",
-    ])
-    .ok();
-    ws.run(&["proposal", "sign", "soon.json", "--key", "a", "--key", "b"])
-        .ok();
-    let soon = ws
-        .run(&[
-            "--json",
-            "--insecure-plaintext",
-            "cluster",
-            "init",
-            "--genesis-file",
-            "soon.json",
-            "--endpoint",
-            "http://127.0.0.1:1",
-            "--timeout",
-            "30s",
-        ])
-        .fails()
-        .json();
+    expiring_genesis(&ws, "soon.json", "20s");
+    let soon = init_nowhere(&ws, "soon.json");
     assert_eq!(soon["error"], "proposal_expired", "{soon}");
     assert!(
         soon["message"].as_str().unwrap().contains("--timeout 30s"),

@@ -176,7 +176,7 @@ fn promoting_a_learner_that_does_not_answer_or_removing_the_last_voter_changes_n
     // learner (harmless), never as a voter.
     let (addr, peer) = cluster.plan(5);
     let dead = format!("5={addr},{peer}");
-    let cert = cluster.tls().join("node-5.pem").display().to_string();
+    let cert = cluster.node_cert(5);
     cluster.member_change(&["add-learner", &dead, "--cert", &cert]);
     wait_until("node 5 joins as a learner", Duration::from_secs(30), || {
         voters_and_learners(&cluster) == [(1, true), (5, false)]
@@ -486,7 +486,7 @@ fn a_learner_added_after_fifty_versions_catches_up_by_snapshot_and_serves() {
     cluster.launch(4, &["--snapshot-every", "10"]);
     let addr = cluster.node(4).addr.clone();
     let member = format!("4={addr},{}", cluster.node(4).peer_addr);
-    let cert = cluster.tls().join("node-4.pem").display().to_string();
+    let cert = cluster.node_cert(4);
     cluster.member_change(&["add-learner", &member, "--cert", &cert, "--timeout", "60s"]);
     // Seq 51 is the membership version that lists it.
     wait_until("the learner serves seq 51", Duration::from_secs(60), || {
@@ -934,11 +934,7 @@ fn a_removed_node_says_removed_and_does_not_disturb_the_cluster() {
     cluster.launch(removed, &[]);
     let node = cluster.node(removed);
     let member = format!("{removed}={},{}", node.addr, node.peer_addr);
-    let cert = cluster
-        .tls()
-        .join(format!("node-{removed}.pem"))
-        .display()
-        .to_string();
+    let cert = cluster.node_cert(removed);
     let readded = cluster.member_change(&["add-learner", &member, "--cert", &cert]);
     let seq = readded["seq"].as_u64().unwrap();
     wait_until(
@@ -978,14 +974,7 @@ fn membership_changes_only_by_signed_membership_versions() {
     cluster.genesis();
     cluster.wait_all_serve(1);
     cluster.launch(4, &[]);
-    let cert = |id: u64| {
-        cluster
-            .tls()
-            .join(format!("node-{id}.pem"))
-            .display()
-            .to_string()
-    };
-    let c4 = cert(4);
+    let c4 = cluster.node_cert(4);
     let four = cluster.node(4);
     let member4 = format!("4={},{}", four.addr, four.peer_addr);
     let three_voters = BTreeMap::from([(1, true), (2, true), (3, true)]);

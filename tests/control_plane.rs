@@ -799,13 +799,7 @@ fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member
     // listing the wrong keys for two of the three voters, signed by M
     // approvers (a mistake, or a stolen CA key with M approvers fooled),
     // cannot commit: once committed, no node would follow any leader.
-    let cert = |id: u64| {
-        cluster
-            .tls()
-            .join(format!("node-{id}.pem"))
-            .display()
-            .to_string()
-    };
+    let cert = |id: u64| cluster.node_cert(id);
     let key_of = |path: &str| -> stele_ledger::Hash {
         let pem = std::fs::read_to_string(path).unwrap();
         stele_tls::issue::names(&pem)
@@ -912,14 +906,7 @@ fn once_the_ledger_lists_each_members_key_a_ca_certificate_alone_makes_no_member
         let dial = stele_node::dial::tcp_pinned(Some(Arc::new(files.load().unwrap())), keys);
         RaftClient::new(dial(&cluster.node(victim).peer_addr, victim).unwrap())
     };
-    let victims_key: stele_ledger::Hash = {
-        let pem = std::fs::read_to_string(cert(victim)).unwrap();
-        stele_tls::issue::names(&pem)
-            .unwrap()
-            .spki_sha256
-            .parse()
-            .unwrap()
-    };
+    let victims_key = key_of(&cert(victim));
     // A vote at term 0: answered (and not granted) by a reachable member.
     let harmless = || RaftRequest {
         json: serde_json::to_vec(&VoteRequest::new(Vote::new(0, thief), None)).unwrap(),

@@ -157,7 +157,26 @@ impl Cluster {
             )
             .ok();
         }
-        let [addr, peer, http] = [(); 3].map(|_| format!("127.0.0.1:{}", free_port()));
+        let mut taken: Vec<String> = self
+            .planned
+            .iter()
+            .flat_map(|(_, a, p, h)| [a.clone(), p.clone(), h.clone()])
+            .chain(
+                self.nodes
+                    .iter()
+                    .flat_map(|n| [n.addr.clone(), n.peer_addr.clone(), n.http.addr.clone()]),
+            )
+            .collect();
+        // The system may hand out a port it just freed again: never twice.
+        let [addr, peer, http] = [(); 3].map(|_| {
+            loop {
+                let addr = format!("127.0.0.1:{}", free_port());
+                if !taken.contains(&addr) {
+                    taken.push(addr.clone());
+                    break addr;
+                }
+            }
+        });
         self.planned.push((id, addr.clone(), peer.clone(), http));
         (addr, peer)
     }
@@ -169,6 +188,15 @@ impl Cluster {
     /// The cluster's CA and certificates.
     pub fn tls(&self) -> PathBuf {
         self.path().join("tls")
+    }
+
+    /// Node `id`'s certificate (issued by `plan` or `launch`), as `--cert`
+    /// takes it.
+    pub fn node_cert(&self, id: u64) -> String {
+        self.tls()
+            .join(format!("node-{id}.pem"))
+            .display()
+            .to_string()
     }
 
     /// `--tls-ca/--tls-cert/--tls-key` for the client certificate `name`.

@@ -284,28 +284,19 @@ impl AdminService {
             ));
         };
         let own = self.node.id();
-        let Some(listed) = members
+        if members
             .get(own)
-            .filter(|m| m.role == stele_ledger::Role::Voter)
-        else {
+            .is_none_or(|m| m.role != stele_ledger::Role::Voter)
+        {
             return Err(refuse(
                 Reason::MembershipUnsafe,
                 format!(
                     "initialize the cluster at one of the genesis's voters; this node ({own}) is not one"
                 ),
             ));
-        };
-        if let Some(holds) = &self.node.spki_sha256
-            && listed.spki_sha256.to_hex() != *holds
-        {
-            return Err(refuse(
-                Reason::MembershipUnsafe,
-                format!(
-                    "the genesis lists key {} for this node ({own}), which holds {holds}: no node would follow it. Make the genesis with this node's certificate",
-                    listed.spki_sha256
-                ),
-            ));
         }
+        crate::member_set_check::own_key_listed(members, own, self.node.spki_sha256.as_deref())
+            .map_err(|why| refuse(Reason::MembershipUnsafe, why.to_string()))?;
         // A voter that answers with another key than the genesis lists
         // would be refused by every peer once the genesis commits.
         if self.node.spki_sha256.is_some() {
@@ -315,18 +306,20 @@ impl AdminService {
                 .filter_map(|id| members.get(id))
                 .collect();
             let asks = others.iter().map(|member| async move {
-                let status = self.node.own_status_of(member.id, &member.client).await;
-                (member, status)
+                (
+                    member,
+                    crate::member_set_check::key_of(&self.node, member).await,
+                )
             });
-            for (member, status) in futures::future::join_all(asks).await {
-                if let Some(status) = status
-                    && status.spki_sha256 != member.spki_sha256.to_hex()
+            for (member, key) in futures::future::join_all(asks).await {
+                if let Some(holds) = key
+                    && holds != member.spki_sha256.to_hex()
                 {
                     return Err(refuse(
                         Reason::MembershipUnsafe,
                         format!(
-                            "node {} at {} holds key {}, and the genesis lists {}: once the genesis commits, its peers would refuse it. Make the genesis with each node's own certificate",
-                            member.id, member.client, status.spki_sha256, member.spki_sha256
+                            "node {} at {} holds key {holds}, and the genesis lists {}: once the genesis commits, its peers would refuse it. Make the genesis with each node's own certificate",
+                            member.id, member.client, member.spki_sha256
                         ),
                     ));
                 }

@@ -37,9 +37,9 @@ pub struct Report {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum Unrunnable {
     #[error(
-        "the member set lists key {listed} for this leader (node {id}), which holds {holds}: once committed, no node would follow it. Give its own certificate with --cert"
+        "the member set lists key {listed} for node {id}, this node, which holds {holds}: once committed, no node would follow it. Give node {id}'s own certificate with --cert"
     )]
-    LeaderKey {
+    OwnKey {
         id: u64,
         listed: String,
         holds: String,
@@ -67,6 +67,22 @@ pub enum Unrunnable {
     },
 }
 
+/// Whether `set` lists node `id` (whose own key is `own_key`, `None`
+/// without TLS) with the key it holds; a set that does not list it at all
+/// is not judged here.
+pub fn own_key_listed(set: &MemberSet, id: u64, own_key: Option<&str>) -> Result<(), Unrunnable> {
+    match (own_key, set.get(id)) {
+        (Some(holds), Some(listed)) if listed.spki_sha256.to_hex() != holds => {
+            Err(Unrunnable::OwnKey {
+                id,
+                listed: listed.spki_sha256.to_hex(),
+                holds: holds.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `new` is a set the cluster can run on, led by `leader` (whose
 /// own key is `own_key`, `None` without TLS, when keys are not checked),
 /// with today's Raft `voters` and what each listed node `reports`.
@@ -78,15 +94,7 @@ pub fn verdict(
     reports: &BTreeMap<u64, Report>,
 ) -> Result<(), Unrunnable> {
     let keyed = own_key.is_some();
-    if let (Some(holds), Some(listed)) = (own_key, new.get(leader))
-        && listed.spki_sha256.to_hex() != holds
-    {
-        return Err(Unrunnable::LeaderKey {
-            id: leader,
-            listed: listed.spki_sha256.to_hex(),
-            holds: holds.to_string(),
-        });
-    }
+    own_key_listed(new, leader, own_key)?;
     let report = |id: u64| reports.get(&id).cloned().unwrap_or_default();
     let mut problems = Vec::new();
     let mut healthy = 0;
@@ -144,6 +152,13 @@ pub fn verdict(
     Ok(())
 }
 
+/// The key `member` holds, as it reports it now (hex; empty without TLS),
+/// or `None` if it does not answer.
+pub async fn key_of(node: &NodeState, member: &stele_ledger::Member) -> Option<String> {
+    let status = node.own_status_of(member.id, &member.client).await?;
+    Some(status.spki_sha256)
+}
+
 /// Probes every node `new` lists (but this one) and judges it.
 pub async fn check(node: &NodeState, new: &MemberSet) -> Result<(), Unrunnable> {
     let metrics = node.raft.metrics().borrow().clone();
@@ -161,10 +176,10 @@ pub async fn check(node: &NodeState, new: &MemberSet) -> Result<(), Unrunnable> 
                 .flatten()
                 .map(|log_id| last_index.saturating_sub(log_id.index));
             async move {
-                let answer = node.own_status_of(member.id, &member.client).await;
+                let key = key_of(node, member).await;
                 let report = Report {
-                    reachable: answer.is_some(),
-                    spki_sha256: answer.map(|status| status.spki_sha256).unwrap_or_default(),
+                    reachable: key.is_some(),
+                    spki_sha256: key.unwrap_or_default(),
                     behind,
                 };
                 (member.id, report)
@@ -248,7 +263,7 @@ mod tests {
         let not_mine = key(9).to_hex();
         assert!(matches!(
             verdict(&new, &ids(&[1, 2, 3]), 1, Some(&not_mine), &all),
-            Err(Unrunnable::LeaderKey { id: 1, .. })
+            Err(Unrunnable::OwnKey { id: 1, .. })
         ));
     }
 

@@ -66,15 +66,15 @@ impl Removal {
 /// applies versions from before the one that lists it: never listed yet,
 /// it is not removed.)
 pub fn removed_in_ledger(me: NodeId, machine: &Machine) -> bool {
-    let listed: Vec<bool> = machine
+    let (mut listed_before, mut listed_now) = (false, false);
+    for set in machine
         .versions()
         .filter_map(|version| version.header.members.as_ref())
-        .map(|set| set.get(me).is_some())
-        .collect();
-    match listed.split_last() {
-        Some((false, earlier)) => earlier.contains(&true),
-        _ => false,
+    {
+        listed_before |= listed_now;
+        listed_now = set.get(me).is_some();
     }
+    listed_before && !listed_now
 }
 
 /// Whether the node has applied all that a leader told it was committed:
