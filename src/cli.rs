@@ -430,15 +430,26 @@ pub struct NodeArgs {
 pub enum ClusterCommand {
     /// Start a new cluster from its signed genesis (`stele ledger new ...
     /// --member ... --cert ...`): Raft begins with the voters the genesis
-    /// lists, and the genesis commits as seq 1. Every node must run with
-    /// --genesis set to its hash. Safe to run again: a cluster that has
-    /// this genesis answers already_committed, and any other is refused.
+    /// lists, and the genesis commits as seq 1. Or continue an existing
+    /// chain in a new cluster (--ledger). Every node must run with
+    /// --genesis set to the chain's genesis hash. Safe to run again: a
+    /// cluster that has this genesis (or ledger) answers
+    /// already_committed, and any other is refused.
+    #[command(group(clap::ArgGroup::new("start").required(true).args(["genesis_file", "ledger"])))]
     Init {
         /// The genesis: a ledger file (its first version) or a signed
         /// genesis proposal file.
         #[arg(long, value_name = "FILE")]
-        genesis_file: PathBuf,
-        /// The node to send it to (default: the genesis's first voter).
+        genesis_file: Option<PathBuf>,
+        /// A ledger to continue (the restore path): a cluster's export
+        /// (`stele export`) with a membership version appended that names
+        /// the new cluster's members (`stele proposal new --kind
+        /// membership`, signed by M, then `stele ledger append`). Raft
+        /// begins with the voters it lists, and the whole ledger commits
+        /// at once.
+        #[arg(long, value_name = "EXPORT")]
+        ledger: Option<PathBuf>,
+        /// The node to send it to (default: the first voter listed).
         #[arg(long, env = "STELE_ENDPOINT", value_name = "URL")]
         endpoint: Option<String>,
         /// How long to wait for a leader and for the genesis to commit.
@@ -736,6 +747,11 @@ pub enum ProposalKind {
     Rollback,
     /// Replace the trust set (needs --ledger, --approver and --threshold).
     Rotate,
+    /// A whole new member set, every member a voter (needs --ledger, and
+    /// --member and --cert for each): to continue the chain in a new
+    /// cluster (`stele cluster init --ledger`). A running cluster changes
+    /// members with `stele cluster add-learner|promote|remove`.
+    Membership,
 }
 
 #[derive(Debug, Subcommand)]

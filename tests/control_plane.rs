@@ -137,6 +137,7 @@ fn bootstrap(cluster: &Cluster, client: &stele_client::Client) -> Result<(), ste
         client
             .bootstrap(stele_proto::v1::BootstrapRequest {
                 genesis: genesis.encode().into_bytes(),
+                ledger: Vec::new(),
             })
             .await
             .map(|_| ())
@@ -964,6 +965,21 @@ fn node_refusing_to_start(cluster: &Cluster, id: u64, data: &str, extra: &[&str]
     }
 }
 
+/// A genesis of the attacker's choosing: one approver (c), one signature.
+const RIVAL_GENESIS: &[&str] = &[
+    "ledger",
+    "new",
+    "rival.l",
+    "--bundle",
+    "bundle",
+    "--approver",
+    "c.pub",
+    "--threshold",
+    "1",
+    "--key",
+    "c",
+];
+
 #[test]
 fn a_cluster_starts_only_from_the_genesis_its_nodes_were_started_with() {
     let _one_at_a_time = serial();
@@ -971,20 +987,8 @@ fn a_cluster_starts_only_from_the_genesis_its_nodes_were_started_with() {
     // A rival genesis naming the same nodes, with a trust set of the
     // attacker's choosing (one key, one signature): what whoever reaches
     // the port first would like the cluster to start from.
-    let mut rival = vec![
-        "--json",
-        "ledger",
-        "new",
-        "rival.l",
-        "--bundle",
-        "bundle",
-        "--approver",
-        "c.pub",
-        "--threshold",
-        "1",
-        "--key",
-        "c",
-    ];
+    let mut rival = vec!["--json"];
+    rival.extend(RIVAL_GENESIS);
     let members: Vec<String> = cluster
         .nodes
         .iter()
@@ -1103,4 +1107,269 @@ fn a_raft_started_by_someone_else_before_the_genesis_is_refused_by_cluster_init(
         "{refused}"
     );
     assert!(cluster.served_seq(1).is_none(), "a genesis was served");
+}
+
+/// Node `id`'s served head hash, as `stele log` at it says.
+fn log_hashes(cluster: &Cluster, id: u64) -> Vec<String> {
+    cluster
+        .run_at(&cluster.node(id).addr, &["--json", "log"])
+        .ok()
+        .json_lines()
+        .iter()
+        .map(|v| v["hash"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `path` with `version` (and its bundle, the head's) appended, written
+/// here without the CLI's checks: what a hostile operator could send.
+fn with_head(cluster: &Cluster, from: &str, version: stele_ledger::Version, to: &str) {
+    let bytes = std::fs::read(cluster.path().join(from)).unwrap();
+    let mut entries = stele_ledger::export::decode(&bytes).unwrap();
+    let bundle = entries.bundles[&version.header.bundle_digest].clone();
+    entries.push(version, bundle);
+    let bundles = entries.bundles.clone();
+    let text = stele_ledger::export::encode_with(&entries.versions, |digest| {
+        Ok::<_, std::convert::Infallible>(bundles[digest].clone())
+    })
+    .unwrap();
+    std::fs::write(cluster.path().join(to), text).unwrap();
+}
+
+#[test]
+fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
+    let _one_at_a_time = serial();
+    let mut cluster = cluster();
+    // A version whose own expiry passes before the restore: history is
+    // vouched for by the restore's signers, not judged again.
+    cluster.variant("short");
+    let short = cluster
+        .run(&[
+            "--json",
+            "propose",
+            "--bundle",
+            "short",
+            "-m",
+            "short",
+            "--key",
+            "a",
+            "--key",
+            "b",
+            "--expires-in",
+            "2s",
+        ])
+        .ok()
+        .json();
+    assert_eq!(short["status"], "committed", "{short}");
+    cluster.wait_all_serve(2);
+    std::fs::write(cluster.path().join("old.l"), cluster.export(1)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+
+    // An export alone names no new members: refused before any node is
+    // called.
+    let plain = cluster
+        .run_at(
+            "127.0.0.1:1",
+            &["--json", "cluster", "init", "--ledger", "old.l"],
+        )
+        .fails()
+        .json();
+    assert_eq!(plain["error"], "malformed", "{plain}");
+
+    // The new cluster: nodes 4, 5 and 6, listed by a membership version
+    // that two approvers sign onto the export.
+    let mut new_members = vec![
+        "--json",
+        "proposal",
+        "new",
+        "--kind",
+        "membership",
+        "--ledger",
+        "old.l",
+        "-m",
+        "continue in the new cluster",
+        "--author",
+        "a",
+        "--out",
+        "restore.p",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    for id in 4..=6 {
+        let (addr, peer) = cluster.plan(id);
+        new_members.extend([
+            "--member".into(),
+            format!("{id}={addr},{peer}"),
+            "--cert".into(),
+            format!("tls/node-{id}.pem"),
+        ]);
+    }
+    let args: Vec<&str> = new_members.iter().map(String::as_str).collect();
+    stele(cluster.path(), &args).ok();
+    stele(
+        cluster.path(),
+        &["proposal", "sign", "restore.p", "--key", "a"],
+    )
+    .ok();
+    // Signed by one approver of two needed, sent straight to a node.
+    let one_signature =
+        stele_ledger::Proposal::decode(&std::fs::read(cluster.path().join("restore.p")).unwrap())
+            .unwrap();
+    with_head(&cluster, "old.l", one_signature.version, "under.l");
+    stele(
+        cluster.path(),
+        &["proposal", "sign", "restore.p", "--key", "b"],
+    )
+    .ok();
+    std::fs::copy(
+        cluster.path().join("old.l"),
+        cluster.path().join("restore.l"),
+    )
+    .unwrap();
+    stele(
+        cluster.path(),
+        &["ledger", "append", "restore.l", "--proposal", "restore.p"],
+    )
+    .ok();
+    for id in 4..=6 {
+        cluster.launch(id, &[]);
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    let node4 = cluster.client_as(4, "operator", Duration::from_secs(10));
+    let bootstrap = |file: &str| {
+        let ledger = std::fs::read(cluster.path().join(file)).unwrap();
+        runtime.block_on(node4.bootstrap(stele_proto::v1::BootstrapRequest {
+            genesis: Vec::new(),
+            ledger,
+        }))
+    };
+    // Another chain, of one approver's making, naming the same new nodes:
+    // the nodes accept only the chain whose genesis they were started with.
+    let node_list: Vec<String> = new_members
+        .iter()
+        .skip_while(|arg| *arg != "--member")
+        .cloned()
+        .collect();
+    stele(cluster.path(), RIVAL_GENESIS).ok();
+    let mut rival = vec![
+        "proposal",
+        "new",
+        "--kind",
+        "membership",
+        "--ledger",
+        "rival.l",
+        "-m",
+        "mine",
+        "--author",
+        "c",
+        "--out",
+        "rival.p",
+    ];
+    rival.extend(node_list.iter().map(String::as_str));
+    stele(cluster.path(), &rival).ok();
+    stele(
+        cluster.path(),
+        &["proposal", "sign", "rival.p", "--key", "c"],
+    )
+    .ok();
+    stele(
+        cluster.path(),
+        &["ledger", "append", "rival.l", "--proposal", "rival.p"],
+    )
+    .ok();
+    let rival = bootstrap("rival.l").unwrap_err();
+    assert_eq!(
+        rival.reason(),
+        Some(stele_ledger::Reason::GenesisMismatch),
+        "{rival}"
+    );
+    let under = bootstrap("under.l").unwrap_err();
+    assert_eq!(
+        under.reason(),
+        Some(stele_ledger::Reason::BelowThreshold),
+        "{under}"
+    );
+    // A history edited under the signed head: its parent hash no longer
+    // matches, wherever the edit is.
+    let mut edited = std::fs::read_to_string(cluster.path().join("restore.l")).unwrap();
+    edited = edited.replacen("\"short\"", "\"shorT\"", 1);
+    std::fs::write(cluster.path().join("edited.l"), edited).unwrap();
+    assert!(bootstrap("edited.l").is_err());
+    std::thread::sleep(Duration::from_secs(2));
+    for id in 4..=6 {
+        let status = cluster.status_of(id).unwrap();
+        assert!(status["leader"].is_null(), "Raft started: {status}");
+    }
+    // Nor does the old cluster take it: its nodes are not listed.
+    let old = cluster
+        .run(&["--json", "cluster", "init", "--ledger", "restore.l"])
+        .fails()
+        .json();
+    assert_eq!(old["error"], "membership_unsafe", "{old}");
+    assert_eq!(members(&cluster, 1), vec![(1, true), (2, true), (3, true)]);
+
+    // The signed restore starts the new cluster, on the whole chain at once.
+    let node4_addr = cluster.node(4).addr.clone();
+    let init = ["--json", "cluster", "init", "--ledger", "restore.l"];
+    let restored = cluster.run_at(&node4_addr, &init).ok().json();
+    // (already_committed when the write was sent again, after an election
+    // that followed its commit.)
+    assert!(
+        matches!(
+            restored["status"].as_str(),
+            Some("committed" | "already_committed")
+        ),
+        "{restored}"
+    );
+    assert_eq!(restored["seq"].as_u64(), Some(3), "{restored}");
+    assert_eq!(restored["voters"], json!([4, 5, 6]), "{restored}");
+    for id in 4..=6 {
+        wait_until(
+            &format!("node {id} serves the restore"),
+            Duration::from_secs(30),
+            || cluster.served_seq(id) == Some(3),
+        );
+    }
+    let exported = cluster.export(5);
+    assert_eq!(
+        exported,
+        std::fs::read(cluster.path().join("restore.l")).unwrap(),
+        "the new cluster holds exactly the chain it was given"
+    );
+    assert_eq!(members(&cluster, 4), vec![(4, true), (5, true), (6, true)]);
+    let again = cluster.run_at(&node4_addr, &init).ok().json();
+    assert_eq!(
+        (again["status"].as_str(), again["initialized"].as_bool()),
+        (Some("already_committed"), Some(false)),
+        "{again}"
+    );
+    // It commits new versions; the old cluster goes on as it was.
+    cluster.variant("after-restore");
+    let next = cluster
+        .run_at(
+            &node4_addr,
+            &[
+                "--json",
+                "propose",
+                "--bundle",
+                "after-restore",
+                "-m",
+                "after",
+                "--key",
+                "a",
+                "--key",
+                "b",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        (next["status"].as_str(), next["seq"].as_u64()),
+        (Some("committed"), Some(4)),
+        "{next}"
+    );
+    assert_eq!(log_hashes(&cluster, 1).len(), 2);
+    assert_eq!(log_hashes(&cluster, 6)[..3], log_hashes(&cluster, 4)[..3]);
 }

@@ -190,6 +190,7 @@ impl Workload {
             }
             .encode()
             .into_bytes(),
+            ledger: Vec::new(),
         };
         loop {
             match self.client(1).bootstrap(request.clone()).await {

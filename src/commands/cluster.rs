@@ -1,10 +1,11 @@
 //! `stele cluster init|status|add-learner|promote|remove`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stele_ledger::{Ledger, Proposal};
+use stele_ledger::limits::MAX_RESTORE_LEDGER_BYTES;
+use stele_ledger::{ChainState, Ledger, MemberSet, Proposal, Version};
 use stele_proto::v1::{BootstrapRequest, MemberStatus, StatusRequest, StatusResponse};
 
 use super::membership::{self, Edit, parse_member};
@@ -17,9 +18,17 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
     match command {
         ClusterCommand::Init {
             genesis_file,
+            ledger,
             endpoint,
             timeout,
-        } => init(out, &genesis_file, endpoint, timeout),
+        } => {
+            let start = match (genesis_file, ledger) {
+                (Some(path), None) => Start::genesis(path)?,
+                (None, Some(path)) => Start::restore(path)?,
+                _ => unreachable!("clap requires exactly one of --genesis-file and --ledger"),
+            };
+            init(out, start, endpoint, timeout)
+        }
         ClusterCommand::Status { remote } => {
             let client = client(&remote)?;
             let status = call(client.status(StatusRequest { local_only: false }))?;
@@ -50,19 +59,123 @@ pub fn run(out: Output, command: ClusterCommand) -> Result<()> {
     }
 }
 
-/// `cluster init --genesis-file F`: Raft starts at one of the genesis's
-/// voters with the voters it lists, then the genesis commits. Each step is
-/// idempotent, so a crash between them is mended by running it again; and
-/// every node accepts only the genesis it was started with (--genesis), so
-/// the moment between them is no window for anyone else's.
-fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -> Result<()> {
-    let genesis = read_genesis(path)?;
-    let members = genesis.version.header.members.as_ref().ok_or_else(|| {
-        Failure::usage(format!(
-            "{}: this genesis names no members, and a cluster starts only from one that does: make it with `stele ledger new ... --member ID=ADDR,PEER --cert node-ID.pem` (each voter)",
-            path.display()
-        ))
-    })?;
+/// What `cluster init` starts a cluster from: a genesis, or a whole
+/// ledger to continue (its head a membership version naming the members).
+enum Start {
+    Genesis {
+        path: PathBuf,
+        genesis: Proposal,
+    },
+    Restore {
+        path: PathBuf,
+        bytes: Vec<u8>,
+        head: Version,
+        members: MemberSet,
+    },
+}
+
+impl Start {
+    fn genesis(path: PathBuf) -> Result<Start> {
+        let genesis = read_genesis(&path)?;
+        if genesis.version.header.members.is_none() {
+            return Err(Failure::usage(format!(
+                "{}: this genesis names no members, and a cluster starts only from one that does: make it with `stele ledger new ... --member ID=ADDR,PEER --cert node-ID.pem` (each voter)",
+                path.display()
+            )));
+        }
+        Ok(Start::Genesis { path, genesis })
+    }
+
+    /// A ledger checked here as a verifier would (`stele ledger verify`:
+    /// every bundle compiles and passes its scenarios), then as the nodes
+    /// will (its head a membership version).
+    fn restore(path: PathBuf) -> Result<Start> {
+        let bytes = crate::files::read_limited(&path, MAX_RESTORE_LEDGER_BYTES as u64)?;
+        let fail = |why: String| {
+            Failure::usage(format!(
+                "{}: cannot continue this ledger: {why}",
+                path.display()
+            ))
+        };
+        stele_ledger::export::read(&bytes, Ledger::new(), &stele_policy::admission_check).map_err(
+            |e| {
+                let failure: Failure = e.into();
+                Failure {
+                    message: format!("{}: {}", path.display(), failure.message),
+                    ..failure
+                }
+            },
+        )?;
+        let restore =
+            stele_ledger::restore::verify(&bytes, ChainState::default()).map_err(|e| Failure {
+                code: Code::Reason(e.reason()),
+                ..fail(e.to_string())
+            })?;
+        let (head, members) = (restore.head().clone(), restore.members().clone());
+        Ok(Start::Restore {
+            path,
+            bytes,
+            head,
+            members,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Start::Genesis { path, .. } | Start::Restore { path, .. } => path,
+        }
+    }
+
+    /// The version whose commit finishes the start: the genesis, or the
+    /// ledger's head.
+    fn last(&self) -> &Version {
+        match self {
+            Start::Genesis { genesis, .. } => &genesis.version,
+            Start::Restore { head, .. } => head,
+        }
+    }
+
+    fn members(&self) -> &MemberSet {
+        match self {
+            Start::Genesis { genesis, .. } => genesis
+                .version
+                .header
+                .members
+                .as_ref()
+                .expect("checked when read"),
+            Start::Restore { members, .. } => members,
+        }
+    }
+
+    fn bootstrap_request(&self) -> BootstrapRequest {
+        match self {
+            Start::Genesis { genesis, .. } => BootstrapRequest {
+                genesis: genesis.encode().into_bytes(),
+                ledger: Vec::new(),
+            },
+            Start::Restore { bytes, .. } => BootstrapRequest {
+                genesis: Vec::new(),
+                ledger: bytes.clone(),
+            },
+        }
+    }
+
+    fn commit(&self, client: &stele_client::Client) -> Result<stele_proto::v1::ProposalStatus> {
+        match self {
+            Start::Genesis { genesis, .. } => retrying_write(|| client.submit(genesis, true)),
+            Start::Restore { bytes, .. } => retrying_write(|| client.restore(bytes.clone())),
+        }
+    }
+}
+
+/// `cluster init --genesis-file F | --ledger EXPORT`: Raft starts at one of
+/// the listed voters with the voters listed, then the genesis (or the whole
+/// ledger) commits. Each step is idempotent, so a crash between them is
+/// mended by running it again; and every node accepts only the chain whose
+/// genesis it was started with (--genesis), so the moment between them is
+/// no window for anyone else's.
+fn init(out: Output, start: Start, endpoint: Option<String>, timeout: Duration) -> Result<()> {
+    let members = start.members();
     let endpoint = match endpoint {
         Some(endpoint) => endpoint,
         None => members
@@ -71,12 +184,10 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
             .map(|m| m.client.clone())
             .expect("a member set has a voter"),
     };
-    let hash = genesis.version.hash();
     let client = connect(&endpoint, timeout)?;
-    refuse_if_expired(&client, &genesis, path, timeout)?;
-    let started = call(client.bootstrap(BootstrapRequest {
-        genesis: genesis.encode().into_bytes(),
-    }))?;
+    refuse_if_expired(&client, &start, timeout)?;
+    let started = call(client.bootstrap(start.bootstrap_request()))?;
+    let genesis = started.genesis.clone();
     let deadline = Instant::now() + timeout;
     loop {
         let status = call(client.status(StatusRequest { local_only: true }))?;
@@ -87,20 +198,22 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
             return Err(Failure::new(
                 Code::Timeout,
                 format!(
-                    "Raft started, but no leader was elected within {timeout:?}: start the other voters (with --genesis {hash}), then run this again"
+                    "Raft started, but no leader was elected within {timeout:?}: start the other voters (with --genesis {genesis}), then run this again"
                 ),
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let status = retrying_write(|| client.submit(&genesis, true))?;
+    let status = start.commit(&client)?;
     let committed = super::writes::state_name(&status);
+    let last = start.last();
     let value = json!({
-        "genesis": hash.to_hex(),
+        "genesis": genesis,
         "initialized": started.initialized,
         "voters": started.voters,
         "status": committed,
         "seq": status.seq,
+        "head": last.hash().to_hex(),
     });
     out.result(&value, || {
         let raft = match started.initialized {
@@ -108,45 +221,62 @@ fn init(out: Output, path: &Path, endpoint: Option<String>, timeout: Duration) -
             false => "Raft was already initialized",
         };
         let voters: Vec<String> = started.voters.iter().map(u64::to_string).collect();
+        let what = match start {
+            Start::Genesis { .. } => format!("genesis {genesis}"),
+            Start::Restore { .. } => format!(
+                "the ledger of genesis {genesis}, up to seq {} ({})",
+                last.seq(),
+                last.hash()
+            ),
+        };
         format!(
-            "{raft} with voters {}; genesis {hash} {}",
+            "{raft} with voters {}; {what} {}",
             voters.join(", "),
             match committed {
-                "committed" => "committed as seq 1",
-                "already_committed" => "was already committed",
-                _ => "was sent, with an answer this stele does not know",
+                "committed" => format!("committed, head seq {}", last.seq()),
+                "already_committed" => "was already committed".into(),
+                _ => "was sent, with an answer this stele does not know".into(),
             }
         )
     });
     Ok(())
 }
 
-/// An expired genesis could start Raft on every node pinned to it and then
-/// never commit, and so could one that expires while init waits for a
-/// leader (up to `timeout`): refused, unless the cluster committed it
-/// already (then running init again is the idempotent no-op it always is).
+/// An expired genesis (or restore head) could start Raft on every node
+/// pinned to it and then never commit, and so could one that expires while
+/// init waits for a leader (up to `timeout`): refused, unless the cluster
+/// committed it already (then running init again is the idempotent no-op
+/// it always is).
 fn refuse_if_expired(
     client: &stele_client::Client,
-    genesis: &Proposal,
-    path: &Path,
+    start: &Start,
     timeout: Duration,
 ) -> Result<()> {
-    let header = &genesis.version.header;
+    let last = start.last();
     let by = crate::ledger_files::now_unix_seconds() * 1000 + timeout.as_millis() as u64;
-    if !header.expired_at(by) {
+    if !last.header.expired_at(by) {
         return Ok(());
     }
-    let hash = genesis.version.hash();
-    let committed = crate::remote::block_on(async { Ok(client.version(1).await.ok()) })?
+    let hash = last.hash();
+    let committed = crate::remote::block_on(async { Ok(client.version(last.seq()).await.ok()) })?
         .is_some_and(|(version, _)| version.hash() == hash);
     if committed {
         return Ok(());
     }
+    let remedy = match start {
+        Start::Genesis { .. } => {
+            "make a new one (`stele ledger new` writes none that expire), and start the nodes on empty --data directories with its hash"
+        }
+        Start::Restore { .. } => {
+            "make and sign a new membership version on the export (`stele proposal new --kind membership --ledger EXPORT ...`), and append it to the export instead"
+        }
+    };
     Err(Failure::new(
         Code::Reason(stele_ledger::Reason::ProposalExpired),
         format!(
-            "{}: this genesis expires before init could finish (its signed expires_at is past, or within --timeout {}), and the cluster has not committed it: make a new one (`stele ledger new` writes none that expire), and start the nodes on empty --data directories with its hash (if the cluster did commit it, check that --endpoint answers)",
-            path.display(),
+            "{}: seq {} expires before init could finish (its signed expires_at is past, or within --timeout {}), and the cluster has not committed it: {remedy} (if the cluster did commit it, check that --endpoint answers)",
+            start.path().display(),
+            last.seq(),
             humantime::format_duration(timeout)
         ),
     ))

@@ -334,6 +334,7 @@ async fn bootstrap(client: &Client, genesis: &Proposal) -> Result<()> {
     client
         .bootstrap(BootstrapRequest {
             genesis: genesis.encode().into_bytes(),
+            ledger: Vec::new(),
         })
         .await?;
     poll_until(

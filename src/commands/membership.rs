@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use stele_ledger::{Hash, Kind, Member, MemberSet, PublicKey, Role, SecretKey};
-use stele_proto::v1::StatusRequest;
 
 use super::ledger::{header_on, signed};
 use super::writes::{head, in_force, send_new};
@@ -46,11 +45,16 @@ pub fn propose(out: Output, remote: &Remote, change: MembershipChange, edit: Edi
     let client = client(remote)?;
     let head = head(&client)?;
     let in_force = in_force(&client, head)?;
-    let members = match &in_force.members {
-        Some(set) => set.members().to_vec(),
-        None => members_from_raft(&client, &fingerprints)?,
-    };
-    let first = in_force.members.is_none();
+    let members = in_force
+        .members
+        .as_ref()
+        .ok_or_else(|| {
+            Failure::usage(
+                "the cluster's ledger names no members, so there is no member set to change: a cluster starts from a genesis that lists its members (`stele ledger new ... --member ... --cert ...`, then `stele cluster init`)",
+            )
+        })?
+        .members()
+        .to_vec();
     let members = apply(members, &edit, &fingerprints)?;
     let set = MemberSet::new(members).map_err(|e| Failure::usage(e.to_string()))?;
     let (_, files) = call(client.version(head.seq))?;
@@ -61,10 +65,7 @@ pub fn propose(out: Output, remote: &Remote, change: MembershipChange, edit: Edi
         change.author.as_deref(),
     )?;
     let about = About {
-        message: change.message.unwrap_or_else(|| match first {
-            true => format!("{}; the first member set the ledger names", edit.describe()),
-            false => edit.describe(),
-        }),
+        message: change.message.unwrap_or_else(|| edit.describe()),
         author: change.author,
         expires_in: Some(change.expires_in),
     };
@@ -128,7 +129,7 @@ pub fn genesis_members(args: &GenesisMembers) -> Result<Option<MemberSet>> {
         let member = parse_member(text)?;
         let spki_sha256 = *fingerprints.get(&member.id).ok_or_else(|| {
             Failure::usage(format!(
-                "give node {}'s certificate with --cert: the genesis lists the key each node holds",
+                "give node {}'s certificate with --cert: a member set lists the key each node holds",
                 member.id
             ))
         })?;
@@ -183,35 +184,6 @@ pub fn read_certificates(paths: &[std::path::PathBuf]) -> Result<BTreeMap<u64, H
         }
     }
     Ok(fingerprints)
-}
-
-/// The first member set of a ledger that names none: Raft's members as the
-/// cluster reports them, each with the key its certificate (--cert) holds.
-fn members_from_raft(
-    client: &stele_client::Client,
-    fingerprints: &BTreeMap<u64, Hash>,
-) -> Result<Vec<Member>> {
-    let status = call(client.status(StatusRequest { local_only: false }))?;
-    status
-        .members
-        .iter()
-        .map(|member| {
-            let spki_sha256 = *fingerprints.get(&member.id).ok_or_else(|| {
-                Failure::usage(format!(
-                    "the ledger names no members yet, so this first membership version lists every node, each with its key: give node {}'s certificate with --cert",
-                    member.id
-                ))
-            })?;
-            Ok(Member {
-                id: member.id,
-                role: if member.voter { Role::Voter } else { Role::Learner },
-                client: member.addr.clone(),
-                peer: member.peer_addr.clone(),
-                region: String::new(),
-                spki_sha256,
-            })
-        })
-        .collect()
 }
 
 /// `members` with `edit` applied, and every key a --cert gives.

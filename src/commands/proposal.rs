@@ -44,9 +44,10 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
     let declares_trust = matches!(args.kind, ProposalKind::Genesis | ProposalKind::Rotate);
     refuse(!declares_trust && !args.approvers.is_empty(), "--approver")?;
     refuse(!declares_trust && args.threshold.is_some(), "--threshold")?;
+    let lists_members = matches!(args.kind, ProposalKind::Genesis | ProposalKind::Membership);
     refuse(
-        args.kind != ProposalKind::Genesis && !args.members.members.is_empty(),
-        "--member (only a genesis lists members; later, `stele cluster add-learner`)",
+        !lists_members && !args.members.members.is_empty(),
+        "--member (only a genesis or a membership version lists members; in a running cluster, `stele cluster add-learner`)",
     )?;
     refuse(
         args.kind != ProposalKind::Rollback && args.to.is_some(),
@@ -100,6 +101,25 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
             let to_seq = required(args.to, &kind_name, "--to SEQ")?;
             let files = rollback_bundle(&chain, to_seq)?;
             extend(&chain, files, Kind::Rollback { to_seq }, None)?
+        }
+        ProposalKind::Membership => {
+            refuse(
+                args.bundle.is_some(),
+                "--bundle (a membership version keeps the head's bundle)",
+            )?;
+            let chain = ledger()?;
+            let members = super::membership::genesis_members(&args.members)?
+                .ok_or_else(|| {
+                    Failure::usage(
+                        "--kind membership needs the whole new member set: --member ID=ADDR,PEER and --cert for each",
+                    )
+                })?;
+            let files = head_bundle(&chain)?;
+            let header = next_header(&chain, &files, Kind::Membership, None, &args.about, &[])?;
+            Proposal {
+                version: Version::unsigned(header.listing(members)),
+                bundle: files,
+            }
         }
         ProposalKind::Rotate => {
             refuse(

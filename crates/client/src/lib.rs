@@ -239,6 +239,14 @@ impl Client {
         .await
     }
 
+    /// Continues the chain of `ledger` (a ledger file's bytes) in this new
+    /// cluster; see `Ledger.Restore`.
+    pub async fn restore(&self, ledger: Vec<u8>) -> Result<ProposalStatus, Error> {
+        let request = stele_proto::v1::RestoreRequest { ledger };
+        let reply = self.ledger().restore(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
     pub async fn approve(&self, request: ApproveRequest) -> Result<ProposalStatus, Error> {
         let reply = self.ledger().approve(self.request(request)).await;
         Ok(reply.map_err(self.failed())?.into_inner())

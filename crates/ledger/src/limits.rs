@@ -23,6 +23,9 @@ pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest ledger file read or exported, in bytes: a ledger is held in
 /// memory while it is verified.
 pub const MAX_LEDGER_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Largest ledger file `cluster init --ledger` restores: it travels in one
+/// request and one Raft entry.
+pub const MAX_RESTORE_LEDGER_BYTES: usize = 96 * 1024 * 1024;
 
 /// Most nodes, voters and learners together, in one member set.
 pub const MAX_MEMBERS: usize = 128;

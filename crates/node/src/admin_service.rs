@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use openraft::ServerState;
 use openraft::error::{InitializeError, RaftError};
-use stele_ledger::{Kind, Proposal, Reason, structural_only};
+use stele_ledger::{ChainState, Hash, Kind, MemberSet, Proposal, Reason, Version, structural_only};
 use stele_proto::v1::admin_server::Admin as AdminRpc;
 use stele_proto::v1::{
     BootstrapRequest, BootstrapResponse, MemberStatus, StatusRequest, StatusResponse,
@@ -139,32 +139,32 @@ impl AdminRpc for AdminService {
         &self,
         request: Request<BootstrapRequest>,
     ) -> Result<Response<BootstrapResponse>, Status> {
-        let genesis = request.into_inner().genesis;
-        let proposal = Proposal::decode(&genesis).map_err(|e| {
-            refuse(
-                Reason::BadProposal,
-                format!("the genesis is not a valid proposal file: {e}"),
-            )
-        })?;
-        let hash = proposal.version.hash();
-        let machine = self.node.published.machine();
-        // Already the chain's genesis: nothing to check or start (its
-        // voters may have been re-keyed or replaced since).
-        if machine.version(1).map(|genesis| genesis.hash()) == Some(hash)
-            && self.node.config.genesis == Some(hash)
-        {
+        let BootstrapRequest { genesis, ledger } = request.into_inner();
+        let start = match (genesis.is_empty(), ledger.is_empty()) {
+            (false, true) => self.genesis_start(&genesis)?,
+            (true, false) => self.restore_start(&ledger)?,
+            _ => {
+                return Err(refuse(
+                    Reason::Malformed,
+                    "a bootstrap carries a genesis or a ledger to continue, exactly one".into(),
+                ));
+            }
+        };
+        let Some(Start { genesis, members }) = start else {
+            // The chain is there already: nothing to check or start (its
+            // voters may have been re-keyed or replaced since).
             return Ok(Response::new(BootstrapResponse {
                 initialized: false,
-                genesis: hash.to_hex(),
+                genesis: self.pinned()?.to_hex(),
                 voters: self.raft_voters(),
             }));
-        }
-        let voters = self.bootstrap_voters(&proposal).await?;
+        };
+        let voters = self.bootstrap_voters(&members).await?;
         let initialized = match self.node.raft.initialize(voters.clone()).await {
             Ok(()) => true,
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
                 // Started before, by this call or by someone else's Raft
-                // messages: only the genesis's own voters will do.
+                // messages: only the listed voters will do.
                 self.refuse_other_start(&voters)?;
                 false
             }
@@ -175,14 +175,21 @@ impl AdminRpc for AdminService {
             }
         };
         if initialized {
-            tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), genesis = %hash, "initialized Raft from the signed genesis");
+            tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), genesis = %genesis, "initialized Raft from the signed member set");
         }
         Ok(Response::new(BootstrapResponse {
             initialized,
-            genesis: hash.to_hex(),
+            genesis: genesis.to_hex(),
             voters: self.raft_voters(),
         }))
     }
+}
+
+/// What Raft starts from: the chain's genesis hash and the signed member
+/// set whose voters it starts with.
+struct Start {
+    genesis: Hash,
+    members: MemberSet,
 }
 
 fn refuse(reason: Reason, message: String) -> Status {
@@ -233,17 +240,35 @@ impl AdminService {
         ))
     }
 
-    /// The voters Raft starts with: those of the genesis this node was
-    /// started with (`--genesis`), once it shows M signatures of the trust
-    /// set it declares and lists this node with the key it holds. Anything
-    /// else is refused before Raft sees it, so that no caller can start a
-    /// cluster on members of their choosing.
-    async fn bootstrap_voters(
-        &self,
-        proposal: &Proposal,
-    ) -> Result<BTreeMap<u64, MemberAddrs>, Status> {
+    /// The genesis this node was started with (`--genesis`): without it, a
+    /// node would start a cluster from any chain.
+    fn pinned(&self) -> Result<Hash, Status> {
+        self.node.config.genesis.ok_or_else(|| {
+            refuse(
+                Reason::GenesisMismatch,
+                "this node was started without --genesis, so it would start a cluster from any genesis: restart it with --genesis HASH".into(),
+            )
+        })
+    }
+
+    /// The members a genesis lists, once it is this node's (`--genesis`),
+    /// unexpired, and shows M signatures of the trust set it declares.
+    /// `None` when the chain holds it already.
+    fn genesis_start(&self, bytes: &[u8]) -> Result<Option<Start>, Status> {
+        let proposal = Proposal::decode(bytes).map_err(|e| {
+            refuse(
+                Reason::BadProposal,
+                format!("the genesis is not a valid proposal file: {e}"),
+            )
+        })?;
         let version = &proposal.version;
         let hash = version.hash();
+        let pinned = self.pinned()?;
+        if self.node.published.machine().version(1).map(Version::hash) == Some(hash)
+            && pinned == hash
+        {
+            return Ok(None);
+        }
         if version.header.kind != Kind::Genesis {
             return Err(refuse(
                 Reason::Malformed,
@@ -253,12 +278,6 @@ impl AdminService {
                 ),
             ));
         }
-        let Some(pinned) = self.node.config.genesis else {
-            return Err(refuse(
-                Reason::GenesisMismatch,
-                "this node was started without --genesis, so it would start a cluster from any genesis: restart it with --genesis HASH".into(),
-            ));
-        };
         if pinned != hash {
             return Err(refuse(
                 Reason::GenesisMismatch,
@@ -277,12 +296,54 @@ impl AdminService {
         stele_ledger::ChainState::pinned_to(pinned)
             .admit(version, &proposal.bundle, &structural_only)
             .map_err(|why| refuse(why.reason(), format!("the genesis is refused: {why}")))?;
-        let Some(members) = &version.header.members else {
+        let Some(members) = version.header.members.clone() else {
             return Err(refuse(
                 Reason::Malformed,
                 "this genesis names no members: make one that does (`stele ledger new ... --member ID=ADDR,PEER --cert node-ID.pem`), so that membership is signed from the start".into(),
             ));
         };
+        Ok(Some(Start {
+            genesis: pinned,
+            members,
+        }))
+    }
+
+    /// The members the head of a ledger to continue lists, once the whole
+    /// ledger verifies from this node's genesis and its head, a membership
+    /// version, has not expired. `None` when the chain holds it already.
+    fn restore_start(&self, bytes: &[u8]) -> Result<Option<Start>, Status> {
+        let pinned = self.pinned()?;
+        let restore = stele_ledger::restore::verify(bytes, ChainState::pinned_to(pinned))
+            .map_err(|why| refuse(why.reason(), format!("the ledger is refused: {why}")))?;
+        let head = restore.head();
+        if self.node.published.machine().head().map(|h| h.hash) == Some(head.hash()) {
+            return Ok(None);
+        }
+        // Expired, it could never commit: Raft would start for nothing.
+        if head.header.expired_at((self.node.clock)()) {
+            return Err(refuse(
+                Reason::ProposalExpired,
+                format!(
+                    "the ledger's membership version (seq {}) expired (its signed expires_at has passed) and can never commit: make and sign it again",
+                    head.seq()
+                ),
+            ));
+        }
+        Ok(Some(Start {
+            genesis: pinned,
+            members: restore.members().clone(),
+        }))
+    }
+
+    /// The voters Raft starts with: those `members` lists, once it lists
+    /// this node as a voter with the key it holds, and each voter that
+    /// answers with its listed key. Anything else is refused before Raft
+    /// sees it, so that no caller can start a cluster on members of their
+    /// choosing.
+    async fn bootstrap_voters(
+        &self,
+        members: &MemberSet,
+    ) -> Result<BTreeMap<u64, MemberAddrs>, Status> {
         let own = self.node.id();
         if members
             .get(own)
@@ -291,14 +352,14 @@ impl AdminService {
             return Err(refuse(
                 Reason::MembershipUnsafe,
                 format!(
-                    "initialize the cluster at one of the genesis's voters; this node ({own}) is not one"
+                    "initialize the cluster at one of the voters it lists; this node ({own}) is not one"
                 ),
             ));
         }
         crate::member_set_check::own_key_listed(members, own, self.node.spki_sha256.as_deref())
             .map_err(|why| refuse(Reason::MembershipUnsafe, why.to_string()))?;
-        // A voter that answers with another key than the genesis lists
-        // would be refused by every peer once the genesis commits.
+        // A voter that answers with another key than the member set lists
+        // would be refused by every peer once the set commits.
         if self.node.spki_sha256.is_some() {
             let others: Vec<_> = members
                 .voter_ids()
@@ -318,7 +379,7 @@ impl AdminService {
                     return Err(refuse(
                         Reason::MembershipUnsafe,
                         format!(
-                            "node {} at {} holds key {holds}, and the genesis lists {}: once the genesis commits, its peers would refuse it. Make the genesis with each node's own certificate",
+                            "node {} at {} holds key {holds}, and the member set lists {}: once it commits, its peers would refuse it. List each node with its own certificate",
                             member.id, member.client, member.spki_sha256
                         ),
                     ));

@@ -21,6 +21,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::BehindMinVersion
         | Reason::TlsRequired
         | Reason::ProposalExpired
+        | Reason::ChainExists
         | Reason::MembershipUnsafe => Code::FailedPrecondition,
         Reason::TooManyPending => Code::ResourceExhausted,
         Reason::PermissionDenied => Code::PermissionDenied,

@@ -11,8 +11,8 @@ use stele_proto::v1::ledger_server::Ledger as LedgerRpc;
 use stele_proto::v1::{
     ApproveRequest, ExportChunk, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
     HeadResponse, ListProposalsRequest, ListProposalsResponse, ListVersionsRequest,
-    ListVersionsResponse, ProposalReply, ProposalStatus as ProtoStatus, ProposeRequest, VersionRef,
-    VersionReply, WatchHeadRequest,
+    ListVersionsResponse, ProposalReply, ProposalStatus as ProtoStatus, ProposeRequest,
+    RestoreRequest, VersionRef, VersionReply, WatchHeadRequest,
 };
 use stele_store::{Command, ProposalState, ProposalStatus, Request as Entry, Response as Applied};
 use tokio_stream::StreamExt;
@@ -152,6 +152,16 @@ impl LedgerService {
         .await
     }
 
+    async fn restore_here(&self, request: RestoreRequest) -> Result<Response<ProtoStatus>, Status> {
+        let ledger = String::from_utf8(request.ledger).map_err(|_| {
+            refuse(
+                Reason::Malformed,
+                "the ledger is not UTF-8, so not a ledger file",
+            )
+        })?;
+        self.write(Command::Restore { ledger }).await
+    }
+
     fn head_response(&self) -> HeadResponse {
         HeadResponse {
             head: self.node.published.machine().head().map(head_ref),
@@ -193,6 +203,19 @@ impl LedgerRpc for LedgerService {
                 request,
                 |leader, request| async move { leader.approve(request).await },
                 |request| self.approve_here(request.into_inner()),
+            )
+            .await
+    }
+
+    async fn restore(
+        &self,
+        request: Request<RestoreRequest>,
+    ) -> Result<Response<ProtoStatus>, Status> {
+        self.node
+            .forward_or_serve(
+                request,
+                |leader, request| async move { leader.restore(request.ledger).await },
+                |request| self.restore_here(request.into_inner()),
             )
             .await
     }

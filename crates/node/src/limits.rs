@@ -1,6 +1,6 @@
 //! Size limits on what a node accepts over the network.
 
-use stele_ledger::limits::MAX_BUNDLE_BYTES;
+use stele_ledger::limits::{MAX_BUNDLE_BYTES, MAX_RESTORE_LEDGER_BYTES};
 
 pub use stele_proto::MAX_API_MESSAGE_BYTES;
 const _: () = assert!(MAX_API_MESSAGE_BYTES >= 2 * MAX_BUNDLE_BYTES + 1024 * 1024);
@@ -15,6 +15,10 @@ pub const HTTP_HEADER_READ_DEADLINE: std::time::Duration = std::time::Duration::
 pub const HTTP_REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest Raft message (AppendEntries may carry a few proposals).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 4 * MAX_BUNDLE_BYTES;
+// A restore's ledger travels as one request and, escaped in JSON (at most
+// twice its size), as one Raft entry.
+const _: () = assert!(MAX_API_MESSAGE_BYTES >= MAX_RESTORE_LEDGER_BYTES + 1024 * 1024);
+const _: () = assert!(MAX_RAFT_MESSAGE_BYTES >= 2 * MAX_RESTORE_LEDGER_BYTES + 1024 * 1024);
 /// What one AppendEntries should carry at most (unless one entry is bigger):
 /// a batch that encodes, crosses the network and decodes well within the
 /// replication timeouts, so that heartbeats, which share the stream, keep

@@ -79,6 +79,9 @@ reasons! {
     UnknownProposal = "unknown_proposal",
     /// The pending proposals are at their limit.
     TooManyPending = "too_many_pending",
+    /// A restore (`cluster init --ledger`) reached a cluster that holds
+    /// another chain already: a restore starts an empty one only.
+    ChainExists = "chain_exists",
     /// The version's own `expires_at` has passed on the leader's clock.
     ProposalExpired = "proposal_expired",
 

@@ -17,7 +17,7 @@ pub enum StoreError {
     #[error("refused a snapshot from the leader: {0}")]
     BadSnapshot(#[from] crate::snapshot::SnapshotError),
     #[error(
-        "this data directory was written by an older stele (store layout {found}; this build reads layout {reads}), and is left as it was. Start this node on an empty --data directory and add it to the cluster again (`stele cluster add-learner`, then `stele cluster promote`): it catches up from the members. Keep the old directory until it has; if no member has a newer store, export the ledger with the older stele first (`stele export`)."
+        "this data directory was written by an older stele (store layout {found}; this build reads layout {reads}, in which membership follows signed versions of the ledger), and is left as it was. To continue its chain: export the ledger with the older stele from a running member (`stele export --out EXPORT`); start this build's nodes on empty --data directories with --genesis set to seq 1's hash; append a membership version naming them (`stele proposal new --kind membership --ledger EXPORT --member ... --cert ...`, signed by M approvers, then `stele ledger append EXPORT --proposal P`); and run `stele cluster init --ledger EXPORT` (docs/CLUSTER.md, \"Continuing a chain\"). Keep the old directory until the new cluster serves the chain."
     )]
     OlderLayout { found: u32, reads: u32 },
     #[error(

@@ -31,6 +31,12 @@ pub enum Command {
         proposal_id: Hash,
         approvals: Vec<Approval>,
     },
+    /// An existing chain, continued in a new cluster (`cluster init
+    /// --ledger`): a whole ledger file whose head is a signed `membership`
+    /// version naming this cluster's members. Appended at once, on an
+    /// empty chain only, so that no node ever serves a version below the
+    /// head it restores.
+    Restore { ledger: String },
 }
 
 /// Where a proposal stands after a command.

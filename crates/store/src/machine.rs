@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use stele_ledger::{
-    Approval, BundleFiles, ChainState, Hash, Head, Proposal, Reason, Rejection, Review, TrustSet,
-    Version,
+    Approval, BundleFiles, ChainState, Hash, Head, Proposal, Reason, Rejection, Restore, Review,
+    TrustSet, Version,
 };
 use stele_policy::{BundleError, Snapshot, checked_snapshot};
 
@@ -31,11 +31,12 @@ pub struct Pending {
 /// to publish.
 pub enum Change {
     /// A version joined the chain. `compiled` is its bundle, compiled by the
-    /// admission check.
+    /// admission check; `None` only below the head of a restore, whose
+    /// versions join at once and are never served.
     Appended {
         version: Arc<Version>,
         bundle: Arc<BundleFiles>,
-        compiled: Arc<Snapshot>,
+        compiled: Option<Arc<Snapshot>>,
     },
     PendingStored(Arc<Pending>),
     PendingRemoved(Hash),
@@ -218,7 +219,88 @@ impl Machine {
                     changes,
                 )
             }
+            Command::Restore { ledger } => self.restore(ledger.as_bytes(), stamped_ms, changes),
         }
+    }
+
+    /// A whole chain onto an empty one (`cluster init --ledger`): verified
+    /// from the pinned genesis, ending in a membership version that has not
+    /// expired at `stamped_ms`, its head's bundle compiled and tested. The
+    /// versions below the head committed in the cluster the ledger comes
+    /// from, so their own expiry is long past and not judged: the head's
+    /// signers vouch for them by its parent hash.
+    fn restore(&mut self, ledger: &[u8], stamped_ms: u64, changes: &mut Vec<Change>) -> Response {
+        if let Some(ours) = self.chain.head() {
+            // The head's hash covers the whole chain below it.
+            let theirs = stele_ledger::export::decode(ledger)
+                .ok()
+                .and_then(|entries| entries.versions.last().map(Version::hash));
+            if theirs == Some(ours.hash) {
+                return self.already_committed(ours.seq);
+            }
+            return Response::Refused(Refusal::new(
+                Reason::ChainExists,
+                format!(
+                    "this cluster holds a chain already (head seq {}), and a restore starts an empty one only: start the new cluster's nodes on empty --data directories",
+                    ours.seq
+                ),
+            ));
+        }
+        let restore = match stele_ledger::restore::verify(ledger, self.chain.clone()) {
+            Ok(restore) => restore,
+            Err(error) => {
+                return Response::Refused(Refusal::new(
+                    error.reason(),
+                    format!("restore refused: {error}"),
+                ));
+            }
+        };
+        let head = restore.head();
+        if let Some(at) = head.header.expires_at
+            && head.header.expired_at(stamped_ms)
+        {
+            return Response::Refused(Refusal::new(
+                Reason::ProposalExpired,
+                format!(
+                    "the restore's membership version (seq {}) expired at {at} (Unix seconds) and the leader's clock is past it: make and sign it again",
+                    head.seq()
+                ),
+            ));
+        }
+        let digest = head.header.bundle_digest;
+        let head_bundle = restore
+            .entries
+            .bundles
+            .get(&digest)
+            .expect("a verified chain holds its bundles");
+        let compiled = RefCell::new(None);
+        if let Err(error) = self.compile_and_test(digest, head_bundle, &compiled) {
+            return Response::Refused(
+                Rejection::BundleInvalid {
+                    message: error.to_string(),
+                }
+                .into(),
+            );
+        }
+        let seq = head.seq();
+        let Restore { chain, entries } = restore;
+        let bundles: BTreeMap<Hash, Arc<BundleFiles>> = entries
+            .bundles
+            .into_iter()
+            .map(|(digest, files)| (digest, Arc::new(files)))
+            .collect();
+        for version in entries.versions {
+            let version = Arc::new(version);
+            let is_head = version.seq() == seq;
+            self.versions.push(version.clone());
+            changes.push(Change::Appended {
+                bundle: bundles[&version.header.bundle_digest].clone(),
+                compiled: is_head.then(|| compiled.borrow().clone()).flatten(),
+                version,
+            });
+        }
+        self.chain = chain;
+        self.committed(seq, ProposalState::Committed)
     }
 
     /// Admission for a new or grown proposal: commit it when its signatures
@@ -299,7 +381,7 @@ impl Machine {
                 changes.push(Change::Appended {
                     version,
                     bundle,
-                    compiled,
+                    compiled: Some(compiled),
                 });
                 response
             }
@@ -327,11 +409,15 @@ impl Machine {
     }
 
     fn already_committed(&self, seq: u64) -> Response {
+        self.committed(seq, ProposalState::AlreadyCommitted)
+    }
+
+    fn committed(&self, seq: u64, state: ProposalState) -> Response {
         let version = &self.versions[(seq - 1) as usize];
         let threshold = self.chain.trust().map_or(0, TrustSet::threshold);
         Response::Accepted(ProposalStatus {
             proposal_id: version.hash(),
-            state: ProposalState::AlreadyCommitted,
+            state,
             signatures: version.distinct_signers() as u32,
             threshold,
             seq: Some(seq),

@@ -72,12 +72,15 @@ pub fn open(dir: &Path) -> Result<(RocksLogStore, Arc<RocksBackend>), StoreError
     ))
 }
 
-/// The store layout this build reads and writes. 2: members record a peer
-/// address beside the client address. Stores of layout 1 carry no layout
-/// key; they are told apart by a membership that does not read (or by Raft
-/// entries with no membership applied: those cannot be told apart, so they
-/// are refused rather than stamped).
-const LAYOUT: u32 = 2;
+/// The store layout this build reads and writes. 3: membership follows
+/// signed versions of the ledger, whose genesis names the first members,
+/// and the Raft log may carry a whole restored chain. (2: members record a
+/// peer address beside the client address, set by unsigned calls.) Stores
+/// of layouts 1 and 2 written before the key existed carry none; they are
+/// told apart by a membership that does not read (1) or does (2), or by
+/// Raft entries with no membership applied (refused rather than stamped:
+/// they cannot be told apart).
+const LAYOUT: u32 = 3;
 const LAYOUT_KEY: &[u8] = b"layout";
 
 /// A newer stele may add column families: RocksDB would refuse to open
@@ -101,8 +104,7 @@ fn refuse_unknown_families(db_dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Refuses a store of another layout before anything reads it, naming
-/// what to do; records the layout in a new store (or one of this layout
-/// written before the key existed).
+/// what to do; records the layout in a new store.
 fn check_layout(db: &DB) -> Result<(), StoreError> {
     let machine = cf(db, CF_MACHINE);
     let stored = db
@@ -132,9 +134,10 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
                     empty
                 }
             };
-            match reads {
-                false => 1,
-                true => {
+            match (reads, membership.is_some()) {
+                (false, _) => 1,
+                (true, true) => 2,
+                (true, false) => {
                     db.put_cf_opt(machine, LAYOUT_KEY, encode(&LAYOUT), &synced())
                         .map_err(|e| io(format!("recording the store layout: {e}")))?;
                     LAYOUT
@@ -653,22 +656,49 @@ mod tests {
             ),
             "{refused}"
         );
-        assert!(refused.to_string().contains("empty --data directory"));
+        assert!(refused.to_string().contains("empty --data director"));
         // Refused again: nothing was written over it.
         assert!(matches!(
             open(dir.path()),
             Err(StoreError::OlderLayout { .. })
         ));
+        // Layout 2, whose membership was set by unsigned calls: with the
+        // key, or from before it (a membership that reads).
+        for key in [Some(&b"2"[..]), None] {
+            let dir = tempfile::tempdir().unwrap();
+            let membership = encode(&StoredMembership::default());
+            write_raw(dir.path(), b"membership", Some(&membership));
+            write_raw(dir.path(), LAYOUT_KEY, key);
+            let refused = open(dir.path()).err().expect("a layout 2 store is refused");
+            assert!(
+                matches!(
+                    refused,
+                    StoreError::OlderLayout {
+                        found: 2,
+                        reads: LAYOUT
+                    }
+                ),
+                "{refused}"
+            );
+            assert!(
+                refused.to_string().contains("cluster init --ledger"),
+                "{refused}"
+            );
+            assert!(matches!(
+                open(dir.path()),
+                Err(StoreError::OlderLayout { found: 2, .. })
+            ));
+        }
         // A newer layout.
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()).unwrap());
-        write_raw(dir.path(), LAYOUT_KEY, Some(b"3"));
+        write_raw(dir.path(), LAYOUT_KEY, Some(b"4"));
         let refused = open(dir.path()).err().expect("a newer store is refused");
         assert!(
             matches!(
                 refused,
                 StoreError::NewerLayout {
-                    found: 3,
+                    found: 4,
                     reads: LAYOUT
                 }
             ),
@@ -709,19 +739,5 @@ mod tests {
             open(dir.path()),
             Err(StoreError::OlderLayout { found: 1, .. })
         ));
-    }
-
-    #[test]
-    fn a_store_of_this_layout_written_before_the_key_opens_and_gets_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let membership = encode(&StoredMembership::default());
-        write_raw(dir.path(), b"membership", Some(&membership));
-        write_raw(dir.path(), LAYOUT_KEY, None);
-        let (_log, backend) = open(dir.path()).unwrap();
-        let recorded = backend
-            .db
-            .get_cf(cf(&backend.db, CF_MACHINE), LAYOUT_KEY)
-            .unwrap();
-        assert_eq!(recorded.as_deref(), Some(encode(&LAYOUT).as_slice()));
     }
 }

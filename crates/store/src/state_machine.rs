@@ -174,6 +174,7 @@ impl<B: Backend> RaftStateMachine<TypeConfig> for PolicyStateMachine<B> {
             _ => None,
         });
         if let Some((version, compiled)) = newest {
+            let compiled = compiled.expect("the newest version appended is served, and compiled");
             debug_assert!(before.map_or(0, |h| h.seq) < version.seq());
             let head = Head {
                 seq: version.seq(),

@@ -340,3 +340,152 @@ fn two_machines_given_the_same_requests_agree() {
     assert_eq!(first.head(), second.head());
     assert_eq!(first.head().unwrap().seq, 3);
 }
+
+/// A chain from another cluster (genesis, then an update that expires at
+/// 5 s), with a membership version on top signed by `signers` and expiring
+/// at `expires_at`: what `cluster init --ledger` sends. Returns the ledger
+/// file and the genesis hash.
+fn restore_ledger(
+    head_kind: Option<Kind>,
+    signers: &[u8],
+    expires_at: Option<u64>,
+) -> (String, Hash) {
+    let mut old = with_genesis();
+    let update = variant(2);
+    let v2 = expiring(version(&old, &update, &[1]), 5, &[1, 2]);
+    assert_eq!(
+        state(&apply(&mut old, &propose(1, v2, update.clone(), true))),
+        ProposalState::Committed
+    );
+    let head = old.head().unwrap();
+    let member = stele_ledger::Member {
+        id: 4,
+        role: stele_ledger::Role::Voter,
+        client: "127.0.0.1:7004".into(),
+        peer: "127.0.0.1:8004".into(),
+        region: String::new(),
+        spki_sha256: Hash::of_bytes(b"node 4's key"),
+    };
+    let mut header = Header::after(
+        head,
+        update.digest(),
+        head_kind.unwrap_or(Kind::Membership),
+        stele_ledger::Authorship {
+            message: "continue".into(),
+            author: "t".into(),
+            created_at: 0,
+        },
+    );
+    header = header.listing(stele_ledger::MemberSet::new(vec![member]).unwrap());
+    if let Some(at) = expires_at {
+        header = header.expiring(at);
+    }
+    let mut top = Version::unsigned(header);
+    for n in signers {
+        top.sign(&key(*n));
+    }
+    let top = head_kind.map(|_| top);
+    let versions: Vec<Version> = old.versions().cloned().chain(top).collect();
+    let text = stele_ledger::export::encode_with(&versions, |digest| {
+        let files = [example(), update.clone()]
+            .into_iter()
+            .find(|files| files.digest() == *digest)
+            .unwrap();
+        Ok::<_, std::convert::Infallible>(files)
+    })
+    .unwrap();
+    (text, versions[0].hash())
+}
+
+fn restore(time_ms: u64, ledger: &str) -> Request {
+    Request {
+        time_ms,
+        command: Command::Restore {
+            ledger: ledger.into(),
+        },
+    }
+}
+
+#[test]
+fn a_restore_appends_the_whole_chain_at_once_and_only_onto_an_empty_one() {
+    // Long after seq 2's own expiry (5 s): history is not judged again.
+    let now_ms = 60_000;
+    let (ledger, genesis) = restore_ledger(Some(Kind::Membership), &[1, 2], None);
+    let mut machine = Machine::new(Some(genesis));
+    let mut changes = Vec::new();
+    let response = machine.apply(restore(now_ms, &ledger), &mut changes);
+    assert_eq!(state(&response), ProposalState::Committed);
+    assert_eq!(machine.head().unwrap().seq, 3);
+    assert_eq!(
+        machine
+            .chain()
+            .members()
+            .unwrap()
+            .voter_ids()
+            .collect::<Vec<_>>(),
+        [4]
+    );
+    // One change per version, and only the head, the one served, compiled.
+    let compiled: Vec<bool> = changes
+        .iter()
+        .map(|change| match change {
+            Change::Appended { compiled, .. } => compiled.is_some(),
+            _ => panic!("a restore only appends"),
+        })
+        .collect();
+    assert_eq!(compiled, [false, false, true]);
+
+    // The same ledger again: already committed. Any other: refused, and
+    // the chain stays as it is.
+    assert_eq!(
+        state(&apply(&mut machine, &restore(now_ms, &ledger))),
+        ProposalState::AlreadyCommitted
+    );
+    let (other, _) = restore_ledger(Some(Kind::Membership), &[1, 2], Some(1_000_000));
+    assert_eq!(
+        refusal(&apply(&mut machine, &restore(now_ms, &other))),
+        Reason::ChainExists
+    );
+    assert_eq!(machine.head().unwrap().seq, 3);
+
+    // A chain restored onto a machine pinned to another genesis: refused.
+    let mut elsewhere = Machine::new(Some(Hash::of_bytes(b"another genesis")));
+    assert_eq!(
+        refusal(&apply(&mut elsewhere, &restore(now_ms, &ledger))),
+        Reason::GenesisMismatch
+    );
+    assert!(elsewhere.head().is_none());
+}
+
+#[test]
+fn a_restore_whose_head_is_not_a_signed_unexpired_membership_version_changes_nothing() {
+    let now_ms = 60_000;
+    let refused = |ledger: &str, genesis: Hash| {
+        let mut machine = Machine::new(Some(genesis));
+        let mut changes = Vec::new();
+        let response = machine.apply(restore(now_ms, ledger), &mut changes);
+        assert!(machine.head().is_none(), "a refused restore appended");
+        assert!(changes.is_empty(), "a refused restore changed something");
+        refusal(&response)
+    };
+    // Signed by one of the two approvers needed.
+    let (under, genesis) = restore_ledger(Some(Kind::Membership), &[1], None);
+    assert_eq!(refused(&under, genesis), Reason::BelowThreshold);
+    // Expired on the leader's clock.
+    let (expired, genesis) = restore_ledger(Some(Kind::Membership), &[1, 2], Some(59));
+    assert_eq!(refused(&expired, genesis), Reason::ProposalExpired);
+    // A plain export: it names no new members.
+    let (plain, genesis) = restore_ledger(None, &[], None);
+    assert_eq!(refused(&plain, genesis), Reason::Malformed);
+    // A history edited below the signed head.
+    let (ledger, genesis) = restore_ledger(Some(Kind::Membership), &[1, 2], None);
+    let edited = ledger.replacen("\"expires_at\":5", "\"expires_at\":6", 1);
+    assert_ne!(edited, ledger);
+    assert_eq!(refused(&edited, genesis), Reason::BadSignature);
+    // A bundle edited below it: the file names it by its old digest.
+    let edited = ledger.replacen("// 2", "// 3", 1);
+    assert_ne!(edited, ledger);
+    assert_eq!(refused(&edited, genesis), Reason::Malformed);
+    // Not a ledger file at all.
+    assert_eq!(refused("garbage", genesis), Reason::Malformed);
+}
