@@ -1120,6 +1120,61 @@ fn log_hashes(cluster: &Cluster, id: u64) -> Vec<String> {
         .collect()
 }
 
+/// The genesis of ledger `file`, fully signed, proposed at node `id` of a
+/// cluster Raft started for a restore: refused as the cluster's first
+/// version (a rollback to seq 1, or a chain with no member set).
+fn the_chains_own_genesis_does_not_commit_first(
+    cluster: &Cluster,
+    runtime: &tokio::runtime::Runtime,
+    client: &stele_client::Client,
+    id: u64,
+    file: &str,
+) {
+    let bytes = std::fs::read(cluster.path().join(file)).unwrap();
+    let entries = stele_ledger::export::decode(&bytes).unwrap();
+    let genesis = stele_ledger::Proposal {
+        version: entries.versions[0].clone(),
+        bundle: entries.bundles[&entries.versions[0].header.bundle_digest].clone(),
+    };
+    let early = runtime
+        .block_on(async {
+            let mut tried = 0;
+            loop {
+                match client.submit(&genesis, true).await {
+                    Err(e) if e.is_retryable() && tried < 20 => tried += 1,
+                    other => break other,
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .unwrap_err();
+    assert_eq!(
+        early.reason(),
+        Some(stele_ledger::Reason::MembershipUnsafe),
+        "{early}"
+    );
+    assert!(
+        cluster.served_seq(id).is_none(),
+        "the old genesis was served"
+    );
+}
+
+/// `proposal` signed by `keys`, then appended to a copy of ledger `from`,
+/// written to `to`.
+fn sign_onto_copy(cluster: &Cluster, proposal: &str, keys: &[&str], from: &str, to: &str) {
+    let mut sign = vec!["proposal", "sign", proposal];
+    for key in keys {
+        sign.extend(["--key", key]);
+    }
+    stele(cluster.path(), &sign).ok();
+    std::fs::copy(cluster.path().join(from), cluster.path().join(to)).unwrap();
+    stele(
+        cluster.path(),
+        &["ledger", "append", to, "--proposal", proposal],
+    )
+    .ok();
+}
+
 /// `path` with `version` (and its bundle, the head's) appended, written
 /// here without the CLI's checks: what a hostile operator could send.
 fn with_head(cluster: &Cluster, from: &str, version: stele_ledger::Version, to: &str) {
@@ -1206,6 +1261,16 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
     }
     let args: Vec<&str> = new_members.iter().map(String::as_str).collect();
     stele(cluster.path(), &args).ok();
+    // The same, signed by both, but expiring in two seconds.
+    let mut expiring = args.clone();
+    *expiring
+        .iter_mut()
+        .find(|arg| **arg == "restore.p")
+        .unwrap() = "expired.p";
+    expiring.extend(["--expires-in", "2s"]);
+    stele(cluster.path(), &expiring).ok();
+    let expiry_starts = Instant::now();
+    sign_onto_copy(&cluster, "expired.p", &["a", "b"], "old.l", "expired.l");
     stele(
         cluster.path(),
         &["proposal", "sign", "restore.p", "--key", "a"],
@@ -1216,21 +1281,7 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
         stele_ledger::Proposal::decode(&std::fs::read(cluster.path().join("restore.p")).unwrap())
             .unwrap();
     with_head(&cluster, "old.l", one_signature.version, "under.l");
-    stele(
-        cluster.path(),
-        &["proposal", "sign", "restore.p", "--key", "b"],
-    )
-    .ok();
-    std::fs::copy(
-        cluster.path().join("old.l"),
-        cluster.path().join("restore.l"),
-    )
-    .unwrap();
-    stele(
-        cluster.path(),
-        &["ledger", "append", "restore.l", "--proposal", "restore.p"],
-    )
-    .ok();
+    sign_onto_copy(&cluster, "restore.p", &["b"], "old.l", "restore.l");
     for id in 4..=6 {
         cluster.launch(id, &[]);
     }
@@ -1285,18 +1336,31 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
         Some(stele_ledger::Reason::GenesisMismatch),
         "{rival}"
     );
+    // Expired by the node's clock: it could never commit.
+    std::thread::sleep(Duration::from_millis(3500).saturating_sub(expiry_starts.elapsed()));
+    let expired = bootstrap("expired.l").unwrap_err();
+    assert_eq!(
+        expired.reason(),
+        Some(stele_ledger::Reason::ProposalExpired),
+        "{expired}"
+    );
     let under = bootstrap("under.l").unwrap_err();
     assert_eq!(
         under.reason(),
         Some(stele_ledger::Reason::BelowThreshold),
         "{under}"
     );
-    // A history edited under the signed head: its parent hash no longer
-    // matches, wherever the edit is.
+    // A history edited under the signed head (seq 2's message): its
+    // signatures no longer verify.
     let mut edited = std::fs::read_to_string(cluster.path().join("restore.l")).unwrap();
     edited = edited.replacen("\"short\"", "\"shorT\"", 1);
     std::fs::write(cluster.path().join("edited.l"), edited).unwrap();
-    assert!(bootstrap("edited.l").is_err());
+    let edited = bootstrap("edited.l").unwrap_err();
+    assert_eq!(
+        edited.reason(),
+        Some(stele_ledger::Reason::BadSignature),
+        "{edited}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     for id in 4..=6 {
         let status = cluster.status_of(id).unwrap();
@@ -1309,6 +1373,16 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
         .json();
     assert_eq!(old["error"], "membership_unsafe", "{old}");
     assert_eq!(members(&cluster, 1), vec![(1, true), (2, true), (3, true)]);
+
+    // Raft started for the restore: the export's own genesis, fully
+    // signed, does not commit first (a rollback to seq 1).
+    bootstrap("restore.l").unwrap();
+    wait_until(
+        "the new cluster elects a leader",
+        Duration::from_secs(30),
+        || cluster.status_of(4).is_some_and(|s| !s["leader"].is_null()),
+    );
+    the_chains_own_genesis_does_not_commit_first(&cluster, &runtime, &node4, 4, "old.l");
 
     // The signed restore starts the new cluster, on the whole chain at once.
     let node4_addr = cluster.node(4).addr.clone();
@@ -1372,4 +1446,84 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
     );
     assert_eq!(log_hashes(&cluster, 1).len(), 2);
     assert_eq!(log_hashes(&cluster, 6)[..3], log_hashes(&cluster, 4)[..3]);
+}
+
+#[test]
+fn a_chain_from_before_member_sets_continues_in_a_new_cluster_and_its_old_genesis_never_commits_first()
+ {
+    let _one_at_a_time = serial();
+    let mut cluster = Cluster::start(1, &[]);
+    // A chain whose genesis names no members: what a layout-2 store, whose
+    // membership unsigned calls set, exports.
+    let mut old = vec![
+        "--json",
+        "ledger",
+        "new",
+        "old.l",
+        "-m",
+        "before member sets",
+    ];
+    old.extend(common::GENESIS_ARGS);
+    let old_genesis = stele(cluster.path(), &old).ok().json()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (addr, peer) = cluster.plan(7);
+    let member = format!("7={addr},{peer}");
+    stele(
+        cluster.path(),
+        &[
+            "proposal",
+            "new",
+            "--kind",
+            "membership",
+            "--ledger",
+            "old.l",
+            "--member",
+            &member,
+            "--cert",
+            "tls/node-7.pem",
+            "-m",
+            "the first signed member set",
+            "--author",
+            "a",
+            "--out",
+            "first.p",
+        ],
+    )
+    .ok();
+    sign_onto_copy(&cluster, "first.p", &["a", "b"], "old.l", "restore.l");
+    cluster.genesis_hash = old_genesis;
+    cluster.launch(7, &[]);
+
+    // Raft starts with node 7; the old genesis, fully signed, names no
+    // members, and is refused as the cluster's first version.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    let node7 = cluster.client_as(7, "operator", Duration::from_secs(10));
+    let ledger = std::fs::read(cluster.path().join("restore.l")).unwrap();
+    runtime
+        .block_on(node7.bootstrap(stele_proto::v1::BootstrapRequest {
+            genesis: Vec::new(),
+            ledger: ledger.clone(),
+        }))
+        .unwrap();
+    wait_until("node 7 leads", Duration::from_secs(30), || {
+        cluster.status_of(7).is_some_and(|s| s["leader"] == 7)
+    });
+    the_chains_own_genesis_does_not_commit_first(&cluster, &runtime, &node7, 7, "restore.l");
+
+    // The restore commits the chain with its first signed member set.
+    let restored = cluster
+        .run_at(
+            &cluster.node(7).addr,
+            &["--json", "cluster", "init", "--ledger", "restore.l"],
+        )
+        .ok()
+        .json();
+    assert_eq!(restored["seq"].as_u64(), Some(2), "{restored}");
+    wait_until("node 7 serves seq 2", Duration::from_secs(30), || {
+        cluster.served_seq(7) == Some(2)
+    });
+    assert_eq!(members(&cluster, 7), vec![(7, true)]);
 }

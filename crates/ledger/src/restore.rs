@@ -27,7 +27,7 @@ pub enum RestoreError {
     #[error("the ledger holds no version")]
     Empty,
     #[error(
-        "its head (seq {seq}) is a version of kind {kind}, and a restore ends with a signed membership version naming the new cluster's members: make one on the export (`stele proposal new --kind membership --ledger EXPORT --member ... --cert ...`), have M approvers sign it, and append it (`stele ledger append EXPORT --proposal PROPOSAL`)"
+        "its head (seq {seq}) is a version of kind {kind}, and a restore ends with a signed membership version naming the new cluster's members: make one on the export (`stele proposal new --kind membership --ledger EXPORT --member ID=ADDR,PEER --cert node-ID.pem ... -m WHY --author NAME --out P`), have M approvers sign it (`stele proposal sign P --key K`), and append it (`stele ledger append EXPORT --proposal P`)"
     )]
     HeadNotMembership { seq: u64, kind: String },
 }

@@ -142,7 +142,7 @@ impl AdminRpc for AdminService {
         let BootstrapRequest { genesis, ledger } = request.into_inner();
         let start = match (genesis.is_empty(), ledger.is_empty()) {
             (false, true) => self.genesis_start(&genesis)?,
-            (true, false) => self.restore_start(&ledger)?,
+            (true, false) => self.restore_start(ledger).await?,
             _ => {
                 return Err(refuse(
                     Reason::Malformed,
@@ -233,7 +233,7 @@ impl AdminService {
         Err(refuse(
             Reason::MembershipUnsafe,
             format!(
-                "Raft on this node was started with other members ({:?}) than the genesis lists ({:?}), before the genesis committed: someone holding a node certificate of this cluster's CA may have done it. Stop every node, start them on empty --data directories (with --genesis), and run `stele cluster init` again",
+                "Raft on this node was started with other members ({:?}) than the signed member set lists ({:?}), before it committed: someone holding a node certificate of this cluster's CA may have done it. Stop every node, start them on empty --data directories (with --genesis), and run `stele cluster init` again",
                 nodes.keys().collect::<Vec<_>>(),
                 voters.keys().collect::<Vec<_>>()
             ),
@@ -311,12 +311,18 @@ impl AdminService {
     /// The members the head of a ledger to continue lists, once the whole
     /// ledger verifies from this node's genesis and its head, a membership
     /// version, has not expired. `None` when the chain holds it already.
-    fn restore_start(&self, bytes: &[u8]) -> Result<Option<Start>, Status> {
+    async fn restore_start(&self, bytes: Vec<u8>) -> Result<Option<Start>, Status> {
         let pinned = self.pinned()?;
-        let restore = stele_ledger::restore::verify(bytes, ChainState::pinned_to(pinned))
-            .map_err(|why| refuse(why.reason(), format!("the ledger is refused: {why}")))?;
+        // Every signature of the chain: off the async workers.
+        let restore = stele_store::offload(move || {
+            stele_ledger::restore::verify(&bytes, ChainState::pinned_to(pinned))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("verifying the ledger: {e}")))?
+        .map_err(|why| refuse(why.reason(), format!("the ledger is refused: {why}")))?;
         let head = restore.head();
-        if self.node.published.machine().head().map(|h| h.hash) == Some(head.hash()) {
+        let machine = self.node.published.machine();
+        if machine.version(head.seq()).map(Version::hash) == Some(head.hash()) {
             return Ok(None);
         }
         // Expired, it could never commit: Raft would start for nothing.

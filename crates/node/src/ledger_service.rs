@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use stele_ledger::limits::MAX_SIGNATURES;
+use stele_ledger::limits::{MAX_RESTORE_LEDGER_BYTES, MAX_SIGNATURES};
 use stele_ledger::{Approval, Hash, Proposal, Reason};
 use stele_proto::v1::ledger_server::Ledger as LedgerRpc;
 use stele_proto::v1::{
@@ -153,6 +153,15 @@ impl LedgerService {
     }
 
     async fn restore_here(&self, request: RestoreRequest) -> Result<Response<ProtoStatus>, Status> {
+        if request.ledger.len() > MAX_RESTORE_LEDGER_BYTES {
+            return Err(refuse(
+                Reason::OverSizeLimit,
+                format!(
+                    "the ledger is {} bytes, over the {MAX_RESTORE_LEDGER_BYTES} a restore carries",
+                    request.ledger.len()
+                ),
+            ));
+        }
         let ledger = String::from_utf8(request.ledger).map_err(|_| {
             refuse(
                 Reason::Malformed,

@@ -65,6 +65,45 @@ pub enum Unrunnable {
         healthy: usize,
         needed: usize,
     },
+    #[error(
+        "Raft here started with voters {raft}, and this would be the cluster's first version with {listed}: the first version a cluster commits lists the voters it was started with (`cluster init` sends the genesis or ledger it bootstrapped from; to continue a chain, `cluster init --ledger`)"
+    )]
+    NotRaftsVoters { raft: String, listed: String },
+}
+
+/// The first version(s) a cluster commits (a genesis, or a restore) must
+/// list the voters Raft was started with, at the addresses it knows them
+/// by: otherwise, between the bootstrap and that commit, an operator could
+/// commit another first version, an old genesis of the chain a restore
+/// continues (a rollback), or one that names no members at all.
+pub fn first_lists_raft_voters(
+    raft: &openraft::Membership<u64, stele_store::MemberAddrs>,
+    first: Option<&MemberSet>,
+) -> Result<(), Unrunnable> {
+    let started: BTreeMap<u64, (&str, &str)> = raft
+        .voter_ids()
+        .filter_map(|id| Some((id, raft.get_node(&id)?)))
+        .map(|(id, addrs)| (id, (addrs.addr.as_str(), addrs.peer_addr.as_str())))
+        .collect();
+    let listed: BTreeMap<u64, (&str, &str)> = first
+        .map(|set| {
+            set.voter_ids()
+                .filter_map(|id| set.get(id))
+                .map(|m| (m.id, (m.client.as_str(), m.peer.as_str())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if started == listed {
+        return Ok(());
+    }
+    let ids = |set: &BTreeMap<u64, (&str, &str)>| format!("{:?}", set.keys().collect::<Vec<_>>());
+    Err(Unrunnable::NotRaftsVoters {
+        raft: ids(&started),
+        listed: match first {
+            Some(_) => format!("voters {}", ids(&listed)),
+            None => "no member set".into(),
+        },
+    })
 }
 
 /// Whether `set` lists node `id` (whose own key is `own_key`, `None`

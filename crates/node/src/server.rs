@@ -242,7 +242,11 @@ impl Node {
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
             )
-            .add_service(AdminServer::new(AdminService::new(node.clone())))
+            .add_service(
+                // A bootstrap may carry a whole ledger to continue.
+                AdminServer::new(AdminService::new(node.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
             .serve_with_incoming_shutdown(clients, stopped(stopping.clone()));
         let peer_port = tonic::transport::Server::builder()
             .max_concurrent_streams(Some(MAX_CONCURRENT_CALLS_PER_CONNECTION as u32))

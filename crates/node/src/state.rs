@@ -197,18 +197,33 @@ impl NodeState {
             .map_err(|e| WriteError::LeadershipUnconfirmed(e.to_string()))?;
         let machine = self.published.machine();
         let trial = request.clone();
-        let (verdict, new_members) = stele_store::offload(move || {
+        let (verdict, new_members, first) = stele_store::offload(move || {
             let mut copy = (*machine).clone();
             let verdict = copy.apply(trial, &mut Vec::new());
             // A membership version this write would commit.
             let changed = copy.chain().members() != machine.chain().members();
             let new_members = changed.then(|| copy.chain().members().cloned()).flatten();
-            (verdict, new_members)
+            // The cluster's first version(s): what members they list.
+            let first = (machine.head().is_none() && copy.head().is_some())
+                .then(|| copy.chain().members().cloned());
+            (verdict, new_members, first)
         })
         .await
         .map_err(|e| WriteError::Check(e.to_string()))?;
         if let Response::Refused(refusal) = verdict {
             return Err(WriteError::Refused(refusal));
+        }
+        if let Some(first) = first {
+            let raft = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .clone();
+            crate::member_set_check::first_lists_raft_voters(&raft, first.as_ref()).map_err(
+                |why| WriteError::Refused(Refusal::new(Reason::MembershipUnsafe, why.to_string())),
+            )?;
         }
         if let Some(members) = new_members {
             crate::member_set_check::check(self, &members)

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use stele_ledger::limits::MAX_RESTORE_LEDGER_BYTES;
 use stele_ledger::{
     Approval, BundleFiles, ChainState, Hash, Head, Proposal, Reason, Rejection, Restore, Review,
     TrustSet, Version,
@@ -231,12 +232,14 @@ impl Machine {
     /// signers vouch for them by its parent hash.
     fn restore(&mut self, ledger: &[u8], stamped_ms: u64, changes: &mut Vec<Change>) -> Response {
         if let Some(ours) = self.chain.head() {
-            // The head's hash covers the whole chain below it.
-            let theirs = stele_ledger::export::decode(ledger)
-                .ok()
+            // Its head's hash covers the whole chain below it: committed
+            // already, whatever came after.
+            let theirs = (ledger.len() <= MAX_RESTORE_LEDGER_BYTES)
+                .then(|| stele_ledger::export::decode(ledger).ok())
+                .flatten()
                 .and_then(|entries| entries.versions.last().map(Version::hash));
-            if theirs == Some(ours.hash) {
-                return self.already_committed(ours.seq);
+            if let Some(seq) = theirs.and_then(|hash| self.chain.seq_of(&hash)) {
+                return self.already_committed(seq);
             }
             return Response::Refused(Refusal::new(
                 Reason::ChainExists,
@@ -300,6 +303,10 @@ impl Machine {
             });
         }
         self.chain = chain;
+        // Proposals held for the empty chain (a genesis) are stale now.
+        for stale in std::mem::take(&mut self.pending).into_keys() {
+            changes.push(Change::PendingRemoved(stale));
+        }
         self.committed(seq, ProposalState::Committed)
     }
 

@@ -145,6 +145,17 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
             }
         }
     };
+    // Layout 2 as the first builds with signed membership wrote it: its
+    // genesis names the members (or there is no chain yet), so it is
+    // layout 3 in all but the key.
+    let found = match found {
+        2 if genesis_names_members_or_none(db)? => {
+            db.put_cf_opt(machine, LAYOUT_KEY, encode(&LAYOUT), &synced())
+                .map_err(|e| io(format!("recording the store layout: {e}")))?;
+            LAYOUT
+        }
+        found => found,
+    };
     match found.cmp(&LAYOUT) {
         std::cmp::Ordering::Equal => Ok(()),
         std::cmp::Ordering::Less => Err(StoreError::OlderLayout {
@@ -155,6 +166,21 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
             found,
             reads: LAYOUT,
         }),
+    }
+}
+
+/// Whether the stored chain's genesis names a member set, or there is no
+/// chain: then membership follows the ledger already.
+fn genesis_names_members_or_none(db: &DB) -> Result<bool, StoreError> {
+    let genesis = db
+        .get_cf(cf(db, CF_LEDGER), 1u64.to_be_bytes())
+        .map_err(|e| io(format!("reading the genesis: {e}")))?;
+    match genesis {
+        None => Ok(true),
+        Some(bytes) => {
+            let genesis: Version = decode(&bytes, "the genesis")?;
+            Ok(genesis.header.members.is_some())
+        }
     }
 }
 
@@ -619,13 +645,45 @@ mod tests {
 
     /// Opens `dir`, writes `key = value` in the machine's column, closes.
     fn write_raw(dir: &Path, key: &[u8], value: Option<&[u8]>) {
+        write_raw_in(dir, CF_MACHINE, key, value);
+    }
+
+    fn write_raw_in(dir: &Path, family: &str, key: &[u8], value: Option<&[u8]>) {
         let (log, backend) = open(dir).unwrap();
-        let machine = cf(&backend.db, CF_MACHINE);
+        let machine = cf(&backend.db, family);
         match value {
             Some(value) => backend.db.put_cf(machine, key, value).unwrap(),
             None => backend.db.delete_cf(machine, key).unwrap(),
         }
         drop((log, backend));
+    }
+
+    /// A genesis version's stored bytes, listing `members`.
+    fn genesis(members: Option<stele_ledger::MemberSet>) -> Vec<u8> {
+        let key = stele_ledger::SecretKey::from_seed([1; 32]).public_key();
+        let by = stele_ledger::Authorship {
+            message: "g".into(),
+            author: "t".into(),
+            created_at: 0,
+        };
+        let trust = stele_ledger::TrustSet::new(vec![key], 1).unwrap();
+        let mut header = stele_ledger::Header::genesis(Hash::ZERO, trust, by);
+        if let Some(members) = members {
+            header = header.listing(members);
+        }
+        encode(&Version::unsigned(header))
+    }
+
+    fn member_set() -> stele_ledger::MemberSet {
+        stele_ledger::MemberSet::new(vec![stele_ledger::Member {
+            id: 1,
+            role: stele_ledger::Role::Voter,
+            client: "127.0.0.1:7001".into(),
+            peer: "127.0.0.1:7101".into(),
+            region: String::new(),
+            spki_sha256: Hash::ZERO,
+        }])
+        .unwrap()
     }
 
     #[test]
@@ -662,12 +720,15 @@ mod tests {
             open(dir.path()),
             Err(StoreError::OlderLayout { .. })
         ));
-        // Layout 2, whose membership was set by unsigned calls: with the
-        // key, or from before it (a membership that reads).
+        // Layout 2, whose membership was set by unsigned calls (its genesis
+        // names no members): with the key, or from before it (a membership
+        // that reads).
         for key in [Some(&b"2"[..]), None] {
             let dir = tempfile::tempdir().unwrap();
             let membership = encode(&StoredMembership::default());
             write_raw(dir.path(), b"membership", Some(&membership));
+            let genesis = genesis(None);
+            write_raw_in(dir.path(), CF_LEDGER, &1u64.to_be_bytes(), Some(&genesis));
             write_raw(dir.path(), LAYOUT_KEY, key);
             let refused = open(dir.path()).err().expect("a layout 2 store is refused");
             assert!(
@@ -688,6 +749,25 @@ mod tests {
                 open(dir.path()),
                 Err(StoreError::OlderLayout { found: 2, .. })
             ));
+        }
+        // Layout 2 as the first builds with signed membership wrote it (a
+        // genesis that names members), or with no chain: layout 3 but for
+        // the key, which it gets.
+        for listed in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let membership = encode(&StoredMembership::default());
+            write_raw(dir.path(), b"membership", Some(&membership));
+            if listed {
+                let genesis = genesis(Some(member_set()));
+                write_raw_in(dir.path(), CF_LEDGER, &1u64.to_be_bytes(), Some(&genesis));
+            }
+            write_raw(dir.path(), LAYOUT_KEY, Some(b"2"));
+            let (_log, backend) = open(dir.path()).unwrap();
+            let recorded = backend
+                .db
+                .get_cf(cf(&backend.db, CF_MACHINE), LAYOUT_KEY)
+                .unwrap();
+            assert_eq!(recorded.as_deref(), Some(encode(&LAYOUT).as_slice()));
         }
         // A newer layout.
         let dir = tempfile::tempdir().unwrap();

@@ -412,9 +412,23 @@ fn a_restore_appends_the_whole_chain_at_once_and_only_onto_an_empty_one() {
     let now_ms = 60_000;
     let (ledger, genesis) = restore_ledger(Some(Kind::Membership), &[1, 2], None);
     let mut machine = Machine::new(Some(genesis));
+    // The genesis itself, pending with one signature: stale once restored.
+    let entries = stele_ledger::export::decode(ledger.as_bytes()).unwrap();
+    let mut first = entries.versions[0].clone();
+    first.signatures.truncate(1);
+    let bundle = entries.bundles[&first.header.bundle_digest].clone();
+    assert_eq!(
+        state(&apply(&mut machine, &propose(now_ms, first, bundle, false))),
+        ProposalState::Pending
+    );
     let mut changes = Vec::new();
     let response = machine.apply(restore(now_ms, &ledger), &mut changes);
     assert_eq!(state(&response), ProposalState::Committed);
+    assert_eq!(
+        machine.pending().count(),
+        0,
+        "a pending genesis outlived the restore"
+    );
     assert_eq!(machine.head().unwrap().seq, 3);
     assert_eq!(
         machine
@@ -428,9 +442,9 @@ fn a_restore_appends_the_whole_chain_at_once_and_only_onto_an_empty_one() {
     // One change per version, and only the head, the one served, compiled.
     let compiled: Vec<bool> = changes
         .iter()
-        .map(|change| match change {
-            Change::Appended { compiled, .. } => compiled.is_some(),
-            _ => panic!("a restore only appends"),
+        .filter_map(|change| match change {
+            Change::Appended { compiled, .. } => Some(compiled.is_some()),
+            _ => None,
         })
         .collect();
     assert_eq!(compiled, [false, false, true]);
@@ -486,6 +500,25 @@ fn a_restore_whose_head_is_not_a_signed_unexpired_membership_version_changes_not
     let edited = ledger.replacen("// 2", "// 3", 1);
     assert_ne!(edited, ledger);
     assert_eq!(refused(&edited, genesis), Reason::Malformed);
+    // Another validly signed seq 2 under the same head: the head's parent
+    // hash pins the history it was signed on.
+    let (spliced, genesis) = splice_second(&ledger);
+    assert_eq!(refused(&spliced, genesis), Reason::StaleParent);
     // Not a ledger file at all.
     assert_eq!(refused("garbage", genesis), Reason::Malformed);
+}
+
+/// `ledger` with its seq 2 replaced by another, validly signed (another
+/// expiry), under the same head.
+fn splice_second(ledger: &str) -> (String, Hash) {
+    let mut entries = stele_ledger::export::decode(ledger.as_bytes()).unwrap();
+    let second = expiring(entries.versions[1].clone(), 7, &[1, 2]);
+    assert_ne!(second.hash(), entries.versions[1].hash());
+    entries.versions[1] = second;
+    let bundles = entries.bundles.clone();
+    let text = stele_ledger::export::encode_with(&entries.versions, |digest| {
+        Ok::<_, std::convert::Infallible>(bundles[digest].clone())
+    })
+    .unwrap();
+    (text, entries.versions[0].hash())
 }
