@@ -1527,3 +1527,69 @@ fn a_chain_from_before_member_sets_continues_in_a_new_cluster_and_its_old_genesi
     });
     assert_eq!(members(&cluster, 7), vec![(7, true)]);
 }
+
+#[test]
+fn a_node_refuses_to_start_raft_from_an_expired_genesis() {
+    let _one_at_a_time = serial();
+    let mut cluster = Cluster::start(1, &[]);
+    // A genesis for node 7 that expires in two seconds, signed by two.
+    let (addr, peer) = cluster.plan(7);
+    let member = format!("7={addr},{peer}");
+    let mut new = vec![
+        "--json",
+        "proposal",
+        "new",
+        "--kind",
+        "genesis",
+        "--member",
+        &member,
+        "--cert",
+        "tls/node-7.pem",
+        "-m",
+        "short-lived",
+        "--author",
+        "a",
+        "--expires-in",
+        "2s",
+        "--out",
+        "short.p",
+    ];
+    // The harness's genesis, less its signing keys (it is signed below).
+    new.extend(
+        common::GENESIS_ARGS
+            .iter()
+            .take_while(|arg| **arg != "--key"),
+    );
+    let hash = stele(cluster.path(), &new).ok().json()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let made = Instant::now();
+    stele(
+        cluster.path(),
+        &["proposal", "sign", "short.p", "--key", "a", "--key", "b"],
+    )
+    .ok();
+    cluster.genesis_hash = hash;
+    cluster.launch(7, &[]);
+    // Past its expiry, sent straight to the node (the CLI refuses it
+    // first): refused, and Raft does not start.
+    std::thread::sleep(Duration::from_millis(3500).saturating_sub(made.elapsed()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    let node7 = cluster.client_as(7, "operator", Duration::from_secs(10));
+    let refused = runtime
+        .block_on(node7.bootstrap(stele_proto::v1::BootstrapRequest {
+            genesis: std::fs::read(cluster.path().join("short.p")).unwrap(),
+            ledger: Vec::new(),
+        }))
+        .unwrap_err();
+    assert_eq!(
+        refused.reason(),
+        Some(stele_ledger::Reason::ProposalExpired),
+        "{refused}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let status = cluster.status_of(7).unwrap();
+    assert!(status["leader"].is_null(), "Raft started: {status}");
+}
