@@ -351,30 +351,30 @@ fn a_rotation_by_proposal_replaces_the_trust_set() {
     ws.run(&["ledger", "verify", "ledger.l"]).ok();
 }
 
+/// `proposal new` for a genesis of approvers a and b (2 of 2), proposed
+/// by a; the caller adds the message and the output file.
+const GENESIS_PROPOSAL: &[&str] = &[
+    "proposal",
+    "new",
+    "--author",
+    "a",
+    "--kind",
+    "genesis",
+    "--bundle",
+    "bundle",
+    "--approver",
+    "a.pub",
+    "--approver",
+    "b.pub",
+    "--threshold",
+    "2",
+];
+
 #[test]
 fn a_genesis_can_be_approved_offline_by_proposal() {
     let ws = Workspace::new();
-    ws.run(&[
-        "proposal",
-        "new",
-        "--author",
-        "a",
-        "--kind",
-        "genesis",
-        "--bundle",
-        "bundle",
-        "--approver",
-        "a.pub",
-        "--approver",
-        "b.pub",
-        "--threshold",
-        "2",
-        "-m",
-        "first",
-        "--out",
-        "g.json",
-    ])
-    .ok();
+    ws.run(&[GENESIS_PROPOSAL, &["-m", "first", "--out", "g.json"]].concat())
+        .ok();
     ws.run(&["proposal", "sign", "g.json", "--key", "a"]).ok();
     let short = ws
         .run(&[
@@ -613,33 +613,14 @@ fn approvers_are_named_in_the_ledger_and_the_author_is_one_of_them() {
 /// A signed genesis proposal at `out` listing node 1, which cannot commit
 /// after now + `expires_in`.
 fn expiring_genesis(ws: &Workspace, out: &str, expires_in: &str) {
-    ws.run(&[
-        "proposal",
-        "new",
-        "--author",
-        "a",
-        "--kind",
-        "genesis",
-        "--bundle",
-        "bundle",
-        "--approver",
-        "a.pub",
-        "--approver",
-        "b.pub",
-        "--threshold",
-        "2",
+    let listing = [
         "--member",
         "1=127.0.0.1:1,127.0.0.1:2",
         "--cert",
         "tls/node-1.pem",
-        "-m",
-        out,
-        "--expires-in",
-        expires_in,
-        "--out",
-        out,
-    ])
-    .ok();
+    ];
+    let about = ["-m", out, "--expires-in", expires_in, "--out", out];
+    ws.run(&[GENESIS_PROPOSAL, &listing, &about].concat()).ok();
     ws.run(&["proposal", "sign", out, "--key", "a", "--key", "b"])
         .ok();
 }

@@ -262,6 +262,22 @@ fn callers_without_the_clusters_certificate_or_role_change_nothing() {
     // A reader can read but not write.
     let run = cluster.run_as("reader", &cluster.node(2).addr, &["log"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // Nor may anyone but an operator send a whole ledger to restore, not
+    // even the cluster's own: refused before it is read, nothing changes.
+    let ledger = cluster.export(1);
+    let reader = cluster.client_as(1, "reader", Duration::from_secs(5));
+    let forged = outsider.forwarding(Duration::from_secs(5), "operator".into());
+    for caller in [&nobody, &reader, &decide, &forged] {
+        let refused = runtime
+            .block_on(caller.restore(ledger.clone()))
+            .unwrap_err();
+        assert_eq!(
+            refused.reason(),
+            Some(stele_client::Reason::PermissionDenied),
+            "{refused}"
+        );
+    }
+    assert_eq!(cluster.export(1), ledger);
 
     // The client port serves no Raft; the peer port takes node certificates
     // only (an operator's is not one).
@@ -965,6 +981,11 @@ fn node_refusing_to_start(cluster: &Cluster, id: u64, data: &str, extra: &[&str]
     }
 }
 
+/// `stele --json cluster init --genesis-file FILE` at the first node.
+fn init(cluster: &Cluster, file: &str) -> common::Run {
+    cluster.run(&["--json", "cluster", "init", "--genesis-file", file])
+}
+
 /// A genesis of the attacker's choosing: one approver (c), one signature.
 const RIVAL_GENESIS: &[&str] = &[
     "ledger",
@@ -1004,10 +1025,7 @@ fn a_cluster_starts_only_from_the_genesis_its_nodes_were_started_with() {
         .to_string();
     // Before the cluster starts: refused, and Raft does not start (no
     // leader is elected).
-    let refused = cluster
-        .run(&["--json", "cluster", "init", "--genesis-file", "rival.l"])
-        .fails()
-        .json();
+    let refused = init(&cluster, "rival.l").fails().json();
     assert_eq!(refused["error"], "genesis_mismatch", "{refused}");
     std::thread::sleep(Duration::from_secs(2));
     for id in 1..=3 {
@@ -1021,20 +1039,14 @@ fn a_cluster_starts_only_from_the_genesis_its_nodes_were_started_with() {
         (Some("committed"), Some(true)),
         "{started}"
     );
-    let again = cluster
-        .run(&["--json", "cluster", "init", "--genesis-file", "genesis.l"])
-        .ok()
-        .json();
+    let again = init(&cluster, "genesis.l").ok().json();
     assert_eq!(
         (again["status"].as_str(), again["initialized"].as_bool()),
         (Some("already_committed"), Some(false)),
         "{again}"
     );
     // At an initialised node the rival is refused too, and nothing moves.
-    let refused = cluster
-        .run(&["--json", "cluster", "init", "--genesis-file", "rival.l"])
-        .fails()
-        .json();
+    let refused = init(&cluster, "rival.l").fails().json();
     assert_eq!(refused["error"], "genesis_mismatch", "{refused}");
     let head = cluster.run(&["--json", "log"]).ok().json_lines();
     assert_eq!(head.len(), 1);
@@ -1413,11 +1425,23 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
         "the new cluster holds exactly the chain it was given"
     );
     assert_eq!(members(&cluster, 4), vec![(4, true), (5, true), (6, true)]);
+    let log_length = || -> f64 {
+        (4..=6)
+            .map(|id| metric(&cluster, id, "stele_raft_last_log_index"))
+            .sum()
+    };
+    let before = log_length();
     let again = cluster.run_at(&node4_addr, &init).ok().json();
     assert_eq!(
         (again["status"].as_str(), again["initialized"].as_bool()),
         (Some("already_committed"), Some(false)),
         "{again}"
+    );
+    // Answered from the state, not by logging the whole ledger again.
+    assert_eq!(
+        log_length(),
+        before,
+        "the restore was written to the log again"
     );
     // It commits new versions; the old cluster goes on as it was.
     cluster.variant("after-restore");

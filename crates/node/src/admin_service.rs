@@ -15,7 +15,7 @@ use stele_proto::v1::{
 use stele_store::MemberAddrs;
 use tonic::{Request, Response, Status};
 
-use crate::errors;
+use crate::errors::refuse;
 use crate::state::NodeState;
 
 pub struct AdminService {
@@ -146,7 +146,7 @@ impl AdminRpc for AdminService {
             _ => {
                 return Err(refuse(
                     Reason::Malformed,
-                    "a bootstrap carries a genesis or a ledger to continue, exactly one".into(),
+                    "a bootstrap carries a genesis or a ledger to continue, exactly one",
                 ));
             }
         };
@@ -190,10 +190,6 @@ impl AdminRpc for AdminService {
 struct Start {
     genesis: Hash,
     members: MemberSet,
-}
-
-fn refuse(reason: Reason, message: String) -> Status {
-    errors::with_reason(reason, message, Default::default())
 }
 
 impl AdminService {
@@ -246,7 +242,7 @@ impl AdminService {
         self.node.config.genesis.ok_or_else(|| {
             refuse(
                 Reason::GenesisMismatch,
-                "this node was started without --genesis, so it would start a cluster from any genesis: restart it with --genesis HASH".into(),
+                "this node was started without --genesis, so it would start a cluster from any genesis: restart it with --genesis HASH",
             )
         })
     }
@@ -299,7 +295,7 @@ impl AdminService {
         let Some(members) = version.header.members.clone() else {
             return Err(refuse(
                 Reason::Malformed,
-                "this genesis names no members: make one that does (`stele ledger new ... --member ID=ADDR,PEER --cert node-ID.pem`), so that membership is signed from the start".into(),
+                "this genesis names no members: make one that does (`stele ledger new ... --member ID=ADDR,PEER --cert node-ID.pem`), so that membership is signed from the start",
             ));
         };
         Ok(Some(Start {
@@ -313,6 +309,17 @@ impl AdminService {
     /// version, has not expired. `None` when the chain holds it already.
     async fn restore_start(&self, bytes: Vec<u8>) -> Result<Option<Start>, Status> {
         let pinned = self.pinned()?;
+        // Already restored: no signature need be checked again.
+        let machine = self.node.published.machine();
+        let committed = |version: &Version| {
+            machine.version(version.seq()).map(Version::hash) == Some(version.hash())
+        };
+        if bytes.len() <= stele_ledger::limits::MAX_RESTORE_LEDGER_BYTES
+            && let Ok(entries) = stele_ledger::export::decode(&bytes)
+            && entries.versions.last().is_some_and(committed)
+        {
+            return Ok(None);
+        }
         // Every signature of the chain: off the async workers.
         let restore = stele_store::offload(move || {
             stele_ledger::restore::verify(&bytes, ChainState::pinned_to(pinned))
@@ -321,10 +328,6 @@ impl AdminService {
         .map_err(|e| Status::internal(format!("verifying the ledger: {e}")))?
         .map_err(|why| refuse(why.reason(), format!("the ledger is refused: {why}")))?;
         let head = restore.head();
-        let machine = self.node.published.machine();
-        if machine.version(head.seq()).map(Version::hash) == Some(head.hash()) {
-            return Ok(None);
-        }
         // Expired, it could never commit: Raft would start for nothing.
         if head.header.expired_at((self.node.clock)()) {
             return Err(refuse(

@@ -14,7 +14,6 @@ pub struct Members {
     /// Voters and learners.
     pub nodes: BTreeSet<NodeId>,
     pub voters: BTreeSet<NodeId>,
-    pub learners: BTreeSet<NodeId>,
     /// The log entry that set it.
     pub log_id: Option<LogId>,
 }
@@ -26,7 +25,6 @@ pub fn members_of(metrics: &Metrics) -> Option<Members> {
     config.log_id().is_some().then(|| Members {
         nodes: membership.nodes().map(|(id, _)| *id).collect(),
         voters: membership.voter_ids().collect(),
-        learners: membership.learner_ids().collect(),
         log_id: *config.log_id(),
     })
 }

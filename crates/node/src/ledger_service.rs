@@ -154,13 +154,10 @@ impl LedgerService {
 
     async fn restore_here(&self, request: RestoreRequest) -> Result<Response<ProtoStatus>, Status> {
         if request.ledger.len() > MAX_RESTORE_LEDGER_BYTES {
-            return Err(refuse(
-                Reason::OverSizeLimit,
-                format!(
-                    "the ledger is {} bytes, over the {MAX_RESTORE_LEDGER_BYTES} a restore carries",
-                    request.ledger.len()
-                ),
-            ));
+            let too_large = stele_ledger::RestoreError::TooLarge {
+                bytes: request.ledger.len(),
+            };
+            return Err(refuse(too_large.reason(), too_large.to_string()));
         }
         let ledger = String::from_utf8(request.ledger).map_err(|_| {
             refuse(

@@ -21,11 +21,6 @@ use tokio::task::JoinHandle;
 
 use crate::state::NodeState;
 
-/// How far (in log entries) a learner may trail the leader and still be
-/// made a voter: the bound the membership pre-commit check uses (a voter
-/// far behind would hold back every commit it is needed for).
-pub const PROMOTION_LAG_BOUND: u64 = crate::member_set_check::MAX_PROMOTION_LAG;
-
 /// How often the task looks again while it waits (for a learner to catch
 /// up, or after a change failed).
 const RETRY: Duration = Duration::from_millis(500);
@@ -104,7 +99,7 @@ pub fn next_step(
                     .get(id)
                     .copied()
                     .flatten()
-                    .is_none_or(|lag| lag > PROMOTION_LAG_BOUND)
+                    .is_none_or(|lag| lag > crate::member_set_check::MAX_PROMOTION_LAG)
             })
             .copied()
             .collect();
@@ -321,7 +316,7 @@ pub(crate) mod tests {
             next_step(&target, &now, &behind),
             Some(Step::WaitForCatchUp(BTreeSet::from([4])))
         );
-        behind.insert(4, Some(PROMOTION_LAG_BOUND + 1));
+        behind.insert(4, Some(crate::member_set_check::MAX_PROMOTION_LAG + 1));
         assert!(matches!(
             next_step(&target, &now, &behind),
             Some(Step::WaitForCatchUp(_))

@@ -199,7 +199,6 @@ mod tests {
         Members {
             nodes: ids(list).union(&ids(learners)).copied().collect(),
             voters: ids(list),
-            learners: ids(learners),
             ..Members::default()
         }
     }

@@ -11,7 +11,7 @@ use stele_client::Client;
 use stele_decision::{DecisionPath, Freshness};
 use stele_ledger::{Reason, WallClock};
 use stele_proto::v1::{MemberStatus, StatusRequest};
-use stele_store::{BundleSource, Published, Raft, Refusal, Request, Response};
+use stele_store::{BundleSource, ProposalState, Published, Raft, Refusal, Request, Response};
 use thiserror::Error;
 use tonic::{Code, Status};
 
@@ -210,8 +210,15 @@ impl NodeState {
         })
         .await
         .map_err(|e| WriteError::Check(e.to_string()))?;
-        if let Response::Refused(refusal) = verdict {
-            return Err(WriteError::Refused(refusal));
+        match verdict {
+            Response::Refused(refusal) => return Err(WriteError::Refused(refusal)),
+            // Committed already, as of this linearizable read: the answer
+            // needs no log entry (a retried restore would write its whole
+            // ledger into every node's log again).
+            Response::Accepted(status) if status.state == ProposalState::AlreadyCommitted => {
+                return Ok(Response::Accepted(status));
+            }
+            _ => {}
         }
         if let Some(first) = first {
             let raft = self

@@ -110,8 +110,8 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
     let stored = db
         .get_cf(machine, LAYOUT_KEY)
         .map_err(|e| io(format!("reading the store layout: {e}")))?;
-    let found = match stored {
-        Some(bytes) => decode::<u32>(&bytes, "the store layout")?,
+    let found = match &stored {
+        Some(bytes) => decode::<u32>(bytes, "the store layout")?,
         None => {
             let membership = db
                 .get_cf(machine, b"membership")
@@ -137,25 +137,21 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
             match (reads, membership.is_some()) {
                 (false, _) => 1,
                 (true, true) => 2,
-                (true, false) => {
-                    db.put_cf_opt(machine, LAYOUT_KEY, encode(&LAYOUT), &synced())
-                        .map_err(|e| io(format!("recording the store layout: {e}")))?;
-                    LAYOUT
-                }
+                (true, false) => LAYOUT,
             }
         }
     };
     // Layout 2 as the first builds with signed membership wrote it: its
-    // genesis names the members (or there is no chain yet), so it is
-    // layout 3 in all but the key.
+    // genesis names the members (or there is no chain yet), so membership
+    // follows the ledger already: layout 3 in all but the key.
     let found = match found {
-        2 if genesis_names_members_or_none(db)? => {
-            db.put_cf_opt(machine, LAYOUT_KEY, encode(&LAYOUT), &synced())
-                .map_err(|e| io(format!("recording the store layout: {e}")))?;
-            LAYOUT
-        }
+        2 if stored_genesis(db)?.is_none_or(|genesis| genesis.header.members.is_some()) => LAYOUT,
         found => found,
     };
+    if found == LAYOUT && stored.as_deref() != Some(encode(&LAYOUT).as_slice()) {
+        db.put_cf_opt(machine, LAYOUT_KEY, encode(&LAYOUT), &synced())
+            .map_err(|e| io(format!("recording the store layout: {e}")))?;
+    }
     match found.cmp(&LAYOUT) {
         std::cmp::Ordering::Equal => Ok(()),
         std::cmp::Ordering::Less => Err(StoreError::OlderLayout {
@@ -169,19 +165,14 @@ fn check_layout(db: &DB) -> Result<(), StoreError> {
     }
 }
 
-/// Whether the stored chain's genesis names a member set, or there is no
-/// chain: then membership follows the ledger already.
-fn genesis_names_members_or_none(db: &DB) -> Result<bool, StoreError> {
+/// The stored chain's genesis, if there is a chain.
+fn stored_genesis(db: &DB) -> Result<Option<Version>, StoreError> {
     let genesis = db
         .get_cf(cf(db, CF_LEDGER), 1u64.to_be_bytes())
         .map_err(|e| io(format!("reading the genesis: {e}")))?;
-    match genesis {
-        None => Ok(true),
-        Some(bytes) => {
-            let genesis: Version = decode(&bytes, "the genesis")?;
-            Ok(genesis.header.members.is_some())
-        }
-    }
+    genesis
+        .map(|bytes| decode(&bytes, "the genesis"))
+        .transpose()
 }
 
 /// Memory bounds. RocksDB's defaults (a 64 MiB memtable per column family,
@@ -278,7 +269,7 @@ impl RocksBackend {
                     .map_err(|e| StoreError::Corrupt(format!("the pinned genesis {hex:?}: {e}")))
             })
             .transpose()?;
-        let chain: Option<Version> = self.get(CF_LEDGER, &1u64.to_be_bytes(), "the genesis")?;
+        let chain = stored_genesis(&self.db)?;
         let stored = pinned.or(chain.map(|genesis| genesis.hash()));
         let pin = match (stored, given) {
             (Some(stored), Some(given)) if stored != given => {
