@@ -214,7 +214,9 @@ fn a_node_whose_log_cannot_be_written_stops_deciding() {
     assert_eq!(post(&http, "/access/v1/evaluation", &request).status, 200);
 
     let decisions = cluster.nodes[0].data.join("decisions");
-    std::fs::remove_dir_all(&decisions).unwrap();
+    // Moved away at once (removing it races the writer, which may add a
+    // file meanwhile), and a file put in its place.
+    std::fs::rename(&decisions, decisions.with_extension("moved")).unwrap();
     std::fs::write(&decisions, "not a directory").unwrap();
     let mut refused = None;
     wait_until("decisions refused", Duration::from_secs(30), || {
