@@ -101,10 +101,18 @@ pub enum Command {
     Rotate(RotateArgs),
     /// List the cluster's versions, oldest first, from one node.
     Log(LogArgs),
-    /// Show one version, from one node.
+    /// Show a version or a pending proposal, from one node: its header,
+    /// signers, and its change in full against its parent (the Cedar of
+    /// each changed policy, the schema, entities and scenarios).
     Show(ShowArgs),
-    /// Which policies changed between versions A and B.
+    /// Everything that differs between A and B (versions or pending
+    /// proposals): each policy's Cedar as a unified diff, the schema,
+    /// entities by attribute, scenarios.
     Diff(DiffArgs),
+    /// List the pending proposals: id, kind, author, message, who signed
+    /// so far, and when each expires. Review one with `stele show ID`,
+    /// sign it with `stele approve ID`.
+    Proposals(ProposalsArgs),
     /// Write the cluster's whole ledger to a file (the ledger file format,
     /// which `stele ledger verify` checks).
     Export(ExportArgs),
@@ -503,6 +511,8 @@ pub struct MembershipChange {
     /// (repeat to sign with several: at M it commits at once).
     #[arg(long = "key", value_name = "PATH", required = true)]
     pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub confirm: Confirm,
     /// A node's certificate (repeat): the SHA-256 of its public key goes into
     /// the member set for the node it names (stele://node/N). Needed for a
     /// node the ledger does not list yet: the one being added, and, when the
@@ -545,6 +555,20 @@ pub struct SigningKeys {
     /// A secret key file to sign with (repeat to sign with several keys).
     #[arg(long = "key", value_name = "PATH", required = true)]
     pub keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+/// Every command that signs first shows the signer what they sign (the
+/// version, its signers, and its change in full against its parent) and
+/// asks on the terminal.
+#[derive(Debug, Args, Default)]
+pub struct Confirm {
+    /// Sign without showing the change and asking: for scripts, which have
+    /// no terminal and are refused without it. Read the change first
+    /// (`stele proposal show`). With --yes, an id must be given in full.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -561,7 +585,10 @@ pub struct ProposeArgs {
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// The proposal id (its version hash), as `stele propose` printed it.
+    /// The proposal id (its version hash), as `stele propose` and `stele
+    /// proposals` print it. On a terminal, a unique prefix of at least 8
+    /// hex digits will do (the full id is shown before you sign); with
+    /// --yes, the full id.
     pub proposal_id: String,
     #[command(flatten)]
     pub signing: SigningKeys,
@@ -628,17 +655,26 @@ pub struct LogArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    pub seq: u64,
+    /// A seq, a version hash, a pending proposal id, or a unique prefix of
+    /// at least 8 hex digits of either.
+    pub id: String,
     #[command(flatten)]
     pub remote: Remote,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The older version's seq.
-    pub a: u64,
-    /// The newer version's seq.
-    pub b: u64,
+    /// The older side: a seq, a version hash, a pending proposal id, or a
+    /// unique prefix of at least 8 hex digits.
+    pub a: String,
+    /// The newer side, the same way.
+    pub b: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct ProposalsArgs {
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -678,6 +714,21 @@ pub enum BundleCommand {
     /// Print the bundle's digest (hex), the value a version header carries.
     Digest {
         /// The bundle directory.
+        dir: PathBuf,
+    },
+    /// Format every *.cedar file with Cedar's own formatter (comments are
+    /// kept). A new digest: formatting is a change like any other.
+    Fmt {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Change nothing; exit non-zero if a file is not formatted (for CI).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write a minimal bundle to DIR (new or empty): a schema, one policy,
+    /// entities and a scenario file, which `stele bundle test` passes.
+    Init {
+        /// The directory to write.
         dir: PathBuf,
     },
 }
@@ -758,23 +809,66 @@ pub enum ProposalKind {
 pub enum ProposalCommand {
     /// Write a new, unsigned proposal file. Its parent is the ledger's head.
     New(Box<ProposalNewArgs>),
-    /// Add your signature to a proposal file, in place. Approvers can sign
-    /// one after another on separate machines.
+    /// Add your signature to a proposal file, in place, after reviewing
+    /// its change against the ledger it extends. Approvers can sign one
+    /// after another on separate machines. A key that is not an approver
+    /// of the trust set in force is refused.
     Sign {
         /// The proposal file.
         proposal: PathBuf,
+        /// The ledger the proposal extends (not needed for a genesis): the
+        /// change is shown against its parent, and your key is checked
+        /// against the trust set in force.
+        #[arg(long, value_name = "PATH")]
+        ledger: Option<PathBuf>,
         #[command(flatten)]
         signing: SigningKeys,
     },
-    /// Show what a proposal asks you to sign: its header, its signatures, and
-    /// with --ledger the policy changes against its parent and whether the
-    /// signatures reach the threshold.
-    Show {
+    /// Remove the signature of one key from a proposal file, in place: a
+    /// signature by a key outside the trust set keeps the proposal from
+    /// being appended.
+    Unsign {
         /// The proposal file.
         proposal: PathBuf,
-        /// The ledger the proposal extends.
+        /// The signer's public key: a .pub file or 64 hex digits.
+        #[arg(long, value_name = "PUB")]
+        approver: String,
+    },
+    /// Replay requests against a proposal's bundle and the bundle it
+    /// replaces, and report every decision that would flip (Allow -> Deny,
+    /// Deny -> Allow), with counts per policy and examples. Computed here.
+    Impact {
+        /// A proposal file (with --ledger); or, when no such file exists, a
+        /// pending proposal's id or a version (seq, hash, or a unique prefix
+        /// of 8+ hex digits) on the node.
+        proposal: String,
+        /// The requests, one JSON object per line, the format of `stele
+        /// check --requests` ('-' for stdin).
+        #[arg(long, value_name = "FILE")]
+        requests: PathBuf,
+        /// The ledger the proposal file extends.
         #[arg(long, value_name = "PATH")]
         ledger: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show what a proposal asks you to sign: its header, its signatures,
+    /// the bundle check, and with --ledger (or from a cluster) its change
+    /// in full against its parent and whether the signatures reach the
+    /// threshold.
+    Show {
+        /// A proposal file; or, when no such file exists, a pending
+        /// proposal's id (or a unique prefix of 8+ hex digits) on the node.
+        proposal: String,
+        /// The ledger the proposal file extends.
+        #[arg(long, value_name = "PATH")]
+        ledger: Option<PathBuf>,
+        /// Requests to replay (as for `proposal impact`): the review then
+        /// says which of them the change would answer differently.
+        #[arg(long, value_name = "FILE")]
+        requests: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -870,6 +964,8 @@ pub enum LedgerCommand {
         /// A secret key file to sign with (repeat; M of the approvers).
         #[arg(long = "key", value_name = "PATH")]
         keys: Vec<PathBuf>,
+        #[command(flatten)]
+        confirm: Confirm,
         /// Why this ledger exists.
         #[arg(
             short = 'm',
@@ -910,6 +1006,8 @@ pub enum LedgerCommand {
         /// A secret key file to sign with (repeat).
         #[arg(long = "key", value_name = "PATH")]
         keys: Vec<PathBuf>,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Restore the bundle of version SEQ as a new version (kind rollback):
     /// history is never rewritten, the rollback is signed and logged.

@@ -34,6 +34,12 @@ pub enum Code {
     /// A version the ledger was expected to hold is not in it.
     MissingVersion,
     NotFound,
+    /// An id prefix that names more than one version or proposal.
+    Ambiguous,
+    /// The signer did not confirm.
+    Declined,
+    /// Policy files that `stele bundle fmt` would change.
+    Unformatted,
     /// No answer within the deadline.
     Timeout,
     /// Nothing answered, or the node could not serve the call now.
@@ -65,6 +71,9 @@ impl Code {
             Code::LogInvalid => "log_invalid",
             Code::MissingVersion => "missing_version",
             Code::NotFound => "not_found",
+            Code::Ambiguous => "ambiguous",
+            Code::Declined => "declined",
+            Code::Unformatted => "unformatted",
             Code::Timeout => "timeout",
             Code::Unavailable => "unavailable",
             Code::NodeError => "node_error",

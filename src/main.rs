@@ -8,6 +8,7 @@ mod files;
 mod ledger_files;
 mod output;
 mod remote;
+mod terminal_text;
 
 // The deliberate defects of simulation builds must never reach the product:
 // `stele` is never part of a simulation build (scripts/sim builds stele-sim
@@ -37,7 +38,10 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {failure}");
+            eprintln!(
+                "error: {}",
+                terminal_text::terminal_safe(&failure.to_string())
+            );
             if json && !failure.results_tell {
                 println!("{}", failure.to_json());
             }

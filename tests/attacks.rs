@@ -159,8 +159,10 @@ fn attack_replay_an_old_signed_version() {
         "--out", "v2.json",
     ])
     .ok();
-    ws.run(&["proposal", "sign", "v2.json", "--key", "a", "--key", "b"])
-        .ok();
+    ws.run(&[
+        "proposal", "sign", "v2.json", "--ledger", "ledger.l", "--key", "a", "--key", "b",
+    ])
+    .ok();
     // A second proposal on the same parent, signed but not yet appended.
     ws.bundle_variant("v2b", |text| format!("{text}\n// v2b\n"));
     ws.run(&[
@@ -168,8 +170,10 @@ fn attack_replay_an_old_signed_version() {
         "--out", "v2b.json",
     ])
     .ok();
-    ws.run(&["proposal", "sign", "v2b.json", "--key", "a", "--key", "b"])
-        .ok();
+    ws.run(&[
+        "proposal", "sign", "v2b.json", "--ledger", "ledger.l", "--key", "a", "--key", "b",
+    ])
+    .ok();
     ws.run(&["ledger", "append", "ledger.l", "--proposal", "v2.json"])
         .ok();
     ws.append_update("v3");

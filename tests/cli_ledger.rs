@@ -139,9 +139,12 @@ fn proposals_are_signed_on_separate_machines_then_appended() {
     let machine_a = tempfile::tempdir().unwrap();
     std::fs::copy(ws.file("p.json"), machine_a.path().join("p.json")).unwrap();
     std::fs::copy(ws.file("a"), machine_a.path().join("a")).unwrap();
+    std::fs::copy(ws.file("ledger.l"), machine_a.path().join("ledger.l")).unwrap();
     let signed = stele(
         machine_a.path(),
-        &["--json", "proposal", "sign", "p.json", "--key", "a"],
+        &[
+            "--json", "proposal", "sign", "p.json", "--ledger", "ledger.l", "--key", "a",
+        ],
     )
     .ok()
     .json();
@@ -151,7 +154,9 @@ fn proposals_are_signed_on_separate_machines_then_appended() {
     );
     let again = stele(
         machine_a.path(),
-        &["--json", "proposal", "sign", "p.json", "--key", "a"],
+        &[
+            "--json", "proposal", "sign", "p.json", "--ledger", "ledger.l", "--key", "a",
+        ],
     )
     .ok()
     .json();
@@ -175,7 +180,10 @@ fn proposals_are_signed_on_separate_machines_then_appended() {
         json!(["guardrails.cedar"])
     );
     assert_eq!(show["signatures"][0]["valid"], true);
-    ws.run(&["proposal", "sign", "p.json", "--key", "c"]).ok();
+    ws.run(&[
+        "proposal", "sign", "p.json", "--ledger", "ledger.l", "--key", "c",
+    ])
+    .ok();
     let show = ws
         .run(&[
             "--json", "proposal", "show", "p.json", "--ledger", "ledger.l",
@@ -211,8 +219,10 @@ fn appending_a_committed_version_again_is_already_committed() {
         "--out", "p.json",
     ])
     .ok();
-    ws.run(&["proposal", "sign", "p.json", "--key", "a", "--key", "b"])
-        .ok();
+    ws.run(&[
+        "proposal", "sign", "p.json", "--ledger", "ledger.l", "--key", "a", "--key", "b",
+    ])
+    .ok();
     ws.run(&["ledger", "append", "ledger.l", "--proposal", "p.json"])
         .ok();
     let before = ws.read("ledger.l");
@@ -305,6 +315,8 @@ fn a_rotation_by_proposal_replaces_the_trust_set() {
         "proposal",
         "sign",
         "rotate.json",
+        "--ledger",
+        "ledger.l",
         "--key",
         "a",
         "--key",
@@ -327,6 +339,8 @@ fn a_rotation_by_proposal_replaces_the_trust_set() {
         "proposal",
         "sign",
         "rotate.json",
+        "--ledger",
+        "ledger.l",
         "--key",
         "c",
         "--key",

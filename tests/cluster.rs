@@ -284,12 +284,13 @@ fn a_proposal_at_a_follower_approved_at_another_node_is_served_everywhere() {
         (Some(1), Some(2))
     );
     let id = proposed["proposal_id"].as_str().unwrap();
-    // The same signer again does not count twice.
+    // The same signer again: said so, and nothing is sent (the node would
+    // not count it twice either: crates/store/tests/machine.rs).
     let again = cluster
         .run_at(&other.addr, &["--json", "approve", id, "--key", "a"])
         .ok()
         .json();
-    assert_eq!(again["status"], "pending");
+    assert_eq!(again["status"], "already_signed");
     let approved = cluster
         .run_at(&other.addr, &["--json", "approve", id, "--key", "c"])
         .ok()
@@ -430,7 +431,15 @@ fn resubmit_across_a_leader_kill(cluster: &mut Cluster, leader: u64, head: u64) 
         .ok();
     for key in ["a", "b"] {
         cluster
-            .run(&["proposal", "sign", "in-flight.json", "--key", key])
+            .run(&[
+                "proposal",
+                "sign",
+                "in-flight.json",
+                "--ledger",
+                "before.l",
+                "--key",
+                key,
+            ])
             .ok();
     }
     let submit = ["--json", "submit", "in-flight.json", "--timeout", "3s"];
@@ -686,12 +695,16 @@ fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
     let unsigned = cluster.run(&["--json", "submit", "v2.json"]).fails().json();
     assert_eq!(unsigned["error"], "below_threshold");
     cluster
-        .run(&["proposal", "sign", "v2.json", "--key", "a"])
+        .run(&[
+            "proposal", "sign", "v2.json", "--ledger", "at1.l", "--key", "a",
+        ])
         .ok();
     let short = cluster.run(&["--json", "submit", "v2.json"]).fails().json();
     assert_eq!(short["error"], "below_threshold");
     cluster
-        .run(&["proposal", "sign", "v2.json", "--key", "b"])
+        .run(&[
+            "proposal", "sign", "v2.json", "--ledger", "at1.l", "--key", "b",
+        ])
         .ok();
     let committed = cluster.run(&["--json", "submit", "v2.json"]).ok().json();
     assert_eq!(committed["seq"], 2);
@@ -704,7 +717,9 @@ fn replays_and_bad_inputs_get_clear_errors_and_change_nothing() {
     );
     // Another version on the old parent: stale.
     cluster
-        .run(&["proposal", "sign", "v2b.json", "--key", "a", "--key", "c"])
+        .run(&[
+            "proposal", "sign", "v2b.json", "--ledger", "at1.l", "--key", "a", "--key", "c",
+        ])
         .ok();
     let stale = cluster
         .run(&["--json", "submit", "v2b.json"])
@@ -1131,4 +1146,104 @@ fn membership_changes_only_by_signed_membership_versions() {
             || cluster.served_seq(*id) == Some(removed_seq + 1),
         );
     }
+}
+
+/// An approver's path through a pending proposal: listed with its signers,
+/// reviewed as Cedar, and signed only by an approver who said so, with the
+/// full id when a script says it.
+#[test]
+fn a_pending_proposal_is_listed_reviewed_and_signed_only_when_confirmed() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    no_ssh_from_vpn(&cluster);
+    let proposed = cluster
+        .run(&[
+            "--json",
+            "propose",
+            "--bundle",
+            "no-ssh",
+            "-m",
+            "no ssh from vpn",
+            "--key",
+            "a",
+        ])
+        .ok()
+        .json();
+    let id = proposed["proposal_id"].as_str().unwrap().to_string();
+    let prefix = &id[..12];
+    let listed = cluster.run(&["--json", "proposals"]).ok().json();
+    assert_eq!(
+        (listed["proposal_id"].as_str(), listed["signed_by"].clone()),
+        (Some(id.as_str()), serde_json::json!(["a"])),
+        "{listed}"
+    );
+    // The review, by prefix: the Cedar being added, line by line.
+    let shown = cluster.run(&["show", prefix]).ok();
+    assert!(
+        shown.stdout.contains("PENDING PROPOSAL"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown
+            .stdout
+            .contains("+forbid(principal, action == Action::\"ssh\", resource)"),
+        "{}",
+        shown.stdout
+    );
+    let diff = cluster.run(&["--json", "diff", "1", prefix]).ok().json();
+    assert_eq!(
+        diff["review"]["policies"][0]["id"], "no-ssh-from-vpn",
+        "{diff}"
+    );
+    assert_eq!(diff["review"]["policies"][0]["change"], "added");
+    let pending_signatures = || {
+        cluster.run(&["--json", "proposals"]).ok().json()["signatures"]
+            .as_u64()
+            .unwrap()
+    };
+    // No terminal and no --yes: nothing signed.
+    let unasked = cluster
+        .run_unconfirmed(&["--json", "approve", &id, "--key", "b"])
+        .fails()
+        .json();
+    assert_eq!(unasked["error"], "usage", "{unasked}");
+    // --yes with a prefix: nothing signed (a prefix can be ground).
+    let by_prefix = cluster
+        .run_unconfirmed(&["--json", "approve", prefix, "--key", "b", "--yes"])
+        .fails()
+        .json();
+    assert_eq!(by_prefix["error"], "usage", "{by_prefix}");
+    // A key outside the trust set: refused here, nothing sent.
+    cluster.run(&["keygen", "--out", "mallory"]).ok();
+    let stranger = cluster
+        .run(&["--json", "approve", &id, "--key", "mallory"])
+        .fails()
+        .json();
+    assert_eq!(stranger["error"], "unknown_key", "{stranger}");
+    assert_eq!(pending_signatures(), 1);
+    // The proposer again: said so, nothing sent.
+    let again = cluster.run(&["--json", "approve", &id, "--key", "a"]).ok();
+    assert_eq!(again.json()["status"], "already_signed");
+    assert!(
+        again.stderr.contains("already signed by a"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(pending_signatures(), 1);
+    let approved = cluster
+        .run(&["--json", "approve", &id, "--key", "b"])
+        .ok()
+        .json();
+    assert_eq!(
+        (approved["status"].as_str(), approved["seq"].as_u64()),
+        (Some("committed"), Some(2))
+    );
+    let shown = cluster.run(&["--json", "show", &id[..8]]).ok().json();
+    assert_eq!(
+        (shown["seq"].as_u64(), shown["pending"].as_bool()),
+        (Some(2), Some(false))
+    );
 }

@@ -1174,7 +1174,7 @@ fn the_chains_own_genesis_does_not_commit_first(
 /// `proposal` signed by `keys`, then appended to a copy of ledger `from`,
 /// written to `to`.
 fn sign_onto_copy(cluster: &Cluster, proposal: &str, keys: &[&str], from: &str, to: &str) {
-    let mut sign = vec!["proposal", "sign", proposal];
+    let mut sign = vec!["proposal", "sign", proposal, "--ledger", from];
     for key in keys {
         sign.extend(["--key", key]);
     }
@@ -1285,7 +1285,15 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
     sign_onto_copy(&cluster, "expired.p", &["a", "b"], "old.l", "expired.l");
     stele(
         cluster.path(),
-        &["proposal", "sign", "restore.p", "--key", "a"],
+        &[
+            "proposal",
+            "sign",
+            "restore.p",
+            "--ledger",
+            "old.l",
+            "--key",
+            "a",
+        ],
     )
     .ok();
     // Signed by one approver of two needed, sent straight to a node.
@@ -1334,7 +1342,9 @@ fn a_chain_continues_in_a_new_cluster_only_whole_and_with_its_members_signed() {
     stele(cluster.path(), &rival).ok();
     stele(
         cluster.path(),
-        &["proposal", "sign", "rival.p", "--key", "c"],
+        &[
+            "proposal", "sign", "rival.p", "--ledger", "rival.l", "--key", "c",
+        ],
     )
     .ok();
     stele(

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use common::cluster::serial;
 
-/// The shell code blocks of the README section `## The cluster tour`.
-fn tour_blocks() -> Vec<String> {
+/// The shell code blocks of the README section `heading`.
+fn tour_blocks(heading: &str) -> Vec<String> {
     let readme = include_str!("../README.md");
-    let start = readme.find("## The cluster tour").expect("a cluster tour");
+    let start = readme.find(heading).expect("the README's tour");
     let section = &readme[start..];
     let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
     let mut blocks = Vec::new();
@@ -38,8 +38,33 @@ impl Drop for Dev {
     }
 }
 
+/// `block` with each command that signs (a `stele` line with `--key`) run
+/// as a person runs it: on a terminal (util-linux `script` gives it one),
+/// shown the review, answering yes.
+fn answering_yes(block: &str) -> String {
+    block
+        .replace("\\\n", " ")
+        .lines()
+        .map(|line| {
+            if line.starts_with("stele ") && line.contains(" --key ") {
+                let quoted = line.replace('\'', r"'\''");
+                format!("printf 'yes\\n' | script -qec '{quoted}' /dev/null")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs `script` in bash in `dir`, after `source .stele-dev/stele.env`.
 fn bash(dir: &Path, script: &str) -> String {
+    bash_after(dir, "source .stele-dev/stele.env", script)
+}
+
+/// Runs `script` in bash in `dir`, after `prelude`, with the built stele
+/// first on the PATH.
+fn bash_after(dir: &Path, prelude: &str, script: &str) -> String {
     let bin = Path::new(env!("CARGO_BIN_EXE_stele")).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -48,9 +73,7 @@ fn bash(dir: &Path, script: &str) -> String {
     );
     let output = Command::new("bash")
         .arg("-c")
-        .arg(format!(
-            "set -euo pipefail\nsource .stele-dev/stele.env\n{script}"
-        ))
+        .arg(format!("set -euo pipefail\n{prelude}\n{script}"))
         .current_dir(dir)
         .env("PATH", path)
         .env("EDITOR", "true")
@@ -114,7 +137,8 @@ fn the_readme_cluster_tour_and_every_printed_curl_line_work_as_written() {
 
     // The README's tour, block by block; the proposal id it shows as
     // `5c1e…` is the one `stele propose` printed.
-    for block in tour_blocks() {
+    for block in tour_blocks("## The cluster tour") {
+        let block = answering_yes(&block);
         let Some(approve) = block.find("stele approve 5c1e…") else {
             bash(dir.path(), &block);
             continue;
@@ -126,8 +150,41 @@ fn the_readme_cluster_tour_and_every_printed_curl_line_work_as_written() {
             .nth(1)
             .and_then(|rest| rest.get(..64))
             .unwrap_or_else(|| panic!("no proposal id in {proposed}"));
-        bash(dir.path(), &rest.replace("5c1e…", id));
+        let approved = bash(dir.path(), &rest.replace("5c1e…", id));
+        // The approver was shown the change and asked before it signed.
+        assert!(
+            approved.contains(&format!("id {id}? Type yes to sign")),
+            "{approved}"
+        );
     }
     drop(dev);
     std::thread::sleep(Duration::from_millis(100));
+}
+
+/// The offline tour uses only files the repository ships (the example
+/// bundle, `examples/tour/`) and those it makes: every block runs as
+/// written, the placeholders of its last block filled in.
+#[test]
+fn the_readme_offline_tour_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::os::unix::fs::symlink(&examples, dir.path().join("examples")).unwrap();
+    for block in tour_blocks("## The offline tour") {
+        let mut block = answering_yes(&block);
+        if block.contains("GENESIS_HASH") {
+            let hash_of = |seq: &str| {
+                let shown = bash_after(
+                    dir.path(),
+                    "",
+                    &format!("stele --json ledger show policy.ledger {seq}"),
+                );
+                let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+                shown["hash"].as_str().unwrap().to_string()
+            };
+            block = block
+                .replace("GENESIS_HASH", &hash_of("1"))
+                .replace("A_HASH_YOU_SAW", &hash_of("2"));
+        }
+        bash_after(dir.path(), "", &block);
+    }
 }

@@ -14,7 +14,7 @@ use crate::output::Output;
 use crate::remote::{call, connect};
 
 /// Longest request line, in bytes.
-const MAX_REQUEST_LINE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_REQUEST_LINE_BYTES: usize = 1024 * 1024;
 
 pub fn run(out: Output, args: CheckArgs) -> Result<()> {
     match (&args.bundle, &args.endpoint) {
@@ -136,7 +136,10 @@ fn for_each_request(
 /// Reads the next line into `line`, never holding more than the limit:
 /// `Some(true)` for a line within it, `Some(false)` for a longer one (the rest
 /// of which is skipped), `None` at the end of the input.
-fn next_line(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+pub(crate) fn next_line(
+    reader: &mut dyn BufRead,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<bool>> {
     line.clear();
     let limit = MAX_REQUEST_LINE_BYTES as u64 + 1;
     if Read::take(&mut *reader, limit).read_until(b'\n', line)? == 0 {

@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use stele_ledger::{Kind, Ledger, Member, MemberChange, MemberSet, PublicKey, TrustSet, Version};
-use stele_policy::BundleDiff;
+use stele_ledger::{Kind, Member, MemberChange, MemberSet, PublicKey, TrustSet, Version};
 
 /// What the ledger calls each approver key: the name the latest genesis
 /// or rotation that named it signed in. A key the ledger does not name is
@@ -238,13 +237,6 @@ pub fn version_text(version: &Version, names: &Names) -> String {
 }
 
 /// The bundle's files with their sizes and digests.
-pub fn bundle_files_json(ledger: &Ledger, version: &Version) -> Value {
-    let Some(bundle) = ledger.bundle(&version.header.bundle_digest) else {
-        return Value::Null;
-    };
-    files_json(bundle)
-}
-
 pub fn files_json(bundle: &stele_ledger::BundleFiles) -> Value {
     bundle
         .files()
@@ -256,19 +248,4 @@ pub fn files_json(bundle: &stele_ledger::BundleFiles) -> Value {
             })
         })
         .collect()
-}
-
-/// What changed between two bundles, one line each ("added policy: ID").
-pub fn diff_lines(changes: &BundleDiff) -> Vec<String> {
-    [
-        ("added policy", &changes.policies_added),
-        ("removed policy", &changes.policies_removed),
-        ("changed policy", &changes.policies_changed),
-        ("added file", &changes.files_added),
-        ("removed file", &changes.files_removed),
-        ("changed file", &changes.files_changed),
-    ]
-    .into_iter()
-    .flat_map(|(label, items)| items.iter().map(move |item| format!("{label}: {item}")))
-    .collect()
 }

@@ -70,6 +70,7 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
     let tls = tls_dir(&dir)?;
     let keys = approver_keys(&dir)?;
     write_example(&dir.join("bundle"))?;
+    write_requests(&dir.join("requests.jsonl"))?;
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(Code::Io, format!("cannot find the stele binary: {e}")))?;
     let addrs: Vec<String> = (0..NODES)
@@ -228,6 +229,33 @@ fn write_example(dir: &Path) -> Result<()> {
         fs::write(&target, content).map_err(|e| Failure::io(&target, e))?;
     }
     Ok(())
+}
+
+/// The example's scenario requests, one per line (the format of `stele
+/// check --requests` and `stele proposal impact --requests`).
+fn write_requests(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut lines = String::new();
+    for (file, text) in zero_trust().files() {
+        if !file.starts_with("tests/") {
+            continue;
+        }
+        let scenarios: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Failure::new(Code::Internal, format!("{file}: {e}")))?;
+        for scenario in scenarios["queries"].as_array().into_iter().flatten() {
+            let mut request = serde_json::Map::new();
+            for key in ["principal", "action", "resource", "context"] {
+                if let Some(value) = scenario.get(key) {
+                    request.insert(key.into(), value.clone());
+                }
+            }
+            lines.push_str(&serde_json::Value::Object(request).to_string());
+            lines.push('\n');
+        }
+    }
+    fs::write(path, lines).map_err(|e| Failure::io(path, e))
 }
 
 /// A node's three addresses.

@@ -9,8 +9,9 @@ use stele_ledger::{
 };
 use stele_policy::{admission_check, check_ledger_bundles, load_dir};
 
-use super::describe::{Names, bundle_files_json, version_json, version_line, version_text};
-use crate::cli::{About, LedgerCommand};
+use super::describe::{Names, files_json, version_json, version_line};
+use super::review::{Below, confirm};
+use crate::cli::{About, Confirm, LedgerCommand};
 use crate::failure::{Code, Failure, Result};
 use crate::files::{create_new, load_public_key, load_secret_keys, read_limited, update_locked};
 use crate::ledger_files::{
@@ -29,6 +30,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             threshold,
             members,
             keys,
+            confirm,
             message,
             author,
         } => {
@@ -57,6 +59,9 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                     (version, files)
                 }
             };
+            if !keys.is_empty() {
+                confirm_here(&confirm, None, &version, &files)?;
+            }
             create(out, &ledger, version, files)
         }
         LedgerCommand::Append {
@@ -66,13 +71,15 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             message,
             author,
             keys,
+            confirm,
         } => {
             let keys = load_secret_keys(&keys)?;
+            let asked = (!keys.is_empty()).then_some(&confirm);
             match proposal {
                 Some(path) => {
                     let proposal = load_proposal(&path)?;
                     refuse_expired(&proposal.version)?;
-                    append(out, &ledger, |_| {
+                    append(out, &ledger, asked, |_| {
                         let mut version = proposal.version;
                         sign_all(&mut version, &keys);
                         Ok((version, proposal.bundle))
@@ -85,7 +92,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                         author,
                         expires_in: None,
                     };
-                    append(out, &ledger, |chain| {
+                    append(out, &ledger, asked, |chain| {
                         let header = next_header(chain, &files, Kind::Update, None, &about, &keys)?;
                         Ok((signed(header, &keys), files))
                     })
@@ -99,7 +106,7 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
             signing,
         } => {
             let keys = load_secret_keys(&signing.keys)?;
-            append(out, &ledger, |chain| {
+            append(out, &ledger, Some(&signing.confirm), |chain| {
                 let files = rollback_bundle(chain, to)?;
                 let kind = Kind::Rollback { to_seq: to };
                 let header = next_header(chain, &files, kind, None, &about, &keys)?;
@@ -133,10 +140,17 @@ pub fn run(out: Output, command: LedgerCommand) -> Result<()> {
                     ),
                 )
             })?;
-            let names = Names::of(chain.versions());
-            let mut value = version_json(version, &names);
-            value["files"] = bundle_files_json(&chain, version);
-            out.result(&value, || version_text(version, &names));
+            let bundle = chain
+                .bundle_at(seq)
+                .expect("a verified ledger holds every version's bundle");
+            let parent = seq
+                .checked_sub(1)
+                .and_then(|parent| chain.bundle_at(parent));
+            let below = Below::of(chain.versions(), version);
+            let (mut value, mut text) = below.subject(version, bundle, parent).render();
+            value["files"] = files_json(bundle);
+            text.push_str(&format!("\nfiles:\n{}", files_text(bundle)));
+            out.result(&value, || text);
             Ok(())
         }
     }
@@ -348,15 +362,33 @@ fn create(out: Output, path: &Path, version: Version, files: BundleFiles) -> Res
 
 /// Appends the version `build` makes from the current chain, under the
 /// file's lock. A refused version leaves the file untouched.
+/// Appends what `build` makes on the ledger; when it signs here (`asked`),
+/// after the signer has reviewed it against the ledger.
 fn append(
     out: Output,
     path: &Path,
+    asked: Option<&Confirm>,
     build: impl FnOnce(&Ledger) -> Result<(Version, BundleFiles)>,
 ) -> Result<()> {
     let admitted = update_locked(path, MAX_LEDGER_FILE_BYTES, |bytes| {
         let mut ledger = decode_ledger(path, bytes)?;
         let (version, files) = build(&ledger)?;
-        let admitted = ledger.submit(version, files, &admission_check)?;
+        if let Some(asked) = asked {
+            confirm_here(asked, Some(&ledger), &version, &files)?;
+        }
+        let admitted = ledger
+            .submit(version, files, &admission_check)
+            .map_err(|rejection| {
+                let hint = match &rejection {
+                    Rejection::UnknownKey { key } => format!(
+                        "; a signature by a key outside the trust set never counts and is not accepted: remove it with `stele proposal unsign FILE --approver {key}`"
+                    ),
+                    _ => String::new(),
+                };
+                let mut failure = Failure::from(rejection);
+                failure.message.push_str(&hint);
+                failure
+            })?;
         let replacement = match admitted {
             Admitted::Appended { .. } => Some(export::encode(&ledger).into_bytes()),
             Admitted::AlreadyCommitted { .. } => None,
@@ -365,6 +397,48 @@ fn append(
     })?;
     print_admitted(out, admitted);
     Ok(())
+}
+
+/// Shows what is signed here, against the ledger it extends, and asks.
+fn confirm_here(
+    asked: &Confirm,
+    chain: Option<&Ledger>,
+    version: &Version,
+    bundle: &BundleFiles,
+) -> Result<()> {
+    let versions = chain.map_or(&[][..], Ledger::versions);
+    let parent = chain.and_then(|chain| {
+        let seq = chain.state().seq_of(&version.header.parent_hash)?;
+        chain.bundle_at(seq)
+    });
+    let below = Below::of(versions, version);
+    let subject = below.subject(version, bundle, parent);
+    let strangers = subject.strangers();
+    if let Some(key) = strangers.first() {
+        return Err(Failure::new(
+            Code::Reason(Reason::UnknownKey),
+            format!(
+                "the version carries a signature by {key}, which is not an approver of the trust set in force: it never counts, and the version cannot be appended with it; nothing signed. Remove it with `stele proposal unsign FILE --approver {key}`, or sign with an approver's key"
+            ),
+        ));
+    }
+    let (_, review) = subject.render();
+    confirm(asked, version, &review, false)
+}
+
+/// One line per bundle file: its path, size and digest.
+fn files_text(bundle: &BundleFiles) -> String {
+    bundle
+        .files()
+        .map(|(path, content)| {
+            format!(
+                "  {path} ({} bytes, sha256 {})",
+                content.len(),
+                stele_ledger::Hash::of_bytes(content.as_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn print_admitted(out: Output, admitted: Admitted) {

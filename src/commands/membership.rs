@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use stele_ledger::{Hash, Kind, Member, MemberSet, PublicKey, Role, SecretKey};
 
+use super::cluster_view::committed;
 use super::ledger::{header_on, signed};
 use super::writes::{head, in_force, send_new};
 use crate::cli::{About, GenesisMembers, MembershipChange, Remote};
@@ -15,7 +16,7 @@ use crate::failure::{Failure, Result};
 use crate::files::load_secret_keys;
 use crate::ledger_files::author_for;
 use crate::output::Output;
-use crate::remote::{call, client};
+use crate::remote::client;
 
 /// What changes, node by node.
 pub enum Edit {
@@ -57,7 +58,7 @@ pub fn propose(out: Output, remote: &Remote, change: MembershipChange, edit: Edi
         .to_vec();
     let members = apply(members, &edit, &fingerprints)?;
     let set = MemberSet::new(members).map_err(|e| Failure::usage(e.to_string()))?;
-    let (_, files) = call(client.version(head.seq))?;
+    let (_, files) = committed(&client, head.seq)?;
     let public: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
     let author = author_for(
         &in_force.trust.iter().collect::<Vec<_>>(),
@@ -70,7 +71,7 @@ pub fn propose(out: Output, remote: &Remote, change: MembershipChange, edit: Edi
         expires_in: Some(change.expires_in),
     };
     let header = header_on(head, &files, Kind::Membership, &about, author).listing(set);
-    send_new(out, &client, signed(header, &keys), files)
+    send_new(out, &client, signed(header, &keys), files, &change.confirm)
 }
 
 /// A node as `--member` or `add-learner` gives it.

@@ -7,8 +7,11 @@ mod bundle;
 mod certs;
 mod check;
 mod cluster;
+mod cluster_view;
 mod describe;
 mod dev;
+mod ids;
+mod impact;
 mod keygen;
 mod ledger;
 mod load_http;
@@ -16,6 +19,7 @@ mod membership;
 mod node;
 mod proposal;
 mod reads;
+mod review;
 mod writes;
 
 use crate::cli::{Cli, Command};
@@ -40,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Log(args) => reads::log(out, args),
         Command::Show(args) => reads::show(out, args),
         Command::Diff(args) => reads::diff(out, args),
+        Command::Proposals(args) => reads::proposals(out, args),
         Command::Export(args) => reads::export(out, args),
         Command::Dev(args) => dev::run(out, args),
         Command::Bench(command) => bench::run(out, command),

@@ -5,22 +5,51 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use serde_json::{Value, json};
-use stele_ledger::{Admitted, BundleFiles, Kind, Ledger, Proposal, TrustSet, Version};
-use stele_policy::{admission_check, check_bundle, diff, load_dir};
+use stele_ledger::{
+    Admitted, BundleFiles, Kind, Ledger, Proposal, PublicKey, Reason, Rejection, TrustSet, Version,
+};
+use stele_policy::{admission_check, diff, load_dir};
 
-use super::describe::{Names, diff_lines, files_json, version_json, version_text};
+use super::describe::files_json;
+use super::ids::Typed;
+use super::impact::add_to_review;
 use super::ledger::{genesis_header, head_bundle, next_header, rollback_bundle, trust_set};
-use crate::cli::{ProposalCommand, ProposalKind, ProposalNewArgs};
-use crate::failure::{Failure, Result};
-use crate::files::{create_new, load_secret_keys, update_locked};
+use super::reads::show_on_node;
+use super::review::{Below, confirm};
+use super::writes::{already_signed, unsigned_keys};
+use crate::cli::{ProposalCommand, ProposalKind, ProposalNewArgs, Remote, SigningKeys};
+use crate::failure::{Code, Failure, Result};
+use crate::files::{create_new, load_public_key, load_secret_keys, update_locked};
 use crate::ledger_files::{MAX_PROPOSAL_FILE_BYTES, decode_proposal, load_ledger, load_proposal};
 use crate::output::Output;
 
 pub fn run(out: Output, command: ProposalCommand) -> Result<()> {
     match command {
         ProposalCommand::New(args) => new(out, *args),
-        ProposalCommand::Sign { proposal, signing } => sign(out, &proposal, &signing.keys),
-        ProposalCommand::Show { proposal, ledger } => show(out, &proposal, ledger.as_deref()),
+        ProposalCommand::Sign {
+            proposal,
+            ledger,
+            signing,
+        } => sign(out, &proposal, ledger.as_deref(), &signing),
+        ProposalCommand::Unsign { proposal, approver } => unsign(out, &proposal, &approver),
+        ProposalCommand::Show {
+            proposal,
+            ledger,
+            requests,
+            remote,
+        } => show(
+            out,
+            &proposal,
+            ledger.as_deref(),
+            requests.as_deref(),
+            &remote,
+        ),
+        ProposalCommand::Impact {
+            proposal,
+            requests,
+            ledger,
+            remote,
+        } => super::impact::run(out, &proposal, &requests, ledger.as_deref(), &remote),
     }
 }
 
@@ -144,34 +173,74 @@ fn new(out: Output, args: ProposalNewArgs) -> Result<()> {
         }),
         || {
             format!(
-                "wrote {} (seq {}, {}, hash {}); approvers sign it with `stele proposal sign {} --key KEY`",
+                "wrote {} (seq {}, {}, hash {}); approvers review and sign it with `stele proposal sign {}{} --key KEY`",
                 args.out.display(),
                 version.seq(),
                 version.header.kind,
                 version.hash(),
-                args.out.display()
+                args.out.display(),
+                args.ledger
+                    .as_ref()
+                    .map_or_else(String::new, |l| format!(" --ledger {}", l.display()))
             )
         },
     );
     Ok(())
 }
 
-fn sign(out: Output, path: &Path, key_paths: &[std::path::PathBuf]) -> Result<()> {
-    let keys = load_secret_keys(key_paths)?;
+fn sign(out: Output, path: &Path, ledger_path: Option<&Path>, signing: &SigningKeys) -> Result<()> {
+    let keys = load_secret_keys(&signing.keys)?;
+    let proposal = load_proposal(path)?;
+    let chain = ledger_path.map(load_ledger).transpose()?;
+    let is_genesis = proposal.version.header.kind == Kind::Genesis;
+    if chain.is_none() && !is_genesis {
+        return Err(Failure::usage(format!(
+            "give --ledger LEDGER, the ledger {} extends: the change is shown against its parent before you sign, and your key is checked against the trust set in force",
+            path.display()
+        )));
+    }
+    let parent = parent_in(chain.as_ref(), &proposal)?;
+    let below = below_in(chain.as_ref(), &proposal.version);
+    let subject = below.subject(&proposal.version, &proposal.bundle, parent);
+    if let Some(stranger) = subject.strangers().first() {
+        return Err(Failure::new(
+            Code::Reason(Reason::UnknownKey),
+            format!(
+                "{} carries a signature by {stranger}, which is not an approver of the trust set in force: the proposal cannot be appended while it does. Remove it first with `stele proposal unsign {} --approver {stranger}`",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    let fresh = unsigned_keys(&subject, &keys)?;
+    if fresh.is_empty() {
+        return already_signed(out, &subject);
+    }
+    let (_, review) = subject.render();
+    confirm(&signing.confirm, &proposal.version, &review, false)?;
+    let reviewed = proposal.version.hash();
     let (version, added) = update_locked(path, MAX_PROPOSAL_FILE_BYTES, |bytes| {
-        let mut proposal = decode_proposal(path, bytes)?;
-        let added = keys.iter().filter(|key| proposal.version.sign(key)).count();
-        let replacement = (added > 0).then(|| proposal.encode().into_bytes());
-        Ok((replacement, (proposal.version, added)))
+        let mut now = decode_proposal(path, bytes)?;
+        // The hash covers the bundle's digest: the same hash is the same
+        // change as the one reviewed.
+        if now.version.hash() != reviewed {
+            return Err(Failure::new(
+                Code::Exists,
+                format!(
+                    "{} changed while you reviewed it (it is now {}); nothing signed, review it again",
+                    path.display(),
+                    now.version.hash()
+                ),
+            ));
+        }
+        let added = fresh.iter().filter(|key| now.version.sign(key)).count();
+        let replacement = (added > 0).then(|| now.encode().into_bytes());
+        Ok((replacement, (now.version, added)))
     })?;
-    let status = if added > 0 {
-        "signed"
-    } else {
-        "already_signed"
-    };
+    let names = &below.names;
     out.result(
         &json!({
-            "status": status,
+            "status": "signed",
             "hash": version.hash(),
             "added": added,
             "signatures": version.signatures.len(),
@@ -179,7 +248,56 @@ fn sign(out: Output, path: &Path, key_paths: &[std::path::PathBuf]) -> Result<()
         }),
         || {
             format!(
-                "{status}: {} now carries {} signature(s)",
+                "signed: {} now carries {} signature(s): {}",
+                path.display(),
+                version.signatures.len(),
+                version
+                    .signers()
+                    .map(|key| names.name(key))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Removes every signature by one key.
+fn unsign(out: Output, path: &Path, approver: &str) -> Result<()> {
+    let key = public_key_arg(approver)?;
+    let (version, removed) = update_locked(path, MAX_PROPOSAL_FILE_BYTES, |bytes| {
+        let mut proposal = decode_proposal(path, bytes)?;
+        let before = proposal.version.signatures.len();
+        proposal
+            .version
+            .signatures
+            .retain(|approval| approval.key != key);
+        let removed = before - proposal.version.signatures.len();
+        if removed == 0 {
+            return Err(Failure::new(
+                Code::NotFound,
+                format!(
+                    "{} carries no signature by {key}; nothing changed",
+                    path.display()
+                ),
+            ));
+        }
+        Ok((
+            Some(proposal.encode().into_bytes()),
+            (proposal.version, removed),
+        ))
+    })?;
+    out.result(
+        &json!({
+            "status": "unsigned",
+            "hash": version.hash(),
+            "removed": removed,
+            "key": key,
+            "signatures": version.signatures.len(),
+        }),
+        || {
+            format!(
+                "removed the signature by {key}: {} now carries {} signature(s)",
                 path.display(),
                 version.signatures.len()
             )
@@ -188,43 +306,116 @@ fn sign(out: Output, path: &Path, key_paths: &[std::path::PathBuf]) -> Result<()
     Ok(())
 }
 
-fn show(out: Output, path: &Path, ledger_path: Option<&Path>) -> Result<()> {
-    let proposal = load_proposal(path)?;
-    let version = &proposal.version;
-    let hash = version.hash();
-    let chain = ledger_path.map(load_ledger).transpose()?;
-    let mut names = Names::of(chain.iter().flat_map(Ledger::versions));
-    if let Some(trust) = &version.header.trust {
-        names.learn_proposed(trust);
+/// A public key as 64 hex digits, or a `.pub` file.
+fn public_key_arg(text: &str) -> Result<PublicKey> {
+    let path = Path::new(text);
+    if path.is_file() {
+        return load_public_key(path);
     }
-    let mut value = version_json(version, &names);
-    value["signatures"] = version
+    text.parse().map_err(|e| {
+        Failure::new(
+            Code::BadKey,
+            format!("--approver {text:?} is neither a public key file nor 64 hex digits: {e}"),
+        )
+    })
+}
+
+/// The proposal's parent's bundle in `chain`. A proposal whose parent the
+/// ledger does not hold cannot be reviewed against it.
+pub(crate) fn parent_in<'a>(
+    chain: Option<&'a Ledger>,
+    proposal: &Proposal,
+) -> Result<Option<&'a BundleFiles>> {
+    let Some(chain) = chain else {
+        return Ok(None);
+    };
+    if proposal.version.header.kind == Kind::Genesis {
+        return Ok(None);
+    }
+    let parent = &proposal.version.header.parent_hash;
+    chain
+        .state()
+        .seq_of(parent)
+        .and_then(|seq| chain.bundle_at(seq))
+        .map(Some)
+        .ok_or_else(|| {
+            Failure::new(
+                Code::MissingVersion,
+                format!(
+                    "the proposal's parent {parent} is not in the ledger given: it extends another ledger, or one this copy has not caught up with"
+                ),
+            )
+        })
+}
+
+/// Names and sets in force below the proposal, from the ledger it
+/// extends (none: only what the proposal itself declares).
+fn below_in(chain: Option<&Ledger>, version: &Version) -> Below {
+    let versions = chain.map_or(&[][..], Ledger::versions);
+    let mut below = Below::of(versions, version);
+    if chain.is_none() && version.header.kind != Kind::Genesis {
+        below.unknown_trust = true;
+    }
+    below
+}
+
+fn show(
+    out: Output,
+    target: &str,
+    ledger_path: Option<&Path>,
+    requests: Option<&Path>,
+    remote: &Remote,
+) -> Result<()> {
+    let path = Path::new(target);
+    if !path.exists() {
+        if Typed::parse(target).is_err() {
+            return Err(Failure::new(
+                Code::Io,
+                format!(
+                    "{target}: no such proposal file (nor a proposal id: give a file, or at least 8 hex digits of a pending proposal's id)"
+                ),
+            ));
+        }
+        if ledger_path.is_some() {
+            return Err(Failure::usage(format!(
+                "{target} is no file: --ledger is for a proposal file; a pending proposal is read from the node"
+            )));
+        }
+        return show_on_node(out, remote, target, requests);
+    }
+    let proposal = load_proposal(path)?;
+    let chain = ledger_path.map(load_ledger).transpose()?;
+    let parent = match parent_in(chain.as_ref(), &proposal) {
+        Ok(parent) => parent,
+        Err(failure) => {
+            eprintln!("warning: {}", failure.message);
+            None
+        }
+    };
+    let below = below_in(chain.as_ref(), &proposal.version);
+    let subject = below.subject(&proposal.version, &proposal.bundle, parent);
+    let (mut value, mut text) = subject.render();
+    let hash = proposal.version.hash();
+    value["signatures"] = proposal
+        .version
         .signatures
         .iter()
         .map(|a| json!({ "key": a.key, "valid": a.key.verifies(&hash, &a.signature) }))
         .collect();
     value["files"] = files_json(&proposal.bundle);
-    let mut text = version_text(version, &names);
-    match check_bundle(&proposal.bundle) {
-        Ok(_) => {
-            value["bundle_check"] = json!({ "ok": true });
-            text.push_str("\nbundle check:  ok (compiles, validates, every scenario passes)");
-        }
-        Err(error) => {
-            value["bundle_check"] = json!({ "ok": false, "message": error.to_string() });
-            text.push_str(&format!(
-                "\nbundle check:  FAILS\n  {}",
-                error.to_string().replace('\n', "\n  ")
-            ));
-        }
-    }
     if let Some(chain) = &chain {
         let (admission, admission_text) = admission_preview(chain, &proposal);
         value["admission"] = admission;
         text.push_str(&format!("\nadmission:     {admission_text}"));
-        let (changes, changes_text) = changes_against_parent(chain, &proposal);
-        value["changes"] = changes;
-        text.push_str(&format!("\nchanges against the parent:\n{changes_text}"));
+        if let Some(parent) = parent {
+            value["changes"] = diff(parent, &proposal.bundle)
+                .ok()
+                .and_then(|changes| serde_json::to_value(changes).ok())
+                .unwrap_or_default();
+        }
+    }
+    if let Some(requests) = requests {
+        add_to_review(&mut value, &mut text, requests, parent, &proposal.bundle)?;
     }
     out.result(&value, || text);
     Ok(())
@@ -245,35 +436,18 @@ fn admission_preview(chain: &Ledger, proposal: &Proposal) -> (Value, String) {
             json!({ "status": "already_committed", "seq": seq }),
             format!("already committed at seq {seq}"),
         ),
-        Err(rejection) => (
-            json!({ "status": "not_admissible", "reason": rejection.reason().code(), "message": rejection.to_string() }),
-            format!("not admissible yet: {rejection}"),
-        ),
-    }
-}
-
-fn changes_against_parent(chain: &Ledger, proposal: &Proposal) -> (Value, String) {
-    let header = &proposal.version.header;
-    let parent = chain
-        .state()
-        .seq_of(&header.parent_hash)
-        .and_then(|seq| chain.bundle_at(seq));
-    let Some(parent_bundle) = parent else {
-        return (Value::Null, "  (the parent is not in this ledger)".into());
-    };
-    match diff(parent_bundle, &proposal.bundle) {
-        Ok(changes) => {
-            let mut lines = diff_lines(&changes);
-            if lines.is_empty() {
-                lines.push("none: the bundle is the parent's".into());
-            }
-            let text = lines
-                .iter()
-                .map(|line| format!("  {line}"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            (serde_json::to_value(&changes).unwrap_or_default(), text)
+        Err(rejection) => {
+            let text = match &rejection {
+                Rejection::BelowThreshold { .. } => format!("not admissible yet: {rejection}"),
+                Rejection::UnknownKey { key } => format!(
+                    "not admissible: {rejection}; more signatures will not help: remove it with `stele proposal unsign FILE --approver {key}`"
+                ),
+                _ => format!("not admissible: {rejection}"),
+            };
+            (
+                json!({ "status": "not_admissible", "reason": rejection.reason().code(), "message": rejection.to_string() }),
+                text,
+            )
         }
-        Err(error) => (Value::Null, format!("  cannot compare: {error}")),
     }
 }

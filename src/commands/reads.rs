@@ -1,15 +1,18 @@
-//! `stele log|show|diff|export`: reads from one node's own state.
+//! `stele log|show|diff|proposals|export`: reads from one node's own state.
+//! What is shown of a change is computed here, from bytes checked against
+//! the ids and digests that name them.
 
 use serde_json::json;
-use stele_proto::v1::ListVersionsRequest;
 
-use stele_client::Client;
 use stele_ledger::Version;
+use stele_policy::review;
 
-use super::describe::{
-    Names, diff_lines, files_json, member_changes, version_json, version_line, version_text,
-};
-use crate::cli::{DiffArgs, ExportArgs, LogArgs, ShowArgs};
+use super::cluster_view::{self, Read, find, parent_bundle, versions};
+use super::describe::{Names, member_changes, version_json, version_line};
+use super::ids::Typed;
+use super::impact::add_to_review;
+use super::review::{Below, review_text};
+use crate::cli::{DiffArgs, ExportArgs, LogArgs, ProposalsArgs, Remote, ShowArgs};
 use crate::failure::Result;
 use crate::files::{create_new, refuse_existing};
 use crate::output::Output;
@@ -17,7 +20,7 @@ use crate::remote::{call, client};
 
 pub fn log(out: Output, args: LogArgs) -> Result<()> {
     let client = client(&args.remote)?;
-    let versions = all_versions(&client)?;
+    let versions = versions(&client, None)?;
     let names = Names::of(&versions);
     let mut members = None;
     for version in &versions {
@@ -40,45 +43,158 @@ pub fn log(out: Output, args: LogArgs) -> Result<()> {
 }
 
 pub fn show(out: Output, args: ShowArgs) -> Result<()> {
-    let client = client(&args.remote)?;
-    let (version, bundle) = call(client.version(args.seq))?;
-    let names = Names::of(&all_versions(&client)?);
-    let mut value = version_json(&version, &names);
-    value["files"] = files_json(&bundle);
-    out.result(&value, || version_text(&version, &names));
+    show_on_node(out, &args.remote, &args.id, None)
+}
+
+/// `stele show ID` and `stele proposal show ID`: a version or a pending
+/// proposal, reviewed against its parent.
+pub fn show_on_node(
+    out: Output,
+    remote: &Remote,
+    id: &str,
+    requests: Option<&std::path::Path>,
+) -> Result<()> {
+    let typed = Typed::parse(id)?;
+    let client = client(remote)?;
+    let versions = versions(&client, None)?;
+    let read = find(&client, &versions, &typed)?;
+    let parent = parent_bundle(&client, &read.version)?;
+    let (mut value, mut text) = reviewed(&read, parent.as_ref(), &versions);
+    if let Some(requests) = requests {
+        add_to_review(
+            &mut value,
+            &mut text,
+            requests,
+            parent.as_ref(),
+            &read.bundle,
+        )?;
+    }
+    out.result(&value, || text);
     Ok(())
 }
 
-/// Every version the node holds, a page at a time.
-fn all_versions(client: &Client) -> Result<Vec<Version>> {
-    let mut versions = Vec::new();
-    loop {
-        let from_seq = versions.len() as u64 + 1;
-        let page = call(client.list_versions(ListVersionsRequest { from_seq, limit: 0 }))?;
-        if page.is_empty() {
-            return Ok(versions);
-        }
-        versions.extend(page);
+/// The review of a version read from a node, with the names and sets in
+/// force below it.
+fn reviewed(
+    read: &Read,
+    parent: Option<&stele_ledger::BundleFiles>,
+    versions: &[Version],
+) -> (serde_json::Value, String) {
+    let below = Below::of(versions, &read.version);
+    let (mut value, mut text) = below.subject(&read.version, &read.bundle, parent).render();
+    value["pending"] = read.pending.into();
+    if read.pending {
+        text.insert_str(0, "PENDING PROPOSAL (not committed)\n");
     }
+    (value, text)
 }
 
 pub fn diff(out: Output, args: DiffArgs) -> Result<()> {
     let client = client(&args.remote)?;
-    let (_, old) = call(client.version(args.a))?;
-    let (_, new) = call(client.version(args.b))?;
-    let changes = stele_policy::diff(&old, &new)?;
-    let mut value = serde_json::to_value(&changes).expect("a diff serializes");
-    value["from"] = args.a.into();
-    value["to"] = args.b.into();
+    let versions = versions(&client, None)?;
+    let a = find(&client, &versions, &Typed::parse(&args.a)?)?;
+    let b = find(&client, &versions, &Typed::parse(&args.b)?)?;
+    let changes = review(Some(&a.bundle), &b.bundle);
+    let side = |read: &Read| {
+        json!({
+            "seq": read.version.seq(),
+            "hash": read.version.hash(),
+            "pending": read.pending,
+        })
+    };
+    let mut value = json!({ "from": side(&a), "to": side(&b) });
+    value["review"] = serde_json::to_value(&changes).expect("a review serializes");
     out.result(&value, || {
-        let lines = diff_lines(&changes);
-        if lines.is_empty() {
-            format!("nothing changed between seq {} and seq {}", args.a, args.b)
-        } else {
-            lines.join("\n")
-        }
+        let label = |read: &Read| match read.pending {
+            true => format!("pending proposal {}", read.version.hash()),
+            false => format!(
+                "seq {} ({})",
+                read.version.seq(),
+                read.version.hash().short()
+            ),
+        };
+        format!(
+            "from {} to {}:\n{}",
+            label(&a),
+            label(&b),
+            review_text(&changes)
+        )
     });
     Ok(())
+}
+
+pub fn proposals(out: Output, args: ProposalsArgs) -> Result<()> {
+    let client = client(&args.remote)?;
+    let versions = versions(&client, None)?;
+    let statuses = cluster_view::pending(&client)?;
+    if statuses.is_empty() && !out.json {
+        out.result(&json!({}), || "no pending proposals".into());
+        return Ok(());
+    }
+    for status in statuses {
+        let id = status.proposal_id.parse().map_err(|e| {
+            crate::failure::Failure::new(
+                crate::failure::Code::NodeError,
+                format!("the node listed a malformed proposal id: {e}"),
+            )
+        })?;
+        // Checked: its hash is the id, its bundle matches its digest.
+        let proposal = match call(client.proposal(&id)) {
+            Ok(proposal) => proposal,
+            // Committed or expired between the list and now.
+            Err(failure) if failure.code == crate::failure::Code::NotFound => continue,
+            Err(failure) => return Err(failure),
+        };
+        let version = &proposal.version;
+        let mut proposal_names = Names::of(&versions);
+        if let Some(declared) = &version.header.trust {
+            proposal_names.learn_proposed(declared);
+        }
+        let signed_by: Vec<String> = version.signers().map(|k| proposal_names.name(k)).collect();
+        let value = json!({
+            "proposal_id": id,
+            "seq": version.seq(),
+            "kind": version.header.kind.name(),
+            "author": version.header.author,
+            "message": version.header.message,
+            "signatures": status.signatures,
+            "threshold": status.threshold,
+            "signers": version.signers().collect::<Vec<_>>(),
+            "signed_by": signed_by,
+            "expires_at_ms": status.expires_at_ms,
+            "header_expires_at": version.header.expires_at,
+        });
+        out.result(&value, || {
+            format!(
+                "{}  seq {:<4} {:<12} by {:<10} {} of {} signed ({})  expires {}  {}",
+                id.short(),
+                version.seq(),
+                version.header.kind.to_string(),
+                version.header.author,
+                status.signatures,
+                status.threshold,
+                signed_by.join(", "),
+                expiry_text(status.expires_at_ms),
+                version.header.message.lines().next().unwrap_or_default()
+            )
+        });
+    }
+    Ok(())
+}
+
+/// When a pending proposal is dropped, from now.
+fn expiry_text(at_ms: Option<u64>) -> String {
+    let Some(at_ms) = at_ms else {
+        return "never".into();
+    };
+    let now_ms = stele_node::system_clock()();
+    match at_ms.checked_sub(now_ms) {
+        Some(left) => format!(
+            "in {}",
+            humantime::format_duration(std::time::Duration::from_secs(left / 1000))
+        ),
+        None => "now".into(),
+    }
 }
 
 pub fn export(out: Output, args: ExportArgs) -> Result<()> {

@@ -5,18 +5,22 @@
 use serde_json::json;
 use stele_client::Client;
 use stele_ledger::{
-    BundleFiles, Hash, Head, Kind, MemberSet, Proposal, PublicKey, SecretKey, TrustSet, Version,
+    BundleFiles, Head, Kind, Proposal, PublicKey, Reason, SecretKey, TrustSet, Version,
 };
 use stele_policy::load_dir;
-use stele_proto::v1::{ApproveRequest, ListVersionsRequest, ProposalStatus};
+use stele_proto::v1::{ApproveRequest, ProposalStatus};
 
+use super::cluster_view::{committed, find, parent_bundle, versions};
+use super::ids::Typed;
 use super::ledger::{header_on, signed, trust_set};
-use crate::cli::{About, ApproveArgs, ProposeArgs, RollbackArgs, RotateArgs, SubmitArgs};
+use super::review::{Below, InForce, Subject, confirm};
+use crate::cli::{About, ApproveArgs, Confirm, ProposeArgs, RollbackArgs, RotateArgs, SubmitArgs};
 use crate::failure::{Code, Failure, Result};
 use crate::files::load_secret_keys;
 use crate::ledger_files::{author_for, load_proposal};
 use crate::output::Output;
 use crate::remote::{call, client, retrying_write};
+use crate::terminal_text::terminal_safe;
 
 pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
     let files = load_dir(&args.bundle)?;
@@ -28,14 +32,14 @@ pub fn propose(out: Output, args: ProposeArgs) -> Result<()> {
         header_on(head, &files, Kind::Update, &args.about, author),
         &keys,
     );
-    send_new(out, &client, version, files)
+    send_new(out, &client, version, files, &args.signing.confirm)
 }
 
 pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
     let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
-    let (_, files) = call(client.version(args.to))?;
+    let (_, files) = committed(&client, args.to)?;
     let author = author_here(&client, head, &keys, &args.about)?;
     let version = signed(
         header_on(
@@ -47,7 +51,7 @@ pub fn rollback(out: Output, args: RollbackArgs) -> Result<()> {
         ),
         &keys,
     );
-    send_new(out, &client, version, files)
+    send_new(out, &client, version, files, &args.signing.confirm)
 }
 
 pub fn rotate(out: Output, args: RotateArgs) -> Result<()> {
@@ -59,13 +63,19 @@ pub fn rotate(out: Output, args: RotateArgs) -> Result<()> {
     )?;
     let client = client(&args.remote)?;
     let head = head(&client)?;
-    let (_, files) = call(client.version(head.seq))?;
+    let (_, files) = committed(&client, head.seq)?;
     let in_force = trust_in_force(&client, head)?;
     let sets: Vec<&TrustSet> = in_force.iter().chain([&declared]).collect();
     let public: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
     let author = author_for(&sets, &public, args.about.author.as_deref())?;
     let header = header_on(head, &files, Kind::Rotate, &args.about, author).declaring(declared);
-    send_new(out, &client, signed(header, &keys), files)
+    send_new(
+        out,
+        &client,
+        signed(header, &keys),
+        files,
+        &args.signing.confirm,
+    )
 }
 
 pub fn submit(out: Output, args: SubmitArgs) -> Result<()> {
@@ -75,28 +85,48 @@ pub fn submit(out: Output, args: SubmitArgs) -> Result<()> {
 }
 
 pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
-    let id: Hash = args
-        .proposal_id
-        .parse()
-        .map_err(|e| Failure::usage(format!("{:?} is not a proposal id: {e}", args.proposal_id)))?;
+    let typed = Typed::parse(&args.proposal_id)?;
+    if let Typed::Seq(seq) = typed {
+        return Err(Failure::usage(format!(
+            "{seq} is a seq; approve takes a pending proposal's id (`stele proposals` lists them)"
+        )));
+    }
     let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
+    let versions = versions(&client, None)?;
     // Fetch what is being approved, checked to be what the id names: the
     // signature is over the hash, and the hash covers every byte.
-    let proposal = call(client.proposal(&id)).map_err(|mut failure| {
+    let read = find(&client, &versions, &typed).map_err(|mut failure| {
         if failure.code == Code::NodeError {
             failure.message.push_str("; not signing");
         }
         failure
     })?;
-    eprintln!(
-        "approving seq {} ({}): {:?} by {}",
-        proposal.version.seq(),
-        proposal.version.header.kind,
-        proposal.version.header.message,
-        proposal.version.header.author
-    );
-    let approvals: Vec<_> = keys
+    let version = &read.version;
+    let id = version.hash();
+    if !read.pending {
+        // A retried approval that made it: nothing left to do.
+        out.result(
+            &json!({ "proposal_id": id, "status": "already_committed", "seq": version.seq() }),
+            || {
+                format!(
+                    "already committed at seq {} ({id}); nothing to approve",
+                    version.seq()
+                )
+            },
+        );
+        return Ok(());
+    }
+    let parent = parent_bundle(&client, version)?;
+    let below = Below::of(&versions, version);
+    let subject = below.subject(version, &read.bundle, parent.as_ref());
+    let fresh = unsigned_keys(&subject, &keys)?;
+    if fresh.is_empty() {
+        return already_signed(out, &subject);
+    }
+    let (_, review) = subject.render();
+    confirm(&args.signing.confirm, version, &review, typed.is_prefix())?;
+    let approvals: Vec<_> = fresh
         .iter()
         .map(|key| stele_proto::v1::Approval {
             key: key.public_key().to_hex(),
@@ -110,6 +140,82 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
         })
     })?;
     print_status(out, &status);
+    Ok(())
+}
+
+/// The keys that have not signed `subject` yet, each checked to be an
+/// approver it answers to: a signature by any other key never counts, and
+/// a version carrying one cannot be appended. Says which have signed.
+pub(crate) fn unsigned_keys<'k>(
+    subject: &Subject,
+    keys: &'k [SecretKey],
+) -> Result<Vec<&'k SecretKey>> {
+    if let Some(sets) = &subject.approvers {
+        for key in keys {
+            let public = key.public_key();
+            if !sets.iter().any(|set| set.contains(&public)) {
+                return Err(Failure::new(
+                    Code::Reason(Reason::UnknownKey),
+                    format!(
+                        "your key {public} is not an approver of the trust set in force, so its signature would never count; nothing signed. The approvers are: {}",
+                        approvers_text(sets)
+                    ),
+                ));
+            }
+        }
+    }
+    let signed: Vec<&PublicKey> = subject.version.signers().collect();
+    let mut fresh = Vec::new();
+    for key in keys {
+        let public = key.public_key();
+        if signed.contains(&&public) {
+            eprintln!(
+                "already signed by {}",
+                terminal_safe(&subject.names.name(&public))
+            );
+        } else {
+            fresh.push(key);
+        }
+    }
+    Ok(fresh)
+}
+
+/// Every approver of `sets`, named where the set names them.
+fn approvers_text(sets: &[&TrustSet]) -> String {
+    let mut named: Vec<String> = Vec::new();
+    for set in sets {
+        let approvers = set.approvers().unwrap_or_default();
+        for (i, key) in set.keys().iter().enumerate() {
+            let entry = match approvers.get(i) {
+                Some(approver) => format!("{} {key}", approver.name),
+                None => key.to_hex(),
+            };
+            if !named.contains(&entry) {
+                named.push(entry);
+            }
+        }
+    }
+    named.join(", ")
+}
+
+/// Every key given has signed already: nothing is sent.
+pub(crate) fn already_signed(out: Output, subject: &Subject) -> Result<()> {
+    let version = subject.version;
+    let signers: Vec<String> = version.signers().map(|k| subject.names.name(k)).collect();
+    out.result(
+        &json!({
+            "proposal_id": version.hash(),
+            "status": "already_signed",
+            "signed_by": signers,
+        }),
+        || {
+            format!(
+                "already signed: {} carries your signature (signed by {}); nothing sent",
+                version.hash(),
+                signers.join(", ")
+            )
+        },
+    );
     Ok(())
 }
 
@@ -130,50 +236,15 @@ pub(crate) fn author_here(
     )
 }
 
-/// What is in force at `head` (the leader's): the trust set the last
-/// genesis or rotation up to it declared, and the member set the last
-/// genesis or membership version declared.
-#[derive(Default)]
-pub(crate) struct InForce {
-    pub trust: Option<TrustSet>,
-    pub members: Option<MemberSet>,
-}
-
 /// The trust set in force at `head`.
 fn trust_in_force(client: &Client, head: Head) -> Result<Option<TrustSet>> {
     in_force(client, head).map(|in_force| in_force.trust)
 }
 
-/// What is in force at `head`, read a page at a time from the node, no
+/// What is in force at `head` (the leader's), read from the node no
 /// further than `head`.
 pub(crate) fn in_force(client: &Client, head: Head) -> Result<InForce> {
-    const PAGE: u32 = 1000;
-    let mut in_force = InForce::default();
-    let mut from_seq = 1;
-    while from_seq <= head.seq {
-        let page = call(client.list_versions(ListVersionsRequest {
-            from_seq,
-            limit: PAGE,
-        }))?;
-        let asked = from_seq;
-        for version in page {
-            if version.seq() > head.seq {
-                break;
-            }
-            from_seq = version.seq() + 1;
-            if let Some(declared) = version.header.trust {
-                in_force.trust = Some(declared);
-            }
-            if let Some(declared) = version.header.members {
-                in_force.members = Some(declared);
-            }
-        }
-        // An empty page, or one that did not move on: no further to read.
-        if from_seq == asked {
-            break;
-        }
-    }
-    Ok(in_force)
+    Ok(InForce::after(&versions(client, Some(head.seq))?, head.seq))
 }
 
 /// The head, read through the leader: a new version's parent must be the
@@ -194,7 +265,13 @@ pub(crate) fn send_new(
     client: &Client,
     version: Version,
     bundle: BundleFiles,
+    asked: &Confirm,
 ) -> Result<()> {
+    let versions = versions(client, Some(version.seq().saturating_sub(1)))?;
+    let (_, parent) = committed(client, version.seq().saturating_sub(1))?;
+    let below = Below::of(&versions, &version);
+    let (_, review) = below.subject(&version, &bundle, Some(&parent)).render();
+    confirm(asked, &version, &review, false)?;
     send(out, client, Proposal { version, bundle }, false)
 }
 

@@ -330,21 +330,35 @@ impl Cluster {
 
     /// `stele ARGS --endpoint <node 1 or the first running node>`.
     pub fn run(&self, args: &[&str]) -> Run {
-        let endpoint = self
-            .nodes
+        self.run_at(&self.first_running(), args)
+    }
+
+    /// The address of node 1, or of the first node running.
+    fn first_running(&self) -> String {
+        self.nodes
             .iter()
             .find(|n| n.child.is_some())
             .map(|n| n.addr.clone())
-            .expect("a running node");
-        self.run_at(&endpoint, args)
+            .expect("a running node")
     }
 
     pub fn run_at(&self, endpoint: &str, args: &[&str]) -> Run {
         self.run_as("operator", endpoint, args)
     }
 
-    /// `stele ARGS` at `endpoint` with client certificate `name`.
+    /// `stele ARGS` at `endpoint` with client certificate `name`; a
+    /// command that signs is confirmed with `--yes` (see `confirmed`).
     pub fn run_as(&self, name: &str, endpoint: &str, args: &[&str]) -> Run {
+        self.run_unconfirmed_as(name, endpoint, &super::confirmed(args))
+    }
+
+    /// `stele ARGS` at a running node, exactly as given, without a
+    /// terminal.
+    pub fn run_unconfirmed(&self, args: &[&str]) -> Run {
+        self.run_unconfirmed_as("operator", &self.first_running(), args)
+    }
+
+    fn run_unconfirmed_as(&self, name: &str, endpoint: &str, args: &[&str]) -> Run {
         let files = self.tls_files(name);
         let mut command = Command::new(env!("CARGO_BIN_EXE_stele"));
         if self.plaintext {

@@ -66,6 +66,22 @@ fn finish(output: Output) -> Run {
 
 /// Runs `stele ARGS` in `dir`.
 pub fn stele(dir: &Path, args: &[&str]) -> Run {
+    stele_unconfirmed(dir, &confirmed(args))
+}
+
+/// `args`, with `--yes` when the command signs (it takes `--key`): these
+/// tests are scripts, which must say that they mean to sign; the review
+/// and its question have tests of their own (`stele_unconfirmed`).
+pub fn confirmed<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    if args.contains(&"--key") && !args.contains(&"--yes") {
+        args.push("--yes");
+    }
+    args
+}
+
+/// Runs `stele ARGS` in `dir` as given, with stdin closed (no terminal).
+pub fn stele_unconfirmed(dir: &Path, args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_stele"))
         .args(args)
         .current_dir(dir)

@@ -49,15 +49,16 @@ pub fn diff(old: &BundleFiles, new: &BundleFiles) -> Result<BundleDiff, BundleEr
 fn policy_forms(bundle: &BundleFiles) -> Result<BTreeMap<String, String>, BundleError> {
     Ok(parse_policies(bundle)?
         .into_iter()
-        .map(|named| {
-            let form = named
-                .policy
-                .to_json()
-                .map(|json| json.to_string())
-                .unwrap_or_else(|_| named.policy.to_string());
-            (named.id, form)
-        })
+        .map(|named| (named.id, policy_form(&named.policy)))
         .collect())
+}
+
+/// What a policy means, spacing and comments aside: Cedar's JSON form.
+pub(crate) fn policy_form(policy: &cedar_policy::Policy) -> String {
+    policy
+        .to_json()
+        .map(|json| json.to_string())
+        .unwrap_or_else(|_| policy.to_string())
 }
 
 type Changes = (Vec<String>, Vec<String>, Vec<String>);
