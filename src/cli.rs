@@ -90,6 +90,10 @@ pub enum Command {
     /// Sign a pending proposal (after checking what it is) and send the
     /// signature; it commits when M approvers have signed.
     Approve(ApproveArgs),
+    /// Take a pending proposal back, signed by its author, or by M
+    /// approvers together (one approver alone cannot veto when M < N). It
+    /// stays listed as withdrawn until it would have lapsed.
+    Withdraw(WithdrawArgs),
     /// Send a proposal file from the offline flow; it must carry M
     /// signatures (nothing is held pending).
     Submit(SubmitArgs),
@@ -589,6 +593,17 @@ pub struct ApproveArgs {
     /// proposals` print it. On a terminal, a unique prefix of at least 8
     /// hex digits will do (the full id is shown before you sign); with
     /// --yes, the full id.
+    pub proposal_id: String,
+    #[command(flatten)]
+    pub signing: SigningKeys,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct WithdrawArgs {
+    /// The pending proposal's id. On a terminal, a unique prefix of at
+    /// least 8 hex digits will do; with --yes, the full id.
     pub proposal_id: String,
     #[command(flatten)]
     pub signing: SigningKeys,

@@ -1247,3 +1247,73 @@ fn a_pending_proposal_is_listed_reviewed_and_signed_only_when_confirmed() {
         (Some(2), Some(false))
     );
 }
+
+/// What happened to a proposal that did not commit stays visible to its
+/// author: withdrawn (by the author, not by one other approver), or
+/// superseded by the version that committed first.
+#[test]
+fn withdrawn_and_superseded_proposals_stay_listed_for_their_authors() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    no_ssh_from_vpn(&cluster);
+    let propose = |bundle: &str, keys: &[&str]| {
+        let mut args = vec!["--json", "propose", "--bundle", bundle, "-m", bundle];
+        for key in keys {
+            args.extend(["--key", key]);
+        }
+        cluster.run(&args).ok().json()
+    };
+    let first = propose("no-ssh", &["a"]);
+    let id = first["proposal_id"].as_str().unwrap().to_string();
+    let listed = |state: &str| -> Vec<Value> {
+        cluster
+            .run(&["--json", "proposals"])
+            .ok()
+            .json_lines()
+            .into_iter()
+            .filter(|line| line["state"] == state)
+            .collect()
+    };
+    // One approver who is not the author cannot take it back alone (2 of 3).
+    let vetoed = cluster
+        .run(&["--json", "withdraw", &id, "--key", "b"])
+        .fails()
+        .json();
+    assert_eq!(vetoed["error"], "below_threshold", "{vetoed}");
+    assert_eq!(listed("pending").len(), 1);
+    let withdrawn = cluster
+        .run(&["--json", "withdraw", &id, "--key", "a"])
+        .ok()
+        .json();
+    assert_eq!(withdrawn["status"], "withdrawn", "{withdrawn}");
+    let closed = listed("withdrawn");
+    assert_eq!(
+        (
+            closed[0]["proposal_id"].as_str(),
+            closed[0]["withdrawn_by_names"].clone()
+        ),
+        (Some(id.as_str()), serde_json::json!(["a"]))
+    );
+    assert!(listed("pending").is_empty());
+    // Another proposal, overtaken by a version that commits at once.
+    cluster.variant("second");
+    cluster.variant("third");
+    let overtaken = propose("second", &["a"]);
+    let committed = propose("third", &["a", "b"]);
+    assert_eq!(committed["status"], "committed");
+    let superseded = listed("superseded");
+    assert_eq!(superseded.len(), 1, "{superseded:?}");
+    assert_eq!(superseded[0]["proposal_id"], overtaken["proposal_id"]);
+    assert_eq!(
+        (
+            superseded[0]["superseded_seq"].as_u64(),
+            superseded[0]["superseded_by"].as_str()
+        ),
+        (Some(2), committed["proposal_id"].as_str())
+    );
+    let text = cluster.run(&["proposals"]).ok().stdout;
+    assert!(text.contains("SUPERSEDED by seq 2"), "{text}");
+    assert!(text.contains("WITHDRAWN by a"), "{text}");
+}

@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cluster(command) => cluster::run(out, command),
         Command::Propose(args) => writes::propose(out, args),
         Command::Approve(args) => writes::approve(out, args),
+        Command::Withdraw(args) => writes::withdraw(out, args),
         Command::Submit(args) => writes::submit(out, args),
         Command::Rollback(args) => writes::rollback(out, args),
         Command::Rotate(args) => writes::rotate(out, args),

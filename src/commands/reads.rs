@@ -6,14 +6,16 @@ use serde_json::json;
 
 use stele_ledger::Version;
 use stele_policy::review;
+use stele_proto::v1::ClosedProposal;
+use stele_proto::v1::closed_proposal::Why;
 
-use super::cluster_view::{self, Read, find, parent_bundle, versions};
+use super::cluster_view::{Read, find, parent_bundle, versions};
 use super::describe::{Names, member_changes, version_json, version_line};
 use super::ids::Typed;
 use super::impact::add_to_review;
 use super::review::{Below, review_text};
 use crate::cli::{DiffArgs, ExportArgs, LogArgs, ProposalsArgs, Remote, ShowArgs};
-use crate::failure::Result;
+use crate::failure::{Code, Failure, Result};
 use crate::files::{create_new, refuse_existing};
 use crate::output::Output;
 use crate::remote::{call, client};
@@ -102,7 +104,11 @@ pub fn diff(out: Output, args: DiffArgs) -> Result<()> {
             "pending": read.pending,
         })
     };
-    let mut value = json!({ "from": side(&a), "to": side(&b) });
+    // Which policies and files changed, by meaning; then every line.
+    let mut value =
+        serde_json::to_value(stele_policy::diff(&a.bundle, &b.bundle)?).expect("a diff serializes");
+    value["from"] = side(&a);
+    value["to"] = side(&b);
     value["review"] = serde_json::to_value(&changes).expect("a review serializes");
     out.result(&value, || {
         let label = |read: &Read| match read.pending {
@@ -126,15 +132,15 @@ pub fn diff(out: Output, args: DiffArgs) -> Result<()> {
 pub fn proposals(out: Output, args: ProposalsArgs) -> Result<()> {
     let client = client(&args.remote)?;
     let versions = versions(&client, None)?;
-    let statuses = cluster_view::pending(&client)?;
-    if statuses.is_empty() && !out.json {
+    let listed = call(client.list_proposals())?;
+    if listed.proposals.is_empty() && listed.closed.is_empty() && !out.json {
         out.result(&json!({}), || "no pending proposals".into());
         return Ok(());
     }
-    for status in statuses {
+    for status in listed.proposals {
         let id = status.proposal_id.parse().map_err(|e| {
-            crate::failure::Failure::new(
-                crate::failure::Code::NodeError,
+            Failure::new(
+                Code::NodeError,
                 format!("the node listed a malformed proposal id: {e}"),
             )
         })?;
@@ -142,7 +148,7 @@ pub fn proposals(out: Output, args: ProposalsArgs) -> Result<()> {
         let proposal = match call(client.proposal(&id)) {
             Ok(proposal) => proposal,
             // Committed or expired between the list and now.
-            Err(failure) if failure.code == crate::failure::Code::NotFound => continue,
+            Err(failure) if failure.code == Code::NotFound => continue,
             Err(failure) => return Err(failure),
         };
         let version = &proposal.version;
@@ -153,6 +159,7 @@ pub fn proposals(out: Output, args: ProposalsArgs) -> Result<()> {
         let signed_by: Vec<String> = version.signers().map(|k| proposal_names.name(k)).collect();
         let value = json!({
             "proposal_id": id,
+            "state": "pending",
             "seq": version.seq(),
             "kind": version.header.kind.name(),
             "author": version.header.author,
@@ -179,10 +186,76 @@ pub fn proposals(out: Output, args: ProposalsArgs) -> Result<()> {
             )
         });
     }
+    for closed in &listed.closed {
+        closed_line(out, closed, &versions)?;
+    }
     Ok(())
 }
 
 /// When a pending proposal is dropped, from now.
+/// A proposal that closed without committing, as the node lists it: its
+/// version is checked to be the one its id names.
+fn closed_line(out: Output, closed: &ClosedProposal, versions: &[Version]) -> Result<()> {
+    let malformed = |what: String| {
+        Failure::new(
+            Code::NodeError,
+            format!("the node listed {what}; not trusting it"),
+        )
+    };
+    let version: Version = serde_json::from_slice(&closed.version)
+        .map_err(|e| malformed(format!("a closed proposal that does not decode ({e})")))?;
+    if version.hash().to_hex() != closed.proposal_id {
+        return Err(malformed(format!(
+            "closed proposal {} with the version of {}",
+            closed.proposal_id,
+            version.hash()
+        )));
+    }
+    let names = Below::of(versions, &version).names;
+    let (state, detail, mut value) = match &closed.why {
+        Some(Why::Superseded(superseded)) => (
+            "superseded",
+            format!("SUPERSEDED by seq {} ({})", superseded.seq, superseded.by),
+            json!({ "superseded_by": superseded.by, "superseded_seq": superseded.seq }),
+        ),
+        Some(Why::Withdrawn(withdrawn)) => {
+            let by: Vec<String> = withdrawn
+                .by
+                .iter()
+                .map(|key| {
+                    key.parse()
+                        .map_or_else(|_| key.clone(), |key| names.name(&key))
+                })
+                .collect();
+            (
+                "withdrawn",
+                format!("WITHDRAWN by {}", by.join(", ")),
+                json!({ "withdrawn_by": withdrawn.by, "withdrawn_by_names": by }),
+            )
+        }
+        None => ("closed", "CLOSED".to_string(), json!({})),
+    };
+    value["proposal_id"] = json!(closed.proposal_id);
+    value["state"] = json!(state);
+    value["seq"] = json!(version.seq());
+    value["kind"] = json!(version.header.kind.name());
+    value["author"] = json!(version.header.author);
+    value["message"] = json!(version.header.message);
+    value["listed_until_ms"] = json!(closed.expires_at_ms);
+    out.result(&value, || {
+        format!(
+            "{}  seq {:<4} {:<12} by {:<10} {detail}; listed {}  {}",
+            version.hash().short(),
+            version.seq(),
+            version.header.kind.to_string(),
+            version.header.author,
+            expiry_text(Some(closed.expires_at_ms)).replace("in ", "for "),
+            version.header.message.lines().next().unwrap_or_default()
+        )
+    });
+    Ok(())
+}
+
 fn expiry_text(at_ms: Option<u64>) -> String {
     let Some(at_ms) = at_ms else {
         return "never".into();

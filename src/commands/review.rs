@@ -291,6 +291,17 @@ pub fn checked_parent<'a>(
 /// nothing is signed: a script must say that it means it. An id given as
 /// a prefix is signed only after a person has seen the full id.
 pub fn confirm(confirm: &Confirm, version: &Version, review: &str, by_prefix: bool) -> Result<()> {
+    confirm_to("Sign", confirm, version, review, by_prefix)
+}
+
+/// [`confirm`], asking to `verb` (Sign, Withdraw) the version.
+pub fn confirm_to(
+    verb: &str,
+    confirm: &Confirm,
+    version: &Version,
+    review: &str,
+    by_prefix: bool,
+) -> Result<()> {
     let id = version.hash();
     let what = format!(
         "seq {} ({}), id {id}",
@@ -308,12 +319,16 @@ pub fn confirm(confirm: &Confirm, version: &Version, review: &str, by_prefix: bo
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !interactive {
         return Err(Failure::usage(format!(
-            "not signing {what}: there is no terminal to show you the change and ask. Read it first (`stele proposal show`), then run this again with --yes"
+            "not done: {verb} {what}? There is no terminal to show you what you sign and ask. Read it first (`stele show`, `stele proposal show`), then run this again with --yes"
         )));
     }
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{}\n", terminal_safe(review));
-    let _ = write!(stderr, "Sign {what}? Type yes to sign: ");
+    let _ = write!(
+        stderr,
+        "{verb} {what}? Type yes to {}: ",
+        verb.to_lowercase()
+    );
     let _ = stderr.flush();
     let mut answer = String::new();
     std::io::stdin()
@@ -324,7 +339,7 @@ pub fn confirm(confirm: &Confirm, version: &Version, review: &str, by_prefix: bo
         "y" | "yes" => Ok(()),
         _ => Err(Failure::new(
             Code::Declined,
-            format!("not signed: you did not answer yes ({what})"),
+            format!("nothing signed: you did not answer yes ({verb} {what})"),
         )),
     }
 }

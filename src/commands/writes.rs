@@ -8,13 +8,15 @@ use stele_ledger::{
     BundleFiles, Head, Kind, Proposal, PublicKey, Reason, SecretKey, TrustSet, Version,
 };
 use stele_policy::load_dir;
-use stele_proto::v1::{ApproveRequest, ProposalStatus};
+use stele_proto::v1::{ApproveRequest, ProposalStatus, WithdrawRequest};
 
 use super::cluster_view::{committed, find, parent_bundle, versions};
 use super::ids::Typed;
 use super::ledger::{header_on, signed, trust_set};
-use super::review::{Below, InForce, Subject, confirm};
-use crate::cli::{About, ApproveArgs, Confirm, ProposeArgs, RollbackArgs, RotateArgs, SubmitArgs};
+use super::review::{Below, InForce, Subject, confirm, confirm_to};
+use crate::cli::{
+    About, ApproveArgs, Confirm, ProposeArgs, RollbackArgs, RotateArgs, SubmitArgs, WithdrawArgs,
+};
 use crate::failure::{Code, Failure, Result};
 use crate::files::load_secret_keys;
 use crate::ledger_files::{author_for, load_proposal};
@@ -85,12 +87,7 @@ pub fn submit(out: Output, args: SubmitArgs) -> Result<()> {
 }
 
 pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
-    let typed = Typed::parse(&args.proposal_id)?;
-    if let Typed::Seq(seq) = typed {
-        return Err(Failure::usage(format!(
-            "{seq} is a seq; approve takes a pending proposal's id (`stele proposals` lists them)"
-        )));
-    }
+    let typed = proposal_id(&args.proposal_id, "approve")?;
     let keys = load_secret_keys(&args.signing.keys)?;
     let client = client(&args.remote)?;
     let versions = versions(&client, None)?;
@@ -126,13 +123,7 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
     }
     let (_, review) = subject.render();
     confirm(&args.signing.confirm, version, &review, typed.is_prefix())?;
-    let approvals: Vec<_> = fresh
-        .iter()
-        .map(|key| stele_proto::v1::Approval {
-            key: key.public_key().to_hex(),
-            signature: key.sign(&id).to_hex(),
-        })
-        .collect();
+    let approvals = signed_by(fresh.iter().copied(), |key| key.sign(&id));
     let status = retrying_write(|| {
         client.approve(ApproveRequest {
             proposal_id: id.to_hex(),
@@ -141,6 +132,81 @@ pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {
     })?;
     print_status(out, &status);
     Ok(())
+}
+
+pub fn withdraw(out: Output, args: WithdrawArgs) -> Result<()> {
+    let typed = proposal_id(&args.proposal_id, "withdraw")?;
+    let keys = load_secret_keys(&args.signing.keys)?;
+    let client = client(&args.remote)?;
+    let versions = versions(&client, None)?;
+    let read = find(&client, &versions, &typed)?;
+    let version = &read.version;
+    let id = version.hash();
+    if !read.pending {
+        return Err(Failure::new(
+            Code::Reason(Reason::UnknownProposal),
+            format!(
+                "{id} is committed, as seq {}: a committed version is never withdrawn; a new version (`stele rollback`) undoes it",
+                version.seq()
+            ),
+        ));
+    }
+    let below = Below::of(&versions, version);
+    if let Some(trust) = &below.in_force.trust {
+        for key in &keys {
+            let public = key.public_key();
+            if !trust.contains(&public) {
+                return Err(Failure::new(
+                    Code::Reason(Reason::UnknownKey),
+                    format!(
+                        "your key {public} is not an approver of the trust set in force; the approvers are: {}",
+                        approvers_text(&[trust])
+                    ),
+                ));
+            }
+        }
+    }
+    let summary = super::describe::version_text(version, &below.names);
+    confirm_to(
+        "Withdraw",
+        &args.signing.confirm,
+        version,
+        &summary,
+        typed.is_prefix(),
+    )?;
+    let approvals = signed_by(keys.iter(), |key| key.sign_withdrawal(&id));
+    let status = retrying_write(|| {
+        client.withdraw(WithdrawRequest {
+            proposal_id: id.to_hex(),
+            approvals: approvals.clone(),
+        })
+    })?;
+    print_status(out, &status);
+    Ok(())
+}
+
+/// A pending proposal's id as typed for `command`: a seq names a committed
+/// version, never a proposal.
+fn proposal_id(text: &str, command: &str) -> Result<Typed> {
+    let typed = Typed::parse(text)?;
+    if let Typed::Seq(seq) = typed {
+        return Err(Failure::usage(format!(
+            "{seq} is a seq; {command} takes a pending proposal's id (`stele proposals` lists them)"
+        )));
+    }
+    Ok(typed)
+}
+
+/// Each key's signature, as a request carries it.
+fn signed_by<'k>(
+    keys: impl Iterator<Item = &'k SecretKey>,
+    sign: impl Fn(&SecretKey) -> stele_ledger::Signature,
+) -> Vec<stele_proto::v1::Approval> {
+    keys.map(|key| stele_proto::v1::Approval {
+        key: key.public_key().to_hex(),
+        signature: sign(key).to_hex(),
+    })
+    .collect()
 }
 
 /// The keys that have not signed `subject` yet, each checked to be an
@@ -286,6 +352,7 @@ pub(crate) fn state_name(status: &ProposalStatus) -> &'static str {
         Ok(stele_proto::v1::ProposalState::Pending) => "pending",
         Ok(stele_proto::v1::ProposalState::Committed) => "committed",
         Ok(stele_proto::v1::ProposalState::AlreadyCommitted) => "already_committed",
+        Ok(stele_proto::v1::ProposalState::Withdrawn) => "withdrawn",
         _ => "unknown",
     }
 }
@@ -312,6 +379,10 @@ pub fn print_status(out: Output, status: &ProposalStatus) {
         "committed" => format!(
             "committed as seq {} ({})",
             status.seq.unwrap_or_default(),
+            status.proposal_id
+        ),
+        "withdrawn" => format!(
+            "withdrawn: {} can no longer commit; `stele proposals` lists it as withdrawn until it would have lapsed",
             status.proposal_id
         ),
         _ => format!(

@@ -30,7 +30,7 @@ use stele_proto::v1::{
     CheckRequest, CheckResponse, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
     HeadResponse, ListProposalsRequest, ListProposalsResponse, ListVersionsRequest,
     ListVersionsResponse, ProposalReply, ProposalStatus, ProposeRequest, StatusRequest,
-    StatusResponse, VersionRef, WatchHeadRequest,
+    StatusResponse, VersionRef, WatchHeadRequest, WithdrawRequest,
 };
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
@@ -249,6 +249,11 @@ impl Client {
 
     pub async fn approve(&self, request: ApproveRequest) -> Result<ProposalStatus, Error> {
         let reply = self.ledger().approve(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
+
+    pub async fn withdraw(&self, request: WithdrawRequest) -> Result<ProposalStatus, Error> {
+        let reply = self.ledger().withdraw(self.request(request)).await;
         Ok(reply.map_err(self.failed())?.into_inner())
     }
 

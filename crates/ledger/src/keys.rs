@@ -12,6 +12,11 @@ use crate::hash::{Hash, HexError, parse_lower_hex};
 /// Domain tag of the message an approver signs: `tag ‖ 0x00 ‖ version hash`.
 pub const APPROVAL_TAG: &str = "stele/approve/v1";
 
+/// The domain of a withdrawal: a signature that takes a pending proposal
+/// back (`stele withdraw`) can never pass for an approval of it, nor an
+/// approval for a withdrawal.
+pub const WITHDRAW_TAG: &str = "stele/withdraw/v1";
+
 /// The first line of a secret key file, before the hex seed. It keeps a
 /// secret key from being mistaken for a public one (or pasted as one).
 const SECRET_KEY_PREFIX: &str = "stele-secret-key:";
@@ -95,6 +100,16 @@ impl PublicKey {
         key.verify_strict(&approval_message(hash), &signature)
             .is_ok()
     }
+
+    /// Whether `signature` is this key's withdrawal of the proposal `hash`.
+    pub fn verifies_withdrawal(&self, hash: &Hash, signature: &Signature) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
+            return false;
+        };
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&tagged_message(WITHDRAW_TAG, hash), &signature)
+            .is_ok()
+    }
 }
 
 impl FromStr for PublicKey {
@@ -131,6 +146,12 @@ impl SecretKey {
     /// Signs the version `hash` (see [`APPROVAL_TAG`]).
     pub fn sign(&self, hash: &Hash) -> Signature {
         Signature(self.0.sign(&approval_message(hash)).to_bytes())
+    }
+
+    /// Signs the withdrawal of the pending proposal `hash` (see
+    /// [`WITHDRAW_TAG`]).
+    pub fn sign_withdrawal(&self, hash: &Hash) -> Signature {
+        Signature(self.0.sign(&tagged_message(WITHDRAW_TAG, hash)).to_bytes())
     }
 
     pub fn from_key_file(text: &str) -> Result<SecretKey, KeyError> {
@@ -177,8 +198,13 @@ impl fmt::Debug for Signature {
 
 /// The bytes an approver signs for a version: `APPROVAL_TAG ‖ 0x00 ‖ hash`.
 pub fn approval_message(hash: &Hash) -> Vec<u8> {
-    let mut message = Vec::with_capacity(APPROVAL_TAG.len() + 1 + 32);
-    message.extend_from_slice(APPROVAL_TAG.as_bytes());
+    tagged_message(APPROVAL_TAG, hash)
+}
+
+/// `tag ‖ 0x00 ‖ hash`.
+fn tagged_message(tag: &str, hash: &Hash) -> Vec<u8> {
+    let mut message = Vec::with_capacity(tag.len() + 1 + 32);
+    message.extend_from_slice(tag.as_bytes());
     message.push(0);
     message.extend_from_slice(hash.as_bytes());
     message

@@ -44,9 +44,10 @@ pub fn grpc_need(path: &str) -> Option<Need> {
     }
     let need = match path {
         "/stele.v1.Decision/Check" | "/stele.v1.Decision/CheckBatch" => Need::Decide,
-        "/stele.v1.Ledger/Propose" | "/stele.v1.Ledger/Approve" | "/stele.v1.Ledger/Restore" => {
-            OPERATOR
-        }
+        "/stele.v1.Ledger/Propose"
+        | "/stele.v1.Ledger/Approve"
+        | "/stele.v1.Ledger/Withdraw"
+        | "/stele.v1.Ledger/Restore" => OPERATOR,
         "/stele.v1.Ledger/GetProposal"
         | "/stele.v1.Ledger/ListProposals"
         | "/stele.v1.Ledger/GetVersion"

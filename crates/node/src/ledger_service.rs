@@ -1,4 +1,4 @@
-//! The ledger API: writes (Propose, Approve) through the leader, forwarded
+//! The ledger API: writes (Propose, Approve, Withdraw, Restore) through the leader, forwarded
 //! by followers; reads from this node's own state.
 
 use std::pin::Pin;
@@ -9,12 +9,15 @@ use stele_ledger::limits::{MAX_RESTORE_LEDGER_BYTES, MAX_SIGNATURES};
 use stele_ledger::{Approval, Hash, Proposal, Reason};
 use stele_proto::v1::ledger_server::Ledger as LedgerRpc;
 use stele_proto::v1::{
-    ApproveRequest, ExportChunk, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
-    HeadResponse, ListProposalsRequest, ListProposalsResponse, ListVersionsRequest,
-    ListVersionsResponse, ProposalReply, ProposalStatus as ProtoStatus, ProposeRequest,
-    RestoreRequest, VersionRef, VersionReply, WatchHeadRequest,
+    ApproveRequest, ClosedProposal, ExportChunk, ExportRequest, GetProposalRequest,
+    GetVersionRequest, HeadRequest, HeadResponse, ListProposalsRequest, ListProposalsResponse,
+    ListVersionsRequest, ListVersionsResponse, ProposalReply, ProposalStatus as ProtoStatus,
+    ProposeRequest, RestoreRequest, Superseded, VersionRef, VersionReply, WatchHeadRequest,
+    WithdrawRequest, Withdrawn,
 };
-use stele_store::{Command, ProposalState, ProposalStatus, Request as Entry, Response as Applied};
+use stele_store::{
+    Closed, Command, ProposalState, ProposalStatus, Request as Entry, Response as Applied,
+};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
@@ -37,6 +40,7 @@ pub fn to_proto(status: &ProposalStatus) -> ProtoStatus {
             ProposalState::Pending => stele_proto::v1::ProposalState::Pending,
             ProposalState::Committed => stele_proto::v1::ProposalState::Committed,
             ProposalState::AlreadyCommitted => stele_proto::v1::ProposalState::AlreadyCommitted,
+            ProposalState::Withdrawn => stele_proto::v1::ProposalState::Withdrawn,
         } as i32,
         signatures: status.signatures,
         threshold: status.threshold,
@@ -53,6 +57,7 @@ fn verdict(written: &Result<Applied, WriteError>) -> &'static str {
             ProposalState::Pending => "pending",
             ProposalState::Committed => "committed",
             ProposalState::AlreadyCommitted => "already_committed",
+            ProposalState::Withdrawn => "withdrawn",
         },
         Ok(_) => "unexpected",
         Err(WriteError::Refused(refusal)) => refusal.reason.as_str(),
@@ -65,11 +70,65 @@ fn verdict(written: &Result<Applied, WriteError>) -> &'static str {
     }
 }
 
+fn closed_to_proto(record: &stele_store::Pending) -> ClosedProposal {
+    use stele_proto::v1::closed_proposal::Why;
+    let why = record.closed.as_ref().map(|why| match why {
+        Closed::Superseded { by, seq } => Why::Superseded(Superseded {
+            by: by.to_hex(),
+            seq: *seq,
+        }),
+        Closed::Withdrawn { by } => Why::Withdrawn(Withdrawn {
+            by: by.iter().map(|key| key.to_hex()).collect(),
+        }),
+    });
+    ClosedProposal {
+        proposal_id: record.version.hash().to_hex(),
+        version: serde_json::to_vec(&record.version).expect("a version serializes"),
+        expires_at_ms: record.expires_at_ms,
+        why,
+    }
+}
+
 fn head_ref(head: stele_ledger::Head) -> VersionRef {
     VersionRef {
         seq: head.seq,
         hash: head.hash.to_hex(),
     }
+}
+
+/// Signatures as a request carries them: at least one, at most a version's
+/// worth. Counted before a key is parsed: each costs a curve point's
+/// decompression.
+fn parse_approvals(approvals: &[stele_proto::v1::Approval]) -> Result<Vec<Approval>, Status> {
+    if approvals.len() > MAX_SIGNATURES {
+        return Err(refuse(
+            Reason::OverSizeLimit,
+            format!(
+                "{} signatures in one request, over the limit of {MAX_SIGNATURES} a version holds",
+                approvals.len()
+            ),
+        ));
+    }
+    let bad = |why: String| refuse(Reason::BadApproval, why);
+    let approvals = approvals
+        .iter()
+        .map(|a| {
+            Ok(Approval {
+                key: a
+                    .key
+                    .parse()
+                    .map_err(|e| bad(format!("key {:?}: {e}", a.key)))?,
+                signature: a
+                    .signature
+                    .parse()
+                    .map_err(|e| bad(format!("signature: {e}")))?,
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    if approvals.is_empty() {
+        return Err(bad("at least one signature is needed".into()));
+    }
+    Ok(approvals)
 }
 
 fn parse_id(text: &str) -> Result<Hash, Status> {
@@ -114,40 +173,24 @@ impl LedgerService {
             proposal_id,
             approvals,
         } = request;
-        let proposal_id = parse_id(&proposal_id)?;
-        // Refused before a key is parsed: each costs a curve point's
-        // decompression, and a version holds no more signatures than this.
-        if approvals.len() > MAX_SIGNATURES {
-            return Err(refuse(
-                Reason::OverSizeLimit,
-                format!(
-                    "{} signatures in one approval, over the limit of {MAX_SIGNATURES} a version holds",
-                    approvals.len()
-                ),
-            ));
-        }
-        let bad = |why: String| refuse(Reason::BadApproval, why);
-        let approvals = approvals
-            .iter()
-            .map(|a| {
-                Ok(Approval {
-                    key: a
-                        .key
-                        .parse()
-                        .map_err(|e| bad(format!("key {:?}: {e}", a.key)))?,
-                    signature: a
-                        .signature
-                        .parse()
-                        .map_err(|e| bad(format!("signature: {e}")))?,
-                })
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
-        if approvals.is_empty() {
-            return Err(bad("an approval needs at least one signature".into()));
-        }
         self.write(Command::Approve {
+            proposal_id: parse_id(&proposal_id)?,
+            approvals: parse_approvals(&approvals)?,
+        })
+        .await
+    }
+
+    async fn withdraw_here(
+        &self,
+        request: WithdrawRequest,
+    ) -> Result<Response<ProtoStatus>, Status> {
+        let WithdrawRequest {
             proposal_id,
             approvals,
+        } = request;
+        self.write(Command::Withdraw {
+            proposal_id: parse_id(&proposal_id)?,
+            approvals: parse_approvals(&approvals)?,
         })
         .await
     }
@@ -213,6 +256,19 @@ impl LedgerRpc for LedgerService {
             .await
     }
 
+    async fn withdraw(
+        &self,
+        request: Request<WithdrawRequest>,
+    ) -> Result<Response<ProtoStatus>, Status> {
+        self.node
+            .forward_or_serve(
+                request,
+                |leader, request| async move { leader.withdraw(request).await },
+                |request| self.withdraw_here(request.into_inner()),
+            )
+            .await
+    }
+
     async fn restore(
         &self,
         request: Request<RestoreRequest>,
@@ -261,7 +317,11 @@ impl LedgerRpc for LedgerService {
             .pending()
             .map(|held| to_proto(&machine.pending_status(held)))
             .collect();
-        Ok(Response::new(ListProposalsResponse { proposals }))
+        let closed = machine
+            .closed()
+            .map(|record| closed_to_proto(record))
+            .collect();
+        Ok(Response::new(ListProposalsResponse { proposals, closed }))
     }
 
     async fn head(&self, request: Request<HeadRequest>) -> Result<Response<HeadResponse>, Status> {

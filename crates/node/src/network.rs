@@ -199,7 +199,9 @@ fn batch_that_fits(entries: &[Entry], budget: usize) -> Option<u64> {
     let weight = |entry: &Entry| match &entry.payload {
         openraft::EntryPayload::Normal(request) => match &request.command {
             Command::Propose { proposal, .. } => proposal.bundle.total_bytes() + 4096,
-            Command::Approve { approvals, .. } => 256 * (approvals.len() + 1),
+            Command::Approve { approvals, .. } | Command::Withdraw { approvals, .. } => {
+                256 * (approvals.len() + 1)
+            }
             // Escaped in JSON, up to twice as long.
             Command::Restore { ledger } => 2 * ledger.len() + 4096,
         },

@@ -37,6 +37,14 @@ pub enum Command {
     /// empty chain only, so that no node ever serves a version below the
     /// head it restores.
     Restore { ledger: String },
+    /// A pending proposal taken back: signed (over the domain-separated
+    /// withdrawal message, `stele_ledger::keys::WITHDRAW_TAG`) by its
+    /// proposer, or by M approvers of the trust set in force, so that one
+    /// approver cannot veto alone when M < N.
+    Withdraw {
+        proposal_id: Hash,
+        approvals: Vec<Approval>,
+    },
 }
 
 /// Where a proposal stands after a command.
@@ -46,6 +54,7 @@ pub enum ProposalState {
     Pending,
     Committed,
     AlreadyCommitted,
+    Withdrawn,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ mod types;
 
 pub use backend::{Backend, BundleSource, StoreError};
 pub use command::{Command, ProposalState, ProposalStatus, Refusal, Request, Response};
-pub use machine::{Change, MAX_PENDING, Machine, Pending};
+pub use machine::{Change, Closed, MAX_CLOSED, MAX_PENDING, Machine, Pending};
 pub use published::{Published, Served, ServedGuard};
 pub use runtime::{SteleRuntime, ThreadRng, offload, seed_thread_rng};
 pub use snapshot::SnapshotError;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use stele_ledger::limits::MAX_RESTORE_LEDGER_BYTES;
 use stele_ledger::{
-    Approval, BundleFiles, ChainState, Hash, Head, Proposal, Reason, Rejection, Restore, Review,
-    TrustSet, Version,
+    Approval, BundleFiles, ChainState, Hash, Head, Proposal, PublicKey, Reason, Rejection, Restore,
+    Review, TrustSet, Version,
 };
 use stele_policy::{BundleError, Snapshot, checked_snapshot};
 
@@ -20,12 +20,29 @@ use crate::command::{Command, ProposalState, ProposalStatus, Refusal, Request, R
 /// Most proposals held at once; a full table refuses new ones.
 pub const MAX_PENDING: usize = 32;
 
-/// A proposal collecting approvals.
+/// Most closed proposals (superseded or withdrawn) kept for their authors
+/// to see, besides the pending ones; past it the one that lapses first goes.
+pub const MAX_CLOSED: usize = 32;
+
+/// A proposal collecting approvals; or, once `closed`, a record of one that
+/// no longer can (without its bundle), kept until it would have lapsed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub version: Version,
     pub bundle: Arc<BundleFiles>,
     pub expires_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Closed>,
+}
+
+/// Why a proposal closed without committing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closed {
+    /// Another version committed on its parent first.
+    Superseded { by: Hash, seq: u64 },
+    /// Taken back, by these signers (its proposer, or M approvers).
+    Withdrawn { by: Vec<PublicKey> },
 }
 
 /// What an applied command changed, for the storage to persist and the node
@@ -54,6 +71,9 @@ pub struct Machine {
     /// copies pointers, not versions.
     versions: Vec<Arc<Version>>,
     pending: BTreeMap<Hash, Arc<Pending>>,
+    /// Closed proposals, each `closed`, bundle-less: stored beside the
+    /// pending ones and expiring like them.
+    closed: BTreeMap<Hash, Arc<Pending>>,
     clock_ms: u64,
     /// The last bundle that passed the admission check, shared with this
     /// machine's clones: the leader checks a command on a clone before it
@@ -92,6 +112,20 @@ impl Machine {
             "the chain state and the versions describe the same chain"
         );
         let offered = pending.len();
+        let (closed, pending): (Vec<Pending>, Vec<Pending>) =
+            pending.into_iter().partition(|held| held.closed.is_some());
+        // A record only, never admitted: kept while it has not lapsed.
+        let mut closed: Vec<Pending> = closed
+            .into_iter()
+            .filter(|record| record.expires_at_ms > clock_ms)
+            .collect();
+        closed
+            .sort_by_key(|record| std::cmp::Reverse((record.expires_at_ms, record.version.hash())));
+        closed.truncate(MAX_CLOSED);
+        let closed: BTreeMap<Hash, Arc<Pending>> = closed
+            .into_iter()
+            .map(|record| (record.version.hash(), Arc::new(record)))
+            .collect();
         let pending: BTreeMap<Hash, Arc<Pending>> = pending
             .into_iter()
             .filter(|held| still_pending(&chain, held) && !held.version.header.expired_at(clock_ms))
@@ -105,11 +139,12 @@ impl Machine {
             .take(MAX_PENDING)
             .map(|p| (p.version.hash(), Arc::new(p)))
             .collect();
-        let dropped = offered - pending.len();
+        let dropped = offered - pending.len() - closed.len();
         let machine = Machine {
             chain,
             versions: versions.into_iter().map(Arc::new).collect(),
             pending,
+            closed,
             clock_ms,
             last_checked: Arc::default(),
         };
@@ -143,6 +178,12 @@ impl Machine {
 
     pub fn pending_proposal(&self, id: &Hash) -> Option<&Arc<Pending>> {
         self.pending.get(id)
+    }
+
+    /// Proposals that closed without committing, until they would have
+    /// lapsed.
+    pub fn closed(&self) -> impl Iterator<Item = &Arc<Pending>> {
+        self.closed.values()
     }
 
     pub fn clock_ms(&self) -> u64 {
@@ -221,6 +262,119 @@ impl Machine {
                 )
             }
             Command::Restore { ledger } => self.restore(ledger.as_bytes(), stamped_ms, changes),
+            Command::Withdraw {
+                proposal_id,
+                approvals,
+            } => self.withdraw(proposal_id, &approvals, changes),
+        }
+    }
+
+    /// Takes a pending proposal back, on a withdrawal signed by its proposer
+    /// (the approver its author names) or by M approvers of the trust set
+    /// in force. Every signature must be a valid withdrawal by an approver.
+    fn withdraw(
+        &mut self,
+        id: Hash,
+        approvals: &[Approval],
+        changes: &mut Vec<Change>,
+    ) -> Response {
+        let Some(held) = self.pending.get(&id).cloned() else {
+            return Response::Refused(Refusal::new(
+                Reason::UnknownProposal,
+                format!(
+                    "no pending proposal {id} to withdraw: it committed, expired, was superseded or withdrawn, or never existed"
+                ),
+            ));
+        };
+        let Some(trust) = self.chain.trust() else {
+            return Response::Refused(Refusal::new(
+                Reason::UnknownProposal,
+                "a genesis is not withdrawn: it lapses, or another is bootstrapped",
+            ));
+        };
+        for approval in approvals {
+            if !trust.contains(&approval.key) {
+                return Response::Refused(Rejection::UnknownKey { key: approval.key }.into());
+            }
+            if !approval.key.verifies_withdrawal(&id, &approval.signature) {
+                return Response::Refused(Refusal::new(
+                    Reason::BadSignature,
+                    format!(
+                        "the signature by {} is not its withdrawal of {id} (an approval does not count as one)",
+                        approval.key
+                    ),
+                ));
+            }
+        }
+        let signers: Vec<PublicKey> = {
+            let mut keys: Vec<PublicKey> = approvals.iter().map(|a| a.key).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        };
+        let author = &held.version.header.author;
+        let by_proposer = signers.iter().any(|key| {
+            trust.name_of(key) == Some(author.as_str())
+                || (trust.approvers().is_none()
+                    && *author == format!("key {}", &key.to_hex()[..16]))
+        });
+        let by_quorum = trust.distinct_signers(signers.iter()) >= trust.threshold();
+        if !by_proposer && !by_quorum {
+            return Response::Refused(Refusal::new(
+                Reason::BelowThreshold,
+                format!(
+                    "a withdrawal is signed by the proposal's author ({author}) or by {} approvers; this one has {} other signer(s)",
+                    trust.threshold(),
+                    signers.len()
+                ),
+            ));
+        }
+        let threshold = trust.threshold();
+        let signatures = self.chain.approvals(&held.version).signers;
+        self.pending.remove(&id);
+        self.close(&held, Closed::Withdrawn { by: signers }, changes);
+        Response::Accepted(ProposalStatus {
+            proposal_id: id,
+            state: ProposalState::Withdrawn,
+            signatures,
+            threshold,
+            seq: None,
+            expires_at_ms: Some(held.expires_at_ms),
+        })
+    }
+
+    /// Keeps a record of a proposal that can no longer commit, without its
+    /// bundle, until it would have lapsed.
+    fn close(&mut self, held: &Pending, why: Closed, changes: &mut Vec<Change>) {
+        let record = Arc::new(Pending {
+            version: held.version.clone(),
+            bundle: Arc::default(),
+            expires_at_ms: held.expires_at_ms,
+            closed: Some(why),
+        });
+        let id = record.version.hash();
+        self.closed.insert(id, record.clone());
+        changes.push(Change::PendingStored(record));
+        if self.closed.len() > MAX_CLOSED
+            && let Some(first) = self
+                .closed
+                .iter()
+                .min_by_key(|(id, record)| (record.expires_at_ms, **id))
+                .map(|(id, _)| *id)
+        {
+            self.closed.remove(&first);
+            changes.push(Change::PendingRemoved(first));
+        }
+    }
+
+    /// Every pending proposal, once `by` committed at `seq` on their parent.
+    fn supersede_pending(&mut self, by: Hash, seq: u64, changes: &mut Vec<Change>) {
+        for (id, held) in std::mem::take(&mut self.pending) {
+            if id == by {
+                changes.push(Change::PendingRemoved(id));
+            } else {
+                self.close(&held, Closed::Superseded { by, seq }, changes);
+            }
         }
     }
 
@@ -286,6 +440,7 @@ impl Machine {
             );
         }
         let seq = head.seq();
+        let head_hash = head.hash();
         let Restore { chain, entries } = restore;
         let bundles: BTreeMap<Hash, Arc<BundleFiles>> = entries
             .bundles
@@ -304,9 +459,7 @@ impl Machine {
         }
         self.chain = chain;
         // Proposals held for the empty chain (a genesis) are stale now.
-        for stale in std::mem::take(&mut self.pending).into_keys() {
-            changes.push(Change::PendingRemoved(stale));
-        }
+        self.supersede_pending(head_hash, seq, changes);
         self.committed(seq, ProposalState::Committed)
     }
 
@@ -382,8 +535,10 @@ impl Machine {
                 let version = Arc::new(version);
                 self.versions.push(version.clone());
                 // Every other pending proposal names the old head as parent.
-                for stale in std::mem::take(&mut self.pending).into_keys() {
-                    changes.push(Change::PendingRemoved(stale));
+                self.supersede_pending(id, version.seq(), changes);
+                if self.closed.remove(&id).is_some() {
+                    // Withdrawn once, proposed again, committed now.
+                    changes.push(Change::PendingRemoved(id));
                 }
                 changes.push(Change::Appended {
                     version,
@@ -407,7 +562,10 @@ impl Machine {
                     version,
                     bundle,
                     expires_at_ms,
+                    closed: None,
                 });
+                // Withdrawn once and proposed again: pending again.
+                self.closed.remove(&id);
                 self.pending.insert(id, held.clone());
                 changes.push(Change::PendingStored(held));
                 response
@@ -432,18 +590,20 @@ impl Machine {
         })
     }
 
-    /// Drops pending proposals whose time has passed.
+    /// Drops pending proposals, and records of closed ones, whose time has
+    /// passed.
     fn expire(&mut self, changes: &mut Vec<Change>) {
         let now = self.clock_ms;
-        let expired: Vec<Hash> = self
-            .pending
-            .iter()
-            .filter(|(_, held)| held.expires_at_ms <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            self.pending.remove(&id);
-            changes.push(Change::PendingRemoved(id));
+        for table in [&mut self.pending, &mut self.closed] {
+            let expired: Vec<Hash> = table
+                .iter()
+                .filter(|(_, held)| held.expires_at_ms <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in expired {
+                table.remove(&id);
+                changes.push(Change::PendingRemoved(id));
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use stele_policy::check_ledger_bundles;
 use thiserror::Error;
 
 use crate::backend::StoreError;
-use crate::machine::{MAX_PENDING, Pending};
+use crate::machine::{MAX_CLOSED, MAX_PENDING, Pending};
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
 const FORMAT: &str = "stele-snapshot";
@@ -54,7 +54,9 @@ pub enum SnapshotError {
     Ledger(LedgerFileError),
     #[error("snapshot pending proposal: {0}")]
     Pending(String),
-    #[error("{count} pending proposals, over the limit of {MAX_PENDING}")]
+    #[error(
+        "{count} pending and closed proposals, over the limit of {MAX_PENDING} pending and {MAX_CLOSED} closed"
+    )]
     TooManyPending { count: usize },
     #[error("the snapshot is empty but this node holds seq {ours}")]
     Empty { ours: u64 },
@@ -150,7 +152,7 @@ pub fn decode(bytes: &[u8], pinned_genesis: Option<Hash>) -> Result<SnapshotStat
             serde_json::from_slice(line).map_err(|e| SnapshotError::Pending(e.to_string()))?;
         pending.push(held);
     }
-    if pending.len() > MAX_PENDING {
+    if pending.len() > MAX_PENDING + MAX_CLOSED {
         return Err(SnapshotError::TooManyPending {
             count: pending.len(),
         });

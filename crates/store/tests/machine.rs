@@ -1,12 +1,15 @@
-//! The policy state machine: commits, pending proposals, approvals, expiry,
-//! and determinism (the same requests give the same answers on every node).
+//! The policy state machine: commits, pending proposals, approvals,
+//! withdrawals, superseded proposals, expiry, and determinism (the same requests give the same answers on every node).
 
 use std::path::Path;
 
 use stele_ledger::{
     BundleFiles, Hash, Header, Kind, Proposal, Reason, SecretKey, TrustSet, Version,
 };
-use stele_store::{Change, Command, Machine, Pending, ProposalState, Request, Response};
+use stele_store::{
+    Change, Closed, Command, MAX_CLOSED, MAX_PENDING, Machine, Pending, ProposalState, Request,
+    Response,
+};
 
 fn key(n: u8) -> SecretKey {
     SecretKey::from_seed([n; 32])
@@ -301,6 +304,7 @@ fn a_received_pending_proposal_is_held_no_longer_than_its_own_expiry() {
         version: v2.clone(),
         bundle: std::sync::Arc::new(bundle.clone()),
         expires_at_ms: u64::MAX,
+        closed: None,
     };
     let versions: Vec<Version> = machine.versions().cloned().collect();
     let (received, dropped) = Machine::from_parts(
@@ -521,4 +525,148 @@ fn splice_second(ledger: &str) -> (String, Hash) {
     })
     .unwrap();
     (text, entries.versions[0].hash())
+}
+
+/// A withdrawal of `id` signed by `signers` (over the withdrawal message,
+/// or, with `as_approval`, over the approval message instead).
+fn withdraw(time_ms: u64, id: Hash, signers: &[u8], as_approval: bool) -> Request {
+    Request {
+        time_ms,
+        command: Command::Withdraw {
+            proposal_id: id,
+            approvals: signers
+                .iter()
+                .map(|n| stele_ledger::Approval {
+                    key: key(*n).public_key(),
+                    signature: match as_approval {
+                        true => key(*n).sign(&id),
+                        false => key(*n).sign_withdrawal(&id),
+                    },
+                })
+                .collect(),
+        },
+    }
+}
+
+/// A version proposed by key `author` (the name a trust set without names
+/// gives it), signed by it alone.
+fn proposed_by(machine: &Machine, bundle: &BundleFiles, author: u8) -> Version {
+    let mut version = version(machine, bundle, &[]);
+    version.header.author = format!("key {}", &key(author).public_key().to_hex()[..16]);
+    version.sign(&key(author));
+    version
+}
+
+#[test]
+fn a_pending_proposal_is_withdrawn_by_its_proposer_or_by_m_approvers_and_never_by_one_other() {
+    let mut machine = with_genesis();
+    let bundle = variant(2);
+    let v2 = proposed_by(&machine, &bundle, 1);
+    let id = v2.hash();
+    apply(&mut machine, &propose(1, v2, bundle, false));
+    // One other approver of 2-of-3 cannot veto alone; an approval is not a
+    // withdrawal; a key outside the trust set counts for nothing.
+    for (request, reason) in [
+        (withdraw(2, id, &[2], false), Reason::BelowThreshold),
+        (withdraw(2, id, &[1], true), Reason::BadSignature),
+        (withdraw(2, id, &[9], false), Reason::UnknownKey),
+    ] {
+        assert_eq!(refusal(&apply(&mut machine, &request)), reason);
+        assert_eq!(machine.pending().count(), 1, "{reason:?} withdrew it");
+    }
+    let mut changes = Vec::new();
+    let withdrawn = machine.apply(withdraw(3, id, &[1], false), &mut changes);
+    assert_eq!(state(&withdrawn), ProposalState::Withdrawn);
+    assert_eq!(machine.pending().count(), 0);
+    let record = machine.closed().next().expect("the withdrawal is recorded");
+    assert_eq!(
+        record.closed,
+        Some(Closed::Withdrawn {
+            by: vec![key(1).public_key()]
+        })
+    );
+    assert!(record.bundle.is_empty(), "a closed record keeps no bundle");
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::PendingStored(r) if r.closed.is_some()))
+    );
+    assert_eq!(
+        refusal(&apply(&mut machine, &approve(4, id, 2))),
+        Reason::UnknownProposal
+    );
+    // Someone else's proposal: withdrawn by M approvers together.
+    let bundle = variant(3);
+    let v2b = version(&machine, &bundle, &[3]);
+    let other = v2b.hash();
+    apply(&mut machine, &propose(5, v2b, bundle, false));
+    assert_eq!(
+        state(&apply(&mut machine, &withdraw(6, other, &[2, 3], false))),
+        ProposalState::Withdrawn
+    );
+    assert_eq!(
+        (machine.pending().count(), machine.closed().count()),
+        (0, 2)
+    );
+}
+
+#[test]
+fn a_commit_keeps_the_proposals_it_supersedes_listed_until_they_lapse_outside_the_pending_slots() {
+    let mut machine = with_genesis();
+    // A full table of pending proposals, then a commit over all of them.
+    let mut superseded = Vec::new();
+    for n in 0..MAX_PENDING as u32 {
+        let bundle = variant(100 + n);
+        let pending = version(&machine, &bundle, &[1]);
+        superseded.push(pending.hash());
+        apply(&mut machine, &propose(1, pending, bundle, false));
+    }
+    let bundle = variant(2);
+    let winner = version(&machine, &bundle, &[1, 2]);
+    let winner_id = winner.hash();
+    assert_eq!(
+        state(&apply(&mut machine, &propose(2, winner, bundle, false))),
+        ProposalState::Committed
+    );
+    assert_eq!(machine.pending().count(), 0);
+    let closed: Vec<_> = machine.closed().collect();
+    assert_eq!(closed.len(), MAX_CLOSED);
+    for record in &closed {
+        assert!(superseded.contains(&record.version.hash()));
+        assert_eq!(
+            record.closed,
+            Some(Closed::Superseded {
+                by: winner_id,
+                seq: 2
+            })
+        );
+        assert!(record.bundle.is_empty());
+    }
+    // The records take no pending slot.
+    let bundle = variant(3);
+    let next = version(&machine, &bundle, &[1]);
+    assert_eq!(
+        state(&apply(&mut machine, &propose(3, next, bundle, false))),
+        ProposalState::Pending
+    );
+    // A node rebuilt from storage or a snapshot keeps them.
+    let versions: Vec<Version> = machine.versions().cloned().collect();
+    let stored: Vec<Pending> = machine
+        .pending()
+        .chain(machine.closed())
+        .map(|p| (**p).clone())
+        .collect();
+    let (rebuilt, dropped) = Machine::from_parts(
+        machine.chain().clone(),
+        versions,
+        stored,
+        machine.clock_ms(),
+    );
+    assert_eq!(
+        (dropped, rebuilt.pending().count(), rebuilt.closed().count()),
+        (0, 1, MAX_CLOSED)
+    );
+    // Listed until they would have lapsed (the pending hold, 1 s here).
+    apply(&mut machine, &approve(5_000, Hash::ZERO, 1));
+    assert_eq!(machine.closed().count(), 0);
 }

@@ -237,6 +237,7 @@ fn a_stored_or_received_pending_proposal_with_a_forged_signature_is_dropped() {
             version,
             bundle: std::sync::Arc::new(files),
             expires_at_ms: u64::MAX,
+            closed: None,
         }
     };
     let honest = pending("honest", Some(1), false);
