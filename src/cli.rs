@@ -715,6 +715,10 @@ pub struct DevArgs {
     /// Run the nodes without decision logs (to measure what logging costs).
     #[arg(long)]
     pub no_decision_log: bool,
+    /// Log each request whole (`stele node --decision-log-requests`), so
+    /// that `stele proposal impact --from-log` can replay them.
+    #[arg(long, conflicts_with = "no_decision_log")]
+    pub decision_log_requests: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -857,10 +861,18 @@ pub enum ProposalCommand {
         /// pending proposal's id or a version (seq, hash, or a unique prefix
         /// of 8+ hex digits) on the node.
         proposal: String,
-        /// The requests, one JSON object per line, the format of `stele
-        /// check --requests` ('-' for stdin).
-        #[arg(long, value_name = "FILE")]
-        requests: PathBuf,
+        /// The requests, one JSON object per line: the format of `stele
+        /// check --requests`, or a decision log's request ('-' for stdin).
+        #[arg(long, value_name = "FILE", required_unless_present = "from_log")]
+        requests: Option<PathBuf>,
+        /// Replay the newest requests the cluster's nodes logged instead
+        /// (nodes started with --decision-log-requests keep them), read
+        /// from every member that answers.
+        #[arg(long, conflicts_with = "requests")]
+        from_log: bool,
+        /// With --from-log: how many of each node's newest requests.
+        #[arg(long, default_value_t = 1000, value_name = "N", requires = "from_log")]
+        limit: u32,
         /// The ledger the proposal file extends.
         #[arg(long, value_name = "PATH")]
         ledger: Option<PathBuf>,

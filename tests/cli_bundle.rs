@@ -96,6 +96,15 @@ fn bundle_test_reports_cedar_errors_with_file_and_line() {
     .unwrap();
     let run = ws.run(&["bundle", "test", "bundle"]).fails();
     assert!(run.stderr.contains("broken.cedar:2:"), "{}", run.stderr);
+    // A `)` missing at the end of line 4 is said to be there, not at the
+    // `when` on line 5 where the parser noticed it.
+    std::fs::write(
+        ws.file("bundle/broken.cedar"),
+        "permit (\n  principal,\n  action,\n  resource\nwhen { true };\n",
+    )
+    .unwrap();
+    let run = ws.run(&["bundle", "test", "bundle"]).fails();
+    assert!(run.stderr.contains("broken.cedar:4:11:"), "{}", run.stderr);
 }
 
 #[test]

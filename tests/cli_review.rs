@@ -122,13 +122,7 @@ fn impact_reports_exactly_the_requests_the_change_flips() {
         (Some(5), Some(3), Some(2), Some(0)),
         "{impact}"
     );
-    let lines: Vec<u64> = impact["examples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|flip| flip["line"].as_u64().unwrap())
-        .collect();
-    assert_eq!(lines, [2, 4]);
+    assert_eq!(flipped_lines(&impact), [2, 4]);
     assert_eq!(impact["by_policy"]["untrusted-device"]["allow_to_deny"], 2);
     // The review carries it too when given the requests.
     let shown = ws

@@ -8,10 +8,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::cluster::{Cluster, serial, wait_until};
-use common::{approver_names, stele};
+use common::{approver_names, flipped_lines, stele};
 use serde_json::Value;
 
 const CONTEXT: &str = r#"{"network_zone":"vpn","device":{"managed":true,"disk_encrypted":true,"os_patch_age_days":3},"mfa_age_seconds":60}"#;
+const CORP_CONTEXT: &str = r#"{"network_zone":"corp","device":{"managed":true,"disk_encrypted":true,"os_patch_age_days":3},"mfa_age_seconds":60}"#;
 
 fn check_args() -> Vec<&'static str> {
     vec![
@@ -1148,17 +1149,10 @@ fn membership_changes_only_by_signed_membership_versions() {
     }
 }
 
-/// An approver's path through a pending proposal: listed with its signers,
-/// reviewed as Cedar, and signed only by an approver who said so, with the
-/// full id when a script says it.
-#[test]
-fn a_pending_proposal_is_listed_reviewed_and_signed_only_when_confirmed() {
-    let _one_at_a_time = serial();
-    let cluster = Cluster::start(1, &[]);
-    cluster.genesis();
-    cluster.wait_all_serve(1);
-    no_ssh_from_vpn(&cluster);
-    let proposed = cluster
+/// `no_ssh_from_vpn`, proposed with key a alone: pending.
+fn propose_no_ssh_from_vpn(cluster: &Cluster) -> Value {
+    no_ssh_from_vpn(cluster);
+    cluster
         .run(&[
             "--json",
             "propose",
@@ -1170,7 +1164,19 @@ fn a_pending_proposal_is_listed_reviewed_and_signed_only_when_confirmed() {
             "a",
         ])
         .ok()
-        .json();
+        .json()
+}
+
+/// An approver's path through a pending proposal: listed with its signers,
+/// reviewed as Cedar, and signed only by an approver who said so, with the
+/// full id when a script says it.
+#[test]
+fn a_pending_proposal_is_listed_reviewed_and_signed_only_when_confirmed() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &[]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    let proposed = propose_no_ssh_from_vpn(&cluster);
     let id = proposed["proposal_id"].as_str().unwrap().to_string();
     let prefix = &id[..12];
     let listed = cluster.run(&["--json", "proposals"]).ok().json();
@@ -1316,4 +1322,54 @@ fn withdrawn_and_superseded_proposals_stay_listed_for_their_authors() {
     let text = cluster.run(&["proposals"]).ok().stdout;
     assert!(text.contains("SUPERSEDED by seq 2"), "{text}");
     assert!(text.contains("WITHDRAWN by a"), "{text}");
+}
+
+/// `proposal impact --from-log`: the requests the nodes logged whole are
+/// replayed against the proposal, and exactly the ones it flips are named.
+#[test]
+fn impact_from_the_decision_logs_names_the_logged_requests_a_change_flips() {
+    let _one_at_a_time = serial();
+    let cluster = Cluster::start(1, &["--decision-log-requests"]);
+    cluster.genesis();
+    cluster.wait_all_serve(1);
+    // Two shells from the VPN (the change forbids them), one from corp.
+    let from_corp: Vec<&str> = check_args()
+        .into_iter()
+        .map(|arg| if arg == CONTEXT { CORP_CONTEXT } else { arg })
+        .collect();
+    for args in [check_args(), from_corp, check_args()] {
+        assert_eq!(cluster.run(&args).ok().json()["decision"], "Allow");
+    }
+    let proposed = propose_no_ssh_from_vpn(&cluster);
+    let id = proposed["proposal_id"].as_str().unwrap();
+    // The log is written off the decision path: wait until it holds all three.
+    let mut impact = Value::Null;
+    wait_until("three logged requests", Duration::from_secs(10), || {
+        impact = cluster
+            .run(&["--json", "proposal", "impact", id, "--from-log"])
+            .ok()
+            .json();
+        impact["requests"] == 3
+    });
+    assert_eq!(
+        (
+            impact["allow_to_deny"].as_u64(),
+            impact["deny_to_allow"].as_u64(),
+            impact["unchanged"].as_u64()
+        ),
+        (Some(2), Some(0), Some(1)),
+        "{impact}"
+    );
+    assert_eq!(flipped_lines(&impact), [1, 3], "{impact}");
+    assert_eq!(impact["by_policy"]["no-ssh-from-vpn"]["allow_to_deny"], 2);
+    // A reader may not read who asked for what.
+    let reader = cluster
+        .run_as(
+            "reader",
+            &cluster.node(1).addr,
+            &["--json", "proposal", "impact", id, "--from-log"],
+        )
+        .fails()
+        .json();
+    assert_eq!(reader["error"], "permission_denied", "{reader}");
 }

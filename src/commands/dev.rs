@@ -97,7 +97,10 @@ pub fn run(out: Output, args: DevArgs) -> Result<()> {
             i as u64 + 1,
             &ports,
             &genesis_hash,
-            args.no_decision_log,
+            DecisionLogFlags {
+                off: args.no_decision_log,
+                requests: args.decision_log_requests,
+            },
         )?;
         nodes.0.push(node);
     }
@@ -258,6 +261,13 @@ fn write_requests(path: &Path) -> Result<()> {
     fs::write(path, lines).map_err(|e| Failure::io(path, e))
 }
 
+/// How `stele dev` runs its nodes' decision logs.
+#[derive(Clone, Copy)]
+struct DecisionLogFlags {
+    off: bool,
+    requests: bool,
+}
+
 /// A node's three addresses.
 struct Ports<'a> {
     addr: &'a str,
@@ -271,7 +281,7 @@ fn spawn_node(
     id: u64,
     ports: &Ports,
     genesis: &Hash,
-    no_decision_log: bool,
+    decision_log: DecisionLogFlags,
 ) -> Result<Child> {
     let tls = dir.join("tls");
     let log_path = dir.join(format!("node{id}.log"));
@@ -300,7 +310,8 @@ fn spawn_node(
         .arg("--tls-key")
         .arg(tls.join(format!("node-{id}.key")))
         .args(["--genesis", &genesis.to_hex()])
-        .args(no_decision_log.then_some("--no-decision-log"))
+        .args(decision_log.off.then_some("--no-decision-log"))
+        .args(decision_log.requests.then_some("--decision-log-requests"))
         .arg("--data")
         .arg(dir.join(format!("node{id}")))
         .stdin(Stdio::null())

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde_json::json;
 use stele_ledger::BundleFiles;
-use stele_policy::{Impact, Outcome, Query, Snapshot};
+use stele_policy::{Described, Impact, Outcome, Query, QueryError, Snapshot};
+use stele_proto::v1::StatusRequest;
 
 use super::check::{MAX_REQUEST_LINE_BYTES, next_line};
 use super::cluster_view::{find, parent_bundle, versions};
@@ -16,19 +17,92 @@ use crate::cli::Remote;
 use crate::failure::{Code, Failure, Result};
 use crate::ledger_files::{load_ledger, load_proposal};
 use crate::output::Output;
-use crate::remote::client;
+use crate::remote::{call, client, connect};
+
+/// Where the requests to replay come from.
+pub enum Requests {
+    File(std::path::PathBuf),
+    /// The newest `limit` of each member's decision log.
+    Logged {
+        limit: u32,
+    },
+}
 
 pub fn run(
     out: Output,
     target: &str,
-    requests: &Path,
+    requests: &Requests,
     ledger: Option<&Path>,
     remote: &Remote,
 ) -> Result<()> {
     let (current, proposed) = sides(target, ledger, remote)?;
-    let impact = replay(requests, &current, &proposed)?;
+    let impact = match requests {
+        Requests::File(path) => replay(path, &current, &proposed)?,
+        Requests::Logged { limit } => {
+            let logged = logged_requests(remote, *limit)?;
+            let mut replayer = Replayer::new(&current, &proposed)?;
+            for (number, text) in logged.iter().enumerate() {
+                replayer.replay(number + 1, text, "the logged requests")?;
+            }
+            replayer.impact
+        }
+    };
     out.result(&impact, || impact_text(&impact));
     Ok(())
+}
+
+/// The newest requests every member that answers logged whole.
+fn logged_requests(remote: &Remote, limit: u32) -> Result<Vec<String>> {
+    let seed = client(remote)?;
+    let status = call(seed.status(StatusRequest { local_only: true }))?;
+    let mut addrs: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
+    if addrs.is_empty() {
+        addrs.push(remote.endpoint.clone());
+    }
+    let mut requests = Vec::new();
+    let mut logging = 0;
+    let mut refused = None;
+    for addr in &addrs {
+        let node = match connect(addr, remote.timeout) {
+            Ok(node) => node,
+            Err(failure) => {
+                eprintln!(
+                    "warning: {addr}: {}; its requests are left out",
+                    failure.message
+                );
+                continue;
+            }
+        };
+        match call(node.recent_requests(limit)) {
+            Ok(recent) => {
+                logging += usize::from(recent.logs_requests);
+                requests.extend(recent.requests);
+            }
+            Err(failure) => {
+                eprintln!(
+                    "warning: {addr}: {}; its requests are left out",
+                    failure.message
+                );
+                refused.get_or_insert(failure);
+            }
+        }
+    }
+    if let (true, Some(failure)) = (requests.is_empty() && logging == 0, refused) {
+        return Err(failure);
+    }
+    if requests.is_empty() {
+        let why = match logging {
+            0 => {
+                "no node logs requests whole: start the nodes with --decision-log-requests (each decision's log record then holds the request, docs/AUDIT.md)"
+            }
+            _ => "the nodes' decision logs hold no whole requests yet",
+        };
+        return Err(Failure::new(
+            Code::NotFound,
+            format!("{why}; or give --requests FILE"),
+        ));
+    }
+    Ok(requests)
 }
 
 /// The bundle in force below the target, and the target's.
@@ -62,26 +136,60 @@ fn sides(
     Ok((parent, read.bundle))
 }
 
+/// Replays requests against the current and the proposed bundle.
+struct Replayer {
+    current: Snapshot,
+    proposed: Snapshot,
+    impact: Impact,
+}
+
+impl Replayer {
+    fn new(current: &BundleFiles, proposed: &BundleFiles) -> Result<Replayer> {
+        let compile = |bundle: &BundleFiles, which: &str| {
+            Snapshot::compile(bundle).map_err(|e| {
+                let failure: Failure = e.into();
+                Failure {
+                    message: format!("the {which} bundle does not compile: {}", failure.message),
+                    ..failure
+                }
+            })
+        };
+        Ok(Replayer {
+            current: compile(current, "current")?,
+            proposed: compile(proposed, "proposed")?,
+            impact: Impact::default(),
+        })
+    }
+
+    /// Request `number` of `source`, as text; a blank one is skipped.
+    fn replay(&mut self, number: usize, text: &str, source: &str) -> Result<()> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        let (query, described) = parse_request(text)
+            .map_err(|e| Failure::new(Code::InvalidRequest, format!("{source}:{number}: {e}")))?;
+        self.impact.replay(
+            number,
+            text,
+            (&query, &described),
+            &self.current,
+            &self.proposed,
+        );
+        Ok(())
+    }
+}
+
 /// Replays every request of the file (`-`: stdin) against both bundles.
 pub fn replay(requests: &Path, current: &BundleFiles, proposed: &BundleFiles) -> Result<Impact> {
-    let compile = |bundle: &BundleFiles, which: &str| {
-        Snapshot::compile(bundle).map_err(|e| {
-            let failure: Failure = e.into();
-            Failure {
-                message: format!("the {which} bundle does not compile: {}", failure.message),
-                ..failure
-            }
-        })
-    };
-    let current = compile(current, "current")?;
-    let proposed = compile(proposed, "proposed")?;
+    let mut replayer = Replayer::new(current, proposed)?;
     let mut reader: Box<dyn BufRead> = if requests.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
         let file = std::fs::File::open(requests).map_err(|e| Failure::io(requests, e))?;
         Box::new(BufReader::new(file))
     };
-    let mut impact = Impact::default();
+    let source = requests.display().to_string();
     let mut line = Vec::new();
     for number in 1.. {
         let Some(fits) = next_line(&mut reader, &mut line).map_err(|e| Failure::io(requests, e))?
@@ -91,7 +199,7 @@ pub fn replay(requests: &Path, current: &BundleFiles, proposed: &BundleFiles) ->
         let bad = |message: String| {
             Failure::new(
                 Code::InvalidRequest,
-                format!("{}:{number}: {message}", requests.display()),
+                format!("{source}:{number}: {message}"),
             )
         };
         if !fits {
@@ -99,16 +207,21 @@ pub fn replay(requests: &Path, current: &BundleFiles, proposed: &BundleFiles) ->
                 "a request over the limit of {MAX_REQUEST_LINE_BYTES} bytes"
             )));
         }
-        let text = std::str::from_utf8(&line)
-            .map_err(|_| bad("not valid UTF-8".into()))?
-            .trim();
-        if text.is_empty() {
-            continue;
-        }
-        let query = Query::from_json(text).map_err(|e| bad(e.to_string()))?;
-        impact.replay(number, text, &query, &current, &proposed);
+        let text = std::str::from_utf8(&line).map_err(|_| bad("not valid UTF-8".into()))?;
+        replayer.replay(number, text, &source)?;
     }
-    Ok(impact)
+    Ok(replayer.impact)
+}
+
+/// A request line: the `stele check --requests` form, or the decision
+/// log's (`--decision-log-requests`), whose principal is Cedar text.
+fn parse_request(text: &str) -> std::result::Result<(Query, Vec<Described>), QueryError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| QueryError(format!("not a request: {e}")))?;
+    if value["principal"].is_string() {
+        return Query::from_logged(&value);
+    }
+    Ok((Query::from_json(text)?, Vec::new()))
 }
 
 pub fn impact_text(impact: &Impact) -> String {

@@ -47,9 +47,17 @@ pub fn run(out: Output, command: ProposalCommand) -> Result<()> {
         ProposalCommand::Impact {
             proposal,
             requests,
+            from_log,
+            limit,
             ledger,
             remote,
-        } => super::impact::run(out, &proposal, &requests, ledger.as_deref(), &remote),
+        } => {
+            let source = match (requests, from_log) {
+                (Some(file), _) => super::impact::Requests::File(file),
+                (None, _) => super::impact::Requests::Logged { limit },
+            };
+            super::impact::run(out, &proposal, &source, ledger.as_deref(), &remote)
+        }
     }
 }
 

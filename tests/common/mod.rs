@@ -212,6 +212,16 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The approver names a version's `--json` trust set declares, sorted.
+/// The request lines of the flips a `proposal impact --json` shows.
+pub fn flipped_lines(impact: &Value) -> Vec<u64> {
+    impact["examples"]
+        .as_array()
+        .expect("an impact lists its flips")
+        .iter()
+        .map(|flip| flip["line"].as_u64().unwrap())
+        .collect()
+}
+
 pub fn approver_names(version: &Value) -> Vec<String> {
     let mut names: Vec<String> = version["trust"]["approvers"]
         .as_array()

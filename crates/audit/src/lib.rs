@@ -14,6 +14,7 @@
 
 mod error;
 mod key;
+mod recent;
 mod record;
 mod segments;
 mod verify;
@@ -21,6 +22,7 @@ mod writer;
 
 pub use error::{LogError, Unlogged};
 pub use key::{LOG_KEY_FILE, node_key};
+pub use recent::{Recent, recent_requests};
 pub use record::{
     Checkpoint, DecisionRecord, DroppedRecord, Line, LoggedRequest, record_hash, request_digest,
     request_json,

@@ -29,8 +29,9 @@ use stele_proto::v1::{
     ApproveRequest, BootstrapRequest, BootstrapResponse, CheckBatchRequest, CheckBatchResponse,
     CheckRequest, CheckResponse, ExportRequest, GetProposalRequest, GetVersionRequest, HeadRequest,
     HeadResponse, ListProposalsRequest, ListProposalsResponse, ListVersionsRequest,
-    ListVersionsResponse, ProposalReply, ProposalStatus, ProposeRequest, StatusRequest,
-    StatusResponse, VersionRef, WatchHeadRequest, WithdrawRequest,
+    ListVersionsResponse, ProposalReply, ProposalStatus, ProposeRequest, RecentRequestsRequest,
+    RecentRequestsResponse, StatusRequest, StatusResponse, VersionRef, WatchHeadRequest,
+    WithdrawRequest,
 };
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
@@ -408,6 +409,13 @@ impl Client {
     }
 
     // Administration.
+
+    /// The newest requests the node's decision log holds whole.
+    pub async fn recent_requests(&self, limit: u32) -> Result<RecentRequestsResponse, Error> {
+        let request = RecentRequestsRequest { limit };
+        let reply = self.admin().recent_requests(self.request(request)).await;
+        Ok(reply.map_err(self.failed())?.into_inner())
+    }
 
     pub async fn status(&self, request: StatusRequest) -> Result<StatusResponse, Error> {
         let reply = self.admin().status(self.request(request)).await;

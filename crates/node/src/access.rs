@@ -55,7 +55,7 @@ pub fn grpc_need(path: &str) -> Option<Need> {
         | "/stele.v1.Ledger/Export"
         | "/stele.v1.Ledger/WatchHead" => READER,
         "/stele.v1.Ledger/Head" | "/stele.v1.Admin/Status" => READER_OR_DECIDE,
-        "/stele.v1.Admin/Bootstrap" => OPERATOR,
+        "/stele.v1.Admin/Bootstrap" | "/stele.v1.Admin/RecentRequests" => OPERATOR,
         _ => return None,
     };
     Some(need)

@@ -10,7 +10,8 @@ use openraft::error::{InitializeError, RaftError};
 use stele_ledger::{ChainState, Hash, Kind, MemberSet, Proposal, Reason, Version, structural_only};
 use stele_proto::v1::admin_server::Admin as AdminRpc;
 use stele_proto::v1::{
-    BootstrapRequest, BootstrapResponse, MemberStatus, StatusRequest, StatusResponse,
+    BootstrapRequest, BootstrapResponse, MemberStatus, RecentRequestsRequest,
+    RecentRequestsResponse, StatusRequest, StatusResponse,
 };
 use stele_store::MemberAddrs;
 use tonic::{Request, Response, Status};
@@ -72,8 +73,60 @@ impl AdminService {
     }
 }
 
+/// Most requests one RecentRequests call answers, and what it answers
+/// when asked for none in particular.
+pub const MAX_RECENT_REQUESTS: u32 = 10_000;
+const DEFAULT_RECENT_REQUESTS: u32 = 1_000;
+/// Most bytes of the log one call reads: four full segments.
+const MAX_RECENT_LOG_BYTES: u64 = 256 << 20;
+/// Most bytes of requests one answer carries, well inside the API limit.
+const MAX_RECENT_ANSWER_BYTES: usize = 32 << 20;
+
 #[tonic::async_trait]
 impl AdminRpc for AdminService {
+    async fn recent_requests(
+        &self,
+        request: Request<RecentRequestsRequest>,
+    ) -> Result<Response<RecentRequestsResponse>, Status> {
+        let (Some(log), Some(dir)) = (
+            self.node.config.decision_log.as_ref(),
+            self.node.config.decision_log_dir(),
+        ) else {
+            return Err(Status::failed_precondition(
+                "this node keeps no decision log, so it has no requests to give",
+            ));
+        };
+        let logs_requests = log.full_requests;
+        let limit = match request.into_inner().limit {
+            0 => DEFAULT_RECENT_REQUESTS,
+            limit => limit.min(MAX_RECENT_REQUESTS),
+        } as usize;
+        let recent = stele_store::offload(move || {
+            stele_audit::recent_requests(&dir, limit, MAX_RECENT_LOG_BYTES)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("reading the decision log: {e}")))?
+        .map_err(|e| Status::internal(format!("reading the decision log: {e}")))?;
+        // The newest that fit one answer.
+        let mut requests: Vec<String> = Vec::new();
+        let mut bytes = 0;
+        for request in recent.requests.iter().rev() {
+            let text = request.to_string();
+            bytes += text.len() + 8;
+            if bytes > MAX_RECENT_ANSWER_BYTES {
+                break;
+            }
+            requests.push(text);
+        }
+        requests.reverse();
+        Ok(Response::new(RecentRequestsResponse {
+            requests,
+            records: recent.records,
+            without_request: recent.without_request,
+            logs_requests,
+        }))
+    }
+
     async fn status(
         &self,
         request: Request<StatusRequest>,

@@ -118,6 +118,16 @@ impl NodeConfig {
         }
     }
 
+    /// Where the decision log is kept, when there is one: `DATA/decisions`
+    /// unless told otherwise.
+    pub fn decision_log_dir(&self) -> Option<std::path::PathBuf> {
+        let log = self.decision_log.as_ref()?;
+        Some(match log.dir.as_os_str().is_empty() {
+            true => self.data_dir.join("decisions"),
+            false => log.dir.clone(),
+        })
+    }
+
     /// Applies a TOML file's settings (any subset of [`FileConfig`]).
     pub fn apply_file(&mut self, text: &str) -> Result<(), ConfigError> {
         let file: FileConfig =

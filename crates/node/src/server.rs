@@ -353,9 +353,9 @@ fn open_decision_log(
         return Ok(None);
     };
     let mut log_config = log_config.clone();
-    if log_config.dir.as_os_str().is_empty() {
-        log_config.dir = config.data_dir.join("decisions");
-    }
+    log_config.dir = config
+        .decision_log_dir()
+        .expect("the configuration keeps a decision log");
     log_config.blocking = stele_decision::block_in_place;
     let key = stele_audit::node_key(&config.data_dir)?;
     let log = DecisionLog::open(log_config.clone(), key, config.id, clock.clone())?;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use cedar_policy::{Entities, Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use stele_ledger::BundleFiles;
 
-use crate::diagnostics::render;
+use crate::diagnostics::{render, render_syntax};
 use crate::error::BundleError;
 use crate::layout::{ENTITIES_FILE, FileRole, SCHEMA_FILE, check_layout, role_of};
 
@@ -70,7 +70,7 @@ pub fn parse_policies(bundle: &BundleFiles) -> Result<Vec<NamedPolicy>, BundleEr
         let set = match PolicySet::from_str(text) {
             Ok(set) => set,
             Err(e) => {
-                errors.extend(e.iter().flat_map(|error| render(file, text, error)));
+                errors.extend(e.iter().flat_map(|error| render_syntax(file, text, error)));
                 continue;
             }
         };

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::decision::{Decision, Outcome};
-use crate::query::Query;
+use crate::query::{Described, Query};
 use crate::snapshot::Snapshot;
 
 /// Flips kept as examples, in request order.
@@ -58,18 +58,22 @@ pub struct Impact {
 }
 
 impl Impact {
-    /// Replays one request (line `line` of the requests, `text` as given)
-    /// against `current` and `proposed`.
+    /// Replays one request (line `line` of the requests, `text` as given),
+    /// with the entities it `described`, against `current` and `proposed`.
     pub fn replay(
         &mut self,
         line: usize,
         text: &str,
-        query: &Query,
+        (query, described): (&Query, &[Described]),
         current: &Snapshot,
         proposed: &Snapshot,
     ) {
         self.requests += 1;
-        let (before, after) = match (current.evaluate(query), proposed.evaluate(query)) {
+        let evaluate = |snapshot: &Snapshot| match described {
+            [] => snapshot.evaluate(query),
+            _ => snapshot.evaluate_described(query, described),
+        };
+        let (before, after) = match (evaluate(current), evaluate(proposed)) {
             (Ok(before), Ok(after)) => (before, after),
             (before, after) => {
                 self.unevaluable += 1;
@@ -149,7 +153,7 @@ mod tests {
         );
         let mut impact = Impact::default();
         for (line, user) in ["alice", "bob", "carol", "bob"].iter().enumerate() {
-            impact.replay(line + 1, user, &query(user), &current, &proposed);
+            impact.replay(line + 1, user, (&query(user), &[]), &current, &proposed);
         }
         assert_eq!(impact.requests, 4);
         assert_eq!(impact.unchanged, 2);

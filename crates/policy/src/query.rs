@@ -166,6 +166,36 @@ impl Query {
         Query::from_parts(&json.principal, &json.action, &json.resource, json.context)
     }
 
+    /// From a request as the decision log keeps it (`--decision-log-requests`):
+    /// `{"principal":"User::\"alice\"","action":…,"resource":…,"context":{…}}`,
+    /// with the entities it described (`"entities":[{"uid","attrs"}]`).
+    pub fn from_logged(request: &Value) -> Result<(Query, Vec<Described>), QueryError> {
+        let text = |field: &str| {
+            request[field]
+                .as_str()
+                .ok_or_else(|| QueryError(format!("a logged request without its {field}")))
+        };
+        let query = Query::parse(text("principal")?, text("action")?, text("resource")?, None)?;
+        let context = match request.get("context") {
+            None => Value::Object(Default::default()),
+            Some(context) => context.clone(),
+        };
+        let query = Query::new(query.principal, query.action, query.resource, context)?;
+        let mut described = Vec::new();
+        for entity in request["entities"].as_array().into_iter().flatten() {
+            let uid = entity["uid"]
+                .as_str()
+                .and_then(|uid| EntityUid::from_str(uid).ok())
+                .ok_or_else(|| QueryError(format!("a logged entity without a uid: {entity}")))?;
+            let attributes = match &entity["attrs"] {
+                Value::Object(attributes) => attributes.clone(),
+                _ => Default::default(),
+            };
+            described.push(Described { uid, attributes });
+        }
+        Ok((query, described))
+    }
+
     /// From entity references and an optional context object.
     pub fn from_parts(
         principal: &EntityRef,
