@@ -108,6 +108,26 @@ fn bundle_test_reports_cedar_errors_with_file_and_line() {
 }
 
 #[test]
+fn an_entity_error_names_the_entity_and_the_attribute() {
+    let ws = Workspace::new();
+    ws.run(&["bundle", "init", "fresh"]).ok();
+    let path = ws.file("fresh/entities.json");
+    let entities = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        entities.replace(r#""department": "eng""#, r#""department": 5"#),
+    )
+    .unwrap();
+    let run = ws.run(&["bundle", "test", "fresh"]).fails();
+    assert!(
+        run.stderr
+            .contains(r#"in attribute `department` on `User::"alice"`"#),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn unknown_files_and_missing_schemas_are_errors() {
     let ws = Workspace::new();
     std::fs::write(ws.file("bundle/notes.txt"), "hello").unwrap();

@@ -1362,6 +1362,9 @@ fn impact_from_the_decision_logs_names_the_logged_requests_a_change_flips() {
     );
     assert_eq!(flipped_lines(&impact), [1, 3], "{impact}");
     assert_eq!(impact["by_policy"]["no-ssh-from-vpn"]["allow_to_deny"], 2);
+    // The review of the pending proposal says so too.
+    let shown = cluster.run(&["--json", "show", id]).ok().json();
+    assert_eq!(shown["impact"]["allow_to_deny"], 2, "{shown}");
     // A reader may not read who asked for what.
     let reader = cluster
         .run_as(

@@ -294,3 +294,44 @@ pub fn add_to_review(
     text.push_str(&format!("\n{}", impact_text(&impact)));
     Ok(())
 }
+
+/// The impact on the requests this node logged, as part of a review; a
+/// note instead when there are none to read (advice: the review stands
+/// without it).
+pub fn add_logged_to_review(
+    value: &mut serde_json::Value,
+    text: &mut String,
+    node: &stele_client::Client,
+    current: Option<&BundleFiles>,
+    proposed: &BundleFiles,
+) {
+    let Some(current) = current else {
+        return;
+    };
+    let replayed = call(node.recent_requests(0)).and_then(|recent| {
+        if recent.requests.is_empty() {
+            return Ok(None);
+        }
+        let mut replayer = Replayer::new(current, proposed)?;
+        for (number, request) in recent.requests.iter().enumerate() {
+            replayer.replay(number + 1, request, "the logged requests")?;
+        }
+        Ok(Some(replayer.impact))
+    });
+    match replayed {
+        Ok(Some(impact)) => {
+            value["impact"] = serde_json::to_value(&impact).expect("an impact serializes");
+            text.push_str(&format!(
+                "\n{} (the requests this node logged)",
+                impact_text(&impact)
+            ));
+        }
+        Ok(None) => text.push_str(
+            "\nimpact: this node has logged no whole requests (nodes started with --decision-log-requests do); `stele proposal impact ID --requests FILE` replays others",
+        ),
+        Err(failure) => text.push_str(&format!(
+            "\nimpact: not computed from this node's log ({})",
+            failure.message
+        )),
+    }
+}

@@ -12,7 +12,7 @@ use stele_proto::v1::closed_proposal::Why;
 use super::cluster_view::{Read, find, parent_bundle, versions};
 use super::describe::{Names, member_changes, version_json, version_line};
 use super::ids::Typed;
-use super::impact::add_to_review;
+use super::impact::{add_logged_to_review, add_to_review};
 use super::review::{Below, review_text};
 use crate::cli::{DiffArgs, ExportArgs, LogArgs, ProposalsArgs, Remote, ShowArgs};
 use crate::failure::{Code, Failure, Result};
@@ -62,14 +62,24 @@ pub fn show_on_node(
     let read = find(&client, &versions, &typed)?;
     let parent = parent_bundle(&client, &read.version)?;
     let (mut value, mut text) = reviewed(&read, parent.as_ref(), &versions);
-    if let Some(requests) = requests {
-        add_to_review(
+    match requests {
+        Some(requests) => add_to_review(
             &mut value,
             &mut text,
             requests,
             parent.as_ref(),
             &read.bundle,
-        )?;
+        )?,
+        // A pending proposal's review says what it would flip, when this
+        // node logs requests and lets this caller read them.
+        None if read.pending => add_logged_to_review(
+            &mut value,
+            &mut text,
+            &client,
+            parent.as_ref(),
+            &read.bundle,
+        ),
+        None => {}
     }
     out.result(&value, || text);
     Ok(())

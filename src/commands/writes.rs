@@ -83,7 +83,16 @@ pub fn rotate(out: Output, args: RotateArgs) -> Result<()> {
 pub fn submit(out: Output, args: SubmitArgs) -> Result<()> {
     let proposal = load_proposal(&args.proposal)?;
     let client = client(&args.remote)?;
-    send(out, &client, proposal, true)
+    send(out, &client, proposal, true).map_err(|mut failure| {
+        if failure.code == Code::Reason(Reason::UnknownKey) {
+            failure.message.push_str(&format!(
+                "; a signature by a key outside the trust set never counts and is not accepted: see `stele proposal show {} --ledger LEDGER`, and remove it with `stele proposal unsign {} --approver KEY`",
+                args.proposal.display(),
+                args.proposal.display()
+            ));
+        }
+        failure
+    })
 }
 
 pub fn approve(out: Output, args: ApproveArgs) -> Result<()> {

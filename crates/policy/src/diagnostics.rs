@@ -62,6 +62,16 @@ fn render_one(file: &str, text: &str, diagnostic: &dyn Diagnostic, position: Pos
         }
         (None, _) => format!("{file}: {diagnostic}"),
     };
+    // What Cedar says underneath ("in attribute `x` on `User::\"a\"`…"):
+    // without it an entity error names neither the entity nor the attribute.
+    let mut cause = diagnostic.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !line.contains(&said) {
+            line.push_str(&format!(": {said}"));
+        }
+        cause = inner.source();
+    }
     if let Some(help) = diagnostic.help() {
         line.push_str(&format!(" (help: {help})"));
     }
